@@ -1,0 +1,115 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/states.h"
+
+namespace floodgate::store {
+
+/// A failure of the underlying database (I/O error, corruption, lock timeout).
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A batch as persisted. Times are Unix milliseconds; 0 means "not yet".
+struct BatchRecord {
+  std::string id;
+  std::string spec_json;  // batch-level options (deployment, limits, retry, tags, ...)
+  core::BatchState state = core::BatchState::kQueued;
+  int64_t total = 0;
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+  int64_t finished_at_ms = 0;
+  int64_t version = 0;
+  std::optional<std::string> idempotency_key;
+  int64_t seq = 0;  // insertion order, assigned by the store
+};
+
+/// One item (one child run) as persisted.
+struct ItemRecord {
+  int64_t index = 0;
+  core::ItemState state = core::ItemState::kPending;
+  int32_t attempts = 0;
+  std::string flow_run_id;
+  std::string flow_run_state;
+  std::string last_error;
+  std::string spec_json;  // the run's own spec: parameters, name, tags, ...
+  /// Extra mutable details as JSON (run ids of earlier attempts, retry timing); "" when none.
+  std::string detail_json;
+};
+
+/// A change to one item; the item's spec is never changed.
+struct ItemUpdate {
+  std::string batch_id;
+  int64_t index = 0;
+  core::ItemState state = core::ItemState::kPending;
+  int32_t attempts = 0;
+  std::string flow_run_id;
+  std::string flow_run_state;
+  std::string last_error;
+  std::string detail_json;
+};
+
+/// A change to a batch's mutable fields.
+struct BatchUpdate {
+  std::string id;
+  core::BatchState state = core::BatchState::kQueued;
+  int64_t updated_at_ms = 0;
+  int64_t finished_at_ms = 0;
+  int64_t version = 0;
+  std::optional<std::string> spec_json;  // set when limits were changed
+};
+
+struct InsertResult {
+  bool inserted = false;  // false: the idempotency key matched an existing batch
+  std::string batch_id;   // the new batch, or the existing one
+};
+
+/// Durable storage of batches and items. Thread-safe: any thread may call any method.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  /// Inserts a batch and all its items in one transaction. When the batch's
+  /// idempotency_key is already taken, inserts nothing and names the existing batch.
+  virtual InsertResult insert_batch(const BatchRecord& batch,
+                                    const std::vector<ItemRecord>& items) = 0;
+
+  /// Applies item and batch changes in one transaction.
+  virtual void apply(const std::vector<ItemUpdate>& items,
+                     const std::vector<BatchUpdate>& batches) = 0;
+
+  virtual std::optional<BatchRecord> get_batch(const std::string& id) = 0;
+
+  /// Batches in insertion order, optionally only those in one state.
+  virtual std::vector<BatchRecord> list_batches(std::optional<core::BatchState> state,
+                                                int64_t after_seq, int limit) = 0;
+
+  /// Batches that are not in a final state, in insertion order.
+  virtual std::vector<BatchRecord> load_unfinished_batches() = 0;
+
+  /// All items of a batch in index order (with their specs when `with_spec`).
+  virtual std::vector<ItemRecord> load_items(const std::string& batch_id, bool with_spec) = 0;
+
+  /// Items of a batch with index > after_index, optionally in one state, at most `limit`,
+  /// without their specs.
+  virtual std::vector<ItemRecord> list_items(const std::string& batch_id,
+                                             std::optional<core::ItemState> state,
+                                             int64_t after_index, int limit) = 0;
+
+  /// Specs of the given items of a batch (index -> spec), for re-launching.
+  virtual std::vector<std::pair<int64_t, std::string>> load_item_specs(
+      const std::string& batch_id, const std::vector<int64_t>& indexes) = 0;
+};
+
+/// Opens the store named by a URL: "sqlite:///abs/path.db", "sqlite://./rel.db",
+/// "sqlite://:memory:". Throws StoreError with a clear message on a bad URL or failure to open.
+std::unique_ptr<Store> open_store(const std::string& url);
+
+}  // namespace floodgate::store
