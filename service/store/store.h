@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -81,13 +82,15 @@ class Store {
   virtual InsertResult insert_batch(const BatchRecord& batch,
                                     const std::vector<ItemRecord>& items) = 0;
 
-  /// Applies item and batch changes in one transaction.
+  /// Applies item and batch changes in one transaction. Changes naming an unknown batch or
+  /// item are skipped; only database failures throw.
   virtual void apply(const std::vector<ItemUpdate>& items,
                      const std::vector<BatchUpdate>& batches) = 0;
 
   virtual std::optional<BatchRecord> get_batch(const std::string& id) = 0;
 
-  /// Batches in insertion order, optionally only those in one state.
+  /// Batches in insertion order, optionally only those in one state, with seq > after_seq,
+  /// at most `limit` (a negative limit means no limit).
   virtual std::vector<BatchRecord> list_batches(std::optional<core::BatchState> state,
                                                 int64_t after_seq, int limit) = 0;
 
@@ -97,13 +100,27 @@ class Store {
   /// All items of a batch in index order (with their specs when `with_spec`).
   virtual std::vector<ItemRecord> load_items(const std::string& batch_id, bool with_spec) = 0;
 
-  /// Items of a batch with index > after_index, optionally in one state, at most `limit`,
-  /// without their specs.
+  /// Items of a batch with index > after_index, optionally in one state, at most `limit`
+  /// (a negative limit means no limit), in index order, without their specs.
   virtual std::vector<ItemRecord> list_items(const std::string& batch_id,
                                              std::optional<core::ItemState> state,
                                              int64_t after_index, int limit) = 0;
 
-  /// Specs of the given items of a batch (index -> spec), for re-launching.
+  /// How many items of a batch are in each state (indexed by ItemState).
+  virtual std::array<int64_t, core::kItemStateCount> count_items(const std::string& batch_id) {
+    std::array<int64_t, core::kItemStateCount> counts{};
+    int64_t after = -1;
+    while (true) {
+      auto page = list_items(batch_id, std::nullopt, after, 10000);
+      if (page.empty()) break;
+      for (const auto& item : page) counts[static_cast<int>(item.state)] += 1;
+      after = page.back().index;
+    }
+    return counts;
+  }
+
+  /// Specs of the given items of a batch (index -> spec), for re-launching; in the order
+  /// asked, leaving out indexes the batch does not have.
   virtual std::vector<std::pair<int64_t, std::string>> load_item_specs(
       const std::string& batch_id, const std::vector<int64_t>& indexes) = 0;
 };

@@ -1,0 +1,366 @@
+#include "api/batch_request.h"
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include "prefect/prefect_api.h"
+
+namespace floodgate::api {
+
+using nlohmann::json;
+
+namespace {
+
+class Checker {
+ public:
+  explicit Checker(std::vector<FieldError>& errors) : errors_(errors) {}
+
+  bool fail(std::string field, std::string message) {
+    if (errors_.size() < 50) errors_.push_back({std::move(field), std::move(message)});
+    return false;
+  }
+  bool ok() const { return errors_.empty(); }
+
+  bool only_keys(const json& obj, const std::string& prefix, std::initializer_list<const char*> keys) {
+    bool good = true;
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      bool known = false;
+      for (const char* k : keys) known = known || it.key() == k;
+      if (!known) good = fail(prefix + it.key(), "unknown field");
+    }
+    return good;
+  }
+
+  std::optional<int64_t> integer(const json& v, const std::string& field, int64_t lo, int64_t hi) {
+    if (v.is_number_float()) {
+      double d = v.get<double>();
+      if (std::floor(d) != d) {
+        fail(field, "must be a whole number");
+        return std::nullopt;
+      }
+    } else if (!v.is_number_integer() && !v.is_number_unsigned()) {
+      fail(field, std::string("must be a whole number, not ") + v.type_name());
+      return std::nullopt;
+    }
+    double d = v.get<double>();
+    if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+      fail(field, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(d);
+  }
+
+  std::optional<double> number(const json& v, const std::string& field, double lo, double hi,
+                               bool lo_exclusive = false) {
+    if (!v.is_number()) {
+      fail(field, std::string("must be a number, not ") + v.type_name());
+      return std::nullopt;
+    }
+    double d = v.get<double>();
+    if (!std::isfinite(d) || d < lo || d > hi || (lo_exclusive && d == lo)) {
+      std::string range = lo_exclusive ? "greater than " + trim(lo) : "at least " + trim(lo);
+      fail(field, "must be " + range + " and at most " + trim(hi));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  std::optional<std::string> string(const json& v, const std::string& field, size_t max_len,
+                                    bool allow_empty = false) {
+    if (!v.is_string()) {
+      fail(field, std::string("must be a string, not ") + v.type_name());
+      return std::nullopt;
+    }
+    auto s = v.get<std::string>();
+    if (!allow_empty && s.empty()) {
+      fail(field, "must not be empty");
+      return std::nullopt;
+    }
+    if (s.size() > max_len) {
+      fail(field, "must be at most " + std::to_string(max_len) + " characters");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  bool string_list(const json& v, const std::string& field) {
+    if (!v.is_array()) return fail(field, std::string("must be a list of strings, not ") + v.type_name());
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!string(v[i], field + "[" + std::to_string(i) + "]", 1000)) return false;
+    }
+    return true;
+  }
+
+  bool deployment_text(const json& v, const std::string& field) {
+    auto s = string(v, field, 1000);
+    if (!s) return false;
+    if (!prefect::parse_deployment_ref(*s)) {
+      return fail(field, "must be \"flow-name/deployment-name\" (exactly one '/') or a deployment id");
+    }
+    return true;
+  }
+
+ private:
+  static std::string trim(double d) {
+    if (d >= 1e15) return "1e15";
+    std::string s = std::to_string(d);
+    s.erase(s.find_last_not_of('0') + 1);
+    if (!s.empty() && s.back() == '.') s.pop_back();
+    return s;
+  }
+  std::vector<FieldError>& errors_;
+};
+
+constexpr double kMaxSeconds = 30.0 * 24 * 3600;
+
+void parse_limits(Checker& c, const json& v, engine::LimitSpec& out) {
+  if (!v.is_object()) {
+    c.fail("limits", std::string("must be an object, not ") + v.type_name());
+    return;
+  }
+  c.only_keys(v, "limits.", {"max_in_flight", "max_running", "launches_per_second", "burst"});
+  auto get = [&](const char* key) -> const json* {
+    auto it = v.find(key);
+    return it == v.end() || it->is_null() ? nullptr : &*it;
+  };
+  if (const json* x = get("max_in_flight")) {
+    if (auto n = c.integer(*x, "limits.max_in_flight", 1, 100000)) out.max_in_flight = static_cast<int>(*n);
+  } else if (v.contains("max_in_flight")) {
+    out.max_in_flight.reset();
+  }
+  if (const json* x = get("max_running")) {
+    if (auto n = c.integer(*x, "limits.max_running", 1, 10000000)) out.max_running = static_cast<int>(*n);
+  } else if (v.contains("max_running")) {
+    out.max_running.reset();
+  }
+  if (const json* x = get("launches_per_second")) {
+    if (auto n = c.number(*x, "limits.launches_per_second", 0, 1e6, true)) out.launches_per_second = *n;
+  } else if (v.contains("launches_per_second")) {
+    out.launches_per_second.reset();
+  }
+  if (const json* x = get("burst")) {
+    if (auto n = c.number(*x, "limits.burst", 1, 1e6)) out.burst = *n;
+  } else if (v.contains("burst")) {
+    out.burst.reset();
+  }
+}
+
+void parse_retry(Checker& c, const json& v, engine::RetrySpec& out) {
+  if (!v.is_object()) {
+    c.fail("retry", std::string("must be an object, not ") + v.type_name());
+    return;
+  }
+  c.only_keys(v, "retry.", {"max_attempts", "initial_delay_s", "max_delay_s", "max_elapsed_s"});
+  if (v.contains("max_attempts")) {
+    if (auto n = c.integer(v["max_attempts"], "retry.max_attempts", 1, 1000)) out.max_attempts = static_cast<int>(*n);
+  }
+  if (v.contains("initial_delay_s")) {
+    if (auto n = c.number(v["initial_delay_s"], "retry.initial_delay_s", 0, 3600)) out.initial_delay_s = *n;
+  }
+  if (v.contains("max_delay_s")) {
+    if (auto n = c.number(v["max_delay_s"], "retry.max_delay_s", 0, 86400)) out.max_delay_s = *n;
+  }
+  if (v.contains("max_elapsed_s")) {
+    if (auto n = c.number(v["max_elapsed_s"], "retry.max_elapsed_s", 0, kMaxSeconds, true)) out.max_elapsed_s = *n;
+  }
+  if (c.ok() && out.max_delay_s < out.initial_delay_s) {
+    c.fail("retry.max_delay_s", "must not be less than retry.initial_delay_s");
+  }
+}
+
+void parse_tolerance(Checker& c, const json& body, engine::BatchSpec& spec) {
+  if (body.contains("tolerated_failure_percentage")) {
+    if (auto n = c.number(body["tolerated_failure_percentage"], "tolerated_failure_percentage", 0, 100)) {
+      spec.tolerated_failure_percentage = *n;
+    }
+  }
+  if (body.contains("tolerated_failure_count")) {
+    const json& v = body["tolerated_failure_count"];
+    if (v.is_null()) {
+      spec.tolerated_failure_count.reset();
+    } else if (auto n = c.integer(v, "tolerated_failure_count", 0, std::numeric_limits<int32_t>::max())) {
+      spec.tolerated_failure_count = *n;
+    }
+  }
+}
+
+void parse_priority(Checker& c, const json& body, engine::BatchSpec& spec) {
+  if (body.contains("priority")) {
+    if (auto n = c.integer(body["priority"], "priority", -1000, 1000)) spec.priority = static_cast<int>(*n);
+  }
+}
+
+}  // namespace
+
+std::optional<BatchRequest> parse_batch_request(const json& body, const RequestLimits& limits,
+                                                std::vector<FieldError>& errors) {
+  Checker c(errors);
+  if (!body.is_object()) {
+    c.fail("body", std::string("must be a JSON object, not ") + body.type_name());
+    return std::nullopt;
+  }
+  c.only_keys(body, "", {"deployment", "deployment_id", "runs", "tags", "parent_flow_run_id",
+                         "limits", "retry", "track", "relaunch_crashed",
+                         "tolerated_failure_percentage", "tolerated_failure_count", "on_cancel",
+                         "priority", "labels"});
+  BatchRequest out;
+  engine::BatchSpec& spec = out.spec;
+
+  const bool has_dep = body.contains("deployment") && !body["deployment"].is_null();
+  const bool has_id = body.contains("deployment_id") && !body["deployment_id"].is_null();
+  if (has_dep && has_id) {
+    c.fail("deployment_id", "give either deployment or deployment_id, not both");
+  } else if (has_dep) {
+    if (c.deployment_text(body["deployment"], "deployment")) spec.deployment = body["deployment"];
+  } else if (has_id) {
+    auto s = c.string(body["deployment_id"], "deployment_id", 100);
+    if (s && !prefect::is_uuid(*s)) {
+      c.fail("deployment_id", "must be a UUID");
+    } else if (s) {
+      spec.deployment = *s;
+    }
+  }
+
+  if (body.contains("tags") && c.string_list(body["tags"], "tags")) {
+    spec.tags = body["tags"].get<std::vector<std::string>>();
+  }
+  if (body.contains("parent_flow_run_id") && !body["parent_flow_run_id"].is_null()) {
+    auto s = c.string(body["parent_flow_run_id"], "parent_flow_run_id", 100);
+    if (s && !prefect::is_uuid(*s)) {
+      c.fail("parent_flow_run_id", "must be a UUID");
+    } else if (s) {
+      spec.parent_flow_run_id = *s;
+    }
+  }
+  if (body.contains("limits") && !body["limits"].is_null()) parse_limits(c, body["limits"], spec.limits);
+  if (body.contains("retry") && !body["retry"].is_null()) parse_retry(c, body["retry"], spec.retry);
+  if (body.contains("track")) {
+    if (!body["track"].is_boolean()) {
+      c.fail("track", "must be true or false");
+    } else {
+      spec.track = body["track"];
+    }
+  }
+  if (body.contains("relaunch_crashed")) {
+    if (auto n = c.integer(body["relaunch_crashed"], "relaunch_crashed", 0, 100)) {
+      spec.relaunch_crashed = static_cast<int>(*n);
+    }
+  }
+  parse_tolerance(c, body, spec);
+  if (body.contains("on_cancel")) {
+    auto s = c.string(body["on_cancel"], "on_cancel", 100);
+    if (s && *s != "abandon" && *s != "cancel_children") {
+      c.fail("on_cancel", "must be \"abandon\" or \"cancel_children\"");
+    } else if (s) {
+      spec.on_cancel = *s;
+    }
+  }
+  parse_priority(c, body, spec);
+  if (body.contains("labels")) {
+    const json& l = body["labels"];
+    if (!l.is_object()) {
+      c.fail("labels", std::string("must be an object of strings, not ") + l.type_name());
+    } else {
+      for (auto it = l.begin(); it != l.end(); ++it) {
+        if (!it->is_string()) c.fail("labels." + it.key(), "must be a string");
+      }
+      spec.labels = l;
+    }
+  }
+
+  if (!body.contains("runs")) {
+    c.fail("runs", "is required: a list of runs, e.g. [{\"parameters\": {}}]");
+    return std::nullopt;
+  }
+  const json& runs = body["runs"];
+  if (!runs.is_array()) {
+    c.fail("runs", std::string("must be a list, not ") + runs.type_name());
+    return std::nullopt;
+  }
+  if (runs.empty()) c.fail("runs", "must hold at least one run");
+  if (runs.size() > limits.max_runs) {
+    c.fail("runs", "holds " + std::to_string(runs.size()) + " runs; at most " +
+                       std::to_string(limits.max_runs) + " are allowed in one batch");
+    return std::nullopt;
+  }
+  std::set<std::string> keys;
+  out.run_specs.reserve(runs.size());
+  for (size_t i = 0; i < runs.size() && errors.size() < 50; ++i) {
+    const std::string f = "runs[" + std::to_string(i) + "]";
+    const json& r = runs[i];
+    if (!r.is_object()) {
+      c.fail(f, std::string("must be an object, not ") + r.type_name());
+      continue;
+    }
+    c.only_keys(r, f + ".", {"parameters", "name", "tags", "job_variables", "work_queue_name",
+                             "idempotency_key", "deployment"});
+    json run = json::object();
+    for (auto it = r.begin(); it != r.end(); ++it) {
+      const std::string& k = it.key();
+      const json& v = it.value();
+      if (v.is_null()) continue;
+      if (k == "parameters" || k == "job_variables") {
+        if (!v.is_object()) {
+          c.fail(f + "." + k, std::string("must be an object, not ") + v.type_name());
+          continue;
+        }
+      } else if (k == "name" || k == "work_queue_name") {
+        if (!c.string(v, f + "." + k, 1000)) continue;
+      } else if (k == "tags") {
+        if (!c.string_list(v, f + ".tags")) continue;
+      } else if (k == "idempotency_key") {
+        auto s = c.string(v, f + ".idempotency_key", 500);
+        if (!s) continue;
+        if (!keys.insert(*s).second) {
+          c.fail(f + ".idempotency_key", "repeats the key of an earlier run in this batch");
+          continue;
+        }
+      } else if (k == "deployment") {
+        if (!c.deployment_text(v, f + ".deployment")) continue;
+      } else {
+        continue;
+      }
+      run[k] = v;
+    }
+    if (!has_dep && !has_id && !run.contains("deployment") && errors.empty()) {
+      c.fail("deployment", "is required: give deployment (\"flow/deployment\"), deployment_id, "
+                           "or a deployment on every run (" + f + " has none)");
+    }
+    out.run_specs.push_back(run.dump());
+  }
+  if (!c.ok()) return std::nullopt;
+  if (spec.deployment.empty()) {
+    // Every run names its own deployment; the batch's slot is never used.
+    spec.deployment = json::parse(out.run_specs.front())["deployment"].get<std::string>();
+  }
+  return out;
+}
+
+bool apply_batch_patch(const json& body, engine::BatchSpec& spec, std::vector<FieldError>& errors) {
+  Checker c(errors);
+  if (!body.is_object()) {
+    c.fail("body", std::string("must be a JSON object, not ") + body.type_name());
+    return false;
+  }
+  c.only_keys(body, "", {"limits", "retry", "tolerated_failure_percentage",
+                         "tolerated_failure_count", "priority", "on_cancel"});
+  engine::BatchSpec next = spec;
+  if (body.contains("limits") && !body["limits"].is_null()) parse_limits(c, body["limits"], next.limits);
+  if (body.contains("retry") && !body["retry"].is_null()) parse_retry(c, body["retry"], next.retry);
+  parse_tolerance(c, body, next);
+  parse_priority(c, body, next);
+  if (body.contains("on_cancel")) {
+    auto s = c.string(body["on_cancel"], "on_cancel", 100);
+    if (s && *s != "abandon" && *s != "cancel_children") {
+      c.fail("on_cancel", "must be \"abandon\" or \"cancel_children\"");
+    } else if (s) {
+      next.on_cancel = *s;
+    }
+  }
+  if (!c.ok()) return false;
+  spec = std::move(next);
+  return true;
+}
+
+}  // namespace floodgate::api

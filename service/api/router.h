@@ -1,0 +1,58 @@
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <string>
+
+#include "api/batch_request.h"
+#include "api/http_server.h"
+#include "engine/engine.h"
+#include "metrics/metrics.h"
+#include "store/store.h"
+
+namespace floodgate::api {
+
+struct ApiOptions {
+  RequestLimits limits;
+  double max_wait_s = 300;  // cap on long-poll waits
+};
+
+/// floodgate's REST API: routing, validation, JSON mapping. Runs on the listener's threads;
+/// everything that touches batches is posted to the engine's thread.
+class Router {
+ public:
+  Router(ApiOptions options, engine::Engine& engine, store::Store& store,
+         metrics::Metrics& metrics);
+
+  void handle(ServerRequest request, Responder respond);
+  /// Refuse new batches (while draining).
+  void stop_accepting() { accepting_ = false; }
+
+ private:
+  void post_batch(const ServerRequest& req, Responder respond);
+  void get_batch(const std::string& id, const ServerRequest& req, Responder respond);
+  void list_runs(const std::string& id, const ServerRequest& req, Responder respond);
+  void list_batches(const ServerRequest& req, Responder respond);
+  void control(const std::string& id, const std::string& action, const ServerRequest& req,
+               Responder respond);
+  void patch_batch(const std::string& id, const ServerRequest& req, Responder respond);
+  std::string new_batch_id();
+
+  ApiOptions options_;
+  engine::Engine& engine_;
+  store::Store& store_;
+  metrics::Metrics& metrics_;
+  std::atomic<bool> accepting_{true};
+  std::mutex random_mutex_;
+  std::mt19937_64 random_;
+};
+
+/// An application/problem+json response (RFC 9457) naming the field at fault.
+ServerResponse problem(int status, const std::string& detail, const std::string& field = "",
+                       const std::vector<FieldError>& errors = {});
+
+/// Parses a query string into decoded key/value pairs.
+std::map<std::string, std::string> parse_query(const std::string& query);
+
+}  // namespace floodgate::api

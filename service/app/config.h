@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace floodgate {
+
+/// A setting that cannot be used; the message names it.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// floodgated's settings, from flags, then FLOODGATE_* variables, then Prefect's own.
+struct Config {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8080;
+  std::string prefect_api_url = "http://127.0.0.1:4200/api";
+  std::string prefect_api_key;
+  std::string prefect_auth_string;
+  std::string db = "sqlite://./floodgate.db";
+  double rate = 0;  // requests/s; 0 = no token bucket
+  std::string rate_text = "off";
+  double burst = 0;
+  int max_in_flight = 256;
+  int min_in_flight = 2;
+  bool adaptive = true;
+  std::string limit_algorithm = "gradient";
+  double connect_timeout_s = 10;
+  double request_timeout_s = 30;
+  bool bulk = true;
+  size_t max_body_bytes = 16 * 1024 * 1024;
+  size_t max_runs_per_batch = 100000;
+  double retry_budget_ratio = 0.2;
+  bool tls_verify = true;
+  std::string ca_file;
+  std::string log_level = "info";
+  int http_threads = 8;
+  double drain_timeout_s = 60;
+  bool show_help = false;
+  bool show_version = false;
+};
+
+/// Parses argv and the environment. Throws ConfigError naming the bad setting.
+Config parse_config(const std::vector<std::string>& args,
+                    const std::map<std::string, std::string>& env);
+
+/// The --help text.
+std::string usage();
+
+}  // namespace floodgate

@@ -1,0 +1,85 @@
+#include "engine/batch_spec.h"
+
+#include <cmath>
+
+namespace floodgate::engine {
+
+using nlohmann::json;
+
+namespace {
+template <typename T>
+json opt(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+template <typename T>
+std::optional<T> read_opt(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  return it->get<T>();
+}
+}  // namespace
+
+json to_json(const BatchSpec& s) {
+  return json{{"deployment", s.deployment},
+              {"tags", s.tags},
+              {"parent_flow_run_id", s.parent_flow_run_id.empty()
+                                         ? json(nullptr)
+                                         : json(s.parent_flow_run_id)},
+              {"limits",
+               {{"max_in_flight", opt(s.limits.max_in_flight)},
+                {"max_running", opt(s.limits.max_running)},
+                {"launches_per_second", opt(s.limits.launches_per_second)},
+                {"burst", opt(s.limits.burst)}}},
+              {"retry",
+               {{"max_attempts", s.retry.max_attempts},
+                {"initial_delay_s", s.retry.initial_delay_s},
+                {"max_delay_s", s.retry.max_delay_s},
+                {"max_elapsed_s", s.retry.max_elapsed_s}}},
+              {"track", s.track},
+              {"relaunch_crashed", s.relaunch_crashed},
+              {"tolerated_failure_percentage", s.tolerated_failure_percentage},
+              {"tolerated_failure_count", opt(s.tolerated_failure_count)},
+              {"on_cancel", s.on_cancel},
+              {"priority", s.priority},
+              {"labels", s.labels}};
+}
+
+BatchSpec spec_from_json(const json& j) {
+  BatchSpec s;
+  s.deployment = j.value("deployment", "");
+  if (j.contains("tags")) s.tags = j["tags"].get<std::vector<std::string>>();
+  if (auto p = read_opt<std::string>(j, "parent_flow_run_id")) s.parent_flow_run_id = *p;
+  if (auto it = j.find("limits"); it != j.end() && it->is_object()) {
+    s.limits.max_in_flight = read_opt<int>(*it, "max_in_flight");
+    s.limits.max_running = read_opt<int>(*it, "max_running");
+    s.limits.launches_per_second = read_opt<double>(*it, "launches_per_second");
+    s.limits.burst = read_opt<double>(*it, "burst");
+  }
+  if (auto it = j.find("retry"); it != j.end() && it->is_object()) {
+    s.retry.max_attempts = it->value("max_attempts", s.retry.max_attempts);
+    s.retry.initial_delay_s = it->value("initial_delay_s", s.retry.initial_delay_s);
+    s.retry.max_delay_s = it->value("max_delay_s", s.retry.max_delay_s);
+    s.retry.max_elapsed_s = it->value("max_elapsed_s", s.retry.max_elapsed_s);
+  }
+  s.track = j.value("track", true);
+  s.relaunch_crashed = j.value("relaunch_crashed", 0);
+  s.tolerated_failure_percentage = j.value("tolerated_failure_percentage", 0.0);
+  s.tolerated_failure_count = read_opt<int64_t>(j, "tolerated_failure_count");
+  s.on_cancel = j.value("on_cancel", "abandon");
+  s.priority = j.value("priority", 0);
+  if (auto it = j.find("labels"); it != j.end() && it->is_object()) s.labels = *it;
+  return s;
+}
+
+int64_t failure_allowance(const BatchSpec& spec, int64_t total) {
+  auto by_pct = static_cast<int64_t>(
+      std::floor(spec.tolerated_failure_percentage / 100.0 * static_cast<double>(total) + 1e-9));
+  if (spec.tolerated_failure_count) {
+    // Both given: the stricter one wins, as in Step Functions' Distributed Map.
+    return spec.tolerated_failure_percentage > 0 ? std::min(by_pct, *spec.tolerated_failure_count)
+                                                 : *spec.tolerated_failure_count;
+  }
+  return by_pct;
+}
+
+}  // namespace floodgate::engine

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace floodgate::engine {
+
+/// A batch's own limits; unset means "only the global limits apply".
+struct LimitSpec {
+  std::optional<int> max_in_flight;
+  std::optional<int> max_running;
+  std::optional<double> launches_per_second;
+  std::optional<double> burst;
+};
+
+/// How launches of a batch are retried.
+struct RetrySpec {
+  int max_attempts = 8;
+  double initial_delay_s = 1;
+  double max_delay_s = 60;
+  double max_elapsed_s = 3600;
+};
+
+/// Everything about a batch except its runs; persisted as JSON in the store.
+struct BatchSpec {
+  std::string deployment;  // "flow/deployment" or a deployment id
+  std::vector<std::string> tags;
+  std::string parent_flow_run_id;
+  LimitSpec limits;
+  RetrySpec retry;
+  bool track = true;
+  int relaunch_crashed = 0;
+  double tolerated_failure_percentage = 0;
+  std::optional<int64_t> tolerated_failure_count;
+  std::string on_cancel = "abandon";  // or "cancel_children"
+  int priority = 0;
+  nlohmann::json labels = nlohmann::json::object();
+};
+
+nlohmann::json to_json(const BatchSpec& spec);
+/// Reads a spec written by to_json (trusted input; missing keys take defaults).
+BatchSpec spec_from_json(const nlohmann::json& j);
+
+/// How many failed items the batch tolerates before it fails.
+int64_t failure_allowance(const BatchSpec& spec, int64_t total);
+
+}  // namespace floodgate::engine

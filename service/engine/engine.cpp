@@ -1,0 +1,1454 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <random>
+
+#include "engine/time_format.h"
+#include "metrics/log.h"
+
+namespace floodgate::engine {
+
+using core::BatchState;
+using core::ItemState;
+using nlohmann::json;
+
+namespace {
+
+uint64_t seed_from(uint64_t seed) {
+  if (seed != 0) return seed;
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+std::string new_uuid(core::Random& random) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s(36, '-');
+  for (int i = 0; i < 36; ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) continue;
+    int v = static_cast<int>(random.uniform01() * 16) & 15;
+    if (i == 14) v = 4;
+    if (i == 19) v = 8 | (v & 3);
+    s[i] = kHex[v];
+  }
+  return s;
+}
+
+core::Duration ms(int64_t n) { return std::chrono::milliseconds(n); }
+
+bool prefect_final(const std::string& type) {
+  return type == "COMPLETED" || type == "FAILED" || type == "CRASHED" || type == "CANCELLED";
+}
+
+const char* endpoint_name(int kind) {
+  static constexpr const char* kNames[] = {"read_deployment", "create_flow_run",
+                                           "create_flow_run_bulk", "filter_flow_runs",
+                                           "set_state", "csrf_token", "health"};
+  return kNames[kind];
+}
+
+}  // namespace
+
+struct Engine::Item {
+  ItemState state = ItemState::kPending;
+  bool dirty = false;
+  bool in_request = false;
+  uint16_t slot = 0;
+  int32_t attempts = 0;
+  int32_t relaunches = 0;
+  core::TimePoint first_attempt{};
+  std::string flow_run_id;
+  std::string flow_run_state;
+  std::string last_error;
+  std::string spec;    // the run's spec JSON; released once the run exists
+  json earlier_runs;   // ids of runs of earlier attempts (re-launches), null when none
+};
+
+struct Engine::Slot {
+  enum class State { kUnresolved, kResolving, kResolved, kFailed };
+  prefect::DeploymentRef ref;
+  std::string text;  // as the user wrote it
+  State state = State::kUnresolved;
+  std::string id;
+  std::string error;
+  std::vector<int64_t> waiting;
+  int attempts = 0;
+  core::TimePoint first_attempt{};
+};
+
+struct Engine::Batch {
+  uint64_t key = 0;
+  store::BatchRecord rec;
+  BatchSpec spec;
+  std::vector<Item> items;
+  bool items_loaded = true;
+  std::vector<Slot> slots;
+  std::deque<int64_t> ready;
+  std::array<int64_t, core::kItemStateCount> counts{};
+  bool dirty = false;
+  int64_t failures = 0;
+  std::string batch_tag;
+  uint64_t final_flush_seq = 0;
+  core::TimePoint finished_steady{};
+  struct Waiter {
+    int64_t after;
+    std::function<void(json)> fn;
+    std::shared_ptr<boost::asio::steady_timer> timer;
+  };
+  std::vector<std::shared_ptr<Waiter>> waiters;
+
+  int64_t running() const {
+    return counts[static_cast<int>(ItemState::kLaunching)] +
+           (spec.track ? counts[static_cast<int>(ItemState::kLaunched)] : 0);
+  }
+  int64_t done() const {
+    int64_t n = 0;
+    for (int i = 0; i < core::kItemStateCount; ++i) {
+      auto s = static_cast<ItemState>(i);
+      if (core::is_final(s) || (!spec.track && s == ItemState::kLaunched)) n += counts[i];
+    }
+    return n;
+  }
+};
+
+struct Engine::Pending {
+  ReqKind kind = ReqKind::kCreate;
+  uint64_t batch = 0;
+  std::vector<int64_t> indexes;
+  int slot = -1;
+  std::vector<std::string> ids;  // tracking: flow run ids, aligned with indexes
+  std::string child_id;          // cancel: the flow run
+  std::string transition_id;
+  int attempts = 0;
+  core::TimePoint sent{};
+  core::TimePoint first_sent{};
+};
+
+Engine::Engine(boost::asio::io_context& io, EngineOptions options, store::Store& store,
+               prefect::HttpClient& http, prefect::Credentials credentials,
+               metrics::Metrics& metrics)
+    : io_(io),
+      options_(std::move(options)),
+      store_(store),
+      http_(http),
+      metrics_(metrics),
+      random_(seed_from(options_.random_seed)),
+      api_(std::move(credentials), options_.csrf_client_id),
+      writer_(store, metrics),
+      bucket_(clock_, options_.rate, options_.rate > 0 ? std::max(1.0, options_.burst > 0 ? options_.burst : options_.rate) : 0),
+      limit_(options_.adaptive
+                 ? core::make_limit(options_.limit_algorithm, options_.initial_in_flight,
+                                    options_.min_in_flight, options_.max_in_flight)
+                 : core::make_limit("fixed", options_.max_in_flight, options_.max_in_flight,
+                                    options_.max_in_flight)),
+      backoff_(clock_),
+      budget_(clock_, options_.retry_budget_ratio, options_.retry_budget_min_per_s),
+      breaker_(clock_, random_, core::CircuitBreaker::Options{}),
+      scheduler_(clock_),
+      wake_timer_(io),
+      flush_timer_(io),
+      tick_timer_(io),
+      track_timer_(io),
+      track_interval_(options_.track_interval_min),
+      alive_(std::make_shared<bool>(true)) {
+  api_.set_timeout(options_.request_timeout);
+  bulk_supported_ = options_.use_bulk;
+}
+
+Engine::~Engine() { *alive_ = false; }
+
+void Engine::post(std::function<void()> fn) { boost::asio::post(io_, std::move(fn)); }
+
+Engine::Batch* Engine::find(const std::string& id) {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : batches_.at(it->second).get();
+}
+const Engine::Batch* Engine::find(const std::string& id) const {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : batches_.at(it->second).get();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up and batches
+
+void Engine::start() {
+  for (auto& record : store_.load_unfinished_batches()) load_batch(std::move(record));
+  tick();
+  schedule_tracking();
+  pump();
+}
+
+void Engine::load_batch(store::BatchRecord record) {
+  BatchSpec spec = spec_from_json(json::parse(record.spec_json, nullptr, false));
+  auto stored = store_.load_items(record.id, true);
+  auto b = std::make_unique<Batch>();
+  b->key = next_key_++;
+  b->rec = std::move(record);
+  b->spec = std::move(spec);
+  Batch& ref = *b;
+  by_id_[ref.rec.id] = ref.key;
+  batches_[ref.key] = std::move(b);
+  init_batch(ref, {}, &stored);
+  log::info("resumed batch", {{"batch_id", ref.rec.id},
+                              {"state", std::string(core::to_string(ref.rec.state))},
+                              {"total", ref.rec.total},
+                              {"to_launch", ref.ready.size()}});
+  activate(ref);
+}
+
+void Engine::add_batch(store::BatchRecord record, BatchSpec spec,
+                       std::vector<std::string> run_specs) {
+  auto b = std::make_unique<Batch>();
+  b->key = next_key_++;
+  b->rec = std::move(record);
+  b->spec = std::move(spec);
+  Batch& ref = *b;
+  by_id_[ref.rec.id] = ref.key;
+  batches_[ref.key] = std::move(b);
+  init_batch(ref, std::move(run_specs), nullptr);
+  log::info("batch accepted", {{"batch_id", ref.rec.id}, {"total", ref.rec.total}});
+  activate(ref);
+  pump();
+}
+
+void Engine::init_batch(Batch& b, std::vector<std::string> run_specs,
+                        const std::vector<store::ItemRecord>* stored) {
+  b.batch_tag = "floodgate-batch:" + b.rec.id;
+  const size_t n = stored ? stored->size() : run_specs.size();
+  b.items.resize(n);
+  std::unordered_map<std::string, uint16_t> slot_of;
+  auto slot_for = [&](const std::string& text) -> uint16_t {
+    auto it = slot_of.find(text);
+    if (it != slot_of.end()) return it->second;
+    Slot s;
+    s.text = text;
+    auto ref = prefect::parse_deployment_ref(text);
+    if (ref) {
+      s.ref = *ref;
+    } else {
+      s.state = Slot::State::kFailed;
+      s.error = "deployment '" + text + "' is neither \"flow/deployment\" nor an id";
+    }
+    b.slots.push_back(std::move(s));
+    auto idx = static_cast<uint16_t>(b.slots.size() - 1);
+    slot_of.emplace(text, idx);
+    return idx;
+  };
+  slot_for(b.spec.deployment);
+  std::vector<int64_t> to_launch;
+  for (size_t i = 0; i < n; ++i) {
+    Item& item = b.items[i];
+    if (stored) {
+      const auto& rec = (*stored)[i];
+      item.state = rec.state;
+      item.attempts = rec.attempts;
+      item.flow_run_id = rec.flow_run_id;
+      item.flow_run_state = rec.flow_run_state;
+      item.last_error = rec.last_error;
+      if (!rec.detail_json.empty()) {
+        json d = json::parse(rec.detail_json, nullptr, false);
+        if (d.is_object()) {
+          item.relaunches = d.value("relaunches", 0);
+          if (d.contains("earlier_runs")) item.earlier_runs = d["earlier_runs"];
+        }
+      }
+      if (item.state == ItemState::kLaunching || item.state == ItemState::kRetryWait) {
+        // In flight or waiting when the process stopped: send again with the same key.
+        item.state = ItemState::kPending;
+      }
+      if (item.state == ItemState::kPending) item.spec = rec.spec_json;
+    } else {
+      item.spec = std::move(run_specs[i]);
+    }
+    if (item.state == ItemState::kPending && !item.spec.empty()) {
+      // Most runs use the batch's deployment; only look inside specs that override it.
+      if (item.spec.find("\"deployment\"") != std::string::npos) {
+        json j = json::parse(item.spec, nullptr, false);
+        if (j.is_object() && j.contains("deployment") && j["deployment"].is_string()) {
+          item.slot = slot_for(j["deployment"].get<std::string>());
+        }
+      }
+      to_launch.push_back(static_cast<int64_t>(i));
+    }
+    b.counts[static_cast<int>(item.state)] += 1;
+    if (core::is_failure(item.state)) b.failures += 1;
+  }
+  for (int64_t idx : to_launch) make_ready(b, idx);
+}
+
+void Engine::activate(Batch& b) {
+  if (core::is_final(b.rec.state)) return;
+  scheduler_.add_batch(b.key, quota_of(b.spec));
+  scheduler_.set_paused(b.key, b.rec.state == BatchState::kPaused);
+  sync_ready(b);
+  check_finished(b);
+}
+
+core::BatchQuota Engine::quota_of(const BatchSpec& spec) const {
+  core::BatchQuota q;
+  q.priority = spec.priority;
+  q.max_in_flight = spec.limits.max_in_flight.value_or(0);
+  q.launches_per_second = spec.limits.launches_per_second.value_or(0);
+  q.burst = spec.limits.burst.value_or(0);
+  return q;
+}
+
+std::string Engine::idempotency_key(const Batch& b, int64_t index, const Item& item) const {
+  std::string key;
+  if (item.spec.find("\"idempotency_key\"") != std::string::npos) {
+    json j = json::parse(item.spec, nullptr, false);
+    if (j.is_object() && j.contains("idempotency_key") && j["idempotency_key"].is_string()) {
+      key = j["idempotency_key"].get<std::string>();
+    }
+  }
+  if (key.empty()) key = "floodgate:" + b.rec.id + ":" + std::to_string(index);
+  if (item.relaunches > 0) key += ":r" + std::to_string(item.relaunches);
+  return key;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readiness
+
+void Engine::make_ready(Batch& b, int64_t index) {
+  Item& item = b.items[index];
+  Slot& slot = b.slots[item.slot];
+  switch (slot.state) {
+    case Slot::State::kResolved:
+      b.ready.push_back(index);
+      break;
+    case Slot::State::kFailed:
+      launch_failed(b, index, slot.error);
+      return;
+    case Slot::State::kUnresolved: {
+      slot.state = Slot::State::kResolving;
+      auto p = std::make_shared<Pending>();
+      p->kind = ReqKind::kResolve;
+      p->batch = b.key;
+      p->slot = item.slot;
+      control_.push_back(std::move(p));
+      [[fallthrough]];
+    }
+    case Slot::State::kResolving:
+      slot.waiting.push_back(index);
+      break;
+  }
+  sync_ready(b);
+}
+
+void Engine::sync_ready(Batch& b) {
+  if (!scheduler_.has_batch(b.key)) return;
+  int64_t ready = static_cast<int64_t>(b.ready.size());
+  if (b.spec.limits.max_running) {
+    // Launch only while fewer than max_running children are not yet final.
+    ready = std::min<int64_t>(ready, std::max<int64_t>(0, *b.spec.limits.max_running - b.running()));
+  }
+  scheduler_.set_ready(b.key, ready);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The dispatch loop
+
+int Engine::effective_limit() const {
+  double limit = limit_->limit() * backoff_.resume_fraction();
+  if (breaker_.is_half_open()) limit = std::min(limit, 2.0);
+  return std::max(1, static_cast<int>(limit));
+}
+
+void Engine::arm_wake(core::TimePoint when) {
+  if (wake_at_ && *wake_at_ <= when) return;
+  wake_at_ = when;
+  wake_timer_.expires_after(std::max(core::Duration(0), when - clock_.now()));
+  std::weak_ptr<bool> alive = alive_;
+  wake_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+    if (ec || alive.expired()) return;
+    wake_at_.reset();
+    on_wake();
+  });
+}
+
+void Engine::on_wake() { pump(); }
+
+void Engine::pump() {
+  const auto now = clock_.now();
+  // Retries that are due become ready, within the retry budget.
+  while (!retries_.empty() && retries_.top().due <= now) {
+    RetryEntry e = retries_.top();
+    retries_.pop();
+    auto it = batches_.find(e.batch);
+    if (it == batches_.end()) continue;
+    Batch& b = *it->second;
+    if (core::is_final(b.rec.state) || !b.items_loaded) continue;
+    Item& item = b.items[e.index];
+    if (item.state != ItemState::kRetryWait || item.in_request) continue;
+    if (!budget_.try_acquire_retry()) {
+      metrics_.retries_denied_by_budget().Increment();
+      retries_.push({now + ms(250), e.batch, e.index});
+      break;
+    }
+    make_ready(b, e.index);
+  }
+
+  while (!draining_) {
+    if (breaker_.state() == core::CircuitBreaker::State::kOpen) {
+      if (!probe_in_flight_) {
+        if (breaker_.probe_due()) {
+          auto p = std::make_shared<Pending>();
+          p->kind = ReqKind::kProbe;
+          probe_in_flight_ = true;
+          send(ReqKind::kProbe, api_.health(), p);
+        } else {
+          arm_wake(now + breaker_.time_until_probe());
+        }
+      }
+      break;
+    }
+    if (backoff_.paused()) {
+      arm_wake(now + backoff_.remaining());
+      break;
+    }
+    if (in_flight_ >= effective_limit()) break;
+    if (api_.csrf() == prefect::PrefectApi::Csrf::kUnknown) {
+      if (!csrf_in_flight_) {
+        csrf_in_flight_ = true;
+        auto p = std::make_shared<Pending>();
+        p->kind = ReqKind::kCsrf;
+        send(ReqKind::kCsrf, api_.csrf_token(), p);
+      }
+      break;
+    }
+    auto wait = bucket_.time_until(1);
+    if (wait > core::Duration(0)) {
+      arm_wake(now + wait);
+      break;
+    }
+    if (send_control()) continue;
+    if (send_launch()) continue;
+    break;
+  }
+  if (!retries_.empty()) arm_wake(retries_.top().due);
+  if (auto t = scheduler_.time_until_ready()) arm_wake(now + *t);
+  if (backoff_.resume_fraction() < 1.0 && !backoff_.paused()) arm_wake(now + ms(100));
+}
+
+bool Engine::send_control() {
+  while (!control_.empty()) {
+    auto p = control_.front();
+    control_.pop_front();
+    prefect::HttpRequest req;
+    switch (p->kind) {
+      case ReqKind::kResolve: {
+        auto it = batches_.find(p->batch);
+        if (it == batches_.end()) continue;
+        req = api_.read_deployment(it->second->slots[p->slot].ref);
+        break;
+      }
+      case ReqKind::kTrack:
+        req = api_.filter_flow_runs(p->ids);
+        break;
+      case ReqKind::kCancelChild:
+        req = api_.cancel_flow_run(p->child_id, p->transition_id,
+                                   "Cancelled by floodgate: batch cancelled or failed");
+        break;
+      default:
+        continue;
+    }
+    (void)bucket_.try_consume(1);
+    send(p->kind, std::move(req), p);
+    return true;
+  }
+  return false;
+}
+
+bool Engine::send_launch() {
+  const int max_items = bulk_supported_ ? std::max(1, options_.bulk_size) : 1;
+  auto grant = scheduler_.next(max_items);
+  if (!grant) return false;
+  Batch& b = *batches_.at(grant->batch);
+  auto p = std::make_shared<Pending>();
+  p->batch = b.key;
+  int slot = -1;
+  while (!b.ready.empty() && static_cast<int>(p->indexes.size()) < grant->items) {
+    int64_t idx = b.ready.front();
+    Item& item = b.items[idx];
+    if (item.in_request || core::is_final(item.state) || item.state == ItemState::kLaunched ||
+        item.state == ItemState::kLaunching) {
+      b.ready.pop_front();  // stale entry
+      continue;
+    }
+    if (slot >= 0 && item.slot != slot) break;
+    slot = item.slot;
+    b.ready.pop_front();
+    p->indexes.push_back(idx);
+  }
+  if (p->indexes.empty()) {
+    scheduler_.on_request_done(b.key);
+    scheduler_.set_ready(b.key, 0);
+    return true;  // the scheduler's view was stale; try again
+  }
+  const Slot& s = b.slots[slot];
+  const auto now = clock_.now();
+  if (b.rec.state == BatchState::kQueued) set_batch_state(b, BatchState::kRunning);
+  json bodies = json::array();
+  for (int64_t idx : p->indexes) {
+    Item& item = b.items[idx];
+    json spec = json::parse(item.spec, nullptr, false);
+    prefect::CreateContext ctx;
+    ctx.batch_tags = &b.spec.tags;
+    ctx.batch_tag = b.batch_tag;
+    std::string key = idempotency_key(b, idx, item);
+    ctx.idempotency_key = key;
+    bodies.push_back(prefect::build_create_body(spec.is_object() ? spec : json::object(), ctx));
+    if (item.attempts == 0) {
+      item.first_attempt = now;
+      budget_.on_request();
+    }
+    item.attempts += 1;
+    item.in_request = true;
+    set_state(b, item, idx, ItemState::kLaunching);
+  }
+  sync_ready(b);
+  (void)bucket_.try_consume(1);
+  if (p->indexes.size() == 1 && !bulk_supported_) {
+    p->kind = ReqKind::kCreate;
+    send(ReqKind::kCreate, api_.create_flow_run(s.id, bodies[0].dump()), p);
+  } else if (p->indexes.size() == 1) {
+    p->kind = ReqKind::kCreate;
+    send(ReqKind::kCreate, api_.create_flow_run(s.id, bodies[0].dump()), p);
+  } else {
+    p->kind = ReqKind::kCreateBulk;
+    send(ReqKind::kCreateBulk, api_.create_flow_run_bulk(s.id, bodies.dump()), p);
+  }
+  return true;
+}
+
+Engine::RequestMetrics& Engine::request_metrics(ReqKind kind) {
+  int k = static_cast<int>(kind);
+  auto it = request_metrics_.find(k);
+  if (it != request_metrics_.end()) return it->second;
+  RequestMetrics m{};
+  std::string name = endpoint_name(k);
+  m.latency = &metrics_.prefect_latency(name);
+  for (int c = 0; c < 6; ++c) m.by_class[c] = &metrics_.prefect_requests(name, c * 100);
+  return request_metrics_.emplace(k, m).first->second;
+}
+
+void Engine::send(ReqKind kind, prefect::HttpRequest request, std::shared_ptr<Pending> pending) {
+  pending->kind = kind;
+  pending->sent = clock_.now();
+  if (pending->attempts == 0) pending->first_sent = pending->sent;
+  in_flight_ += 1;
+  metrics_.requests_in_flight().Set(in_flight_);
+  std::weak_ptr<bool> alive = alive_;
+  http_.send(std::move(request), [this, alive, pending](prefect::HttpResponse response) {
+    if (alive.expired()) return;
+    boost::asio::post(io_, [this, alive, pending, r = std::move(response)]() mutable {
+      if (alive.expired()) return;
+      on_response(pending, std::move(r));
+    });
+  });
+}
+
+void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse response) {
+  Pending& p = *pending;
+  in_flight_ -= 1;
+  metrics_.requests_in_flight().Set(in_flight_);
+  const auto now = clock_.now();
+  const core::Duration rtt = now - p.sent;
+  auto c = prefect::classify(response, std::chrono::system_clock::now());
+
+  auto& rm = request_metrics(p.kind);
+  rm.latency->Observe(core::to_seconds(rtt));
+  int cls = response.status <= 0 ? 0 : std::clamp(response.status / 100, 1, 5);
+  rm.by_class[cls]->Increment();
+
+  if (p.kind != ReqKind::kProbe && p.kind != ReqKind::kCsrf) {
+    auto outcome = core::ConcurrencyLimit::Outcome::kSuccess;
+    if (c.verdict == prefect::Verdict::kRetryable || c.verdict == prefect::Verdict::kRateLimited) {
+      outcome = core::ConcurrencyLimit::Outcome::kDropped;
+    } else if (c.verdict == prefect::Verdict::kPermanent) {
+      outcome = core::ConcurrencyLimit::Outcome::kIgnore;
+    }
+    limit_->on_sample(now, rtt, in_flight_ + 1, outcome);
+    if (c.verdict == prefect::Verdict::kRetryable) {
+      breaker_.on_failure();
+    } else if (c.verdict != prefect::Verdict::kRateLimited) {
+      breaker_.on_success();
+    }
+  }
+  if (c.verdict == prefect::Verdict::kRateLimited) {
+    auto pause = c.retry_after.value_or(std::chrono::seconds(1));
+    backoff_.pause_until(now + pause);
+    log::warn("Prefect asked to slow down; pausing all requests",
+              {{"status", response.status}, {"pause_s", core::to_seconds(pause)}});
+  }
+
+  switch (p.kind) {
+    case ReqKind::kResolve:
+      handle_resolve(p, response, c);
+      break;
+    case ReqKind::kCreate:
+      handle_create(p, response, c);
+      break;
+    case ReqKind::kCreateBulk:
+      handle_bulk(p, response, c);
+      break;
+    case ReqKind::kTrack:
+      handle_track(p, response, c);
+      break;
+    case ReqKind::kCancelChild:
+      handle_cancel_child(p, response, c);
+      break;
+    case ReqKind::kCsrf:
+      csrf_in_flight_ = false;
+      if (!api_.on_csrf_response(response)) {
+        log::warn("could not get a CSRF token from Prefect; retrying",
+                  {{"status", response.status}, {"error", c.message}});
+        if (c.verdict == prefect::Verdict::kRetryable) breaker_.on_failure();
+        arm_wake(now + ms(1000));
+      } else {
+        breaker_.on_success();
+      }
+      break;
+    case ReqKind::kProbe:
+      probe_in_flight_ = false;
+      breaker_.on_probe_result(response.status == 200);
+      log::info("health probe", {{"status", response.status},
+                                 {"breaker", std::string(breaker_.state_name())}});
+      break;
+  }
+  maybe_finish_drain();
+  pump();
+}
+
+void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
+                            const prefect::Classification& c) {
+  auto it = batches_.find(p.batch);
+  if (it == batches_.end()) return;
+  Batch& b = *it->second;
+  Slot& slot = b.slots[p.slot];
+  auto fail = [&](const std::string& message) {
+    slot.state = Slot::State::kFailed;
+    slot.error = "deployment '" + slot.text + "': " + message;
+    auto waiting = std::move(slot.waiting);
+    slot.waiting.clear();
+    for (int64_t idx : waiting) launch_failed(b, idx, slot.error);
+  };
+  if (c.verdict == prefect::Verdict::kOk) {
+    auto d = prefect::parse_deployment(r.body);
+    if (!d) {
+      fail("Prefect's answer is not a deployment");
+      return;
+    }
+    slot.state = Slot::State::kResolved;
+    slot.id = d->id;
+    auto waiting = std::move(slot.waiting);
+    slot.waiting.clear();
+    for (int64_t idx : waiting) make_ready(b, idx);
+    return;
+  }
+  if (c.verdict == prefect::Verdict::kPermanent) {
+    fail(c.message);
+    return;
+  }
+  if (c.verdict == prefect::Verdict::kCsrfInvalid) api_.invalidate_csrf_token();
+  const auto now = clock_.now();
+  if (slot.attempts == 0) slot.first_attempt = now;
+  slot.attempts += 1;
+  core::RetryPolicy policy{b.spec.retry.max_attempts, core::from_seconds(b.spec.retry.max_elapsed_s),
+                           core::BackoffPolicy{core::from_seconds(b.spec.retry.initial_delay_s),
+                                               core::from_seconds(b.spec.retry.max_delay_s), 2.0}};
+  auto delay = core::retry_delay(policy.backoff, slot.attempts, random_, c.retry_after);
+  if (c.verdict != prefect::Verdict::kCsrfInvalid &&
+      !policy.may_retry(slot.attempts, slot.first_attempt, now, delay)) {
+    fail("gave up after " + std::to_string(slot.attempts) + " attempts: " + c.message);
+    return;
+  }
+  metrics_.retries(c.reason).Increment();
+  auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
+  std::weak_ptr<bool> alive = alive_;
+  auto pending = std::make_shared<Pending>(p);
+  timer->async_wait([this, alive, timer, pending](const boost::system::error_code&) {
+    if (alive.expired()) return;
+    control_.push_back(pending);
+    pump();
+  });
+}
+
+void Engine::handle_create(Pending& p, const prefect::HttpResponse& r,
+                           const prefect::Classification& c) {
+  scheduler_.on_request_done(p.batch);
+  auto it = batches_.find(p.batch);
+  if (it == batches_.end()) return;
+  Batch& b = *it->second;
+  const int64_t idx = p.indexes.front();
+  b.items[idx].in_request = false;
+  switch (c.verdict) {
+    case prefect::Verdict::kOk: {
+      auto run = prefect::parse_flow_run(r.body);
+      if (!run) {
+        prefect::Classification bad{prefect::Verdict::kRetryable, "bad_answer",
+                                    "Prefect's answer to create_flow_run has no run id", {}};
+        retry_or_fail(b, idx, bad);
+        return;
+      }
+      b.items[idx].flow_run_state = run->state_name;
+      launched(b, idx, run->id, r.status == 200);
+      return;
+    }
+    case prefect::Verdict::kPermanent:
+      launch_failed(b, idx, c.message);
+      return;
+    case prefect::Verdict::kCsrfInvalid:
+      api_.invalidate_csrf_token();
+      requeue_without_attempt(b, idx, core::Duration(0));
+      return;
+    default:
+      retry_or_fail(b, idx, c);
+  }
+}
+
+void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
+                         const prefect::Classification& c) {
+  scheduler_.on_request_done(p.batch);
+  auto it = batches_.find(p.batch);
+  if (it == batches_.end()) return;
+  Batch& b = *it->second;
+  for (int64_t idx : p.indexes) b.items[idx].in_request = false;
+  if ((r.status == 404 && r.body.find("Not Found") != std::string::npos) || r.status == 405) {
+    // A server without the bulk endpoint: fall back to single creates from now on.
+    if (bulk_supported_) log::warn("Prefect has no bulk create endpoint; using single creates");
+    bulk_supported_ = false;
+    for (int64_t idx : p.indexes) requeue_without_attempt(b, idx, core::Duration(0));
+    return;
+  }
+  if (c.verdict == prefect::Verdict::kCsrfInvalid) {
+    api_.invalidate_csrf_token();
+    for (int64_t idx : p.indexes) requeue_without_attempt(b, idx, core::Duration(0));
+    return;
+  }
+  if (c.verdict == prefect::Verdict::kOk) {
+    auto results = prefect::parse_bulk_results(r.body);
+    if (!results || results->size() != p.indexes.size()) {
+      prefect::Classification bad{prefect::Verdict::kRetryable, "bad_answer",
+                                  "Prefect's answer to the bulk create does not match the request",
+                                  {}};
+      for (int64_t idx : p.indexes) retry_or_fail(b, idx, bad);
+      return;
+    }
+    for (size_t i = 0; i < p.indexes.size(); ++i) {
+      const auto& res = (*results)[i];
+      if (res.created) {
+        // The bulk endpoint says CREATED for an idempotency-key match too.
+        launched(b, p.indexes[i], res.flow_run_id, false);
+      } else {
+        launch_failed(b, p.indexes[i], "Prefect rejected the run: " + res.error);
+      }
+    }
+    return;
+  }
+  if (c.verdict == prefect::Verdict::kPermanent) {
+    for (int64_t idx : p.indexes) launch_failed(b, idx, c.message);
+    return;
+  }
+  for (int64_t idx : p.indexes) retry_or_fail(b, idx, c);
+}
+
+void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c) {
+  Item& item = b.items[index];
+  const auto now = clock_.now();
+  core::RetryPolicy policy{b.spec.retry.max_attempts, core::from_seconds(b.spec.retry.max_elapsed_s),
+                           core::BackoffPolicy{core::from_seconds(b.spec.retry.initial_delay_s),
+                                               core::from_seconds(b.spec.retry.max_delay_s), 2.0}};
+  auto delay = core::retry_delay(policy.backoff, item.attempts, random_, c.retry_after);
+  if (!policy.may_retry(item.attempts, item.first_attempt, now, delay)) {
+    launch_failed(b, index,
+                  "gave up after " + std::to_string(item.attempts) + " attempts: " + c.message);
+    return;
+  }
+  metrics_.retries(c.reason).Increment();
+  item.last_error = c.message;
+  if (core::is_final(b.rec.state)) {
+    set_state(b, item, index, ItemState::kSkipped);
+    return;
+  }
+  set_state(b, item, index, ItemState::kRetryWait);
+  retries_.push({now + delay, b.key, index});
+}
+
+void Engine::requeue_without_attempt(Batch& b, int64_t index, core::Duration delay) {
+  Item& item = b.items[index];
+  item.attempts = std::max(0, item.attempts - 1);
+  if (core::is_final(b.rec.state)) {
+    set_state(b, item, index, ItemState::kSkipped);
+    return;
+  }
+  set_state(b, item, index, ItemState::kRetryWait);
+  retries_.push({clock_.now() + delay, b.key, index});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tracking
+
+void Engine::schedule_tracking() {
+  if (track_armed_ || draining_) return;
+  track_armed_ = true;
+  track_timer_.expires_after(track_interval_);
+  std::weak_ptr<bool> alive = alive_;
+  track_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+    if (ec || alive.expired()) return;
+    track_armed_ = false;
+    bool queued_any = false;
+    bool outstanding = std::any_of(control_.begin(), control_.end(),
+                                   [](const auto& p) { return p->kind == ReqKind::kTrack; });
+    if (!outstanding) {
+      for (auto& [key, bp] : batches_) {
+        Batch& b = *bp;
+        if (!b.spec.track || !b.items_loaded ||
+            b.counts[static_cast<int>(ItemState::kLaunched)] == 0) {
+          continue;
+        }
+        std::shared_ptr<Pending> p;
+        for (size_t i = 0; i < b.items.size(); ++i) {
+          const Item& item = b.items[i];
+          if (item.state != ItemState::kLaunched || item.flow_run_id.empty()) continue;
+          if (!p) {
+            p = std::make_shared<Pending>();
+            p->kind = ReqKind::kTrack;
+            p->batch = key;
+          }
+          p->indexes.push_back(static_cast<int64_t>(i));
+          p->ids.push_back(item.flow_run_id);
+          if (p->ids.size() == 200) {
+            control_.push_back(std::move(p));
+            p.reset();
+            queued_any = true;
+          }
+        }
+        if (p) {
+          control_.push_back(std::move(p));
+          queued_any = true;
+        }
+      }
+    }
+    if (queued_any) pump();
+    schedule_tracking();
+  });
+}
+
+void Engine::handle_track(Pending& p, const prefect::HttpResponse& r,
+                          const prefect::Classification& c) {
+  auto it = batches_.find(p.batch);
+  if (it == batches_.end() || c.verdict != prefect::Verdict::kOk) {
+    if (c.verdict != prefect::Verdict::kOk) {
+      log::debug("tracking read failed", {{"error", c.message}});
+      track_interval_ = std::min<core::Duration>(track_interval_ * 2, options_.track_interval_max);
+    }
+    return;
+  }
+  Batch& b = *it->second;
+  auto runs = prefect::parse_flow_run_list(r.body);
+  if (!runs || !b.items_loaded) return;
+  std::unordered_map<std::string, int64_t> index_of;
+  for (size_t i = 0; i < p.ids.size(); ++i) index_of.emplace(p.ids[i], p.indexes[i]);
+  bool any_final = false;
+  for (const auto& run : *runs) {
+    auto f = index_of.find(run.id);
+    if (f == index_of.end()) continue;
+    int64_t idx = f->second;
+    Item& item = b.items[idx];
+    if (item.state != ItemState::kLaunched || item.flow_run_id != run.id) continue;
+    if (item.flow_run_state != run.state_name) {
+      item.flow_run_state = run.state_name;
+      mark_dirty(b, idx);
+      touch(b);
+    }
+    if (!prefect_final(run.state_type)) continue;
+    any_final = true;
+    auto final_state = core::parse_item_state(run.state_type).value_or(ItemState::kFailed);
+    if (final_state == ItemState::kCrashed && item.relaunches < b.spec.relaunch_crashed &&
+        !core::is_final(b.rec.state)) {
+      if (!item.earlier_runs.is_array()) item.earlier_runs = json::array();
+      item.earlier_runs.push_back({{"flow_run_id", item.flow_run_id}, {"state", "CRASHED"}});
+      item.relaunches += 1;
+      item.attempts = 0;
+      item.last_error = "run " + item.flow_run_id + " crashed: " + run.state_message;
+      item.flow_run_id.clear();
+      item.flow_run_state.clear();
+      auto specs = store_.load_item_specs(b.rec.id, {idx});
+      if (!specs.empty()) item.spec = specs.front().second;
+      set_state(b, item, idx, ItemState::kPending);
+      make_ready(b, idx);
+      continue;
+    }
+    if (final_state != ItemState::kCompleted && !run.state_message.empty()) {
+      item.last_error = run.state_message;
+    }
+    set_state(b, item, idx, final_state);
+  }
+  track_interval_ = any_final ? options_.track_interval_min
+                              : std::min<core::Duration>(track_interval_ + track_interval_ / 2,
+                                                         options_.track_interval_max);
+  check_finished(b);
+}
+
+void Engine::handle_cancel_child(Pending& p, const prefect::HttpResponse& /*r*/,
+                                 const prefect::Classification& c) {
+  if (c.verdict == prefect::Verdict::kRetryable || c.verdict == prefect::Verdict::kRateLimited ||
+      c.verdict == prefect::Verdict::kCsrfInvalid) {
+    if (c.verdict == prefect::Verdict::kCsrfInvalid) api_.invalidate_csrf_token();
+    p.attempts += 1;
+    if (p.attempts < 8) {
+      auto timer = std::make_shared<boost::asio::steady_timer>(
+          io_, core::backoff_delay(core::BackoffPolicy{}, p.attempts, random_));
+      std::weak_ptr<bool> alive = alive_;
+      auto pending = std::make_shared<Pending>(p);
+      timer->async_wait([this, alive, timer, pending](const boost::system::error_code&) {
+        if (alive.expired()) return;
+        control_.push_back(pending);
+        pump();
+      });
+      return;
+    }
+  }
+  if (c.verdict != prefect::Verdict::kOk) {
+    log::warn("could not cancel a child run", {{"flow_run_id", p.child_id}, {"error", c.message}});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State changes
+
+void Engine::set_state(Batch& b, Item& item, int64_t index, ItemState to) {
+  if (item.state == to) return;
+  b.counts[static_cast<int>(item.state)] -= 1;
+  b.counts[static_cast<int>(to)] += 1;
+  metrics_.items(item.state).Decrement();
+  metrics_.items(to).Increment();
+  if (core::is_failure(item.state)) b.failures -= 1;
+  if (core::is_failure(to)) b.failures += 1;
+  item.state = to;
+  if (to != ItemState::kLaunching) mark_dirty(b, index);
+  if (b.spec.limits.max_running) sync_ready(b);
+  touch(b);
+}
+
+void Engine::launched(Batch& b, int64_t index, const std::string& flow_run_id, bool existing) {
+  Item& item = b.items[index];
+  item.flow_run_id = flow_run_id;
+  item.last_error.clear();
+  item.spec.clear();
+  item.spec.shrink_to_fit();
+  metrics_.launches(existing ? "existing" : "created").Increment();
+  set_state(b, item, index, ItemState::kLaunched);
+  if (!b.spec.track) check_finished(b);
+}
+
+void Engine::launch_failed(Batch& b, int64_t index, const std::string& message) {
+  Item& item = b.items[index];
+  item.in_request = false;
+  item.last_error = message;
+  metrics_.launches("failed").Increment();
+  set_state(b, item, index, ItemState::kLaunchFailed);
+  log::warn("launch failed", {{"batch_id", b.rec.id}, {"index", index}, {"error", message}});
+  check_finished(b);
+}
+
+void Engine::touch(Batch& b) {
+  b.rec.version += 1;
+  b.rec.updated_at_ms = wall_ms();
+  if (!b.dirty) {
+    b.dirty = true;
+    dirty_batches_.push_back(b.key);
+  }
+  arm_flush();
+  notify_waiters(b);
+}
+
+void Engine::mark_dirty(Batch& b, int64_t index) {
+  Item& item = b.items[index];
+  if (!item.dirty) {
+    item.dirty = true;
+    dirty_items_.emplace_back(b.key, index);
+    if (dirty_items_.size() >= options_.flush_max_items) flush(false);
+  }
+  arm_flush();
+}
+
+void Engine::set_batch_state(Batch& b, BatchState s) {
+  if (b.rec.state == s) return;
+  metrics_.batches(b.rec.state).Decrement();
+  metrics_.batches(s).Increment();
+  b.rec.state = s;
+  touch(b);
+}
+
+void Engine::check_finished(Batch& b) {
+  if (core::is_final(b.rec.state)) return;
+  const int64_t allowance = failure_allowance(b.spec, b.rec.total);
+  if (b.failures > allowance) {
+    log::warn("batch failed: failures beyond tolerance",
+              {{"batch_id", b.rec.id}, {"failures", b.failures}, {"tolerated", allowance}});
+    finish(b, BatchState::kFailed);
+    return;
+  }
+  if (b.done() == b.rec.total) finish(b, BatchState::kCompleted);
+}
+
+void Engine::skip_unlaunched(Batch& b) {
+  for (size_t i = 0; i < b.items.size(); ++i) {
+    Item& item = b.items[i];
+    if (item.in_request) continue;  // its answer decides
+    if (item.state == ItemState::kPending || item.state == ItemState::kRetryWait) {
+      set_state(b, item, static_cast<int64_t>(i), ItemState::kSkipped);
+    }
+  }
+  b.ready.clear();
+  for (auto& s : b.slots) s.waiting.clear();
+}
+
+void Engine::finish(Batch& b, BatchState state) {
+  if (b.items_loaded) skip_unlaunched(b);
+  scheduler_.remove_batch(b.key);
+  b.rec.finished_at_ms = wall_ms();
+  b.finished_steady = clock_.now();
+  set_batch_state(b, state);
+  log::info("batch finished", {{"batch_id", b.rec.id},
+                               {"state", std::string(core::to_string(state))},
+                               {"failures", b.failures},
+                               {"total", b.rec.total}});
+  if (b.spec.on_cancel == "cancel_children" && state != BatchState::kCompleted) {
+    queue_cancel_children(b);
+  }
+}
+
+void Engine::queue_cancel_children(Batch& b) {
+  if (!b.items_loaded) return;
+  for (const Item& item : b.items) {
+    if (item.state != ItemState::kLaunched || item.flow_run_id.empty()) continue;
+    auto p = std::make_shared<Pending>();
+    p->kind = ReqKind::kCancelChild;
+    p->batch = b.key;
+    p->child_id = item.flow_run_id;
+    p->transition_id = new_uuid(random_);
+    control_.push_back(std::move(p));
+  }
+  pump();
+}
+
+void Engine::notify_waiters(Batch& b) {
+  if (b.waiters.empty()) return;
+  std::vector<std::shared_ptr<Batch::Waiter>> keep;
+  json view;
+  for (auto& w : b.waiters) {
+    if (b.rec.version > w->after) {
+      if (view.is_null()) view = to_json(b);
+      w->timer->cancel();
+      auto fn = std::move(w->fn);
+      w->fn = nullptr;
+      if (fn) fn(view);
+    } else {
+      keep.push_back(w);
+    }
+  }
+  b.waiters = std::move(keep);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistence
+
+void Engine::arm_flush() {
+  if (flush_armed_) return;
+  flush_armed_ = true;
+  flush_timer_.expires_after(options_.flush_interval);
+  std::weak_ptr<bool> alive = alive_;
+  flush_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+    if (ec || alive.expired()) return;
+    flush_armed_ = false;
+    flush(false);
+  });
+}
+
+void Engine::flush(bool /*force*/) {
+  if (dirty_items_.empty() && dirty_batches_.empty()) return;
+  std::vector<store::ItemUpdate> items;
+  items.reserve(dirty_items_.size());
+  for (auto [key, index] : dirty_items_) {
+    auto it = batches_.find(key);
+    if (it == batches_.end() || !it->second->items_loaded) continue;
+    Batch& b = *it->second;
+    Item& item = b.items[index];
+    item.dirty = false;
+    store::ItemUpdate u;
+    u.batch_id = b.rec.id;
+    u.index = index;
+    u.state = item.state == ItemState::kLaunching ? ItemState::kPending : item.state;
+    u.attempts = item.attempts;
+    u.flow_run_id = item.flow_run_id;
+    u.flow_run_state = item.flow_run_state;
+    u.last_error = item.last_error;
+    if (item.relaunches > 0 || item.earlier_runs.is_array()) {
+      u.detail_json = json{{"relaunches", item.relaunches}, {"earlier_runs", item.earlier_runs}}.dump();
+    }
+    items.push_back(std::move(u));
+  }
+  dirty_items_.clear();
+  std::vector<store::BatchUpdate> batches;
+  std::vector<Batch*> finals;
+  for (uint64_t key : dirty_batches_) {
+    auto it = batches_.find(key);
+    if (it == batches_.end()) continue;
+    Batch& b = *it->second;
+    b.dirty = false;
+    store::BatchUpdate u;
+    u.id = b.rec.id;
+    u.state = b.rec.state;
+    u.updated_at_ms = b.rec.updated_at_ms;
+    u.finished_at_ms = b.rec.finished_at_ms;
+    u.version = b.rec.version;
+    u.spec_json = engine::to_json(b.spec).dump();
+    batches.push_back(std::move(u));
+    if (core::is_final(b.rec.state)) finals.push_back(&b);
+  }
+  dirty_batches_.clear();
+  uint64_t seq = writer_.submit(std::move(items), std::move(batches));
+  for (Batch* b : finals) b->final_flush_seq = seq;
+}
+
+void Engine::tick() {
+  update_gauges();
+  // Free the items of batches that ended a while ago and are safely written; their runs are
+  // then listed from the store.
+  const auto now = clock_.now();
+  for (auto& [key, bp] : batches_) {
+    Batch& b = *bp;
+    if (!b.items_loaded || !core::is_final(b.rec.state) || !b.waiters.empty()) continue;
+    if (b.spec.track && b.counts[static_cast<int>(ItemState::kLaunched)] > 0) continue;
+    if (b.dirty || b.final_flush_seq == 0 || writer_.applied() < b.final_flush_seq) continue;
+    if (now - b.finished_steady < std::chrono::seconds(30)) continue;
+    bool busy = std::any_of(b.items.begin(), b.items.end(),
+                            [](const Item& i) { return i.dirty || i.in_request; });
+    if (busy) continue;
+    std::vector<Item>().swap(b.items);
+    b.items_loaded = false;
+  }
+  tick_timer_.expires_after(std::chrono::seconds(1));
+  std::weak_ptr<bool> alive = alive_;
+  tick_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+    if (ec || alive.expired()) return;
+    tick();
+  });
+}
+
+void Engine::update_gauges() {
+  metrics_.in_flight_limit().Set(effective_limit());
+  metrics_.token_bucket_tokens().Set(bucket_.level());
+  metrics_.paused_seconds_remaining().Set(core::to_seconds(backoff_.remaining()));
+  metrics_.breaker_open().Set(breaker_.state() == core::CircuitBreaker::State::kOpen ? 1 : 0);
+  int64_t ready = 0;
+  int64_t oldest_ms = 0;
+  const int64_t now_ms = wall_ms();
+  for (auto& [key, bp] : batches_) {
+    if (core::is_final(bp->rec.state)) continue;
+    ready += static_cast<int64_t>(bp->ready.size());
+    if (!bp->ready.empty() || !bp->slots.empty()) {
+      int64_t age = now_ms - bp->rec.created_at_ms;
+      if (bp->counts[static_cast<int>(ItemState::kPending)] +
+              bp->counts[static_cast<int>(ItemState::kRetryWait)] > 0) {
+        oldest_ms = std::max(oldest_ms, age);
+      }
+    }
+  }
+  ready_total_ = ready;
+  metrics_.ready_items().Set(static_cast<double>(ready));
+  metrics_.oldest_pending_seconds().Set(static_cast<double>(oldest_ms) / 1000.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drain
+
+void Engine::drain(std::function<void()> done) {
+  draining_ = true;
+  drain_done_ = std::move(done);
+  wake_timer_.cancel();
+  track_timer_.cancel();
+  log::info("draining", {{"in_flight", in_flight_}});
+  maybe_finish_drain();
+}
+
+void Engine::maybe_finish_drain() {
+  if (!draining_ || in_flight_ > 0 || !drain_done_) return;
+  flush(true);
+  writer_.drain();
+  tick_timer_.cancel();
+  flush_timer_.cancel();
+  for (auto& [key, bp] : batches_) {
+    for (auto& w : bp->waiters) w->timer->cancel();
+  }
+  auto done = std::move(drain_done_);
+  drain_done_ = nullptr;
+  done();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads and control
+
+bool Engine::has_batch(const std::string& id) const { return find(id) != nullptr; }
+
+int64_t Engine::batch_version(const std::string& id) const {
+  const Batch* b = find(id);
+  return b ? b->rec.version : -1;
+}
+
+const BatchSpec* Engine::spec_of(const std::string& id) const {
+  const Batch* b = find(id);
+  return b ? &b->spec : nullptr;
+}
+
+json Engine::to_json(const Batch& b) const {
+  json counts = json::object();
+  for (int i = 0; i < core::kItemStateCount; ++i) {
+    counts[std::string(core::kItemStateNames[i])] = b.counts[i];
+  }
+  json j = engine::to_json(b.spec);
+  j["id"] = b.rec.id;
+  j["state"] = std::string(core::to_string(b.rec.state));
+  j["total"] = b.rec.total;
+  j["counts"] = std::move(counts);
+  j["created_at"] = format_time_ms(b.rec.created_at_ms);
+  j["updated_at"] = format_time_ms(b.rec.updated_at_ms);
+  j["finished_at"] = b.rec.finished_at_ms ? json(format_time_ms(b.rec.finished_at_ms)) : json();
+  j["version"] = b.rec.version;
+  j["idempotency_key"] = b.rec.idempotency_key ? json(*b.rec.idempotency_key) : json();
+  j["failures"] = b.failures;
+  j["tolerated_failures"] = failure_allowance(b.spec, b.rec.total);
+  return j;
+}
+
+json Engine::batch_json(const std::string& id) const {
+  const Batch* b = find(id);
+  return b ? to_json(*b) : json();
+}
+
+json Engine::stored_batch_json(const store::BatchRecord& record) {
+  Batch b;
+  b.rec = record;
+  b.spec = spec_from_json(json::parse(record.spec_json, nullptr, false));
+  auto counts = store_.count_items(record.id);
+  for (int i = 0; i < core::kItemStateCount; ++i) {
+    b.counts[i] = counts[i];
+    if (core::is_failure(static_cast<ItemState>(i))) b.failures += counts[i];
+  }
+  return to_json(b);
+}
+
+void Engine::wait_for_change(const std::string& id, int64_t after_version,
+                             std::chrono::milliseconds wait, std::function<void(json)> fn) {
+  Batch* b = find(id);
+  if (b == nullptr) {
+    fn(json());
+    return;
+  }
+  if (b->rec.version > after_version || wait.count() <= 0 || draining_) {
+    fn(to_json(*b));
+    return;
+  }
+  auto w = std::make_shared<Batch::Waiter>();
+  w->after = after_version;
+  w->fn = std::move(fn);
+  w->timer = std::make_shared<boost::asio::steady_timer>(io_, wait);
+  b->waiters.push_back(w);
+  std::weak_ptr<bool> alive = alive_;
+  uint64_t key = b->key;
+  w->timer->async_wait([this, alive, w, key](const boost::system::error_code&) {
+    if (alive.expired() || !w->fn) return;
+    auto callback = std::move(w->fn);
+    w->fn = nullptr;
+    auto it = batches_.find(key);
+    if (it == batches_.end()) {
+      callback(json());
+      return;
+    }
+    auto& ws = it->second->waiters;
+    ws.erase(std::remove(ws.begin(), ws.end(), w), ws.end());
+    callback(to_json(*it->second));
+  });
+}
+
+std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
+                                                      std::optional<ItemState> state,
+                                                      int64_t after, int limit) const {
+  const Batch* b = find(id);
+  if (b == nullptr || !b->items_loaded) return std::nullopt;
+  std::vector<RunView> out;
+  for (int64_t i = std::max<int64_t>(0, after + 1);
+       i < static_cast<int64_t>(b->items.size()) && static_cast<int>(out.size()) < limit; ++i) {
+    const Item& item = b->items[i];
+    if (state && item.state != *state) continue;
+    RunView v;
+    v.index = i;
+    v.state = item.state;
+    v.flow_run_id = item.flow_run_id;
+    v.flow_run_state = item.flow_run_state;
+    v.attempts = item.attempts;
+    v.last_error = item.last_error;
+    if (item.earlier_runs.is_array()) v.detail_json = json{{"earlier_runs", item.earlier_runs}}.dump();
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+Engine::ControlAnswer Engine::cancel(const std::string& id, std::optional<std::string> on_cancel) {
+  Batch* b = find(id);
+  if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
+  if (core::is_final(b->rec.state)) {
+    return {ControlResult::kConflict, "batch is already " +
+                                          std::string(core::to_string(b->rec.state))};
+  }
+  if (on_cancel) b->spec.on_cancel = *on_cancel;
+  finish(*b, BatchState::kCancelled);
+  return {};
+}
+
+Engine::ControlAnswer Engine::pause(const std::string& id) {
+  Batch* b = find(id);
+  if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
+  if (core::is_final(b->rec.state)) {
+    return {ControlResult::kConflict,
+            "batch is already " + std::string(core::to_string(b->rec.state))};
+  }
+  scheduler_.set_paused(b->key, true);
+  set_batch_state(*b, BatchState::kPaused);
+  return {};
+}
+
+Engine::ControlAnswer Engine::resume(const std::string& id) {
+  Batch* b = find(id);
+  if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
+  if (b->rec.state != BatchState::kPaused) {
+    return {ControlResult::kConflict,
+            "batch is " + std::string(core::to_string(b->rec.state)) + ", not PAUSED"};
+  }
+  scheduler_.set_paused(b->key, false);
+  set_batch_state(*b, BatchState::kRunning);
+  pump();
+  return {};
+}
+
+Engine::ControlAnswer Engine::redrive(const std::string& id) {
+  Batch* b = find(id);
+  if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
+  if (!b->items_loaded) {
+    auto stored = store_.load_items(b->rec.id, true);
+    b->items.clear();
+    b->slots.clear();
+    b->counts = {};
+    b->failures = 0;
+    b->items_loaded = true;
+    init_batch(*b, {}, &stored);
+  }
+  std::vector<int64_t> again;
+  for (size_t i = 0; i < b->items.size(); ++i) {
+    auto s = b->items[i].state;
+    if (s == ItemState::kLaunchFailed || s == ItemState::kFailed || s == ItemState::kCrashed ||
+        s == ItemState::kSkipped) {
+      again.push_back(static_cast<int64_t>(i));
+    }
+  }
+  if (again.empty()) return {ControlResult::kConflict, "no failed or skipped items to redrive"};
+  auto specs = store_.load_item_specs(b->rec.id, again);
+  for (auto& [idx, spec] : specs) {
+    Item& item = b->items[idx];
+    if (item.state == ItemState::kFailed || item.state == ItemState::kCrashed) {
+      if (!item.earlier_runs.is_array()) item.earlier_runs = json::array();
+      item.earlier_runs.push_back(
+          {{"flow_run_id", item.flow_run_id}, {"state", std::string(core::to_string(item.state))}});
+      item.relaunches += 1;
+      item.flow_run_id.clear();
+      item.flow_run_state.clear();
+    }
+    item.spec = std::move(spec);
+    item.attempts = 0;
+    set_state(*b, item, idx, ItemState::kPending);
+  }
+  // Failures of earlier rounds no longer count against the tolerance.
+  b->rec.finished_at_ms = 0;
+  b->slots.erase(b->slots.begin() + 1, b->slots.end());
+  for (auto& s : b->slots) {
+    if (s.state == Slot::State::kFailed) s.state = Slot::State::kUnresolved;
+  }
+  set_batch_state(*b, BatchState::kRunning);
+  scheduler_.add_batch(b->key, quota_of(b->spec));
+  for (auto& [idx, spec] : specs) {
+    Item& item = b->items[idx];
+    item.slot = 0;
+    if (item.spec.find("\"deployment\"") != std::string::npos) {
+      json j = json::parse(item.spec, nullptr, false);
+      if (j.is_object() && j.contains("deployment") && j["deployment"].is_string()) {
+        const std::string text = j["deployment"].get<std::string>();
+        auto found = std::find_if(b->slots.begin(), b->slots.end(),
+                                  [&](const Slot& s) { return s.text == text; });
+        if (found == b->slots.end()) {
+          Slot s;
+          s.text = text;
+          if (auto ref = prefect::parse_deployment_ref(text)) s.ref = *ref;
+          b->slots.push_back(std::move(s));
+          item.slot = static_cast<uint16_t>(b->slots.size() - 1);
+        } else {
+          item.slot = static_cast<uint16_t>(found - b->slots.begin());
+        }
+      }
+    }
+    make_ready(*b, idx);
+  }
+  pump();
+  return {};
+}
+
+Engine::ControlAnswer Engine::update_spec(const std::string& id, const BatchSpec& spec) {
+  Batch* b = find(id);
+  if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
+  if (core::is_final(b->rec.state)) {
+    return {ControlResult::kConflict,
+            "batch is already " + std::string(core::to_string(b->rec.state))};
+  }
+  b->spec = spec;
+  scheduler_.update_quota(b->key, quota_of(spec));
+  sync_ready(*b);
+  touch(*b);
+  check_finished(*b);
+  pump();
+  return {};
+}
+
+bool Engine::ready(std::string* why) const {
+  if (breaker_.state() == core::CircuitBreaker::State::kOpen) {
+    if (why) *why = "circuit breaker open: Prefect is failing; probing /health";
+    return false;
+  }
+  if (draining_) {
+    if (why) *why = "draining";
+    return false;
+  }
+  if (writer_.queued() > 100) {
+    if (why) *why = "store writes are falling behind";
+    return false;
+  }
+  return true;
+}
+
+json Engine::status_json() const {
+  int active = 0;
+  for (const auto& [k, b] : batches_) active += core::is_final(b->rec.state) ? 0 : 1;
+  return {{"in_flight", in_flight_},
+          {"in_flight_limit", effective_limit()},
+          {"limit_algorithm", std::string(limit_->name())},
+          {"token_bucket_tokens", bucket_.level()},
+          {"paused_s", core::to_seconds(backoff_.remaining())},
+          {"breaker", std::string(breaker_.state_name())},
+          {"bulk", bulk_supported_},
+          {"active_batches", active},
+          {"ready_items", ready_total_},
+          {"pending_retries", retries_.size()}};
+}
+
+}  // namespace floodgate::engine

@@ -1,0 +1,242 @@
+#pragma once
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/backoff.h"
+#include "core/circuit_breaker.h"
+#include "core/clock.h"
+#include "core/concurrency_limit.h"
+#include "core/global_backoff.h"
+#include "core/launch_scheduler.h"
+#include "core/random.h"
+#include "core/retry_budget.h"
+#include "core/states.h"
+#include "core/token_bucket.h"
+#include "engine/batch_spec.h"
+#include "engine/store_writer.h"
+#include "metrics/metrics.h"
+#include "prefect/http_client.h"
+#include "prefect/prefect_api.h"
+#include "store/store.h"
+
+namespace floodgate::engine {
+
+/// Global limits and knobs of the engine.
+struct EngineOptions {
+  double rate = 0;   // requests per second to Prefect; 0 = no token bucket
+  double burst = 0;  // tokens; 0 = max(1, rate)
+  int max_in_flight = 256;
+  bool adaptive = true;
+  std::string limit_algorithm = "gradient";  // when adaptive: "gradient" or "aimd"
+  int min_in_flight = 2;
+  int initial_in_flight = 16;
+  std::chrono::milliseconds request_timeout{30000};
+  bool use_bulk = true;
+  int bulk_size = 100;
+  double retry_budget_ratio = 0.2;
+  double retry_budget_min_per_s = 10;
+  std::chrono::milliseconds flush_interval{50};
+  size_t flush_max_items = 5000;
+  std::chrono::milliseconds track_interval_min{1000};
+  std::chrono::milliseconds track_interval_max{15000};
+  std::string csrf_client_id = "floodgate";
+  uint64_t random_seed = 0;  // 0 = from std::random_device
+};
+
+/// A run of a batch as shown by the API.
+struct RunView {
+  int64_t index = 0;
+  core::ItemState state = core::ItemState::kPending;
+  std::string flow_run_id;
+  std::string flow_run_state;
+  int32_t attempts = 0;
+  std::string last_error;
+  std::string detail_json;
+};
+
+/// Drives batches from PENDING to their final state on a single thread (an io_context run by
+/// one thread): picks what to send through the core's limits, sends it with the HttpClient,
+/// takes answers back on its own thread, and persists changes in batched transactions.
+class Engine {
+ public:
+  Engine(boost::asio::io_context& io, EngineOptions options, store::Store& store,
+         prefect::HttpClient& http, prefect::Credentials credentials, metrics::Metrics& metrics);
+  ~Engine();
+
+  /// Runs `fn` on the engine's thread. Everything below that is not marked thread-safe must be
+  /// called there.
+  void post(std::function<void()> fn);
+
+  /// Loads unfinished batches from the store and starts working (engine thread).
+  void start();
+  /// Stops sending new requests, waits for those in flight (bounded by the request timeout),
+  /// writes everything to the store, then calls `done` (engine thread).
+  void drain(std::function<void()> done);
+  bool draining() const { return draining_; }
+
+  /// Takes a batch just committed to the store (engine thread). `slots[i]` says which
+  /// entry of `deployments` item i uses.
+  void add_batch(store::BatchRecord record, BatchSpec spec, std::vector<std::string> run_specs);
+
+  // --- Reads and control, engine thread ---
+  bool has_batch(const std::string& id) const;
+  /// The batch as JSON for the API, or null when unknown to the engine.
+  nlohmann::json batch_json(const std::string& id) const;
+  /// JSON for a batch not held in memory (finished before this process started).
+  nlohmann::json stored_batch_json(const store::BatchRecord& record);
+  int64_t batch_version(const std::string& id) const;
+  /// Calls `fn(batch_json)` when the batch's version exceeds `after_version`, or at `deadline`.
+  void wait_for_change(const std::string& id, int64_t after_version,
+                       std::chrono::milliseconds wait, std::function<void(nlohmann::json)> fn);
+  /// Items of a held batch; nullopt when the batch's items are not in memory.
+  std::optional<std::vector<RunView>> list_runs(const std::string& id,
+                                                std::optional<core::ItemState> state,
+                                                int64_t after, int limit) const;
+
+  enum class ControlResult { kOk, kNotFound, kConflict };
+  struct ControlAnswer {
+    ControlResult result = ControlResult::kOk;
+    std::string message;
+  };
+  ControlAnswer cancel(const std::string& id, std::optional<std::string> on_cancel);
+  ControlAnswer pause(const std::string& id);
+  ControlAnswer resume(const std::string& id);
+  ControlAnswer redrive(const std::string& id);
+  /// Applies new limits/tolerance (already validated, merged into a full spec).
+  ControlAnswer update_spec(const std::string& id, const BatchSpec& spec);
+  const BatchSpec* spec_of(const std::string& id) const;
+
+  /// Health for /readyz: false while the breaker is open or the store lags badly.
+  bool ready(std::string* why) const;
+  nlohmann::json status_json() const;
+
+  /// Effective defaults shown in batch JSON.
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  struct Batch;
+  struct Item;
+  struct Slot;
+  enum class ReqKind { kResolve, kCreate, kCreateBulk, kTrack, kCancelChild, kCsrf, kProbe };
+  struct Pending;
+
+  // Scheduling.
+  void pump();
+  void arm_wake(core::TimePoint when);
+  void on_wake();
+  int effective_limit() const;
+  bool send_control();
+  bool send_launch();
+  void send(ReqKind kind, prefect::HttpRequest request, std::shared_ptr<Pending> pending);
+  void on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse response);
+  void handle_resolve(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
+  void handle_create(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
+  void handle_bulk(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
+  void handle_track(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
+  void handle_cancel_child(Pending& p, const prefect::HttpResponse& r,
+                           const prefect::Classification& c);
+  void retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c);
+  void requeue_without_attempt(Batch& b, int64_t index, core::Duration delay);
+  void make_ready(Batch& b, int64_t index);
+  void sync_ready(Batch& b);
+  void schedule_tracking();
+
+  // State changes.
+  void set_state(Batch& b, Item& item, int64_t index, core::ItemState to);
+  void launched(Batch& b, int64_t index, const std::string& flow_run_id, bool existing);
+  void launch_failed(Batch& b, int64_t index, const std::string& message);
+  void touch(Batch& b);
+  void check_finished(Batch& b);
+  void finish(Batch& b, core::BatchState state);
+  void skip_unlaunched(Batch& b);
+  void queue_cancel_children(Batch& b);
+  void set_batch_state(Batch& b, core::BatchState s);
+  void mark_dirty(Batch& b, int64_t index);
+  void flush(bool force);
+  void arm_flush();
+  void tick();
+  void update_gauges();
+  void notify_waiters(Batch& b);
+  void load_batch(store::BatchRecord record);
+  void init_batch(Batch& b, std::vector<std::string> run_specs,
+                  const std::vector<store::ItemRecord>* stored);
+  void activate(Batch& b);
+  nlohmann::json to_json(const Batch& b) const;
+  core::BatchQuota quota_of(const BatchSpec& spec) const;
+  std::string idempotency_key(const Batch& b, int64_t index, const Item& item) const;
+  Batch* find(const std::string& id);
+  const Batch* find(const std::string& id) const;
+  void maybe_finish_drain();
+
+  boost::asio::io_context& io_;
+  EngineOptions options_;
+  store::Store& store_;
+  prefect::HttpClient& http_;
+  metrics::Metrics& metrics_;
+  core::SteadyClock clock_;
+  core::MtRandom random_;
+  prefect::PrefectApi api_;
+  StoreWriter writer_;
+
+  core::TokenBucket bucket_;
+  std::unique_ptr<core::ConcurrencyLimit> limit_;
+  core::GlobalBackoff backoff_;
+  core::RetryBudget budget_;
+  core::CircuitBreaker breaker_;
+  core::LaunchScheduler scheduler_;
+
+  std::unordered_map<uint64_t, std::unique_ptr<Batch>> batches_;
+  std::unordered_map<std::string, uint64_t> by_id_;
+  uint64_t next_key_ = 1;
+
+  struct RetryEntry {
+    core::TimePoint due;
+    uint64_t batch;
+    int64_t index;
+    bool operator>(const RetryEntry& o) const { return due > o.due; }
+  };
+  std::priority_queue<RetryEntry, std::vector<RetryEntry>, std::greater<>> retries_;
+  std::deque<std::shared_ptr<Pending>> control_;  // resolves, tracking reads, cancels
+  bool csrf_in_flight_ = false;
+  bool probe_in_flight_ = false;
+  bool bulk_supported_ = true;
+  int in_flight_ = 0;
+  int64_t ready_total_ = 0;
+
+  boost::asio::steady_timer wake_timer_;
+  std::optional<core::TimePoint> wake_at_;
+  boost::asio::steady_timer flush_timer_;
+  bool flush_armed_ = false;
+  boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer track_timer_;
+  bool track_armed_ = false;
+  core::Duration track_interval_;
+
+  std::vector<std::pair<uint64_t, int64_t>> dirty_items_;
+  std::vector<uint64_t> dirty_batches_;
+
+  bool draining_ = false;
+  std::function<void()> drain_done_;
+  std::shared_ptr<bool> alive_;
+
+  struct RequestMetrics {
+    prometheus::Histogram* latency;
+    std::array<prometheus::Counter*, 6> by_class;  // error,1xx..5xx
+  };
+  std::unordered_map<int, RequestMetrics> request_metrics_;
+  RequestMetrics& request_metrics(ReqKind kind);
+};
+
+}  // namespace floodgate::engine

@@ -1,0 +1,148 @@
+// floodgated: launches Prefect deployment runs in batches through layered limits.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include "api/router.h"
+#include "app/config.h"
+#include "engine/engine.h"
+#include "http/cpprest_client.h"
+#include "http/cpprest_server.h"
+#include "http/proxy.h"
+#include "http/thread_pool.h"
+#include "metrics/log.h"
+#include "metrics/metrics.h"
+#include "store/store.h"
+
+extern char** environ;
+
+namespace {
+
+std::map<std::string, std::string> environment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+int run(const floodgate::Config& cfg) {
+  using namespace floodgate;
+  log::set_level(cfg.log_level);
+  http::init_http_threads(static_cast<size_t>(cfg.http_threads));
+
+  auto store = store::open_store(cfg.db);
+  metrics::Metrics metrics(FLOODGATE_VERSION);
+
+  http::ClientOptions client_opts;
+  client_opts.base_url = cfg.prefect_api_url;
+  client_opts.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
+  client_opts.request_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.request_timeout_s * 1000));
+  client_opts.verify_tls = cfg.tls_verify;
+  client_opts.ca_file = cfg.ca_file;
+  client_opts.proxy_url = http::select_proxy(cfg.prefect_api_url, http::proxy_environment());
+  auto client = http::make_cpprest_client(client_opts);
+
+  boost::asio::io_context io(1);
+  engine::EngineOptions eopts;
+  eopts.rate = cfg.rate;
+  eopts.burst = cfg.burst;
+  eopts.max_in_flight = cfg.max_in_flight;
+  eopts.min_in_flight = std::min(cfg.min_in_flight, cfg.max_in_flight);
+  eopts.initial_in_flight = std::clamp(16, eopts.min_in_flight, cfg.max_in_flight);
+  eopts.adaptive = cfg.adaptive;
+  eopts.limit_algorithm = cfg.limit_algorithm;
+  eopts.request_timeout = client_opts.request_timeout;
+  eopts.use_bulk = cfg.bulk;
+  eopts.retry_budget_ratio = cfg.retry_budget_ratio;
+  prefect::Credentials creds{cfg.prefect_api_key, cfg.prefect_auth_string};
+  engine::Engine engine(io, eopts, *store, *client, creds, metrics);
+
+  api::ApiOptions aopts;
+  aopts.limits.max_runs = cfg.max_runs_per_batch;
+  api::Router router(aopts, engine, *store, metrics);
+  http::ServerOptions sopts{cfg.listen_host, cfg.listen_port, cfg.max_body_bytes};
+  auto server = http::make_cpprest_server(
+      sopts, [&router](api::ServerRequest req, api::Responder respond) {
+        router.handle(std::move(req), std::move(respond));
+      });
+
+  engine.post([&engine] { engine.start(); });
+  server->start();
+  log::info("floodgated started",
+            {{"version", FLOODGATE_VERSION},
+             {"listen", cfg.listen_host + ":" + std::to_string(cfg.listen_port)},
+             {"prefect_api_url", cfg.prefect_api_url},
+             {"db", cfg.db},
+             {"rate", cfg.rate_text},
+             {"max_in_flight", cfg.max_in_flight},
+             {"adaptive", cfg.adaptive},
+             {"proxy", client_opts.proxy_url.empty() ? "none" : "set"}});
+
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  boost::asio::steady_timer drain_deadline(io);
+  bool stopping = false;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (stopping) {
+          log::warn("second signal: stopping at once", {{"signal", sig}});
+          io.stop();
+          return;
+        }
+        stopping = true;
+        log::info("signal received: draining", {{"signal", sig}});
+        router.stop_accepting();
+        drain_deadline.expires_after(
+            std::chrono::milliseconds(static_cast<int64_t>(cfg.drain_timeout_s * 1000)));
+        drain_deadline.async_wait([&](const boost::system::error_code& e) {
+          if (!e) {
+            log::warn("drain timed out; stopping with requests still in flight");
+            io.stop();
+          }
+        });
+        engine.drain([&] {
+          drain_deadline.cancel();
+          signals.cancel();
+          io.stop();
+        });
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+  io.run();
+  server->stop();
+  log::info("floodgated stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  floodgate::Config cfg;
+  try {
+    cfg = floodgate::parse_config(std::vector<std::string>(argv + 1, argv + argc), environment());
+  } catch (const floodgate::ConfigError& e) {
+    std::cerr << "floodgated: " << e.what() << "\n";
+    return 2;
+  }
+  if (cfg.show_help) {
+    std::cout << floodgate::usage();
+    return 0;
+  }
+  if (cfg.show_version) {
+    std::cout << "floodgated " << FLOODGATE_VERSION << "\n";
+    return 0;
+  }
+  try {
+    return run(cfg);
+  } catch (const std::exception& e) {
+    std::cerr << "floodgated: " << e.what() << "\n";
+    return 1;
+  }
+}

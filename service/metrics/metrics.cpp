@@ -1,0 +1,148 @@
+#include "metrics/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+#include <sstream>
+
+namespace floodgate::metrics {
+
+namespace {
+const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+
+std::string status_class(int status) {
+  if (status <= 0) return "error";
+  return std::to_string(status / 100) + "xx";
+}
+}  // namespace
+
+Metrics::Metrics(const std::string& version) : registry_(std::make_shared<prometheus::Registry>()) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
+  auto& r = *registry_;
+  BuildGauge().Name("floodgate_build_info").Help("Build information; always 1.").Register(r).Add(
+      {{"version", version}}).Set(1);
+  launches_family_ = &BuildCounter()
+                          .Name("floodgate_launches_total")
+                          .Help("Child runs launched, by outcome (created, existing, failed).")
+                          .Register(r);
+  requests_family_ = &BuildCounter()
+                          .Name("floodgate_prefect_requests_total")
+                          .Help("Requests sent to Prefect, by endpoint and status class.")
+                          .Register(r);
+  latency_family_ = &BuildHistogram()
+                         .Name("floodgate_prefect_request_duration_seconds")
+                         .Help("Latency of requests to Prefect, by endpoint.")
+                         .Register(r);
+  retries_family_ = &BuildCounter()
+                         .Name("floodgate_retries_total")
+                         .Help("Requests retried, by reason (timeout, connection, http_503, ...).")
+                         .Register(r);
+  api_family_ = &BuildCounter()
+                     .Name("floodgate_api_requests_total")
+                     .Help("Requests to floodgate's own REST API, by route and status code.")
+                     .Register(r);
+  in_flight_ = &BuildGauge()
+                    .Name("floodgate_prefect_requests_in_flight")
+                    .Help("Requests to Prefect awaiting an answer.")
+                    .Register(r)
+                    .Add({});
+  in_flight_limit_ = &BuildGauge()
+                          .Name("floodgate_prefect_in_flight_limit")
+                          .Help("Current cap on requests in flight (adaptive or fixed).")
+                          .Register(r)
+                          .Add({});
+  tokens_ = &BuildGauge()
+                 .Name("floodgate_token_bucket_tokens")
+                 .Help("Tokens in the global token bucket (requests that may start now).")
+                 .Register(r)
+                 .Add({});
+  latency_floor_ = &BuildGauge()
+                        .Name("floodgate_prefect_latency_floor_seconds")
+                        .Help("The adaptive limit's estimate of Prefect's no-load latency.")
+                        .Register(r)
+                        .Add({});
+  latency_recent_ = &BuildGauge()
+                         .Name("floodgate_prefect_latency_recent_seconds")
+                         .Help("The adaptive limit's recent latency estimate.")
+                         .Register(r)
+                         .Add({});
+  paused_remaining_ = &BuildGauge()
+                           .Name("floodgate_prefect_backoff_remaining_seconds")
+                           .Help("Seconds left of a global pause ordered by Retry-After.")
+                           .Register(r)
+                           .Add({});
+  breaker_open_ = &BuildGauge()
+                       .Name("floodgate_circuit_breaker_open")
+                       .Help("1 while the circuit breaker keeps requests from Prefect.")
+                       .Register(r)
+                       .Add({});
+  retries_denied_ = &BuildCounter()
+                         .Name("floodgate_retries_deferred_total")
+                         .Help("Retries deferred because the retry budget was spent.")
+                         .Register(r)
+                         .Add({});
+  auto& items = BuildGauge()
+                    .Name("floodgate_items")
+                    .Help("Items of all known batches, by state.")
+                    .Register(r);
+  for (int i = 0; i < core::kItemStateCount; ++i) {
+    items_[i] = &items.Add({{"state", std::string(core::kItemStateNames[i])}});
+  }
+  auto& batches = BuildGauge()
+                      .Name("floodgate_batches")
+                      .Help("Batches, by state.")
+                      .Register(r);
+  for (int i = 0; i < core::kBatchStateCount; ++i) {
+    batches_[i] = &batches.Add({{"state", std::string(core::kBatchStateNames[i])}});
+  }
+  ready_items_ = &BuildGauge()
+                      .Name("floodgate_items_ready")
+                      .Help("Items that may be launched now, waiting for a slot or a token.")
+                      .Register(r)
+                      .Add({});
+  oldest_pending_ = &BuildGauge()
+                         .Name("floodgate_oldest_pending_age_seconds")
+                         .Help("Age of the oldest batch that still has items to launch.")
+                         .Register(r)
+                         .Add({});
+  store_flushes_ = &BuildCounter()
+                        .Name("floodgate_store_flushes_total")
+                        .Help("Batched transactions written to the store.")
+                        .Register(r)
+                        .Add({});
+  store_flush_seconds_ = &BuildHistogram()
+                              .Name("floodgate_store_flush_duration_seconds")
+                              .Help("Time to write one batched transaction to the store.")
+                              .Register(r)
+                              .Add({}, kLatencyBuckets);
+}
+
+std::string Metrics::serialize() const {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+prometheus::Counter& Metrics::launches(std::string_view outcome) {
+  return launches_family_->Add({{"outcome", std::string(outcome)}});
+}
+
+prometheus::Counter& Metrics::prefect_requests(const std::string& endpoint, int status) {
+  return requests_family_->Add({{"endpoint", endpoint}, {"status_class", status_class(status)}});
+}
+
+prometheus::Histogram& Metrics::prefect_latency(const std::string& endpoint) {
+  return latency_family_->Add({{"endpoint", endpoint}}, kLatencyBuckets);
+}
+
+prometheus::Counter& Metrics::retries(const std::string& reason) {
+  return retries_family_->Add({{"reason", reason}});
+}
+
+prometheus::Counter& Metrics::api_requests(const std::string& route, int status) {
+  return api_family_->Add({{"route", route}, {"code", std::to_string(status)}});
+}
+
+}  // namespace floodgate::metrics

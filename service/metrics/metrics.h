@@ -1,0 +1,72 @@
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "core/states.h"
+
+namespace floodgate::metrics {
+
+/// Every metric floodgate exports, registered once at start-up. Names follow Prometheus
+/// conventions: one `floodgate_` prefix, base units, counters end in `_total`.
+class Metrics {
+ public:
+  explicit Metrics(const std::string& version);
+
+  /// The text exposition format of everything registered.
+  std::string serialize() const;
+
+  /// launches by outcome: created, existing, failed
+  prometheus::Counter& launches(std::string_view outcome);
+  /// Prefect requests by endpoint and status class ("2xx", "4xx", "5xx", "error")
+  prometheus::Counter& prefect_requests(const std::string& endpoint, int status);
+  prometheus::Histogram& prefect_latency(const std::string& endpoint);
+  prometheus::Counter& retries(const std::string& reason);
+
+  prometheus::Gauge& requests_in_flight() { return *in_flight_; }
+  prometheus::Gauge& in_flight_limit() { return *in_flight_limit_; }
+  prometheus::Gauge& token_bucket_tokens() { return *tokens_; }
+  prometheus::Gauge& latency_floor_seconds() { return *latency_floor_; }
+  prometheus::Gauge& latency_recent_seconds() { return *latency_recent_; }
+  prometheus::Gauge& paused_seconds_remaining() { return *paused_remaining_; }
+  prometheus::Gauge& breaker_open() { return *breaker_open_; }
+  prometheus::Counter& retries_denied_by_budget() { return *retries_denied_; }
+  prometheus::Gauge& items(core::ItemState s) { return *items_[static_cast<int>(s)]; }
+  prometheus::Gauge& batches(core::BatchState s) { return *batches_[static_cast<int>(s)]; }
+  prometheus::Gauge& ready_items() { return *ready_items_; }
+  prometheus::Gauge& oldest_pending_seconds() { return *oldest_pending_; }
+  prometheus::Counter& store_flushes() { return *store_flushes_; }
+  prometheus::Histogram& store_flush_seconds() { return *store_flush_seconds_; }
+  prometheus::Counter& api_requests(const std::string& route, int status);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* launches_family_;
+  prometheus::Family<prometheus::Counter>* requests_family_;
+  prometheus::Family<prometheus::Histogram>* latency_family_;
+  prometheus::Family<prometheus::Counter>* retries_family_;
+  prometheus::Family<prometheus::Counter>* api_family_;
+  prometheus::Gauge* in_flight_;
+  prometheus::Gauge* in_flight_limit_;
+  prometheus::Gauge* tokens_;
+  prometheus::Gauge* latency_floor_;
+  prometheus::Gauge* latency_recent_;
+  prometheus::Gauge* paused_remaining_;
+  prometheus::Gauge* breaker_open_;
+  prometheus::Counter* retries_denied_;
+  std::array<prometheus::Gauge*, core::kItemStateCount> items_{};
+  std::array<prometheus::Gauge*, core::kBatchStateCount> batches_{};
+  prometheus::Gauge* ready_items_;
+  prometheus::Gauge* oldest_pending_;
+  prometheus::Counter* store_flushes_;
+  prometheus::Histogram* store_flush_seconds_;
+};
+
+}  // namespace floodgate::metrics

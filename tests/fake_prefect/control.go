@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"time"
+)
+
+// serveControl answers the /_fake/* endpoints: no auth, no faults, not
+// counted in the stats.
+func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
+	var body []byte
+	if r.Method == "POST" {
+		var err error
+		if body, err = io.ReadAll(r.Body); err != nil {
+			return
+		}
+	}
+	key := r.Method + " " + r.URL.Path
+	var resp response
+	switch key {
+	case "GET /_fake/config":
+		resp = jsonResp(200, s.cfg.Load())
+	case "POST /_fake/config":
+		resp = s.ctlConfig(body)
+	case "POST /_fake/reset":
+		s.Reset()
+		resp = jsonResp(200, map[string]bool{"ok": true})
+	case "POST /_fake/deployments":
+		resp = s.ctlDeployment(body)
+	case "GET /_fake/deployments":
+		s.store.mu.Lock()
+		list := make([]json.RawMessage, 0, len(s.store.deployments))
+		for _, d := range s.store.deployments {
+			list = append(list, d.JSON)
+		}
+		s.store.mu.Unlock()
+		resp = jsonResp(200, map[string]any{"deployments": list})
+	case "GET /_fake/stats":
+		resp = jsonResp(200, s.Stats())
+	case "GET /_fake/runs":
+		now := s.now()
+		s.store.mu.Lock()
+		out := make([]runView, len(s.store.runs))
+		for i, fr := range s.store.runs {
+			out[i] = runView{fr, fr.stateAt(now)}
+		}
+		s.store.mu.Unlock()
+		resp = runsResp(out, "runs")
+	case "GET /_fake/task_runs":
+		now := s.now()
+		s.store.mu.Lock()
+		out := make([]taskRunJSON, len(s.store.taskRuns))
+		for i, t := range s.store.taskRuns {
+			out[i] = s.store.taskView(t, now)
+		}
+		s.store.mu.Unlock()
+		resp = jsonResp(200, map[string]any{"task_runs": out})
+	case "GET /_fake/timeline":
+		resp = jsonResp(200, map[string]any{"buckets": s.stats.timeline()})
+	case "POST /_fake/clock":
+		var req struct {
+			AdvanceMs int64 `json:"advance_ms"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			resp = detailResp(400, "body must be {\"advance_ms\": N}")
+			break
+		}
+		off := s.offsetNs.Add(req.AdvanceMs * int64(time.Millisecond))
+		resp = jsonResp(200, map[string]int64{"offset_ms": off / int64(time.Millisecond)})
+	default:
+		resp = detailResp(404, "Not Found")
+	}
+	writeResp(w, resp)
+}
+
+// SetConfig merges a JSON object into the config (as POST /_fake/config).
+func (s *Server) SetConfig(raw []byte) (*Config, error) {
+	s.cfgMu.Lock()
+	defer s.cfgMu.Unlock()
+	n, err := s.cfg.Load().merge(raw)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg.Store(n)
+	s.limiter.wake(n)
+	return n, nil
+}
+
+func (s *Server) ctlConfig(body []byte) response {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	n, err := s.SetConfig(body)
+	if err != nil {
+		return detailResp(400, "bad config: "+err.Error())
+	}
+	return jsonResp(200, n)
+}
+
+// Reset clears runs, task runs, stats, extra deployments, CSRF tokens and the
+// clock offset, and restores the default config.
+func (s *Server) Reset() {
+	s.cfgMu.Lock()
+	cfg := defaultConfig()
+	s.cfg.Store(cfg)
+	s.limiter.wake(cfg)
+	s.cfgMu.Unlock()
+	s.offsetNs.Store(0)
+	s.store.mu.Lock()
+	s.store.reset()
+	s.store.mu.Unlock()
+	s.stats.reset(s.now())
+	s.limiter.resetPeaks()
+}
+
+// Stats returns the /_fake/stats document.
+func (s *Server) Stats() statsJSON {
+	out := s.stats.snapshot()
+	out.PeakServed, out.PeakQueue = s.limiter.peaks()
+	s.store.mu.Lock()
+	out.Runs = len(s.store.runs)
+	s.store.mu.Unlock()
+	return out
+}
+
+type deploymentReq struct {
+	FlowName      string                     `json:"flow_name"`
+	Name          string                     `json:"name"`
+	ID            string                     `json:"id"`
+	FlowID        string                     `json:"flow_id"`
+	Tags          []string                   `json:"tags"`
+	Required      []string                   `json:"required"`
+	Properties    map[string]json.RawMessage `json:"properties"`
+	Enforce       bool                       `json:"enforce_parameter_schema"`
+	Parameters    map[string]json.RawMessage `json:"parameters"`
+	WorkQueueName string                     `json:"work_queue_name"`
+}
+
+func (s *Server) ctlDeployment(body []byte) response {
+	var req deploymentReq
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return detailResp(400, "bad deployment: "+err.Error())
+	}
+	if req.FlowName == "" || req.Name == "" {
+		return detailResp(400, "bad deployment: flow_name and name are required")
+	}
+	if req.ID != "" && !isUUID(req.ID) || req.FlowID != "" && !isUUID(req.FlowID) {
+		return detailResp(400, "bad deployment: id and flow_id must be UUIDs")
+	}
+	d := &deployment{ID: req.ID, Name: req.Name, FlowName: req.FlowName, FlowID: req.FlowID,
+		Tags: req.Tags, WorkQueueName: req.WorkQueueName, Required: req.Required,
+		Enforce: req.Enforce, Defaults: req.Parameters, PropTypes: map[string]string{}}
+	if d.ID == "" {
+		d.ID = newUUID()
+	}
+	if d.Tags == nil {
+		d.Tags = []string{}
+	}
+	if d.WorkQueueName == "" {
+		d.WorkQueueName = "default"
+	}
+	for name, raw := range req.Properties {
+		var p struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return detailResp(400, "bad deployment: property "+name+" must be a JSON schema object")
+		}
+		d.PropTypes[name] = p.Type
+	}
+	s.store.mu.Lock()
+	s.store.putDeployment(d, req.Properties)
+	s.store.mu.Unlock()
+	return response{status: 201, body: d.JSON}
+}

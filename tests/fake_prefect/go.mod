@@ -1,0 +1,3 @@
+module floodgate/fakeprefect
+
+go 1.26
