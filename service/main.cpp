@@ -42,8 +42,10 @@ int run(const floodgate::Config& cfg) {
 
   http::ClientOptions client_opts;
   client_opts.base_url = cfg.prefect_api_url;
-  client_opts.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
-  client_opts.request_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.request_timeout_s * 1000));
+  client_opts.connect_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
+  client_opts.request_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(cfg.request_timeout_s * 1000));
   client_opts.verify_tls = cfg.tls_verify;
   client_opts.ca_file = cfg.ca_file;
   client_opts.proxy_url = http::select_proxy(cfg.prefect_api_url, http::proxy_environment());
@@ -68,8 +70,8 @@ int run(const floodgate::Config& cfg) {
   aopts.limits.max_runs = cfg.max_runs_per_batch;
   api::Router router(aopts, engine, *store, metrics);
   http::ServerOptions sopts{cfg.listen_host, cfg.listen_port, cfg.max_body_bytes};
-  auto server = http::make_cpprest_server(
-      sopts, [&router](api::ServerRequest req, api::Responder respond) {
+  auto server =
+      http::make_cpprest_server(sopts, [&router](api::ServerRequest req, api::Responder respond) {
         router.handle(std::move(req), std::move(respond));
       });
 

@@ -22,7 +22,8 @@ class Checker {
   }
   bool ok() const { return errors_.empty(); }
 
-  bool only_keys(const json& obj, const std::string& prefix, std::initializer_list<const char*> keys) {
+  bool only_keys(const json& obj, const std::string& prefix,
+                 std::initializer_list<const char*> keys) {
     bool good = true;
     for (auto it = obj.begin(); it != obj.end(); ++it) {
       bool known = false;
@@ -85,7 +86,8 @@ class Checker {
   }
 
   bool string_list(const json& v, const std::string& field) {
-    if (!v.is_array()) return fail(field, std::string("must be a list of strings, not ") + v.type_name());
+    if (!v.is_array())
+      return fail(field, std::string("must be a list of strings, not ") + v.type_name());
     for (size_t i = 0; i < v.size(); ++i) {
       if (!string(v[i], field + "[" + std::to_string(i) + "]", 1000)) return false;
     }
@@ -96,7 +98,8 @@ class Checker {
     auto s = string(v, field, 1000);
     if (!s) return false;
     if (!prefect::parse_deployment_ref(*s)) {
-      return fail(field, "must be \"flow-name/deployment-name\" (exactly one '/') or a deployment id");
+      return fail(field,
+                  "must be \"flow-name/deployment-name\" (exactly one '/') or a deployment id");
     }
     return true;
   }
@@ -125,17 +128,20 @@ void parse_limits(Checker& c, const json& v, engine::LimitSpec& out) {
     return it == v.end() || it->is_null() ? nullptr : &*it;
   };
   if (const json* x = get("max_in_flight")) {
-    if (auto n = c.integer(*x, "limits.max_in_flight", 1, 100000)) out.max_in_flight = static_cast<int>(*n);
+    if (auto n = c.integer(*x, "limits.max_in_flight", 1, 100000))
+      out.max_in_flight = static_cast<int>(*n);
   } else if (v.contains("max_in_flight")) {
     out.max_in_flight.reset();
   }
   if (const json* x = get("max_running")) {
-    if (auto n = c.integer(*x, "limits.max_running", 1, 10000000)) out.max_running = static_cast<int>(*n);
+    if (auto n = c.integer(*x, "limits.max_running", 1, 10000000))
+      out.max_running = static_cast<int>(*n);
   } else if (v.contains("max_running")) {
     out.max_running.reset();
   }
   if (const json* x = get("launches_per_second")) {
-    if (auto n = c.number(*x, "limits.launches_per_second", 0, 1e6, true)) out.launches_per_second = *n;
+    if (auto n = c.number(*x, "limits.launches_per_second", 0, 1e6, true))
+      out.launches_per_second = *n;
   } else if (v.contains("launches_per_second")) {
     out.launches_per_second.reset();
   }
@@ -153,16 +159,19 @@ void parse_retry(Checker& c, const json& v, engine::RetrySpec& out) {
   }
   c.only_keys(v, "retry.", {"max_attempts", "initial_delay_s", "max_delay_s", "max_elapsed_s"});
   if (v.contains("max_attempts")) {
-    if (auto n = c.integer(v["max_attempts"], "retry.max_attempts", 1, 1000)) out.max_attempts = static_cast<int>(*n);
+    if (auto n = c.integer(v["max_attempts"], "retry.max_attempts", 1, 1000))
+      out.max_attempts = static_cast<int>(*n);
   }
   if (v.contains("initial_delay_s")) {
-    if (auto n = c.number(v["initial_delay_s"], "retry.initial_delay_s", 0, 3600)) out.initial_delay_s = *n;
+    if (auto n = c.number(v["initial_delay_s"], "retry.initial_delay_s", 0, 3600))
+      out.initial_delay_s = *n;
   }
   if (v.contains("max_delay_s")) {
     if (auto n = c.number(v["max_delay_s"], "retry.max_delay_s", 0, 86400)) out.max_delay_s = *n;
   }
   if (v.contains("max_elapsed_s")) {
-    if (auto n = c.number(v["max_elapsed_s"], "retry.max_elapsed_s", 0, kMaxSeconds, true)) out.max_elapsed_s = *n;
+    if (auto n = c.number(v["max_elapsed_s"], "retry.max_elapsed_s", 0, kMaxSeconds, true))
+      out.max_elapsed_s = *n;
   }
   if (c.ok() && out.max_delay_s < out.initial_delay_s) {
     c.fail("retry.max_delay_s", "must not be less than retry.initial_delay_s");
@@ -171,7 +180,8 @@ void parse_retry(Checker& c, const json& v, engine::RetrySpec& out) {
 
 void parse_tolerance(Checker& c, const json& body, engine::BatchSpec& spec) {
   if (body.contains("tolerated_failure_percentage")) {
-    if (auto n = c.number(body["tolerated_failure_percentage"], "tolerated_failure_percentage", 0, 100)) {
+    if (auto n = c.number(body["tolerated_failure_percentage"], "tolerated_failure_percentage", 0,
+                          100)) {
       spec.tolerated_failure_percentage = *n;
     }
   }
@@ -179,7 +189,8 @@ void parse_tolerance(Checker& c, const json& body, engine::BatchSpec& spec) {
     const json& v = body["tolerated_failure_count"];
     if (v.is_null()) {
       spec.tolerated_failure_count.reset();
-    } else if (auto n = c.integer(v, "tolerated_failure_count", 0, std::numeric_limits<int32_t>::max())) {
+    } else if (auto n = c.integer(v, "tolerated_failure_count", 0,
+                                  std::numeric_limits<int32_t>::max())) {
       spec.tolerated_failure_count = *n;
     }
   }
@@ -187,7 +198,8 @@ void parse_tolerance(Checker& c, const json& body, engine::BatchSpec& spec) {
 
 void parse_priority(Checker& c, const json& body, engine::BatchSpec& spec) {
   if (body.contains("priority")) {
-    if (auto n = c.integer(body["priority"], "priority", -1000, 1000)) spec.priority = static_cast<int>(*n);
+    if (auto n = c.integer(body["priority"], "priority", -1000, 1000))
+      spec.priority = static_cast<int>(*n);
   }
 }
 
@@ -200,10 +212,10 @@ std::optional<BatchRequest> parse_batch_request(const json& body, const RequestL
     c.fail("body", std::string("must be a JSON object, not ") + body.type_name());
     return std::nullopt;
   }
-  c.only_keys(body, "", {"deployment", "deployment_id", "runs", "tags", "parent_flow_run_id",
-                         "limits", "retry", "track", "relaunch_crashed",
-                         "tolerated_failure_percentage", "tolerated_failure_count", "on_cancel",
-                         "priority", "labels"});
+  c.only_keys(body, "",
+              {"deployment", "deployment_id", "runs", "tags", "parent_flow_run_id", "limits",
+               "retry", "track", "relaunch_crashed", "tolerated_failure_percentage",
+               "tolerated_failure_count", "on_cancel", "priority", "labels"});
   BatchRequest out;
   engine::BatchSpec& spec = out.spec;
 
@@ -233,7 +245,8 @@ std::optional<BatchRequest> parse_batch_request(const json& body, const RequestL
       spec.parent_flow_run_id = *s;
     }
   }
-  if (body.contains("limits") && !body["limits"].is_null()) parse_limits(c, body["limits"], spec.limits);
+  if (body.contains("limits") && !body["limits"].is_null())
+    parse_limits(c, body["limits"], spec.limits);
   if (body.contains("retry") && !body["retry"].is_null()) parse_retry(c, body["retry"], spec.retry);
   if (body.contains("track")) {
     if (!body["track"].is_boolean()) {
@@ -293,8 +306,9 @@ std::optional<BatchRequest> parse_batch_request(const json& body, const RequestL
       c.fail(f, std::string("must be an object, not ") + r.type_name());
       continue;
     }
-    c.only_keys(r, f + ".", {"parameters", "name", "tags", "job_variables", "work_queue_name",
-                             "idempotency_key", "deployment"});
+    c.only_keys(r, f + ".",
+                {"parameters", "name", "tags", "job_variables", "work_queue_name",
+                 "idempotency_key", "deployment"});
     json run = json::object();
     for (auto it = r.begin(); it != r.end(); ++it) {
       const std::string& k = it.key();
@@ -324,8 +338,10 @@ std::optional<BatchRequest> parse_batch_request(const json& body, const RequestL
       run[k] = v;
     }
     if (!has_dep && !has_id && !run.contains("deployment") && errors.empty()) {
-      c.fail("deployment", "is required: give deployment (\"flow/deployment\"), deployment_id, "
-                           "or a deployment on every run (" + f + " has none)");
+      c.fail("deployment",
+             "is required: give deployment (\"flow/deployment\"), deployment_id, "
+             "or a deployment on every run (" +
+                 f + " has none)");
     }
     out.run_specs.push_back(run.dump());
   }
@@ -343,10 +359,12 @@ bool apply_batch_patch(const json& body, engine::BatchSpec& spec, std::vector<Fi
     c.fail("body", std::string("must be a JSON object, not ") + body.type_name());
     return false;
   }
-  c.only_keys(body, "", {"limits", "retry", "tolerated_failure_percentage",
-                         "tolerated_failure_count", "priority", "on_cancel"});
+  c.only_keys(body, "",
+              {"limits", "retry", "tolerated_failure_percentage", "tolerated_failure_count",
+               "priority", "on_cancel"});
   engine::BatchSpec next = spec;
-  if (body.contains("limits") && !body["limits"].is_null()) parse_limits(c, body["limits"], next.limits);
+  if (body.contains("limits") && !body["limits"].is_null())
+    parse_limits(c, body["limits"], next.limits);
   if (body.contains("retry") && !body["retry"].is_null()) parse_retry(c, body["retry"], next.retry);
   parse_tolerance(c, body, next);
   parse_priority(c, body, next);

@@ -15,16 +15,26 @@ namespace {
 
 const char* title_for(int status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Content";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
@@ -98,7 +108,12 @@ json run_json(const engine::RunView& v) {
             {"last_error", v.last_error.empty() ? json() : json(v.last_error)}};
   if (!v.detail_json.empty()) {
     json d = json::parse(v.detail_json, nullptr, false);
-    if (d.is_object() && d.contains("earlier_runs")) j["earlier_runs"] = d["earlier_runs"];
+    if (d.is_object() && d.contains("earlier_runs") && d["earlier_runs"].is_array()) {
+      j["earlier_runs"] = d["earlier_runs"];
+    }
+    if (d.is_object() && d.contains("parent_task_run_id")) {
+      j["parent_task_run_id"] = d["parent_task_run_id"];
+    }
   }
   return j;
 }
@@ -267,9 +282,8 @@ void Router::post_batch(const ServerRequest& req, Responder respond) {
   if (!accepting_) return respond(problem(503, "floodgate is shutting down; submit again later"));
   auto ct = req.headers.find("content-type");
   if (ct != req.headers.end() && ct->second.find("json") == std::string::npos) {
-    return respond(problem(415, "the body must be JSON (Content-Type: application/json), not " +
-                                    ct->second,
-                           "body"));
+    return respond(problem(
+        415, "the body must be JSON (Content-Type: application/json), not " + ct->second, "body"));
   }
   json body;
   try {
@@ -288,8 +302,8 @@ void Router::post_batch(const ServerRequest& req, Responder respond) {
   std::optional<std::string> idem;
   if (auto it = req.headers.find("idempotency-key"); it != req.headers.end()) {
     if (it->second.empty() || it->second.size() > 255) {
-      return respond(problem(400, "Idempotency-Key header must be 1 to 255 characters",
-                             "Idempotency-Key"));
+      return respond(
+          problem(400, "Idempotency-Key header must be 1 to 255 characters", "Idempotency-Key"));
     }
     idem = it->second;
   }
@@ -360,7 +374,8 @@ void Router::get_batch(const std::string& id, const ServerRequest& req, Responde
   }
   if (auto it = q.find("after_version"); it != q.end()) {
     after = parse_int(it->second);
-    if (!after) return respond(problem(400, "after_version must be a whole number", "after_version"));
+    if (!after)
+      return respond(problem(400, "after_version must be a whole number", "after_version"));
   }
   engine_.post([this, id, wait_s, after, respond] {
     if (!engine_.has_batch(id)) {
@@ -404,7 +419,8 @@ void Router::list_runs(const std::string& id, const ServerRequest& req, Responde
   }
   if (auto it = q.find("after"); it != q.end() && !it->second.empty()) {
     auto v = parse_int(it->second);
-    if (!v || *v < -1) return respond(problem(400, "after must be a cursor from \"next\"", "after"));
+    if (!v || *v < -1)
+      return respond(problem(400, "after must be a cursor from \"next\"", "after"));
     after = *v;
   }
   engine_.post([this, id, state, limit, after, respond] {
@@ -433,9 +449,9 @@ void Router::list_batches(const ServerRequest& req, Responder respond) {
   if (auto it = q.find("state"); it != q.end()) {
     state = core::parse_batch_state(it->second);
     if (!state) {
-      return respond(problem(
-          400, "state must be one of QUEUED, RUNNING, PAUSED, COMPLETED, FAILED, CANCELLED",
-          "state"));
+      return respond(
+          problem(400, "state must be one of QUEUED, RUNNING, PAUSED, COMPLETED, FAILED, CANCELLED",
+                  "state"));
     }
   }
   if (auto it = q.find("limit"); it != q.end()) {
@@ -450,8 +466,8 @@ void Router::list_batches(const ServerRequest& req, Responder respond) {
     if (!v || *v < 0) return respond(problem(400, "after must be a cursor from \"next\"", "after"));
     after = *v;
   }
-  auto records = std::make_shared<std::vector<store::BatchRecord>>(
-      store_.list_batches(state, after, limit));
+  auto records =
+      std::make_shared<std::vector<store::BatchRecord>>(store_.list_batches(state, after, limit));
   engine_.post([this, records, limit, state, respond] {
     json list = json::array();
     for (const auto& rec : *records) {
@@ -493,8 +509,8 @@ void Router::control(const std::string& id, const std::string& action, const Ser
     if (!engine_.has_batch(id)) {
       auto rec = store_.get_batch(id);
       if (!rec) return respond(problem(404, "no batch with id " + id, "id"));
-      return respond(problem(409, "batch " + id + " is already " +
-                                      std::string(core::to_string(rec->state))));
+      return respond(
+          problem(409, "batch " + id + " is already " + std::string(core::to_string(rec->state))));
     }
     engine::Engine::ControlAnswer a;
     if (action == "cancel") a = engine_.cancel(id, on_cancel);
@@ -521,8 +537,8 @@ void Router::patch_batch(const std::string& id, const ServerRequest& req, Respon
     if (current == nullptr) {
       auto rec = store_.get_batch(id);
       if (!rec) return respond(problem(404, "no batch with id " + id, "id"));
-      return respond(problem(409, "batch " + id + " is already " +
-                                      std::string(core::to_string(rec->state))));
+      return respond(
+          problem(409, "batch " + id + " is already " + std::string(core::to_string(rec->state))));
     }
     engine::BatchSpec next = *current;
     std::vector<FieldError> errors;

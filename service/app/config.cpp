@@ -74,8 +74,9 @@ const std::vector<Option>& options() {
        }},
       {"prefect-api-key", "Prefect API key, sent as Bearer (PREFECT_API_KEY)",
        [](Config& c, const std::string&, const std::string& v) { c.prefect_api_key = v; }},
-      {"prefect-api-auth-string", "user:password for Basic auth; wins over the key "
-                                  "(PREFECT_API_AUTH_STRING)",
+      {"prefect-api-auth-string",
+       "user:password for Basic auth; wins over the key "
+       "(PREFECT_API_AUTH_STRING)",
        [](Config& c, const std::string& n, const std::string& v) {
          if (!v.empty() && v.find(':') == std::string::npos) {
            throw ConfigError(n + ": must look like user:password");
@@ -112,7 +113,9 @@ const std::vector<Option>& options() {
          c.min_in_flight = parse_int(n, v, 1, 100000);
        }},
       {"adaptive", "adapt the in-flight limit to Prefect's latency and errors: true|false (true)",
-       [](Config& c, const std::string& n, const std::string& v) { c.adaptive = parse_bool(n, v); }},
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.adaptive = parse_bool(n, v);
+       }},
       {"limit-algorithm", "adaptive algorithm: gradient|aimd (gradient)",
        [](Config& c, const std::string& n, const std::string& v) {
          if (v != "gradient" && v != "aimd") {
@@ -143,7 +146,9 @@ const std::vector<Option>& options() {
          c.retry_budget_ratio = parse_number(n, v, 0, 10);
        }},
       {"tls-verify", "verify Prefect's TLS certificate: true|false (true)",
-       [](Config& c, const std::string& n, const std::string& v) { c.tls_verify = parse_bool(n, v); }},
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.tls_verify = parse_bool(n, v);
+       }},
       {"ca-file", "extra CA bundle for Prefect's certificate",
        [](Config& c, const std::string&, const std::string& v) { c.ca_file = v; }},
       {"log-level", "debug|info|warn|error (info)",
@@ -227,7 +232,8 @@ Config parse_config(const std::vector<std::string>& args,
   }
   if (c.adaptive && c.min_in_flight > c.max_in_flight) {
     throw ConfigError("--min-in-flight (" + std::to_string(c.min_in_flight) +
-                      ") must not exceed --max-in-flight (" + std::to_string(c.max_in_flight) + ")");
+                      ") must not exceed --max-in-flight (" + std::to_string(c.max_in_flight) +
+                      ")");
   }
   return c;
 }

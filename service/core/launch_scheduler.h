@@ -12,10 +12,10 @@ namespace floodgate::core {
 
 /// Per-batch limits on launch requests; 0 means "no limit of this batch's own".
 struct BatchQuota {
-  int priority = 0;               // weight in the round-robin is 1 + max(priority, 0)
-  int max_in_flight = 0;          // concurrent create requests of this batch
-  double launches_per_second = 0; // items per second
-  double burst = 0;               // items; defaults to max(1, launches_per_second)
+  int priority = 0;                // weight in the round-robin is 1 + max(priority, 0)
+  int max_in_flight = 0;           // concurrent create requests of this batch
+  double launches_per_second = 0;  // items per second
+  double burst = 0;                // items; defaults to max(1, launches_per_second)
 };
 
 /// Chooses which batch sends the next launch request: smooth weighted round-robin by

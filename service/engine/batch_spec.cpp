@@ -22,9 +22,8 @@ std::optional<T> read_opt(const json& j, const char* key) {
 json to_json(const BatchSpec& s) {
   return json{{"deployment", s.deployment},
               {"tags", s.tags},
-              {"parent_flow_run_id", s.parent_flow_run_id.empty()
-                                         ? json(nullptr)
-                                         : json(s.parent_flow_run_id)},
+              {"parent_flow_run_id",
+               s.parent_flow_run_id.empty() ? json(nullptr) : json(s.parent_flow_run_id)},
               {"limits",
                {{"max_in_flight", opt(s.limits.max_in_flight)},
                 {"max_running", opt(s.limits.max_running)},

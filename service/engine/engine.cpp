@@ -41,9 +41,9 @@ bool prefect_final(const std::string& type) {
 }
 
 const char* endpoint_name(int kind) {
-  static constexpr const char* kNames[] = {"read_deployment", "create_flow_run",
-                                           "create_flow_run_bulk", "filter_flow_runs",
-                                           "set_state", "csrf_token", "health"};
+  static constexpr const char* kNames[] = {
+      "read_deployment", "create_flow_run", "create_flow_run_bulk", "filter_flow_runs", "set_state",
+      "csrf_token",      "health",          "create_task_run"};
   return kNames[kind];
 }
 
@@ -60,8 +60,9 @@ struct Engine::Item {
   std::string flow_run_id;
   std::string flow_run_state;
   std::string last_error;
-  std::string spec;    // the run's spec JSON; released once the run exists
-  json earlier_runs;   // ids of runs of earlier attempts (re-launches), null when none
+  std::string parent_task_run_id;  // the placeholder in the parent flow run (as_subflow)
+  std::string spec;                // the run's spec JSON; released once the run exists
+  json earlier_runs;               // ids of runs of earlier attempts (re-launches), null when none
 };
 
 struct Engine::Slot {
@@ -135,7 +136,9 @@ Engine::Engine(boost::asio::io_context& io, EngineOptions options, store::Store&
       random_(seed_from(options_.random_seed)),
       api_(std::move(credentials), options_.csrf_client_id),
       writer_(store, metrics),
-      bucket_(clock_, options_.rate, options_.rate > 0 ? std::max(1.0, options_.burst > 0 ? options_.burst : options_.rate) : 0),
+      bucket_(clock_, options_.rate,
+              options_.rate > 0 ? std::max(1.0, options_.burst > 0 ? options_.burst : options_.rate)
+                                : 0),
       limit_(options_.adaptive
                  ? core::make_limit(options_.limit_algorithm, options_.initial_in_flight,
                                     options_.min_in_flight, options_.max_in_flight)
@@ -250,6 +253,7 @@ void Engine::init_batch(Batch& b, std::vector<std::string> run_specs,
         if (d.is_object()) {
           item.relaunches = d.value("relaunches", 0);
           if (d.contains("earlier_runs")) item.earlier_runs = d["earlier_runs"];
+          item.parent_task_run_id = d.value("parent_task_run_id", "");
         }
       }
       if (item.state == ItemState::kLaunching || item.state == ItemState::kRetryWait) {
@@ -340,7 +344,8 @@ void Engine::sync_ready(Batch& b) {
   int64_t ready = static_cast<int64_t>(b.ready.size());
   if (b.spec.limits.max_running) {
     // Launch only while fewer than max_running children are not yet final.
-    ready = std::min<int64_t>(ready, std::max<int64_t>(0, *b.spec.limits.max_running - b.running()));
+    ready =
+        std::min<int64_t>(ready, std::max<int64_t>(0, *b.spec.limits.max_running - b.running()));
   }
   scheduler_.set_ready(b.key, ready);
 }
@@ -476,9 +481,16 @@ bool Engine::send_launch() {
       continue;
     }
     if (slot >= 0 && item.slot != slot) break;
+    const bool needs_placeholder =
+        !b.spec.parent_flow_run_id.empty() && item.parent_task_run_id.empty();
+    if (needs_placeholder && !p->indexes.empty()) break;
     slot = item.slot;
     b.ready.pop_front();
     p->indexes.push_back(idx);
+    if (needs_placeholder) {
+      send_placeholder(b, p, idx);
+      return true;
+    }
   }
   if (p->indexes.empty()) {
     scheduler_.on_request_done(b.key);
@@ -497,6 +509,7 @@ bool Engine::send_launch() {
     ctx.batch_tag = b.batch_tag;
     std::string key = idempotency_key(b, idx, item);
     ctx.idempotency_key = key;
+    ctx.parent_task_run_id = item.parent_task_run_id;
     bodies.push_back(prefect::build_create_body(spec.is_object() ? spec : json::object(), ctx));
     if (item.attempts == 0) {
       item.first_attempt = now;
@@ -508,10 +521,7 @@ bool Engine::send_launch() {
   }
   sync_ready(b);
   (void)bucket_.try_consume(1);
-  if (p->indexes.size() == 1 && !bulk_supported_) {
-    p->kind = ReqKind::kCreate;
-    send(ReqKind::kCreate, api_.create_flow_run(s.id, bodies[0].dump()), p);
-  } else if (p->indexes.size() == 1) {
+  if (p->indexes.size() == 1) {
     p->kind = ReqKind::kCreate;
     send(ReqKind::kCreate, api_.create_flow_run(s.id, bodies[0].dump()), p);
   } else {
@@ -519,6 +529,92 @@ bool Engine::send_launch() {
     send(ReqKind::kCreateBulk, api_.create_flow_run_bulk(s.id, bodies.dump()), p);
   }
   return true;
+}
+
+void Engine::send_placeholder(Batch& b, const std::shared_ptr<Pending>& p, int64_t index) {
+  // As run_deployment(as_subflow=True) does: a task run in the parent stands for the child,
+  // and the child is created with it as parent_task_run_id. The dynamic key names the batch
+  // too, so two batches from one parent never share a placeholder.
+  Item& item = b.items[index];
+  const Slot& s = b.slots[item.slot];
+  std::string deployment_name = s.ref.id.empty() ? s.ref.flow_name + "/" + s.ref.name : s.text;
+  std::string slug;
+  for (char c : deployment_name) {
+    auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u)) {
+      slug += static_cast<char>(std::tolower(u));
+    } else if (!slug.empty() && slug.back() != '-') {
+      slug += '-';
+    }
+  }
+  while (!slug.empty() && slug.back() == '-') slug.pop_back();
+  json body = {{"flow_run_id", b.spec.parent_flow_run_id},
+               {"task_key", "prefect.deployments.flow_runs.run_deployment." + slug},
+               {"dynamic_key", "floodgate:" + b.rec.id + ":" + std::to_string(index)},
+               {"name", deployment_name + "-" + std::to_string(index)},
+               {"state", {{"type", "PENDING"}, {"name", "Pending"}}},
+               {"task_inputs", json::object()},
+               {"tags", b.spec.tags},
+               {"empirical_policy", {{"retries", 0}, {"retry_delay", 0}}}};
+  const auto now = clock_.now();
+  if (b.rec.state == BatchState::kQueued) set_batch_state(b, BatchState::kRunning);
+  if (item.attempts == 0) {
+    item.first_attempt = now;
+    budget_.on_request();
+  }
+  item.attempts += 1;
+  item.in_request = true;
+  set_state(b, item, index, ItemState::kLaunching);
+  sync_ready(b);
+  (void)bucket_.try_consume(1);
+  send(ReqKind::kPlaceholder, api_.create_task_run(body), p);
+}
+
+void Engine::handle_placeholder(Pending& p, const prefect::HttpResponse& r,
+                                const prefect::Classification& c) {
+  scheduler_.on_request_done(p.batch);
+  auto it = batches_.find(p.batch);
+  if (it == batches_.end()) return;
+  Batch& b = *it->second;
+  const int64_t idx = p.indexes.front();
+  Item& item = b.items[idx];
+  item.in_request = false;
+  if (c.verdict == prefect::Verdict::kOk) {
+    json j = json::parse(r.body, nullptr, false);
+    if (j.is_object() && j.contains("id") && j["id"].is_string()) {
+      item.parent_task_run_id = j["id"].get<std::string>();
+      // The placeholder is not a launch attempt of the child.
+      item.attempts = std::max(0, item.attempts - 1);
+      if (core::is_final(b.rec.state)) {
+        set_state(b, item, idx, ItemState::kSkipped);
+        check_finished(b);
+        return;
+      }
+      set_state(b, item, idx, ItemState::kPending);
+      mark_dirty(b, idx);
+      b.ready.push_front(idx);
+      sync_ready(b);
+      return;
+    }
+    prefect::Classification bad{prefect::Verdict::kRetryable,
+                                "bad_answer",
+                                "Prefect's answer to the task run create has no id",
+                                {}};
+    retry_or_fail(b, idx, bad);
+    return;
+  }
+  if (c.verdict == prefect::Verdict::kPermanent) {
+    launch_failed(b, idx,
+                  "could not create the placeholder task run in parent flow run " +
+                      b.spec.parent_flow_run_id + ": " + c.message);
+    return;
+  }
+  if (c.verdict == prefect::Verdict::kCsrfInvalid) {
+    api_.invalidate_csrf_token();
+    requeue_without_attempt(b, idx, core::Duration(0));
+    return;
+  }
+  retry_or_fail(b, idx, c);
 }
 
 Engine::RequestMetrics& Engine::request_metrics(ReqKind kind) {
@@ -592,6 +688,9 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
     case ReqKind::kCreateBulk:
       handle_bulk(p, response, c);
       break;
+    case ReqKind::kPlaceholder:
+      handle_placeholder(p, response, c);
+      break;
     case ReqKind::kTrack:
       handle_track(p, response, c);
       break;
@@ -612,8 +711,8 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
     case ReqKind::kProbe:
       probe_in_flight_ = false;
       breaker_.on_probe_result(response.status == 200);
-      log::info("health probe", {{"status", response.status},
-                                 {"breaker", std::string(breaker_.state_name())}});
+      log::info("health probe",
+                {{"status", response.status}, {"breaker", std::string(breaker_.state_name())}});
       break;
   }
   maybe_finish_drain();
@@ -654,7 +753,8 @@ void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
   const auto now = clock_.now();
   if (slot.attempts == 0) slot.first_attempt = now;
   slot.attempts += 1;
-  core::RetryPolicy policy{b.spec.retry.max_attempts, core::from_seconds(b.spec.retry.max_elapsed_s),
+  core::RetryPolicy policy{b.spec.retry.max_attempts,
+                           core::from_seconds(b.spec.retry.max_elapsed_s),
                            core::BackoffPolicy{core::from_seconds(b.spec.retry.initial_delay_s),
                                                core::from_seconds(b.spec.retry.max_delay_s), 2.0}};
   auto delay = core::retry_delay(policy.backoff, slot.attempts, random_, c.retry_after);
@@ -686,8 +786,10 @@ void Engine::handle_create(Pending& p, const prefect::HttpResponse& r,
     case prefect::Verdict::kOk: {
       auto run = prefect::parse_flow_run(r.body);
       if (!run) {
-        prefect::Classification bad{prefect::Verdict::kRetryable, "bad_answer",
-                                    "Prefect's answer to create_flow_run has no run id", {}};
+        prefect::Classification bad{prefect::Verdict::kRetryable,
+                                    "bad_answer",
+                                    "Prefect's answer to create_flow_run has no run id",
+                                    {}};
         retry_or_fail(b, idx, bad);
         return;
       }
@@ -729,7 +831,8 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
   if (c.verdict == prefect::Verdict::kOk) {
     auto results = prefect::parse_bulk_results(r.body);
     if (!results || results->size() != p.indexes.size()) {
-      prefect::Classification bad{prefect::Verdict::kRetryable, "bad_answer",
+      prefect::Classification bad{prefect::Verdict::kRetryable,
+                                  "bad_answer",
                                   "Prefect's answer to the bulk create does not match the request",
                                   {}};
       for (int64_t idx : p.indexes) retry_or_fail(b, idx, bad);
@@ -756,7 +859,8 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
 void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c) {
   Item& item = b.items[index];
   const auto now = clock_.now();
-  core::RetryPolicy policy{b.spec.retry.max_attempts, core::from_seconds(b.spec.retry.max_elapsed_s),
+  core::RetryPolicy policy{b.spec.retry.max_attempts,
+                           core::from_seconds(b.spec.retry.max_elapsed_s),
                            core::BackoffPolicy{core::from_seconds(b.spec.retry.initial_delay_s),
                                                core::from_seconds(b.spec.retry.max_delay_s), 2.0}};
   auto delay = core::retry_delay(policy.backoff, item.attempts, random_, c.retry_after);
@@ -824,6 +928,17 @@ void Engine::schedule_tracking() {
             queued_any = true;
           }
         }
+        if (!b.spec.parent_flow_run_id.empty() && !core::is_final(b.rec.state) &&
+            b.spec.on_cancel == "cancel_children") {
+          // Watch the parent too: Prefect only cascades a CANCELLED parent to its children.
+          if (!p) {
+            p = std::make_shared<Pending>();
+            p->kind = ReqKind::kTrack;
+            p->batch = key;
+          }
+          p->indexes.push_back(-1);
+          p->ids.push_back(b.spec.parent_flow_run_id);
+        }
         if (p) {
           control_.push_back(std::move(p));
           queued_any = true;
@@ -855,6 +970,16 @@ void Engine::handle_track(Pending& p, const prefect::HttpResponse& r,
     auto f = index_of.find(run.id);
     if (f == index_of.end()) continue;
     int64_t idx = f->second;
+    if (idx < 0) {
+      if (prefect_final(run.state_type) && !core::is_final(b.rec.state)) {
+        log::info("parent flow run ended while children run; cancelling the batch",
+                  {{"batch_id", b.rec.id},
+                   {"parent_flow_run_id", run.id},
+                   {"parent_state", run.state_type}});
+        finish(b, BatchState::kCancelled);
+      }
+      continue;
+    }
     Item& item = b.items[idx];
     if (item.state != ItemState::kLaunched || item.flow_run_id != run.id) continue;
     if (item.flow_run_state != run.state_name) {
@@ -1086,8 +1211,10 @@ void Engine::flush(bool /*force*/) {
     u.flow_run_id = item.flow_run_id;
     u.flow_run_state = item.flow_run_state;
     u.last_error = item.last_error;
-    if (item.relaunches > 0 || item.earlier_runs.is_array()) {
-      u.detail_json = json{{"relaunches", item.relaunches}, {"earlier_runs", item.earlier_runs}}.dump();
+    if (item.relaunches > 0 || item.earlier_runs.is_array() || !item.parent_task_run_id.empty()) {
+      json d = {{"relaunches", item.relaunches}, {"earlier_runs", item.earlier_runs}};
+      if (!item.parent_task_run_id.empty()) d["parent_task_run_id"] = item.parent_task_run_id;
+      u.detail_json = d.dump();
     }
     items.push_back(std::move(u));
   }
@@ -1153,7 +1280,8 @@ void Engine::update_gauges() {
     if (!bp->ready.empty() || !bp->slots.empty()) {
       int64_t age = now_ms - bp->rec.created_at_ms;
       if (bp->counts[static_cast<int>(ItemState::kPending)] +
-              bp->counts[static_cast<int>(ItemState::kRetryWait)] > 0) {
+              bp->counts[static_cast<int>(ItemState::kRetryWait)] >
+          0) {
         oldest_ms = std::max(oldest_ms, age);
       }
     }
@@ -1275,8 +1403,8 @@ void Engine::wait_for_change(const std::string& id, int64_t after_version,
 }
 
 std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
-                                                      std::optional<ItemState> state,
-                                                      int64_t after, int limit) const {
+                                                      std::optional<ItemState> state, int64_t after,
+                                                      int limit) const {
   const Batch* b = find(id);
   if (b == nullptr || !b->items_loaded) return std::nullopt;
   std::vector<RunView> out;
@@ -1291,7 +1419,12 @@ std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
     v.flow_run_state = item.flow_run_state;
     v.attempts = item.attempts;
     v.last_error = item.last_error;
-    if (item.earlier_runs.is_array()) v.detail_json = json{{"earlier_runs", item.earlier_runs}}.dump();
+    if (item.earlier_runs.is_array() || !item.parent_task_run_id.empty()) {
+      json d = json::object();
+      if (item.earlier_runs.is_array()) d["earlier_runs"] = item.earlier_runs;
+      if (!item.parent_task_run_id.empty()) d["parent_task_run_id"] = item.parent_task_run_id;
+      v.detail_json = d.dump();
+    }
     out.push_back(std::move(v));
   }
   return out;
@@ -1301,8 +1434,8 @@ Engine::ControlAnswer Engine::cancel(const std::string& id, std::optional<std::s
   Batch* b = find(id);
   if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
   if (core::is_final(b->rec.state)) {
-    return {ControlResult::kConflict, "batch is already " +
-                                          std::string(core::to_string(b->rec.state))};
+    return {ControlResult::kConflict,
+            "batch is already " + std::string(core::to_string(b->rec.state))};
   }
   if (on_cancel) b->spec.on_cancel = *on_cancel;
   finish(*b, BatchState::kCancelled);

@@ -6,13 +6,12 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <queue>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/backoff.h"
 #include "core/circuit_breaker.h"
@@ -98,12 +97,12 @@ class Engine {
   nlohmann::json stored_batch_json(const store::BatchRecord& record);
   int64_t batch_version(const std::string& id) const;
   /// Calls `fn(batch_json)` when the batch's version exceeds `after_version`, or at `deadline`.
-  void wait_for_change(const std::string& id, int64_t after_version,
-                       std::chrono::milliseconds wait, std::function<void(nlohmann::json)> fn);
+  void wait_for_change(const std::string& id, int64_t after_version, std::chrono::milliseconds wait,
+                       std::function<void(nlohmann::json)> fn);
   /// Items of a held batch; nullopt when the batch's items are not in memory.
   std::optional<std::vector<RunView>> list_runs(const std::string& id,
-                                                std::optional<core::ItemState> state,
-                                                int64_t after, int limit) const;
+                                                std::optional<core::ItemState> state, int64_t after,
+                                                int limit) const;
 
   enum class ControlResult { kOk, kNotFound, kConflict };
   struct ControlAnswer {
@@ -129,7 +128,16 @@ class Engine {
   struct Batch;
   struct Item;
   struct Slot;
-  enum class ReqKind { kResolve, kCreate, kCreateBulk, kTrack, kCancelChild, kCsrf, kProbe };
+  enum class ReqKind {
+    kResolve,
+    kCreate,
+    kCreateBulk,
+    kTrack,
+    kCancelChild,
+    kCsrf,
+    kProbe,
+    kPlaceholder
+  };
   struct Pending;
 
   // Scheduling.
@@ -143,6 +151,9 @@ class Engine {
   void on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse response);
   void handle_resolve(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
   void handle_create(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
+  void send_placeholder(Batch& b, const std::shared_ptr<Pending>& p, int64_t index);
+  void handle_placeholder(Pending& p, const prefect::HttpResponse& r,
+                          const prefect::Classification& c);
   void handle_bulk(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
   void handle_track(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
   void handle_cancel_child(Pending& p, const prefect::HttpResponse& r,

@@ -264,15 +264,6 @@ class CpprestServer final : public api::HttpServer {
   static void dispatch(const std::shared_ptr<Gate>& gate,
                        const std::shared_ptr<const api::Handler>& handler, size_t limit,
                        http_request request) {
-    // A body that fails to arrive (client gone) fails content_ready(); cpprest itself never
-    // looks at that failure, and pplx terminates the process on unobserved task exceptions.
-    request.content_ready().then([](pplx::task<http_request> ready) {
-      try {
-        ready.get();
-      } catch (...) {
-      }
-    });
-
     auto exchange = std::make_shared<Exchange>(gate, request);
     utility::size64_t declared = 0;
     if (request.headers().match(web::http::header_names::content_length, declared) &&

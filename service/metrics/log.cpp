@@ -39,9 +39,8 @@ bool set_level(std::string_view name) {
 
 void write(Level level, std::string_view msg, const nlohmann::json& fields) {
   if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
-  nlohmann::json line = {{"ts", timestamp()},
-                         {"level", kNames[static_cast<int>(level)]},
-                         {"msg", std::string(msg)}};
+  nlohmann::json line = {
+      {"ts", timestamp()}, {"level", kNames[static_cast<int>(level)]}, {"msg", std::string(msg)}};
   if (fields.is_object()) {
     for (auto it = fields.begin(); it != fields.end(); ++it) line[it.key()] = it.value();
   }

@@ -21,8 +21,12 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
   auto& r = *registry_;
-  BuildGauge().Name("floodgate_build_info").Help("Build information; always 1.").Register(r).Add(
-      {{"version", version}}).Set(1);
+  BuildGauge()
+      .Name("floodgate_build_info")
+      .Help("Build information; always 1.")
+      .Register(r)
+      .Add({{"version", version}})
+      .Set(1);
   launches_family_ = &BuildCounter()
                           .Name("floodgate_launches_total")
                           .Help("Child runs launched, by outcome (created, existing, failed).")
@@ -90,10 +94,7 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
   for (int i = 0; i < core::kItemStateCount; ++i) {
     items_[i] = &items.Add({{"state", std::string(core::kItemStateNames[i])}});
   }
-  auto& batches = BuildGauge()
-                      .Name("floodgate_batches")
-                      .Help("Batches, by state.")
-                      .Register(r);
+  auto& batches = BuildGauge().Name("floodgate_batches").Help("Batches, by state.").Register(r);
   for (int i = 0; i < core::kBatchStateCount; ++i) {
     batches_[i] = &batches.Add({{"state", std::string(core::kBatchStateNames[i])}});
   }

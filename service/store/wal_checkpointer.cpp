@@ -4,6 +4,9 @@ namespace floodgate::store {
 
 WalCheckpointer::WalCheckpointer(SqliteConnection& writer, const std::string& path)
     : writer_(writer), connection_(path, SQLITE_OPEN_READWRITE) {
+  // A connection that has not read the database yet does not know it is in WAL mode, and its
+  // checkpoints silently do nothing (they report -1 frames).
+  connection_.query_text("PRAGMA schema_version", "starting the WAL checkpointer");
   thread_ = std::thread([this] { run(); });
   // Replaces the automatic checkpoint, which SQLite implements with this same hook.
   sqlite3_wal_hook(writer_.handle(), &WalCheckpointer::on_commit, this);
@@ -44,7 +47,7 @@ void WalCheckpointer::run() {
     int copied_frames = 0;
     const int rc = sqlite3_wal_checkpoint_v2(
         connection_.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied_frames);
-    if (rc == SQLITE_OK && copied_frames == wal_frames) {
+    if (rc == SQLITE_OK && wal_frames >= 0 && copied_frames == wal_frames) {
       completed_.fetch_add(1, std::memory_order_relaxed);
     }
     lock.lock();

@@ -190,6 +190,20 @@ TEST(SqliteFileTest, DataOutlivesTheStore) {
   EXPECT_GT(store.get_batch("later")->seq, seq);
 }
 
+TEST(SqliteFileTest, WalIsCheckpointedInTheBackground) {
+  TempDir dir;
+  const std::string path = dir.file("ckpt.db");
+  SqliteStore store(path);
+  store.insert_batch(make_batch("b", 30'000), make_items(30'000));
+  // The commit leaves the pages in the WAL; only a checkpoint copies them into the file.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::filesystem::file_size(path) < 1'000'000 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(std::filesystem::file_size(path), 1'000'000u) << "the WAL was never checkpointed";
+}
+
 TEST(SqliteFileTest, TwoStoresOnOneFileInsertOneKeyOnce) {
   // Two stores on one file stand for two processes: only SQLite's locking keeps them apart.
   TempDir dir;
