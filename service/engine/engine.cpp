@@ -277,10 +277,14 @@ void Engine::init_batch(Batch& b, std::vector<std::string> run_specs,
     b.counts[static_cast<int>(item.state)] += 1;
     if (core::is_failure(item.state)) b.failures += 1;
   }
+  for (int i = 0; i < core::kItemStateCount; ++i) {
+    metrics_.items(static_cast<ItemState>(i)).Increment(static_cast<double>(b.counts[i]));
+  }
   for (int64_t idx : to_launch) make_ready(b, idx);
 }
 
 void Engine::activate(Batch& b) {
+  metrics_.batches(b.rec.state).Increment();
   if (core::is_final(b.rec.state)) return;
   scheduler_.add_batch(b.key, quota_of(b.spec));
   scheduler_.set_paused(b.key, b.rec.state == BatchState::kPaused);
@@ -1268,6 +1272,10 @@ void Engine::tick() {
 
 void Engine::update_gauges() {
   metrics_.in_flight_limit().Set(effective_limit());
+  if (const auto* g = dynamic_cast<const core::GradientLimit*>(limit_.get())) {
+    metrics_.latency_floor_seconds().Set(g->rtt_noload_seconds());
+    metrics_.latency_recent_seconds().Set(g->short_rtt_seconds());
+  }
   metrics_.token_bucket_tokens().Set(bucket_.level());
   metrics_.paused_seconds_remaining().Set(core::to_seconds(backoff_.remaining()));
   metrics_.breaker_open().Set(breaker_.state() == core::CircuitBreaker::State::kOpen ? 1 : 0);
@@ -1474,6 +1482,9 @@ Engine::ControlAnswer Engine::redrive(const std::string& id) {
     auto stored = store_.load_items(b->rec.id, true);
     b->items.clear();
     b->slots.clear();
+    for (int i = 0; i < core::kItemStateCount; ++i) {
+      metrics_.items(static_cast<ItemState>(i)).Decrement(static_cast<double>(b->counts[i]));
+    }
     b->counts = {};
     b->failures = 0;
     b->items_loaded = true;

@@ -1,0 +1,389 @@
+#!/usr/bin/env bash
+# prefect-env.sh — a local, throw-away Prefect 3 for floodgate's e2e tests and demo.
+#
+# Source it and call the functions, or run it as a command:
+#
+#   source scripts/prefect-env.sh
+#   prefect_env_up            # venv + server + work pool + demo deployments + worker
+#   prefect_env_down          # stop worker and server (by the PIDs recorded in the run dir)
+#
+#   bash scripts/prefect-env.sh up|down|status|venv|server-start|server-stop|
+#                               worker-start|worker-stop|deploy|env
+#
+# Every step is idempotent: calling `up` again starts only what is not running.
+# Nothing is ever killed by name or pattern: only the PIDs this script recorded, and the
+# processes those PIDs started (their descendants).
+#
+# Settings (environment variables, all optional):
+#   FG_PREFECT_VERSION       pinned Prefect version to install             (3.9.1)
+#   FG_PREFECT_PYTHON        interpreter for the venv (3.9–3.12; 3.11 preferred) (python3.11)
+#   FG_PREFECT_VENV          virtualenv folder                              (<repo>/.venv-prefect)
+#   FG_PREFECT_HOST          address the server listens on                  (127.0.0.1)
+#   FG_PREFECT_PORT          port the server listens on                     (4200)
+#   FG_PREFECT_RUN_DIR       run dir: PREFECT_HOME, logs, pid files         (<repo>/.run/prefect)
+#   FG_PREFECT_POOL          process work pool name                         (floodgate-demo)
+#   FG_PREFECT_WORKER_LIMIT  concurrent flow runs of the worker (--limit)   (64)
+#   FG_PREFECT_UI            serve the Prefect UI: true|false               (false)
+#   FG_PREFECT_START_TIMEOUT seconds to wait for the server / worker        (180)
+#   FG_PREFECT_EXTRA_PIP     more pip requirements for the venv (e.g. "pytest") ()
+#
+# The pin: Prefect 3.9.1 is the newest 3.x on PyPI when this was written; it installs on
+# Python 3.11 (Debian 12's python3) in about 40 s and serves the bulk create endpoint.
+
+# ---------------------------------------------------------------------------------------
+# configuration
+
+_fg_prefect_script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+FG_ROOT="${FG_ROOT:-$(cd "$_fg_prefect_script_dir/.." && pwd)}"
+
+FG_PREFECT_VERSION="${FG_PREFECT_VERSION:-3.9.1}"
+FG_PREFECT_PYTHON="${FG_PREFECT_PYTHON:-}"
+FG_PREFECT_VENV="${FG_PREFECT_VENV:-$FG_ROOT/.venv-prefect}"
+FG_PREFECT_HOST="${FG_PREFECT_HOST:-127.0.0.1}"
+FG_PREFECT_PORT="${FG_PREFECT_PORT:-4200}"
+FG_PREFECT_RUN_DIR="${FG_PREFECT_RUN_DIR:-$FG_ROOT/.run/prefect}"
+FG_PREFECT_POOL="${FG_PREFECT_POOL:-floodgate-demo}"
+FG_PREFECT_WORKER_LIMIT="${FG_PREFECT_WORKER_LIMIT:-64}"
+FG_PREFECT_UI="${FG_PREFECT_UI:-false}"
+FG_PREFECT_START_TIMEOUT="${FG_PREFECT_START_TIMEOUT:-180}"
+FG_PREFECT_EXTRA_PIP="${FG_PREFECT_EXTRA_PIP:-}"
+FG_PREFECT_FLOWS_DIR="${FG_PREFECT_FLOWS_DIR:-$FG_ROOT/tests/e2e/flows}"
+
+_fg_log() { printf '[prefect-env] %s\n' "$*" >&2; }
+_fg_die() { printf '[prefect-env] error: %s\n' "$*" >&2; return 1; }
+
+# The environment every Prefect process of this setup runs with: its own PREFECT_HOME (so the
+# user's ~/.prefect and profiles are never read or written), no telemetry, no UI unless asked,
+# no services that only matter for schedules, and a worker that polls every second.
+prefect_env_export() {
+  export FG_PREFECT_API_URL="http://$FG_PREFECT_HOST:$FG_PREFECT_PORT/api"
+  export PREFECT_HOME="$FG_PREFECT_RUN_DIR/home"
+  export PREFECT_PROFILES_PATH="$PREFECT_HOME/profiles.toml"
+  export PREFECT_API_URL="$FG_PREFECT_API_URL"
+  export PREFECT_SERVER_API_HOST="$FG_PREFECT_HOST"
+  export PREFECT_SERVER_API_PORT="$FG_PREFECT_PORT"
+  export PREFECT_SERVER_ANALYTICS_ENABLED=false
+  export PREFECT_UI_ENABLED="$FG_PREFECT_UI"
+  export PREFECT_UI_API_URL="$FG_PREFECT_API_URL"
+  export PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT=false
+  export PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED=false
+  export PREFECT_SERVER_LOGGING_LEVEL="${PREFECT_SERVER_LOGGING_LEVEL:-WARNING}"
+  export PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS=false
+  export PREFECT_CLI_PROMPT=false
+  export PREFECT_CLI_COLORS=false
+  export PREFECT_CLI_WRAP_LINES=false
+  export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-1}"
+  export PREFECT_WORKER_PREFETCH_SECONDS="${PREFECT_WORKER_PREFETCH_SECONDS:-10}"
+  export PREFECT_WORKER_HEARTBEAT_SECONDS="${PREFECT_WORKER_HEARTBEAT_SECONDS:-10}"
+  # Flow runs started by the worker: keep their chatter at WARNING in the worker log.
+  export PREFECT_LOGGING_LEVEL="${PREFECT_LOGGING_LEVEL:-WARNING}"
+  export PYTHONDONTWRITEBYTECODE=1
+  mkdir -p "$PREFECT_HOME" "$FG_PREFECT_RUN_DIR/logs"
+}
+
+# Print the exports, e.g. `eval "$(bash scripts/prefect-env.sh env)"`.
+prefect_env_print() {
+  prefect_env_export
+  local v
+  for v in FG_PREFECT_API_URL PREFECT_HOME PREFECT_PROFILES_PATH PREFECT_API_URL \
+           FG_PREFECT_VENV FG_PREFECT_RUN_DIR FG_PREFECT_POOL; do
+    printf 'export %s=%q\n' "$v" "${!v}"
+  done
+}
+
+# ---------------------------------------------------------------------------------------
+# process helpers (PID files only; never by name)
+
+_fg_pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+
+_fg_read_pid() {  # _fg_read_pid NAME -> prints the recorded PID if that process still runs
+  local f="$FG_PREFECT_RUN_DIR/$1.pid" pid
+  [[ -f "$f" ]] || return 1
+  pid="$(cat "$f" 2>/dev/null || true)"
+  if _fg_pid_alive "$pid"; then printf '%s\n' "$pid"; return 0; fi
+  rm -f "$f"
+  return 1
+}
+
+_fg_descendants() {  # every descendant PID of $1, children first listed before grandchildren
+  local pid="$1" child
+  for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+    printf '%s\n' "$child"
+    _fg_descendants "$child"
+  done
+}
+
+# Stop PID and everything it started: SIGTERM, wait up to $2 s, then SIGKILL what is left.
+_fg_kill_tree() {
+  local pid="$1" timeout="${2:-20}" sig="${3:-TERM}" tree p i
+  _fg_pid_alive "$pid" || return 0
+  tree="$pid $(_fg_descendants "$pid" | tr '\n' ' ')"
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for ((i = 0; i < timeout * 10; i++)); do
+    _fg_pid_alive "$pid" || break
+    sleep 0.1
+  done
+  # Children the parent did not take down with it (flow run processes, uvicorn).
+  for p in $tree; do kill -TERM "$p" 2>/dev/null || true; done
+  for ((i = 0; i < 30; i++)); do
+    local any=0
+    for p in $tree; do _fg_pid_alive "$p" && any=1; done
+    ((any)) || break
+    sleep 0.1
+  done
+  for p in $tree; do kill -KILL "$p" 2>/dev/null || true; done
+  # Reap it if it is our child, so it does not linger as a zombie.
+  wait "$pid" 2>/dev/null || true
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------
+# venv
+
+_fg_pick_python() {
+  if [[ -n "$FG_PREFECT_PYTHON" ]]; then printf '%s\n' "$FG_PREFECT_PYTHON"; return 0; fi
+  local c
+  for c in python3.11 python3.12 python3.10 python3; do
+    if command -v "$c" >/dev/null 2>&1; then printf '%s\n' "$c"; return 0; fi
+  done
+  _fg_die "no python3 found: install python3 and python3-venv"
+}
+
+prefect_env_venv() {
+  prefect_env_export
+  local py want have
+  want="$FG_PREFECT_VERSION"
+  if [[ -x "$FG_PREFECT_VENV/bin/python" ]]; then
+    have="$("$FG_PREFECT_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("prefect"))' 2>/dev/null || true)"
+    if [[ "$have" == "$want" ]]; then
+      if [[ -n "$FG_PREFECT_EXTRA_PIP" ]]; then
+        # shellcheck disable=SC2086
+        "$FG_PREFECT_VENV/bin/pip" install -q --disable-pip-version-check $FG_PREFECT_EXTRA_PIP \
+          >>"$FG_PREFECT_RUN_DIR/logs/pip.log" 2>&1 || _fg_die "pip install $FG_PREFECT_EXTRA_PIP failed; see $FG_PREFECT_RUN_DIR/logs/pip.log" || return 1
+      fi
+      return 0
+    fi
+  fi
+  py="$(_fg_pick_python)" || return 1
+  if ! "$py" -c 'import sys; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 13) else 1)'; then
+    _fg_die "$py is $("$py" --version 2>&1); Prefect $want needs Python 3.9–3.13 (set FG_PREFECT_PYTHON)" || return 1
+  fi
+  if [[ ! -x "$FG_PREFECT_VENV/bin/python" ]]; then
+    _fg_log "creating venv $FG_PREFECT_VENV ($("$py" --version 2>&1))"
+    "$py" -m venv "$FG_PREFECT_VENV" >>"$FG_PREFECT_RUN_DIR/logs/pip.log" 2>&1 \
+      || _fg_die "could not create a venv with $py (on Debian: apt-get install python3-venv); see $FG_PREFECT_RUN_DIR/logs/pip.log" || return 1
+  fi
+  _fg_log "installing prefect==$want into $FG_PREFECT_VENV (takes a minute or two)"
+  # shellcheck disable=SC2086
+  "$FG_PREFECT_VENV/bin/pip" install -q --disable-pip-version-check "prefect==$want" $FG_PREFECT_EXTRA_PIP \
+    >>"$FG_PREFECT_RUN_DIR/logs/pip.log" 2>&1 \
+    || _fg_die "pip install prefect==$want failed; see $FG_PREFECT_RUN_DIR/logs/pip.log" || return 1
+}
+
+# ---------------------------------------------------------------------------------------
+# server
+
+_fg_http_ok() {  # _fg_http_ok URL -> 0 when it answers 2xx within 3 s
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -m 3 -o /dev/null "$1" 2>/dev/null
+  else
+    "$FG_PREFECT_VENV/bin/python" - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1], timeout=3).read()
+PY
+  fi
+}
+
+prefect_env_server_healthy() { _fg_http_ok "http://$FG_PREFECT_HOST:$FG_PREFECT_PORT/api/health"; }
+
+prefect_env_wait_health() {  # [timeout_s]
+  local timeout="${1:-$FG_PREFECT_START_TIMEOUT}" start=$SECONDS pid
+  while ! prefect_env_server_healthy; do
+    if ! pid="$(_fg_read_pid server)"; then
+      _fg_log "the Prefect server exited; last lines of $FG_PREFECT_RUN_DIR/logs/server.log:"
+      tail -n 30 "$FG_PREFECT_RUN_DIR/logs/server.log" >&2 2>/dev/null || true
+      return 1
+    fi
+    if ((SECONDS - start > timeout)); then
+      _fg_log "the Prefect server did not answer /api/health in ${timeout}s; see $FG_PREFECT_RUN_DIR/logs/server.log"
+      tail -n 30 "$FG_PREFECT_RUN_DIR/logs/server.log" >&2 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+prefect_env_server_start() {
+  prefect_env_export
+  local pid
+  if pid="$(_fg_read_pid server)"; then
+    prefect_env_wait_health || return 1
+    return 0
+  fi
+  if prefect_env_server_healthy; then
+    _fg_die "something else already answers on $FG_PREFECT_HOST:$FG_PREFECT_PORT (not started by this script); stop it or set FG_PREFECT_PORT" || return 1
+  fi
+  [[ -x "$FG_PREFECT_VENV/bin/prefect" ]] || { prefect_env_venv || return 1; }
+  _fg_log "starting Prefect server on $FG_PREFECT_HOST:$FG_PREFECT_PORT (PREFECT_HOME=$PREFECT_HOME)"
+  local ui_flag="--no-ui"
+  [[ "$FG_PREFECT_UI" == "true" ]] && ui_flag="--ui"
+  (
+    cd "$FG_PREFECT_RUN_DIR" || exit 1
+    exec "$FG_PREFECT_VENV/bin/prefect" server start --host "$FG_PREFECT_HOST" \
+      --port "$FG_PREFECT_PORT" --analytics-off --no-scheduler "$ui_flag" \
+      --log-level WARNING </dev/null >>"$FG_PREFECT_RUN_DIR/logs/server.log" 2>&1
+  ) &
+  echo $! >"$FG_PREFECT_RUN_DIR/server.pid"
+  prefect_env_wait_health || return 1
+  _fg_log "Prefect server up: $FG_PREFECT_API_URL"
+}
+
+prefect_env_server_stop() {
+  prefect_env_export
+  local pid
+  if pid="$(_fg_read_pid server)"; then
+    _fg_kill_tree "$pid" 30
+    _fg_log "Prefect server stopped (pid $pid)"
+  fi
+  rm -f "$FG_PREFECT_RUN_DIR/server.pid"
+}
+
+# ---------------------------------------------------------------------------------------
+# work pool, deployments
+
+prefect_env_pool() {
+  prefect_env_export
+  if _fg_http_ok "$FG_PREFECT_API_URL/work_pools/$FG_PREFECT_POOL"; then return 0; fi
+  "$FG_PREFECT_VENV/bin/prefect" work-pool create "$FG_PREFECT_POOL" --type process \
+    >>"$FG_PREFECT_RUN_DIR/logs/setup.log" 2>&1 \
+    || _fg_http_ok "$FG_PREFECT_API_URL/work_pools/$FG_PREFECT_POOL" \
+    || _fg_die "could not create work pool $FG_PREFECT_POOL; see $FG_PREFECT_RUN_DIR/logs/setup.log" || return 1
+  _fg_log "work pool $FG_PREFECT_POOL (process) created"
+}
+
+prefect_env_deploy() {
+  prefect_env_export
+  local stamp="$FG_PREFECT_RUN_DIR/deployed.stamp" sum
+  sum="$(cat "$FG_PREFECT_FLOWS_DIR"/*.py | cksum) $FG_PREFECT_POOL $FG_PREFECT_FLOWS_DIR"
+  # Skip when the same flows were deployed to this server's database and they still exist.
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$sum" ]] &&
+     _fg_http_ok "$FG_PREFECT_API_URL/deployments/name/demo-flow/demo" &&
+     _fg_http_ok "$FG_PREFECT_API_URL/deployments/name/flaky-flow/flaky" &&
+     _fg_http_ok "$FG_PREFECT_API_URL/deployments/name/parent-flow/parent"; then
+    return 0
+  fi
+  "$FG_PREFECT_VENV/bin/python" "$FG_PREFECT_FLOWS_DIR/deploy.py" "$FG_PREFECT_POOL" \
+    >>"$FG_PREFECT_RUN_DIR/logs/setup.log" 2>&1 \
+    || _fg_die "deploying the demo flows failed; see $FG_PREFECT_RUN_DIR/logs/setup.log" || return 1
+  printf '%s' "$sum" >"$stamp"
+  _fg_log "deployed demo-flow/demo, flaky-flow/flaky, parent-flow/parent to pool $FG_PREFECT_POOL"
+}
+
+# ---------------------------------------------------------------------------------------
+# worker
+
+_fg_worker_name() { printf 'floodgate-worker-%s' "$FG_PREFECT_PORT"; }
+
+prefect_env_worker_online() {
+  "$FG_PREFECT_VENV/bin/python" - "$FG_PREFECT_API_URL" "$FG_PREFECT_POOL" "$(_fg_worker_name)" <<'PY' 2>/dev/null
+import json, sys, urllib.request
+api, pool, name = sys.argv[1:4]
+req = urllib.request.Request(f"{api}/work_pools/{pool}/workers/filter", data=b"{}",
+                             headers={"Content-Type": "application/json"}, method="POST")
+workers = json.load(urllib.request.urlopen(req, timeout=5))
+sys.exit(0 if any(w["name"] == name and w.get("status") == "ONLINE" for w in workers) else 1)
+PY
+}
+
+prefect_env_worker_start() {
+  prefect_env_export
+  local pid start
+  if pid="$(_fg_read_pid worker)"; then return 0; fi
+  _fg_log "starting process worker on pool $FG_PREFECT_POOL (limit $FG_PREFECT_WORKER_LIMIT)"
+  (
+    cd "$FG_PREFECT_RUN_DIR" || exit 1
+    exec "$FG_PREFECT_VENV/bin/prefect" worker start --pool "$FG_PREFECT_POOL" --type process \
+      --name "$(_fg_worker_name)" --limit "$FG_PREFECT_WORKER_LIMIT" --install-policy never \
+      </dev/null >>"$FG_PREFECT_RUN_DIR/logs/worker.log" 2>&1
+  ) &
+  pid=$!
+  echo "$pid" >"$FG_PREFECT_RUN_DIR/worker.pid"
+  start=$SECONDS
+  until prefect_env_worker_online; do
+    if ! _fg_pid_alive "$pid"; then
+      _fg_log "the worker exited; last lines of $FG_PREFECT_RUN_DIR/logs/worker.log:"
+      tail -n 30 "$FG_PREFECT_RUN_DIR/logs/worker.log" >&2 || true
+      rm -f "$FG_PREFECT_RUN_DIR/worker.pid"
+      return 1
+    fi
+    if ((SECONDS - start > FG_PREFECT_START_TIMEOUT)); then
+      _fg_die "the worker did not come online in ${FG_PREFECT_START_TIMEOUT}s; see $FG_PREFECT_RUN_DIR/logs/worker.log" || return 1
+    fi
+    sleep 0.5
+  done
+  _fg_log "worker $(_fg_worker_name) online (pid $pid)"
+}
+
+prefect_env_worker_stop() {
+  prefect_env_export
+  local pid
+  if pid="$(_fg_read_pid worker)"; then
+    _fg_kill_tree "$pid" 20
+    _fg_log "worker stopped (pid $pid)"
+  fi
+  rm -f "$FG_PREFECT_RUN_DIR/worker.pid"
+}
+
+# ---------------------------------------------------------------------------------------
+# all together
+
+prefect_env_up() {
+  prefect_env_venv || return 1
+  prefect_env_server_start || return 1
+  prefect_env_pool || return 1
+  prefect_env_deploy || return 1
+  prefect_env_worker_start || return 1
+}
+
+prefect_env_down() {
+  prefect_env_worker_stop
+  prefect_env_server_stop
+}
+
+prefect_env_status() {
+  prefect_env_export
+  local pid
+  if pid="$(_fg_read_pid server)"; then
+    if prefect_env_server_healthy; then echo "server: running (pid $pid) $FG_PREFECT_API_URL"
+    else echo "server: starting or unhealthy (pid $pid)"; fi
+  else
+    echo "server: stopped"
+  fi
+  if pid="$(_fg_read_pid worker)"; then echo "worker: running (pid $pid) pool $FG_PREFECT_POOL"
+  else echo "worker: stopped"; fi
+  echo "logs:   $FG_PREFECT_RUN_DIR/logs"
+}
+
+# ---------------------------------------------------------------------------------------
+# command-line use
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
+  case "${1:-up}" in
+    up) prefect_env_up ;;
+    down | stop) prefect_env_down ;;
+    status) prefect_env_status ;;
+    venv) prefect_env_venv ;;
+    server-start) prefect_env_server_start ;;
+    server-stop) prefect_env_server_stop ;;
+    worker-start) prefect_env_worker_start ;;
+    worker-stop) prefect_env_worker_stop ;;
+    pool) prefect_env_pool ;;
+    deploy) prefect_env_deploy ;;
+    env) prefect_env_print ;;
+    *)
+      echo "usage: $0 up|down|status|venv|server-start|server-stop|worker-start|worker-stop|pool|deploy|env" >&2
+      exit 2
+      ;;
+  esac
+fi

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, builds, and runs every suite:
+#   unit (GoogleTest, simulated clock), the fake Prefect's own tests, integration (the real
+#   floodgated against a fault-injecting fake Prefect), the Python client's tests, and the
+#   end-to-end tests against a real Prefect server with a process worker.
+# Environment: FLOODGATE_SKIP_E2E=1 skips the real-Prefect suite; PYTEST_ARGS adds pytest flags.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export PATH="/usr/local/go/bin:$PATH"
+
+bash scripts/install-deps.sh
+
+echo "== build (preset ci: RelWithDebInfo, warnings are errors)"
+cmake --preset ci >/dev/null
+cmake --build --preset ci -j 2
+
+results=()
+failed=0
+record() {  # name, exit code
+  results+=("$1: $([[ $2 -eq 0 ]] && echo ok || echo FAILED)")
+  [[ $2 -eq 0 ]] || failed=1
+}
+
+echo "== unit tests"
+set +e
+ctest --preset ci -j 2 --timeout 300
+record unit $?
+set -e
+
+echo "== fake Prefect tests"
+set +e
+(cd tests/fake_prefect && go vet ./... && go test ./...)
+record fake_prefect $?
+set -e
+mkdir -p build/ci/bin
+(cd tests/fake_prefect && go build -o "$ROOT/build/ci/bin/fake-prefect" .)
+
+echo "== Python test environment"
+VENV="${FLOODGATE_TEST_VENV:-$ROOT/.venv-test}"
+if [[ ! -x "$VENV/bin/python" ]]; then python3 -m venv "$VENV"; fi
+"$VENV/bin/pip" install -q --disable-pip-version-check -r tests/integration/requirements.txt
+export FLOODGATED_BIN="$ROOT/build/ci/service/floodgated"
+export FAKE_PREFECT_BIN="$ROOT/build/ci/bin/fake-prefect"
+
+echo "== integration tests"
+set +e
+"$VENV/bin/python" -m pytest tests/integration -q ${PYTEST_ARGS:-}
+record integration $?
+set -e
+
+if [[ -d client/python/tests ]]; then
+  echo "== Python client tests"
+  set +e
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e client/python &&
+    "$VENV/bin/python" -m pytest client/python/tests -q ${PYTEST_ARGS:-}
+  record python_client $?
+  set -e
+fi
+
+if [[ "${FLOODGATE_SKIP_E2E:-0}" != "1" && -d tests/e2e ]]; then
+  echo "== end-to-end tests against a real Prefect server"
+  set +e
+  bash tests/e2e/run.sh
+  record e2e $?
+  set -e
+fi
+
+echo
+echo "== summary"
+printf '  %s\n' "${results[@]}"
+exit $failed
