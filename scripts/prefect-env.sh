@@ -77,7 +77,6 @@ prefect_env_export() {
   export PREFECT_WORKER_HEARTBEAT_SECONDS="${PREFECT_WORKER_HEARTBEAT_SECONDS:-10}"
   # Flow runs started by the worker: keep their chatter at WARNING in the worker log.
   export PREFECT_LOGGING_LEVEL="${PREFECT_LOGGING_LEVEL:-WARNING}"
-  export PYTHONDONTWRITEBYTECODE=1
   mkdir -p "$PREFECT_HOME" "$FG_PREFECT_RUN_DIR/logs"
 }
 

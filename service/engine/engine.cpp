@@ -56,6 +56,7 @@ struct Engine::Item {
   uint16_t slot = 0;
   int32_t attempts = 0;
   int32_t relaunches = 0;
+  int32_t unavailable = 0;  // attempts that found Prefect out of reach
   core::TimePoint first_attempt{};
   std::string flow_run_id;
   std::string flow_run_state;
@@ -867,8 +868,15 @@ void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classificatio
                            core::from_seconds(b.spec.retry.max_elapsed_s),
                            core::BackoffPolicy{core::from_seconds(b.spec.retry.initial_delay_s),
                                                core::from_seconds(b.spec.retry.max_delay_s), 2.0}};
-  auto delay = core::retry_delay(policy.backoff, item.attempts, random_, c.retry_after);
-  if (!policy.may_retry(item.attempts, item.first_attempt, now, delay)) {
+  // Prefect out of reach (no connection, or a proxy saying the server is unavailable) is an
+  // outage, not a verdict on this run: such failures are bounded by max_elapsed_s only.
+  if (c.reason == "connection" || c.reason == "http_502" || c.reason == "http_503" ||
+      c.reason == "http_504") {
+    item.unavailable += 1;
+  }
+  auto delay = core::retry_delay(policy.backoff, std::min(item.attempts, 30), random_,
+                                 c.retry_after);
+  if (!policy.may_retry(item.attempts - item.unavailable, item.first_attempt, now, delay)) {
     launch_failed(b, index,
                   "gave up after " + std::to_string(item.attempts) + " attempts: " + c.message);
     return;
@@ -1000,6 +1008,7 @@ void Engine::handle_track(Pending& p, const prefect::HttpResponse& r,
       item.earlier_runs.push_back({{"flow_run_id", item.flow_run_id}, {"state", "CRASHED"}});
       item.relaunches += 1;
       item.attempts = 0;
+      item.unavailable = 0;
       item.last_error = "run " + item.flow_run_id + " crashed: " + run.state_message;
       item.flow_run_id.clear();
       item.flow_run_state.clear();
@@ -1295,6 +1304,24 @@ void Engine::update_gauges() {
     }
   }
   ready_total_ = ready;
+  std::map<std::string, int64_t> children;
+  for (auto& [key, bp] : batches_) {
+    Batch& b = *bp;
+    if (core::is_final(b.rec.state)) {
+      metrics_.remove_batch(b.rec.id);
+    } else if (b.rec.total > 0) {
+      int64_t done = b.done();
+      metrics_.set_batch_progress(b.rec.id, static_cast<double>(done) / b.rec.total,
+                                  b.rec.total - done);
+    }
+    if (!b.items_loaded || b.counts[static_cast<int>(ItemState::kLaunched)] == 0) continue;
+    for (const Item& item : b.items) {
+      if (item.state == ItemState::kLaunched && !item.flow_run_state.empty()) {
+        children[item.flow_run_state] += 1;
+      }
+    }
+  }
+  metrics_.set_children(children);
   metrics_.ready_items().Set(static_cast<double>(ready));
   metrics_.oldest_pending_seconds().Set(static_cast<double>(oldest_ms) / 1000.0);
 }
@@ -1512,6 +1539,7 @@ Engine::ControlAnswer Engine::redrive(const std::string& id) {
     }
     item.spec = std::move(spec);
     item.attempts = 0;
+    item.unavailable = 0;
     set_state(*b, item, idx, ItemState::kPending);
   }
   // Failures of earlier rounds no longer count against the tolerance.

@@ -118,6 +118,56 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
                               .Help("Time to write one batched transaction to the store.")
                               .Register(r)
                               .Add({}, kLatencyBuckets);
+  children_family_ = &BuildGauge()
+                          .Name("floodgate_children")
+                          .Help("Launched children followed, by the Prefect state last seen.")
+                          .Register(r);
+  progress_family_ = &BuildGauge()
+                          .Name("floodgate_batch_progress_ratio")
+                          .Help("Share of an active batch's items that are done (first 50 "
+                                "active batches; removed when the batch ends).")
+                          .Register(r);
+  remaining_family_ = &BuildGauge()
+                           .Name("floodgate_batch_remaining_items")
+                           .Help("Items of an active batch not yet done (first 50 active "
+                                 "batches; removed when the batch ends).")
+                           .Register(r);
+}
+
+void Metrics::set_children(const std::map<std::string, int64_t>& by_state) {
+  for (auto& [name, gauge] : children_) {
+    if (by_state.count(name) == 0) gauge->Set(0);
+  }
+  for (const auto& [name, n] : by_state) {
+    auto it = children_.find(name);
+    if (it == children_.end()) {
+      if (children_.size() >= 64) continue;  // custom state names: keep the label set bounded
+      it = children_.emplace(name, &children_family_->Add({{"state", name}})).first;
+    }
+    it->second->Set(static_cast<double>(n));
+  }
+}
+
+void Metrics::set_batch_progress(const std::string& batch_id, double done_ratio,
+                                 int64_t remaining) {
+  auto it = batch_series_.find(batch_id);
+  if (it == batch_series_.end()) {
+    if (batch_series_.size() >= kMaxBatchSeries) return;
+    it = batch_series_
+             .emplace(batch_id, std::make_pair(&progress_family_->Add({{"batch_id", batch_id}}),
+                                               &remaining_family_->Add({{"batch_id", batch_id}})))
+             .first;
+  }
+  it->second.first->Set(done_ratio);
+  it->second.second->Set(static_cast<double>(remaining));
+}
+
+void Metrics::remove_batch(const std::string& batch_id) {
+  auto it = batch_series_.find(batch_id);
+  if (it == batch_series_.end()) return;
+  progress_family_->Remove(it->second.first);
+  remaining_family_->Remove(it->second.second);
+  batch_series_.erase(it);
 }
 
 std::string Metrics::serialize() const {

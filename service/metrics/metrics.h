@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 
 #include <array>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,14 @@ class Metrics {
   prometheus::Histogram& store_flush_seconds() { return *store_flush_seconds_; }
   prometheus::Counter& api_requests(const std::string& route, int status);
 
+  /// Children by the Prefect state name last seen ("Scheduled", "Running", "Late", ...).
+  void set_children(const std::map<std::string, int64_t>& by_state);
+  /// Progress of an active batch; only the first kMaxBatchSeries batches get series.
+  void set_batch_progress(const std::string& batch_id, double done_ratio, int64_t remaining);
+  /// Drops the series of a batch that ended.
+  void remove_batch(const std::string& batch_id);
+  static constexpr size_t kMaxBatchSeries = 50;
+
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* launches_family_;
@@ -67,6 +76,11 @@ class Metrics {
   prometheus::Gauge* oldest_pending_;
   prometheus::Counter* store_flushes_;
   prometheus::Histogram* store_flush_seconds_;
+  prometheus::Family<prometheus::Gauge>* children_family_;
+  prometheus::Family<prometheus::Gauge>* progress_family_;
+  prometheus::Family<prometheus::Gauge>* remaining_family_;
+  std::map<std::string, prometheus::Gauge*> children_;
+  std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> batch_series_;
 };
 
 }  // namespace floodgate::metrics

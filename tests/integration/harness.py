@@ -369,9 +369,14 @@ class Floodgated:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
-    def restart(self) -> "Floodgated":
+    def restart(self, graceful: bool = False) -> "Floodgated":
+        """Kills (SIGKILL, or SIGTERM when graceful) and starts again on the same db."""
         if self.running:
-            self.kill()
+            if graceful:
+                code = self.terminate()
+                assert code == 0, f"floodgated exited {code} on SIGTERM:\n{tail(self.log_path)}"
+            else:
+                self.kill()
         return self.start()
 
     def stop(self) -> None:

@@ -23,7 +23,7 @@ def assert_problem(r, status, field=None, mentions=()):
     if field is not None:
         assert p.get("field") == field, p
         assert field in p["detail"], p
-        if status == 422:
+        if "errors" in p:
             assert any(e["field"] == field for e in p["errors"]), p
     for m in mentions:
         assert m in p["detail"], (m, p)
@@ -254,7 +254,7 @@ def test_control_bodies_are_validated(api, fake):
     assert still["on_cancel"] == "abandon"
 
 
-def test_problem_responses_on_plain_http_paths(fg):
+def test_undecodable_query_escape_is_answered_within_contract(fg):
     # Not through the client on purpose: a raw request with a bogus percent-escape and query.
     r = raw_request(fg.client.base, "GET", "/v1/batches?limit=%zz")
     fg.client.checker.check_response("GET", "/v1/batches", r.status, r.headers, r.body)

@@ -1,0 +1,154 @@
+"""Retries that never duplicate a run: 5xx, 429 + Retry-After, lost answers, dropped
+connections; the bulk endpoint and the fallback to single creates."""
+
+import time
+
+import pytest
+
+from harness import DEMO_DEPLOYMENT, assert_exactly_once, parse_metrics, wait_until
+
+FAST_RETRY = {"max_attempts": 20, "initial_delay_s": 0.05, "max_delay_s": 0.5}
+
+
+def submit(api, total, **extra):
+    body = {"deployment": DEMO_DEPLOYMENT, "track": False, "retry": FAST_RETRY,
+            "runs": [{"parameters": {"i": i}} for i in range(total)]}
+    body.update(extra)
+    return api.submit(body)
+
+
+@pytest.mark.parametrize("bulk", ["true", "false"])
+def test_503_faults_all_created_exactly_once(start_floodgated, fake, bulk):
+    api = start_floodgated("--bulk", bulk).client
+    fake.config(error_rate=0.3, error_status=503)
+    total = 400
+    b = submit(api, total)
+    final = api.wait_state(b["id"], timeout=60)
+    assert final["state"] == "COMPLETED", final
+    assert final["counts"]["LAUNCHED"] == total
+    stats = fake.stats()
+    assert stats["faults"]["error"] > 0
+    assert_exactly_once(fake.runs(), b["id"], total)
+    assert stats["runs_without_key"] == 0
+    retries = sum(v for k, v in parse_metrics(api.metrics()).items()
+                  if k.startswith("floodgate_retries_total"))
+    assert retries > 0
+
+
+def test_retry_after_pauses_all_traffic(api, fake):
+    """Every request answers 429 Retry-After: 1 until the first one is seen; floodgated must
+    then send nothing for about a second (the pause covers all traffic, not just one item)."""
+    fake.config(rate_429=1.0, retry_after_s=1)
+    b = submit(api, 300, limits={"max_in_flight": 50})
+    first = wait_until(lambda: (s := fake.stats())["faults"]["429"] > 0 and s, 10, 0.005,
+                       what="a first 429")
+    t_first = time.monotonic()
+    fake.config(rate_429=0)
+    n = first["total_requests"]
+    after = wait_until(lambda: (s := fake.stats())["total_requests"] > n and s, 10, 0.01,
+                       what="a request after the 429")
+    gap = time.monotonic() - t_first
+    print(f"first request after the 429 came {gap:.3f}s later; 429s seen: {after['faults']['429']}")
+    assert gap >= 0.85, f"floodgated sent a request {gap:.3f}s after a 429 with Retry-After: 1"
+    assert gap < 5
+    final = api.wait_state(b["id"], timeout=60)
+    assert final["state"] == "COMPLETED", final
+    assert_exactly_once(fake.runs(), b["id"], 300)
+
+
+def test_429_faults_all_created_and_paused(start_floodgated, fake):
+    api = start_floodgated("--bulk", "false").client
+    fake.config(rate_429=0.04, retry_after_s=1, latency_ms=5)
+    total = 100
+    t0 = time.monotonic()
+    b = submit(api, total)
+    final = api.wait_state(b["id"], timeout=90)
+    elapsed = time.monotonic() - t0
+    stats = fake.stats()
+    n429 = stats["faults"]["429"]
+    print(f"{total} runs with {n429} 429s took {elapsed:.2f}s")
+    assert final["state"] == "COMPLETED", final
+    assert_exactly_once(fake.runs(), b["id"], total)
+    assert n429 > 0
+    # Without the pause this batch takes well under a second (retries wait at most 0.5 s);
+    # each 429 pauses everything for a second (overlapping 429s share one pause).
+    assert elapsed >= 0.9
+
+
+@pytest.mark.parametrize("bulk,rate,total", [("false", 0.2, 300), ("true", 0.5, 2000)])
+def test_lost_responses_never_duplicate(start_floodgated, fake, bulk, rate, total):
+    api = start_floodgated("--bulk", bulk).client
+    fake.config(lost_response_rate=rate)
+    b = submit(api, total)
+    final = api.wait_state(b["id"], timeout=60)
+    assert final["state"] == "COMPLETED", final
+    stats = fake.stats()
+    assert stats["faults"]["lost_response"] > 0
+    assert stats["existing"] > 0, "retries of lost creates should find the existing runs"
+    assert_exactly_once(fake.runs(), b["id"], total)
+    if bulk == "false":
+        m = parse_metrics(api.metrics())
+        assert m['floodgate_launches_total{outcome="existing"}'] > 0
+        assert m['floodgate_launches_total{outcome="created"}'] + \
+            m['floodgate_launches_total{outcome="existing"}'] == total
+
+
+def test_dropped_connections_never_duplicate(start_floodgated, fake):
+    api = start_floodgated("--bulk", "false").client
+    fake.config(drop_rate=0.2)
+    total = 300
+    b = submit(api, total)
+    final = api.wait_state(b["id"], timeout=60)
+    assert final["state"] == "COMPLETED", final
+    assert fake.stats()["faults"]["drop"] > 0
+    assert_exactly_once(fake.runs(), b["id"], total)
+
+
+def test_gives_up_after_max_attempts(start_floodgated, fake):
+    api = start_floodgated("--bulk", "false").client
+    fake.config(error_rate=1.0, error_status=502, fault_paths=["create_flow_run"])
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 3,
+                    "retry": {"max_attempts": 3, "initial_delay_s": 0.01, "max_delay_s": 0.05},
+                    "tolerated_failure_percentage": 100})
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["counts"]["LAUNCH_FAILED"] == 3, final
+    for it in api.all_runs(b["id"]):
+        assert it["attempts"] == 3, it
+        assert "3 attempts" in it["last_error"] and "502" in it["last_error"], it
+    assert fake.stats()["requests"]["create_flow_run"] == 9
+
+
+def test_bulk_requests_carry_at_most_100_runs(api, fake):
+    total = 1050
+    b = submit(api, total)
+    final = api.wait_state(b["id"], timeout=60)
+    assert final["state"] == "COMPLETED", final
+    stats = fake.stats()
+    # The fake answers 400 to a bulk request of more than 100 runs; none was refused.
+    assert stats["statuses"].get("400", 0) == 0, stats
+    assert stats["requests"]["create_flow_run_bulk"] >= 11, stats
+    assert stats["requests"].get("create_flow_run", 0) == 0, stats
+    assert_exactly_once(fake.runs(), b["id"], total)
+
+
+def test_bulk_disabled_on_prefect_falls_back_to_single_creates(api, fake):
+    fake.config(bulk_enabled=False)
+    total = 120
+    b = submit(api, total)
+    final = api.wait_state(b["id"], timeout=60)
+    assert final["state"] == "COMPLETED", final
+    stats = fake.stats()
+    assert 1 <= stats["requests"].get("create_flow_run_bulk", 0) <= 3, stats
+    assert stats["requests"]["create_flow_run"] >= total
+    assert_exactly_once(fake.runs(), b["id"], total)
+    ready = api.request("GET", "/readyz").json
+    assert ready["engine"]["bulk"] is False
+
+
+def test_bulk_disabled_in_floodgated_uses_single_creates(start_floodgated, fake):
+    api = start_floodgated("--bulk", "false").client
+    b = submit(api, 30)
+    api.wait_state(b["id"], timeout=30)
+    stats = fake.stats()
+    assert stats["requests"].get("create_flow_run_bulk", 0) == 0
+    assert stats["requests"]["create_flow_run"] == 30
