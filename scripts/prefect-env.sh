@@ -22,7 +22,9 @@
 #   FG_PREFECT_PORT          port the server listens on                     (4200)
 #   FG_PREFECT_RUN_DIR       run dir: PREFECT_HOME, logs, pid files         (<repo>/.run/prefect)
 #   FG_PREFECT_POOL          process work pool name                         (floodgate-demo)
-#   FG_PREFECT_WORKER_LIMIT  concurrent flow runs of the worker (--limit)   (64)
+#   FG_PREFECT_WORKER_LIMIT  concurrent flow runs of the worker (--limit)   (16)
+#                            (each flow run is a Python process that spends ~3 s of CPU
+#                            importing Prefect: 16 keeps a 2-core machine busy, not thrashing)
 #   FG_PREFECT_UI            serve the Prefect UI: true|false               (false)
 #   FG_PREFECT_START_TIMEOUT seconds to wait for the server / worker        (180)
 #   FG_PREFECT_EXTRA_PIP     more pip requirements for the venv (e.g. "pytest") ()
@@ -43,7 +45,7 @@ FG_PREFECT_HOST="${FG_PREFECT_HOST:-127.0.0.1}"
 FG_PREFECT_PORT="${FG_PREFECT_PORT:-4200}"
 FG_PREFECT_RUN_DIR="${FG_PREFECT_RUN_DIR:-$FG_ROOT/.run/prefect}"
 FG_PREFECT_POOL="${FG_PREFECT_POOL:-floodgate-demo}"
-FG_PREFECT_WORKER_LIMIT="${FG_PREFECT_WORKER_LIMIT:-64}"
+FG_PREFECT_WORKER_LIMIT="${FG_PREFECT_WORKER_LIMIT:-16}"
 FG_PREFECT_UI="${FG_PREFECT_UI:-false}"
 FG_PREFECT_START_TIMEOUT="${FG_PREFECT_START_TIMEOUT:-180}"
 FG_PREFECT_EXTRA_PIP="${FG_PREFECT_EXTRA_PIP:-}"
@@ -75,6 +77,10 @@ prefect_env_export() {
   export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-1}"
   export PREFECT_WORKER_PREFETCH_SECONDS="${PREFECT_WORKER_PREFETCH_SECONDS:-10}"
   export PREFECT_WORKER_HEARTBEAT_SECONDS="${PREFECT_WORKER_HEARTBEAT_SECONDS:-10}"
+  # Under load the SQLite-backed server answers 503 ("database is locked") now and then; the
+  # worker and the flow runs it starts retry those. Five tries is too few on a busy 2-core box
+  # (a child then crashes in "Failed to submit flow run to infrastructure").
+  export PREFECT_CLIENT_MAX_RETRIES="${PREFECT_CLIENT_MAX_RETRIES:-10}"
   # Flow runs started by the worker: keep their chatter at WARNING in the worker log.
   export PREFECT_LOGGING_LEVEL="${PREFECT_LOGGING_LEVEL:-WARNING}"
   mkdir -p "$PREFECT_HOME" "$FG_PREFECT_RUN_DIR/logs"

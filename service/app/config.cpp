@@ -24,7 +24,12 @@ std::string env_name(const std::string& flag) {
 }
 
 double parse_number(const std::string& name, const std::string& v, double lo, double hi) {
+  // Plain decimal only: std::stod would also take hexadecimal and leading blanks.
+  const bool decimal =
+      !v.empty() && v.find_first_not_of("0123456789.eE+-") == std::string::npos &&
+      (std::isdigit(static_cast<unsigned char>(v[0])) || v[0] == '.' || v[0] == '-');
   try {
+    if (!decimal) throw std::invalid_argument(v);
     size_t used = 0;
     double d = std::stod(v, &used);
     if (used == v.size() && std::isfinite(d) && d >= lo && d <= hi) return d;
@@ -188,19 +193,27 @@ std::string usage() {
 Config parse_config(const std::vector<std::string>& args,
                     const std::map<std::string, std::string>& env) {
   Config c;
+  // Settle what each option's value is before parsing any: a flag overrides FLOODGATE_*, which
+  // overrides Prefect's own variable, and an overridden value is never looked at.
+  struct Chosen {
+    std::string source;  // what a message names: "--rate", "FLOODGATE_RATE", "PREFECT_API_URL"
+    std::string value;
+  };
+  std::map<std::string, Chosen> chosen;
   auto env_get = [&](const std::string& k) -> const std::string* {
     auto it = env.find(k);
     return it == env.end() || it->second.empty() ? nullptr : &it->second;
   };
-  // Prefect's own variables first, then floodgate's, then flags: later wins.
-  if (auto v = env_get("PREFECT_API_URL")) options()[1].apply(c, "PREFECT_API_URL", *v);
-  if (auto v = env_get("PREFECT_API_KEY")) c.prefect_api_key = *v;
-  if (auto v = env_get("PREFECT_API_AUTH_STRING")) {
-    options()[3].apply(c, "PREFECT_API_AUTH_STRING", *v);
-  }
+  static const std::map<std::string, std::string> kPrefectFallback = {
+      {"prefect-api-url", "PREFECT_API_URL"},
+      {"prefect-api-key", "PREFECT_API_KEY"},
+      {"prefect-api-auth-string", "PREFECT_API_AUTH_STRING"}};
   for (const auto& o : options()) {
+    if (auto fb = kPrefectFallback.find(o.flag); fb != kPrefectFallback.end()) {
+      if (auto v = env_get(fb->second)) chosen[o.flag] = {fb->second, *v};
+    }
     std::string name = env_name(o.flag);
-    if (auto v = env_get(name)) o.apply(c, name, *v);
+    if (auto v = env_get(name)) chosen[o.flag] = {name, *v};
   }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -228,12 +241,20 @@ Config parse_config(const std::vector<std::string>& args,
       if (i + 1 >= args.size()) throw ConfigError("--" + flag + " needs a value");
       value = args[++i];
     }
-    it->apply(c, "--" + flag, value);
+    chosen[it->flag] = {"--" + flag, value};
   }
+  for (const auto& o : options()) {
+    auto it = chosen.find(o.flag);
+    if (it != chosen.end()) o.apply(c, it->second.source, it->second.value);
+  }
+  auto source_of = [&](const char* flag) {
+    auto it = chosen.find(flag);
+    return it == chosen.end() ? std::string("--") + flag + " (default)" : it->second.source;
+  };
   if (c.adaptive && c.min_in_flight > c.max_in_flight) {
-    throw ConfigError("--min-in-flight (" + std::to_string(c.min_in_flight) +
-                      ") must not exceed --max-in-flight (" + std::to_string(c.max_in_flight) +
-                      ")");
+    throw ConfigError(source_of("min-in-flight") + " (" + std::to_string(c.min_in_flight) +
+                      ") must not exceed " + source_of("max-in-flight") + " (" +
+                      std::to_string(c.max_in_flight) + ")");
   }
   return c;
 }

@@ -123,7 +123,7 @@ def test_watch_exit_codes(floodgated: Floodgated) -> None:
     p = cli("watch", long.id, "--timeout", "1", url=floodgated.url)
     assert p.returncode == 4, (p.stdout, p.stderr)
     assert "keeps running" in p.stderr
-    cancel = cli("cancel", long.id, url=floodgated.url)
+    cancel = cli("cancel", long.id, "--on-cancel", "cancel_children", url=floodgated.url)
     assert cancel.returncode == 0 and "CANCELLED" in cancel.stdout
     p = cli("watch", long.id, url=floodgated.url)
     assert p.returncode == 1

@@ -75,7 +75,7 @@ def test_wait_timeout(client: FloodgateClient) -> None:
         assert batch.id in str(info.value)
         assert info.value.batch.id == batch.id
     finally:
-        client.cancel(batch.id)
+        client.cancel(batch.id, on_cancel="cancel_children")
 
 
 def test_runs_pagination_in_order(client: FloodgateClient, fake: FakePrefect,
@@ -208,6 +208,14 @@ def test_cancel(client: FloodgateClient) -> None:
     assert info.value.status == 409
     final = client.wait(batch.id, timeout=10)
     assert final.state == "CANCELLED"
+    # the child that was running is cancelled in Prefect, and floodgate sees it end
+    deadline = time.monotonic() + 30
+    runs = list(client.runs(batch.id))
+    while any(r.state == "LAUNCHED" for r in runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        runs = list(client.runs(batch.id))
+    launched = [r for r in runs if r.flow_run_id]
+    assert launched and all(r.state == "CANCELLED" for r in launched), runs
 
 
 def test_pause_resume(client: FloodgateClient) -> None:
@@ -228,7 +236,7 @@ def test_pause_resume(client: FloodgateClient) -> None:
         assert final.state == "COMPLETED" and final.done == 6
     finally:
         if not client.get(batch.id).is_final:
-            client.cancel(batch.id)
+            client.cancel(batch.id, on_cancel="cancel_children")
 
 
 def test_redrive(client: FloodgateClient) -> None:
@@ -275,7 +283,7 @@ def test_update(client: FloodgateClient) -> None:
         with pytest.raises(ValueError):
             client.update(batch.id)
     finally:
-        client.cancel(batch.id)
+        client.cancel(batch.id, on_cancel="cancel_children")
     with pytest.raises(FloodgateError) as info:
         client.update(batch.id, priority=1)
     assert info.value.status == 409
@@ -284,6 +292,9 @@ def test_update(client: FloodgateClient) -> None:
 def test_list_batches(client: FloodgateClient, label: Dict[str, str]) -> None:
     a = client.submit("demo-flow/demo", [{"parameters": {}}], labels=label)
     client.wait(a.id, timeout=30, poll_s=5)
+    # The state filter reads floodgate's store, which lags its engine by a flush: see
+    # test_list_state_filter_right_after_finish (a known service bug).
+    time.sleep(0.5)
     b = client.submit("demo-flow/demo", [{"parameters": slow(20000)}], labels=label)
     try:
         ids = {x.id for x in client.list_batches()}
@@ -295,9 +306,20 @@ def test_list_batches(client: FloodgateClient, label: Dict[str, str]) -> None:
         # small pages follow the cursor
         assert {x.id for x in client.list_batches(page_size=1)} == ids
     finally:
-        client.cancel(b.id)
+        client.cancel(b.id, on_cancel="cancel_children")
     with pytest.raises(ValueError):
         client.list_batches(state="DONE")
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "service bug: GET /v1/batches?state=S filters on the stored state, which lags the engine "
+    "by a store flush, so a batch that GET /v1/batches/{id} already reports COMPLETED is "
+    "missing from ?state=COMPLETED (and from ?state=RUNNING) for ~50 ms"))
+def test_list_state_filter_right_after_finish(client: FloodgateClient) -> None:
+    for _ in range(3):
+        batch = client.submit("demo-flow/demo", [{"parameters": {}}])
+        assert client.wait(batch.id, timeout=30, poll_s=5).state == "COMPLETED"
+        assert batch.id in {b.id for b in client.list_batches(state="COMPLETED")}
 
 
 def test_parameters_are_encoded_like_prefect(client: FloodgateClient, fake: FakePrefect) -> None:
@@ -342,6 +364,17 @@ def test_wait_rides_out_a_floodgated_restart(own_floodgated: Floodgated) -> None
                         outage_tolerance_s=30)
     batch = c.submit("demo-flow/demo", [{"parameters": slow(1500)} for _ in range(3)])
     result: Dict[str, Any] = {}
+    unreachable: List[BaseException] = []
+    real_send = c._send
+
+    def send(*args: Any) -> Any:
+        try:
+            return real_send(*args)
+        except client_mod._Unreachable as e:
+            unreachable.append(e.reason)
+            raise
+
+    c._send = send  # type: ignore[method-assign]
 
     def waiter() -> None:
         try:
@@ -359,6 +392,7 @@ def test_wait_rides_out_a_floodgated_restart(own_floodgated: Floodgated) -> None
     assert "error" not in result, result.get("error")
     assert result["batch"].state == "COMPLETED"
     assert result["batch"].done == 3
+    assert unreachable, "the wait saw floodgate down and carried on"
 
 
 # ------------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ def test_cancelled_batch_raises(client: FloodgateClient, label: Dict[str, str]) 
         batches = find_batches(client, label)
         time.sleep(0.1)
     assert batches, "the helper submitted a batch"
-    client.cancel(batches[0].id)
+    client.cancel(batches[0].id, on_cancel="cancel_children")
     t.join(30)
     assert isinstance(result.get("error"), BatchCancelledError)
     assert result["error"].batch.state == "CANCELLED"
@@ -159,7 +159,7 @@ def test_timeout_zero_returns_at_once(client: FloodgateClient, label: Dict[str, 
     assert [r.index for r in runs] == [0, 1, 2, 3]
     assert not any(r.is_final for r in runs)
     (batch,) = find_batches(client, label)
-    client.cancel(batch.id)
+    client.cancel(batch.id, on_cancel="cancel_children")
 
 
 def test_timeout_raises_timeout_error(client: FloodgateClient, label: Dict[str, str]) -> None:
@@ -170,7 +170,7 @@ def test_timeout_raises_timeout_error(client: FloodgateClient, label: Dict[str, 
     assert isinstance(info.value, BatchTimeoutError)
     assert batch.id in str(info.value)
     assert not client.get(batch.id).is_final  # the batch keeps running
-    client.cancel(batch.id)
+    client.cancel(batch.id, on_cancel="cancel_children")
 
 
 def test_as_subflow_uses_current_flow_run(client: FloodgateClient, fake: FakePrefect,

@@ -17,7 +17,9 @@ constexpr const char* kDeploymentId = "0b7c1f4e-2d3a-4c5b-8e9f-a1b2c3d4e5f6";
 constexpr const char* kParentId = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d";
 
 // A minimal valid body: one deployment, one run.
-json minimal() { return json::parse(R"({"deployment": "etl/nightly", "runs": [{"parameters": {}}]})"); }
+json minimal() {
+  return json::parse(R"({"deployment": "etl/nightly", "runs": [{"parameters": {}}]})");
+}
 
 struct Parsed {
   std::optional<BatchRequest> request;
@@ -158,10 +160,8 @@ TEST(BatchRequestTest, WholeFloatsCountAsIntegers) {
 
 TEST(BatchRequestTest, BoundaryValuesAreAccepted) {
   json body = minimal();
-  body["limits"] = {{"max_in_flight", 1},
-                    {"max_running", 1},
-                    {"launches_per_second", 0.001},
-                    {"burst", 1}};
+  body["limits"] = {
+      {"max_in_flight", 1}, {"max_running", 1}, {"launches_per_second", 0.001}, {"burst", 1}};
   body["retry"] = {{"max_attempts", 1}, {"initial_delay_s", 0}, {"max_delay_s", 0}};
   body["relaunch_crashed"] = 0;
   body["tolerated_failure_percentage"] = 100;
@@ -177,7 +177,8 @@ TEST(BatchRequestTest, BoundaryValuesAreAccepted) {
 // Deployment
 
 TEST(BatchRequestTest, DeploymentByUuid) {
-  Parsed p = parse(json::parse(R"({"deployment": "0b7c1f4e-2d3a-4c5b-8e9f-a1b2c3d4e5f6", "runs": [{}]})"));
+  Parsed p =
+      parse(json::parse(R"({"deployment": "0b7c1f4e-2d3a-4c5b-8e9f-a1b2c3d4e5f6", "runs": [{}]})"));
   ASSERT_TRUE(p.request.has_value()) << describe(p.errors);
   EXPECT_EQ(p.request->spec.deployment, kDeploymentId);
 }
@@ -222,7 +223,8 @@ TEST(BatchRequestTest, PerRunDeploymentsWithoutBatchDeployment) {
 }
 
 TEST(BatchRequestTest, PerRunDeploymentOverridesBatchDeployment) {
-  json body = json::parse(R"({"deployment": "f/default", "runs": [{"deployment": "f/other"}, {}]})");
+  json body =
+      json::parse(R"({"deployment": "f/default", "runs": [{"deployment": "f/other"}, {}]})");
   Parsed p = parse(body);
   ASSERT_TRUE(p.request.has_value()) << describe(p.errors);
   EXPECT_EQ(p.request->spec.deployment, "f/default");
@@ -395,8 +397,8 @@ TEST(BatchRequestTest, RetryRanges) {
 }
 
 TEST(BatchRequestTest, RetryMaxDelayBelowInitialDelay) {
-  FieldError e =
-      expect_rejected(with_retry({{"initial_delay_s", 10}, {"max_delay_s", 5}}), "retry.max_delay_s");
+  FieldError e = expect_rejected(with_retry({{"initial_delay_s", 10}, {"max_delay_s", 5}}),
+                                 "retry.max_delay_s");
   EXPECT_NE(e.message.find("initial_delay_s"), std::string::npos) << e.message;
   // Also against the default initial delay (1 s).
   expect_rejected(with_retry({{"max_delay_s", 0.5}}), "retry.max_delay_s");
@@ -455,8 +457,7 @@ TEST(BatchRequestTest, RunTags) {
 TEST(BatchRequestTest, RunIdempotencyKey) {
   expect_rejected(single_run("idempotency_key", ""), "runs[0].idempotency_key");
   expect_rejected(single_run("idempotency_key", 12), "runs[0].idempotency_key");
-  expect_rejected(single_run("idempotency_key", std::string(501, 'k')),
-                  "runs[0].idempotency_key");
+  expect_rejected(single_run("idempotency_key", std::string(501, 'k')), "runs[0].idempotency_key");
 }
 
 TEST(BatchRequestTest, DuplicateRunIdempotencyKeys) {

@@ -103,9 +103,9 @@ TEST(ProblemTest, NoFieldNoErrorsLeavesThemOut) {
 
 TEST(ProblemTest, TitlesFollowTheStatus) {
   const std::map<int, std::string> titles = {
-      {400, "Bad Request"},      {404, "Not Found"},
-      {405, "Method Not Allowed"}, {409, "Conflict"},
-      {413, "Payload Too Large"}, {415, "Unsupported Media Type"},
+      {400, "Bad Request"},           {404, "Not Found"},
+      {405, "Method Not Allowed"},    {409, "Conflict"},
+      {413, "Payload Too Large"},     {415, "Unsupported Media Type"},
       {422, "Unprocessable Content"}, {500, "Internal Server Error"},
       {503, "Service Unavailable"}};
   for (const auto& [status, title] : titles) {

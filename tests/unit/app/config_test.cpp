@@ -55,9 +55,8 @@ TEST(ConfigTest, DefaultsSuitASelfHostedServer) {
 }
 
 TEST(ConfigTest, FlagWithSeparateValue) {
-  Config c = parse_config({"--listen", "0.0.0.0:9090", "--db", "sqlite:///var/lib/fg.db",
-                           "--max-in-flight", "64"},
-                          {});
+  Config c = parse_config(
+      {"--listen", "0.0.0.0:9090", "--db", "sqlite:///var/lib/fg.db", "--max-in-flight", "64"}, {});
   EXPECT_EQ(c.listen_host, "0.0.0.0");
   EXPECT_EQ(c.listen_port, 9090);
   EXPECT_EQ(c.db, "sqlite:///var/lib/fg.db");
@@ -82,15 +81,30 @@ TEST(ConfigTest, EqualsValueMayBeEmptyOrHoldEquals) {
 }
 
 TEST(ConfigTest, EveryFlagIsAccepted) {
-  Config c = parse_config(
-      {"--listen=[::]:81", "--prefect-api-url=https://api.prefect.cloud/api/accounts/a/workspaces/w",
-       "--prefect-api-key=pnu_1", "--prefect-api-auth-string=u:p", "--db=postgresql://u@h/db",
-       "--rate=600/min", "--burst=20", "--max-in-flight=50", "--min-in-flight=5",
-       "--adaptive=true", "--limit-algorithm=aimd", "--connect-timeout=2.5",
-       "--request-timeout=45", "--bulk=false", "--max-body-bytes=1048576",
-       "--max-runs-per-batch=500", "--retry-budget-ratio=0.5", "--tls-verify=no",
-       "--ca-file=/etc/ca.pem", "--log-level=debug", "--http-threads=4", "--drain-timeout=5"},
-      {});
+  Config c =
+      parse_config({"--listen=[::]:81",
+                    "--prefect-api-url=https://api.prefect.cloud/api/accounts/a/workspaces/w",
+                    "--prefect-api-key=pnu_1",
+                    "--prefect-api-auth-string=u:p",
+                    "--db=postgresql://u@h/db",
+                    "--rate=600/min",
+                    "--burst=20",
+                    "--max-in-flight=50",
+                    "--min-in-flight=5",
+                    "--adaptive=true",
+                    "--limit-algorithm=aimd",
+                    "--connect-timeout=2.5",
+                    "--request-timeout=45",
+                    "--bulk=false",
+                    "--max-body-bytes=1048576",
+                    "--max-runs-per-batch=500",
+                    "--retry-budget-ratio=0.5",
+                    "--tls-verify=no",
+                    "--ca-file=/etc/ca.pem",
+                    "--log-level=debug",
+                    "--http-threads=4",
+                    "--drain-timeout=5"},
+                   {});
   EXPECT_EQ(c.listen_host, "::");
   EXPECT_EQ(c.listen_port, 81);
   EXPECT_EQ(c.prefect_api_url, "https://api.prefect.cloud/api/accounts/a/workspaces/w");
@@ -140,9 +154,10 @@ TEST(ConfigTest, ListenForms) {
     const char* host;
     uint16_t port;
   };
-  for (const Case& k : {Case{"127.0.0.1:8080", "127.0.0.1", 8080}, Case{"0.0.0.0:1", "0.0.0.0", 1},
-                        Case{"localhost:65535", "localhost", 65535}, Case{"[::1]:80", "::1", 80},
-                        Case{"[::]:8080", "::", 8080}, Case{"my-host.internal:443", "my-host.internal", 443}}) {
+  for (const Case& k :
+       {Case{"127.0.0.1:8080", "127.0.0.1", 8080}, Case{"0.0.0.0:1", "0.0.0.0", 1},
+        Case{"localhost:65535", "localhost", 65535}, Case{"[::1]:80", "::1", 80},
+        Case{"[::]:8080", "::", 8080}, Case{"my-host.internal:443", "my-host.internal", 443}}) {
     Config c = parse_config({"--listen", k.value}, {});
     EXPECT_EQ(c.listen_host, k.host) << k.value;
     EXPECT_EQ(c.listen_port, k.port) << k.value;
@@ -373,8 +388,8 @@ TEST(ConfigTest, MinAboveMaxInFlight) {
   EXPECT_NE(message.find("--min-in-flight"), std::string::npos) << message;
   EXPECT_NE(message.find("--max-in-flight"), std::string::npos) << message;
   // A fixed limit has no floor to check.
-  Config c = parse_config({"--min-in-flight", "10", "--max-in-flight", "5", "--adaptive", "false"},
-                          {});
+  Config c =
+      parse_config({"--min-in-flight", "10", "--max-in-flight", "5", "--adaptive", "false"}, {});
   EXPECT_EQ(c.max_in_flight, 5);
 }
 
@@ -399,16 +414,46 @@ TEST(ConfigTest, ApiUrlTrailingSlashesAreDropped) {
 
 TEST(ConfigTest, UsageListsEveryFlagAndVariable) {
   const std::string text = usage();
-  for (const char* flag :
-       {"listen", "prefect-api-url", "prefect-api-key", "prefect-api-auth-string", "db", "rate",
-        "burst", "max-in-flight", "min-in-flight", "adaptive", "limit-algorithm",
-        "connect-timeout", "request-timeout", "bulk", "max-body-bytes", "max-runs-per-batch",
-        "retry-budget-ratio", "tls-verify", "ca-file", "log-level", "http-threads",
-        "drain-timeout"}) {
+  for (const char* flag : {"listen",
+                           "prefect-api-url",
+                           "prefect-api-key",
+                           "prefect-api-auth-string",
+                           "db",
+                           "rate",
+                           "burst",
+                           "max-in-flight",
+                           "min-in-flight",
+                           "adaptive",
+                           "limit-algorithm",
+                           "connect-timeout",
+                           "request-timeout",
+                           "bulk",
+                           "max-body-bytes",
+                           "max-runs-per-batch",
+                           "retry-budget-ratio",
+                           "tls-verify",
+                           "ca-file",
+                           "log-level",
+                           "http-threads",
+                           "drain-timeout"}) {
     EXPECT_NE(text.find(std::string("--") + flag), std::string::npos) << flag;
     EXPECT_NE(text.find(env_name_of(flag)), std::string::npos) << flag;
   }
   EXPECT_NE(text.find("--help"), std::string::npos);
+}
+
+TEST(ConfigTest, AnOverriddenBadValueIsNeverRead) {
+  Config c = parse_config({"--rate", "5/s"}, {{"FLOODGATE_RATE", "fast"}});
+  EXPECT_DOUBLE_EQ(c.rate, 5.0);
+  c = parse_config({}, {{"PREFECT_API_URL", "not a url"},
+                        {"FLOODGATE_PREFECT_API_URL", "http://prefect:4200/api"}});
+  EXPECT_EQ(c.prefect_api_url, "http://prefect:4200/api");
+}
+
+TEST(ConfigTest, ConflictingBoundsNameWhereTheyCameFrom) {
+  expect_error_naming({"--max-in-flight", "4"}, {{"FLOODGATE_MIN_IN_FLIGHT", "8"}},
+                      "FLOODGATE_MIN_IN_FLIGHT");
+  expect_error_naming({"--min-in-flight", "8", "--max-in-flight", "4"}, {}, "--max-in-flight");
 }
 
 }  // namespace

@@ -471,10 +471,10 @@ TEST(LaunchSchedulerTest, GrantsOverSimulatedTimeMatchTheRate) {
     double burst;
     int max_items;
   };
-  for (const Case& c : {Case{5, 0, 1}, Case{5, 20, 1}, Case{2.5, 0, 10}, Case{40, 10, 25},
-                        Case{0.2, 3, 5}}) {
-    SCOPED_TRACE(testing::Message() << "rate " << c.rate << " burst " << c.burst << " max_items "
-                                    << c.max_items);
+  for (const Case& c :
+       {Case{5, 0, 1}, Case{5, 20, 1}, Case{2.5, 0, 10}, Case{40, 10, 25}, Case{0.2, 3, 5}}) {
+    SCOPED_TRACE(testing::Message()
+                 << "rate " << c.rate << " burst " << c.burst << " max_items " << c.max_items);
     SimulatedClock clock;
     LaunchScheduler scheduler(clock);
     scheduler.add_batch(1, quota_with_rate(c.rate, c.burst));

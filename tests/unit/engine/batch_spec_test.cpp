@@ -120,7 +120,8 @@ TEST(BatchSpecTest, MissingKeysTakeDefaults) {
 }
 
 TEST(BatchSpecTest, PartialRetryKeepsOtherDefaults) {
-  BatchSpec s = spec_from_json(json::parse(R"({"deployment": "f/d", "retry": {"max_attempts": 2}})"));
+  BatchSpec s =
+      spec_from_json(json::parse(R"({"deployment": "f/d", "retry": {"max_attempts": 2}})"));
   EXPECT_EQ(s.deployment, "f/d");
   EXPECT_EQ(s.retry.max_attempts, 2);
   EXPECT_EQ(s.retry.initial_delay_s, RetrySpec{}.initial_delay_s);

@@ -467,11 +467,19 @@ TEST(ParseBulkResultsTest, RejectsMalformed) {
 
 // The top-level keys POST /deployments/{id}/create_flow_run accepts (PREFECT_API.md).
 const std::set<std::string>& allowed_create_keys() {
-  static const std::set<std::string> kKeys = {
-      "state",         "name",           "parameters",         "enforce_parameter_schema",
-      "context",       "tags",           "idempotency_key",    "labels",
-      "parent_task_run_id", "work_queue_name", "job_variables", "empirical_policy",
-      "infrastructure_document_id"};
+  static const std::set<std::string> kKeys = {"state",
+                                              "name",
+                                              "parameters",
+                                              "enforce_parameter_schema",
+                                              "context",
+                                              "tags",
+                                              "idempotency_key",
+                                              "labels",
+                                              "parent_task_run_id",
+                                              "work_queue_name",
+                                              "job_variables",
+                                              "empirical_policy",
+                                              "infrastructure_document_id"};
   return kKeys;
 }
 
@@ -582,7 +590,8 @@ PrefectApi api_with_key(std::string key = "pnu_key") {
 
 PrefectApi api_with_csrf_token(const std::string& token) {
   PrefectApi api = api_with_key();
-  HttpResponse r = response(200, json{{"token", token}, {"expiration", "2030-01-01T00:00:00Z"}}.dump());
+  HttpResponse r =
+      response(200, json{{"token", token}, {"expiration", "2030-01-01T00:00:00Z"}}.dump());
   EXPECT_TRUE(api.on_csrf_response(r));
   return api;
 }

@@ -1,0 +1,146 @@
+"""Fixtures for floodgate's e2e tests against a real Prefect server.
+
+Once per session: `scripts/prefect-env.sh up` starts a Prefect server, a `process` work pool,
+the demo deployments (tests/e2e/flows) and a process worker, on their own port and run dir
+(so the demo started by scripts/run-demo.sh is left alone). Per test: a floodgated on a free
+port with its own SQLite file.
+
+Environment knobs:
+  FLOODGATED              path of the binary (default: build/{ci,release,debug}/service/floodgated)
+  FG_E2E_PREFECT_PORT     port of the test Prefect server (4210)
+  FG_E2E_RUN_DIR          run dir of the test Prefect (<repo>/.run/e2e-prefect)
+  FG_E2E_WORKER_LIMIT     concurrent flow runs of the worker (16; 2 cores run ~16 well)
+  FG_E2E_KEEP_PREFECT=1   leave server and worker running after the session (faster reruns)
+  FG_E2E_BIG_N            children in the big batch test (200)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import FloodgateProcess, Prefect, find_floodgated, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "prefect-env.sh"
+
+
+class PrefectEnv:
+    """The session's Prefect: server, pool, deployments and worker, driven by prefect-env.sh."""
+
+    def __init__(self):
+        self.port = int(os.environ.get("FG_E2E_PREFECT_PORT", "4210"))
+        self.run_dir = Path(os.environ.get("FG_E2E_RUN_DIR", str(ROOT / ".run" / "e2e-prefect")))
+        self.pool = "floodgate-e2e"
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.env = dict(os.environ)
+        # The tests talk to this Prefect only; never inherit a user's Prefect profile/API.
+        for k in list(self.env):
+            if k.startswith("PREFECT_"):
+                del self.env[k]
+        self.env.update(
+            FG_PREFECT_PORT=str(self.port),
+            FG_PREFECT_RUN_DIR=str(self.run_dir),
+            FG_PREFECT_POOL=self.pool,
+            FG_PREFECT_WORKER_LIMIT=os.environ.get("FG_E2E_WORKER_LIMIT", "16"),
+        )
+        self.api = Prefect(self.api_url)
+
+    def script(self, *args: str, timeout: float = 900) -> str:
+        r = subprocess.run(["bash", str(SCRIPT), *args], env=self.env, capture_output=True,
+                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise RuntimeError(f"prefect-env.sh {' '.join(args)} failed ({r.returncode}):\n"
+                               f"{r.stdout}\n{r.stderr}")
+        return r.stdout + r.stderr
+
+    def up(self):
+        return self.script("up")
+
+    def down(self):
+        return self.script("down")
+
+    def server_stop(self):
+        return self.script("server-stop")
+
+    def server_start(self):
+        return self.script("server-start")
+
+    def worker_stop(self):
+        return self.script("worker-stop")
+
+    def worker_start(self):
+        return self.script("worker-start")
+
+    def worker_pid(self) -> int | None:
+        try:
+            pid = int((self.run_dir / "worker.pid").read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def worker_online(self) -> bool:
+        name = f"floodgate-worker-{self.port}"
+        try:
+            workers = self.api.post(f"/work_pools/{self.pool}/workers/filter", {})
+        except Exception:  # noqa: BLE001
+            return False
+        return any(w["name"] == name and w.get("status") == "ONLINE" for w in workers)
+
+    def ensure_worker(self, timeout: float = 60) -> str:
+        """After a server outage: keep the worker if it came back by itself, else restart it."""
+        if self.worker_pid() is not None:
+            try:
+                wait_until("worker online again", self.worker_online, timeout, 1)
+                return "worker reconnected by itself"
+            except AssertionError:
+                pass
+        self.worker_stop()
+        self.worker_start()
+        return "worker restarted"
+
+
+@pytest.fixture(scope="session")
+def prefect_env():
+    env = PrefectEnv()
+    t0 = time.monotonic()
+    env.up()
+    wait_until("Prefect health", env.api.healthy, 60)
+    print(f"\n[e2e] Prefect up at {env.api_url} in {time.monotonic() - t0:.1f}s")
+    yield env
+    if os.environ.get("FG_E2E_KEEP_PREFECT") != "1":
+        env.down()
+
+
+@pytest.fixture(scope="session")
+def floodgated_binary() -> Path:
+    b = find_floodgated()
+    if b is None or not b.exists():
+        pytest.skip("floodgated is not built (set FLOODGATED or build a preset)")
+    return b
+
+
+@pytest.fixture
+def floodgate(prefect_env, floodgated_binary, tmp_path, request):
+    """A fresh floodgated (own SQLite file) for one test."""
+    fg = FloodgateProcess(floodgated_binary, prefect_env.api_url, tmp_path / "floodgate.db",
+                          tmp_path / "floodgated.log")
+    fg.start()
+    yield fg
+    fg.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"\n[e2e] floodgated log ({fg.log_path}), last lines:\n{fg.log_tail(60)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
