@@ -1,6 +1,7 @@
 #include "api/router.h"
 
 #include <charconv>
+#include <limits>
 #include <memory>
 
 #include "api/status_page.h"
@@ -342,6 +343,7 @@ void Router::post_batch(const ServerRequest& req, Responder respond) {
     });
     return;
   }
+  if (auto stored = store_.get_batch(rec.id)) rec.seq = stored->seq;
   // Take the specs back from the records: the engine keeps them until each run exists.
   std::vector<std::string> specs(items.size());
   for (size_t i = 0; i < items.size(); ++i) specs[i] = std::move(items[i].spec_json);
@@ -424,19 +426,22 @@ void Router::list_runs(const std::string& id, const ServerRequest& req, Responde
     after = *v;
   }
   engine_.post([this, id, state, limit, after, respond] {
-    auto runs = engine_.list_runs(id, state, after, limit);
+    // One more than asked tells whether another page exists.
+    auto runs = engine_.list_runs(id, state, after, limit + 1);
     std::vector<engine::RunView> views;
     if (runs) {
       views = std::move(*runs);
     } else {
       if (!store_.get_batch(id)) return respond(problem(404, "no batch with id " + id, "id"));
-      for (const auto& r : store_.list_items(id, state, after, limit)) views.push_back(view_of(r));
+      for (const auto& r : store_.list_items(id, state, after, limit + 1)) {
+        views.push_back(view_of(r));
+      }
     }
+    const bool more = static_cast<int>(views.size()) > limit;
+    if (more) views.pop_back();
     json list = json::array();
     for (const auto& v : views) list.push_back(run_json(v));
-    json next = static_cast<int>(views.size()) == limit && !views.empty()
-                    ? json(std::to_string(views.back().index))
-                    : json();
+    json next = more ? json(std::to_string(views.back().index)) : json();
     respond(json_response(200, {{"runs", std::move(list)}, {"next", next}}));
   });
 }
@@ -466,20 +471,31 @@ void Router::list_batches(const ServerRequest& req, Responder respond) {
     if (!v || *v < 0) return respond(problem(400, "after must be a cursor from \"next\"", "after"));
     after = *v;
   }
-  auto records =
-      std::make_shared<std::vector<store::BatchRecord>>(store_.list_batches(state, after, limit));
-  engine_.post([this, records, limit, state, respond] {
-    json list = json::array();
+  // The store's state can trail the engine's by one flush, so batches the engine holds are
+  // judged by the engine's state; the store answers for the rest.
+  auto records = std::make_shared<std::vector<store::BatchRecord>>(
+      store_.list_batches(state, after, limit + 1));
+  engine_.post([this, records, limit, state, after, respond] {
+    const bool store_full = static_cast<int>(records->size()) > limit;
+    const int64_t bound = store_full ? records->back().seq : std::numeric_limits<int64_t>::max();
+    std::map<int64_t, json> found;
     for (const auto& rec : *records) {
-      json view = engine_.batch_json(rec.id);
-      if (view.is_null()) view = engine_.stored_batch_json(rec);
-      // The store may lag the engine by a flush; show what the engine knows.
-      if (state && view["state"] != std::string(core::to_string(*state))) continue;
-      list.push_back(std::move(view));
+      if (engine_.has_batch(rec.id)) continue;
+      found.emplace(rec.seq, engine_.stored_batch_json(rec));
     }
-    json next = static_cast<int>(records->size()) == limit && !records->empty()
-                    ? json(std::to_string(records->back().seq))
-                    : json();
+    for (auto& [seq, view] : engine_.held_batches(state, after)) {
+      if (seq <= bound) found.emplace(seq, std::move(view));
+    }
+    json list = json::array();
+    json next;
+    for (auto& [seq, view] : found) {
+      if (static_cast<int>(list.size()) == limit) break;
+      list.push_back(std::move(view));
+      next = std::to_string(seq);
+    }
+    if (static_cast<int>(found.size()) <= limit) {
+      next = store_full ? json(std::to_string(bound)) : json();
+    }
     respond(json_response(200, {{"batches", std::move(list)}, {"next", next}}));
   });
 }

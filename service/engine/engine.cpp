@@ -91,6 +91,11 @@ struct Engine::Batch {
   int64_t failures = 0;
   std::string batch_tag;
   uint64_t final_flush_seq = 0;
+  // Tracking cadence, per batch: shortens while children finish, stretches while none do.
+  core::Duration track_interval{};
+  core::TimePoint next_track{};
+  int track_outstanding = 0;
+  bool track_saw_final = false;
   core::TimePoint finished_steady{};
   struct Waiter {
     int64_t after;
@@ -153,7 +158,6 @@ Engine::Engine(boost::asio::io_context& io, EngineOptions options, store::Store&
       flush_timer_(io),
       tick_timer_(io),
       track_timer_(io),
-      track_interval_(options_.track_interval_min),
       alive_(std::make_shared<bool>(true)) {
   api_.set_timeout(options_.request_timeout);
   bulk_supported_ = options_.use_bulk;
@@ -874,8 +878,8 @@ void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classificatio
       c.reason == "http_504") {
     item.unavailable += 1;
   }
-  auto delay = core::retry_delay(policy.backoff, std::min(item.attempts, 30), random_,
-                                 c.retry_after);
+  auto delay =
+      core::retry_delay(policy.backoff, std::min(item.attempts, 30), random_, c.retry_after);
   if (!policy.may_retry(item.attempts - item.unavailable, item.first_attempt, now, delay)) {
     launch_failed(b, index,
                   "gave up after " + std::to_string(item.attempts) + " attempts: " + c.message);
@@ -908,21 +912,22 @@ void Engine::requeue_without_attempt(Batch& b, int64_t index, core::Duration del
 void Engine::schedule_tracking() {
   if (track_armed_ || draining_) return;
   track_armed_ = true;
-  track_timer_.expires_after(track_interval_);
+  track_timer_.expires_after(options_.track_interval_min);
   std::weak_ptr<bool> alive = alive_;
   track_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
     if (ec || alive.expired()) return;
     track_armed_ = false;
     bool queued_any = false;
-    bool outstanding = std::any_of(control_.begin(), control_.end(),
-                                   [](const auto& p) { return p->kind == ReqKind::kTrack; });
-    if (!outstanding) {
+    const auto now = clock_.now();
+    {
       for (auto& [key, bp] : batches_) {
         Batch& b = *bp;
         if (!b.spec.track || !b.items_loaded ||
-            b.counts[static_cast<int>(ItemState::kLaunched)] == 0) {
+            b.counts[static_cast<int>(ItemState::kLaunched)] == 0 || b.track_outstanding > 0 ||
+            now < b.next_track) {
           continue;
         }
+        b.track_saw_final = false;
         std::shared_ptr<Pending> p;
         for (size_t i = 0; i < b.items.size(); ++i) {
           const Item& item = b.items[i];
@@ -936,6 +941,7 @@ void Engine::schedule_tracking() {
           p->ids.push_back(item.flow_run_id);
           if (p->ids.size() == 200) {
             control_.push_back(std::move(p));
+            b.track_outstanding += 1;
             p.reset();
             queued_any = true;
           }
@@ -953,6 +959,7 @@ void Engine::schedule_tracking() {
         }
         if (p) {
           control_.push_back(std::move(p));
+          b.track_outstanding += 1;
           queued_any = true;
         }
       }
@@ -965,16 +972,28 @@ void Engine::schedule_tracking() {
 void Engine::handle_track(Pending& p, const prefect::HttpResponse& r,
                           const prefect::Classification& c) {
   auto it = batches_.find(p.batch);
-  if (it == batches_.end() || c.verdict != prefect::Verdict::kOk) {
-    if (c.verdict != prefect::Verdict::kOk) {
-      log::debug("tracking read failed", {{"error", c.message}});
-      track_interval_ = std::min<core::Duration>(track_interval_ * 2, options_.track_interval_max);
-    }
+  if (it == batches_.end()) return;
+  Batch& b = *it->second;
+  b.track_outstanding = std::max(0, b.track_outstanding - 1);
+  auto round_done = [this, &b]() {
+    if (b.track_outstanding > 0) return;
+    if (b.track_interval == core::Duration(0)) b.track_interval = options_.track_interval_min;
+    b.track_interval = b.track_saw_final
+                           ? core::Duration(options_.track_interval_min)
+                           : std::min<core::Duration>(b.track_interval + b.track_interval / 2,
+                                                      options_.track_interval_max);
+    b.next_track = clock_.now() + b.track_interval;
+  };
+  if (c.verdict != prefect::Verdict::kOk) {
+    log::debug("tracking read failed", {{"batch_id", b.rec.id}, {"error", c.message}});
+    round_done();
     return;
   }
-  Batch& b = *it->second;
   auto runs = prefect::parse_flow_run_list(r.body);
-  if (!runs || !b.items_loaded) return;
+  if (!runs || !b.items_loaded) {
+    round_done();
+    return;
+  }
   std::unordered_map<std::string, int64_t> index_of;
   for (size_t i = 0; i < p.ids.size(); ++i) index_of.emplace(p.ids[i], p.indexes[i]);
   bool any_final = false;
@@ -1023,9 +1042,8 @@ void Engine::handle_track(Pending& p, const prefect::HttpResponse& r,
     }
     set_state(b, item, idx, final_state);
   }
-  track_interval_ = any_final ? options_.track_interval_min
-                              : std::min<core::Duration>(track_interval_ + track_interval_ / 2,
-                                                         options_.track_interval_max);
+  if (any_final) b.track_saw_final = true;
+  round_done();
   check_finished(b);
 }
 
@@ -1462,6 +1480,17 @@ std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
     }
     out.push_back(std::move(v));
   }
+  return out;
+}
+
+std::vector<std::pair<int64_t, json>> Engine::held_batches(std::optional<BatchState> state,
+                                                           int64_t after_seq) const {
+  std::vector<std::pair<int64_t, json>> out;
+  for (const auto& [key, b] : batches_) {
+    if (b->rec.seq <= after_seq || (state && b->rec.state != *state)) continue;
+    out.emplace_back(b->rec.seq, to_json(*b));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   return out;
 }
 

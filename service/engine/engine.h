@@ -104,6 +104,10 @@ class Engine {
                                                 std::optional<core::ItemState> state, int64_t after,
                                                 int limit) const;
 
+  /// Held batches after `after_seq` (optionally only in `state`), as (seq, JSON), by seq.
+  std::vector<std::pair<int64_t, nlohmann::json>> held_batches(
+      std::optional<core::BatchState> state, int64_t after_seq) const;
+
   enum class ControlResult { kOk, kNotFound, kConflict };
   struct ControlAnswer {
     ControlResult result = ControlResult::kOk;
@@ -233,7 +237,6 @@ class Engine {
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer track_timer_;
   bool track_armed_ = false;
-  core::Duration track_interval_;
 
   std::vector<std::pair<uint64_t, int64_t>> dirty_items_;
   std::vector<uint64_t> dirty_batches_;

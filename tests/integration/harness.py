@@ -186,6 +186,9 @@ class FloodgateClient:
         while True:
             if b["state"] in states and (predicate is None or predicate(b)):
                 return b
+            if b["state"] in FINAL_BATCH_STATES and b["state"] not in states:
+                raise AssertionError(f"batch {batch_id} ended {b['state']} (waiting for "
+                                     f"{sorted(states)}): counts={b['counts']}")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(

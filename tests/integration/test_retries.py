@@ -93,18 +93,44 @@ def test_lost_responses_never_duplicate_single_creates(start_floodgated, fake):
 
 
 def test_lost_responses_never_duplicate_bulk(api, fake):
-    """The first bulk request's answer is lost for sure (the run were created); later ones at
-    10%. The retried items match their existing runs."""
-    fake.config(lost_response_rate=1.0)
+    """The first bulk request's answer is lost for sure (its runs were created): one request
+    at a time, 100 ms each. The retried items match their existing runs."""
+    fake.config(lost_response_rate=1.0, latency_ms=100)
     total = 1000
     b = submit(api, total, limits={"max_in_flight": 1})
     wait_until(lambda: fake.stats()["faults"]["lost_response"] > 0, 10, 0.005, what="a lost answer")
-    fake.config(lost_response_rate=0.1)
-    final = api.wait_state(b["id"], timeout=60)
+    fake.config(lost_response_rate=0.0)
+    final = api.wait_state(b["id"], timeout=30)
     assert final["state"] == "COMPLETED", final
     stats = fake.stats()
     assert stats["existing"] >= 100, stats
+    assert stats["peak_in_flight"] == 1, "limits.max_in_flight: 1 was not respected"
     assert_exactly_once(fake.runs(), b["id"], total)
+
+
+@pytest.mark.time_limit(45)
+def test_bulk_recovers_quickly_after_a_short_outage(api, fake):
+    """Every bulk create of the first wave fails with a 503 (10 requests, 1000 runs), then
+    Prefect is fine again. Only ten requests need retrying, well within a retry budget of
+    "a fraction of requests" plus its reserve, so the batch should finish in a few seconds
+    (retry delays are at most 0.5 s) — not at the budget reserve's ~10 items per second."""
+    fake.config(error_rate=1.0, error_status=503, fault_paths=["create_flow_run"])
+    total = 1000
+    b = submit(api, total)
+    wait_until(lambda: api.batch(b["id"])["counts"]["RETRY_WAIT"] == total, 10, 0.01,
+               what="every item waiting for a retry")
+    fake.config(error_rate=0.0)
+    t0 = time.monotonic()
+    try:
+        final = api.wait_state(b["id"], timeout=20)
+    except AssertionError as e:
+        raise AssertionError(f"not recovered 20 s after a 1-request-wave outage: {e}") from None
+    took = time.monotonic() - t0
+    print(f"recovered {total} runs in {took:.1f}s after the outage; "
+          f"create_flow_run_bulk requests: {fake.stats()['requests']['create_flow_run_bulk']}")
+    assert final["state"] == "COMPLETED", final
+    assert_exactly_once(fake.runs(), b["id"], total)
+    assert took < 10, f"recovery took {took:.1f}s"
 
 
 def test_dropped_connections_never_duplicate(start_floodgated, fake):

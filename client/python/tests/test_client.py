@@ -374,7 +374,7 @@ def test_wait_rides_out_a_floodgated_restart(own_floodgated: Floodgated) -> None
             unreachable.append(e.reason)
             raise
 
-    c._send = send  # type: ignore[method-assign]
+    c._send = send  # type: ignore[method-assign,assignment]
 
     def waiter() -> None:
         try:

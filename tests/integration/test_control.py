@@ -1,0 +1,216 @@
+"""Cancel, pause/resume, PATCH and redrive."""
+
+import time
+
+from harness import DEMO_DEPLOYMENT, FINAL_ITEM_STATES, assert_exactly_once, wait_until
+
+
+def slow_batch(api, fake, total=200, **extra):
+    fake.config(latency_ms=100)
+    body = {"deployment": DEMO_DEPLOYMENT, "track": False,
+            "runs": [{"parameters": {"i": i}} for i in range(total)],
+            "limits": {"launches_per_second": 20, "burst": 1}}
+    body.update(extra)
+    return api.submit(body)
+
+
+def test_cancel_skips_remaining_and_is_final(api, fake):
+    total = 200
+    b = slow_batch(api, fake, total)
+    wait_until(lambda: fake.stats()["runs"] >= 3, 10, what="some runs created")
+    r = api.control(b["id"], "cancel")
+    assert r.status == 200, r
+    assert r.json["state"] == "CANCELLED"
+    assert r.json["finished_at"] is not None
+    # Requests in flight when it was cancelled settle; nothing new is launched.
+    final = api.wait_state(b["id"], "CANCELLED",
+                           predicate=lambda x: x["counts"]["LAUNCHING"] == 0, timeout=10)
+    c = final["counts"]
+    assert sum(c.values()) == total
+    assert c["PENDING"] == 0 and c["RETRY_WAIT"] == 0 and c["LAUNCHING"] == 0, c
+    assert c["SKIPPED"] > total / 2, c
+    assert c["LAUNCHED"] + c["SKIPPED"] == total, c
+    time.sleep(0.5)
+    assert len(fake.runs_of(b["id"])) == c["LAUNCHED"]
+    items = api.all_runs(b["id"])
+    assert all(it["state"] in FINAL_ITEM_STATES | {"LAUNCHED"} for it in items)
+    assert len(api.all_runs(b["id"], state="SKIPPED")) == c["SKIPPED"]
+    again = api.control(b["id"], "cancel")
+    assert again.status == 409, again
+    assert again.content_type == "application/problem+json"
+    for action in ("pause", "resume"):
+        assert api.control(b["id"], action).status == 409
+    assert api.patch(b["id"], {"priority": 5}).status == 409
+    assert api.batch(b["id"])["state"] == "CANCELLED"
+
+
+def test_cancel_with_cancel_children(api, fake):
+    """on_cancel=cancel_children asks Prefect to cancel the launched children."""
+    fake.config(latency_ms=0)
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "runs": [{}] * 5, "track": True})
+    wait_until(lambda: api.batch(b["id"])["counts"]["LAUNCHED"] == 5, 10, what="5 launched")
+    r = api.control(b["id"], "cancel", {"on_cancel": "cancel_children"})
+    assert r.status == 200 and r.json["state"] == "CANCELLED"
+    assert r.json["on_cancel"] == "cancel_children"
+    wait_until(lambda: all(x["state_type"] == "CANCELLED" for x in fake.runs_of(b["id"])), 15,
+               what="children cancelled on the fake")
+    assert fake.stats()["set_state"] >= 5
+
+
+def test_cancel_abandon_leaves_children(api, fake):
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "runs": [{}] * 3, "track": True})
+    wait_until(lambda: api.batch(b["id"])["counts"]["LAUNCHED"] == 3, 10, what="3 launched")
+    assert api.control(b["id"], "cancel").status == 200
+    time.sleep(1.5)
+    assert fake.stats()["set_state"] == 0
+    assert all(x["state_type"] == "SCHEDULED" for x in fake.runs_of(b["id"]))
+
+
+def test_pause_and_resume(api, fake):
+    total = 100
+    b = slow_batch(api, fake, total)
+    wait_until(lambda: fake.stats()["runs"] >= 2, 10, what="some runs")
+    r = api.control(b["id"], "pause")
+    assert r.status == 200 and r.json["state"] == "PAUSED", r
+    assert api.control(b["id"], "pause").status in (200, 409)
+    time.sleep(0.4)  # requests in flight settle
+    n = len(fake.runs_of(b["id"]))
+    time.sleep(1.0)
+    assert len(fake.runs_of(b["id"])) == n, "runs were launched while PAUSED"
+    paused = api.batch(b["id"])
+    assert paused["state"] == "PAUSED"
+    assert paused["counts"]["LAUNCHED"] == n
+    assert paused["counts"]["PENDING"] == total - n
+    r = api.control(b["id"], "resume")
+    assert r.status == 200 and r.json["state"] == "RUNNING", r
+    assert api.control(b["id"], "resume").status == 409  # not paused any more
+    assert api.patch(b["id"], {"limits": {"launches_per_second": 1000, "burst": 100}}).status == 200
+    fake.config(latency_ms=0)
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED", final
+    assert_exactly_once(fake.runs(), b["id"], total)
+
+
+def test_patch_launch_rate_speeds_up_a_batch(api, fake):
+    total = 40
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * total,
+                    "limits": {"launches_per_second": 2, "burst": 1}})
+    time.sleep(1.5)
+    n_slow = len(fake.runs())
+    assert 1 <= n_slow <= 6, f"{n_slow} runs in 1.5 s at 2/s"
+    r = api.patch(b["id"], {"limits": {"launches_per_second": 500, "burst": 50}})
+    assert r.status == 200, r
+    assert r.json["limits"]["launches_per_second"] == 500
+    assert r.json["limits"]["burst"] == 50
+    t0 = time.monotonic()
+    final = api.wait_state(b["id"], timeout=15)
+    assert final["state"] == "COMPLETED"
+    assert time.monotonic() - t0 < 3, "the new launch rate did not take effect"
+    assert api.batch(b["id"])["limits"]["launches_per_second"] == 500
+
+
+def test_patch_other_fields(api, fake):
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 10,
+                    "limits": {"launches_per_second": 0.01}})
+    r = api.patch(b["id"], {"priority": 7, "on_cancel": "cancel_children",
+                            "tolerated_failure_percentage": 50, "tolerated_failure_count": 3,
+                            "retry": {"max_attempts": 3}, "limits": {"max_running": 4}})
+    assert r.status == 200, r
+    p = r.json
+    assert p["priority"] == 7 and p["on_cancel"] == "cancel_children"
+    assert p["tolerated_failure_percentage"] == 50 and p["tolerated_failure_count"] == 3
+    assert p["tolerated_failures"] == 3  # the stricter of 50% of 10 and 3
+    assert p["retry"]["max_attempts"] == 3
+    assert p["limits"]["max_running"] == 4
+    assert p["limits"]["launches_per_second"] == 0.01  # untouched
+    # null clears a limit
+    r = api.patch(b["id"], {"limits": {"launches_per_second": None}, "tolerated_failure_count": None})
+    assert r.status == 200
+    assert r.json["limits"]["launches_per_second"] is None
+    assert r.json["tolerated_failure_count"] is None
+    assert api.wait_state(b["id"], timeout=15)["state"] == "COMPLETED"
+    assert api.batch(b["id"])["priority"] == 7
+
+
+def test_redrive_launch_failed_after_fixing_deployment(api, fake):
+    b = api.submit({"deployment": "late-flow/late", "track": False, "runs": [{"parameters": {"i": i}} for i in range(6)],
+                    "tolerated_failure_percentage": 100})
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["counts"]["LAUNCH_FAILED"] == 6
+    assert final["state"] == "COMPLETED"
+    fake.add_deployment(flow_name="late-flow", name="late")
+    r = api.control(b["id"], "redrive")
+    assert r.status == 200, r
+    assert r.json["state"] in ("RUNNING", "COMPLETED")
+    assert r.json["finished_at"] is None or r.json["state"] == "COMPLETED"
+    done = api.wait_state(b["id"], "COMPLETED", predicate=lambda x: x["counts"]["LAUNCHED"] == 6,
+                          timeout=30)
+    assert done["counts"]["LAUNCH_FAILED"] == 0
+    items = api.all_runs(b["id"])
+    assert all(it["state"] == "LAUNCHED" and it["flow_run_id"] for it in items), items
+    assert_exactly_once(fake.runs(), b["id"], 6)
+    again = api.control(b["id"], "redrive")
+    assert again.status == 409, again  # nothing failed is left
+
+
+def test_redrive_failed_batch_skipped_items(start_floodgated, fake):
+    api = start_floodgated("--bulk", "false").client
+    dep = fake.add_deployment(flow_name="strict", name="dep", required=["x"],
+                              enforce_parameter_schema=True)
+    b = api.submit({"deployment": "strict/dep", "track": False, "runs": [{"parameters": {}}] * 10,
+                    "limits": {"max_in_flight": 1}})
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["state"] == "FAILED"
+    assert final["counts"]["SKIPPED"] == 9
+    fake.add_deployment(id=dep["id"], flow_name="strict", name="dep")  # the schema is relaxed
+    r = api.control(b["id"], "redrive")
+    assert r.status == 200, r
+    done = api.wait_state(b["id"], "COMPLETED", timeout=30)
+    assert done["counts"]["LAUNCHED"] == 10, done
+    assert_exactly_once(fake.runs(), b["id"], 10)
+
+
+def test_redrive_after_restart(fg, fake):
+    """A finished batch is still a batch after a restart: redrive works on it."""
+    api = fg.client
+    b = api.submit({"deployment": "later-flow/later", "track": False, "runs": [{}] * 4,
+                    "tolerated_failure_percentage": 100})
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["counts"]["LAUNCH_FAILED"] == 4
+    fg.restart(graceful=True)
+    api = fg.client
+    fake.add_deployment(flow_name="later-flow", name="later")
+    r = api.control(b["id"], "redrive")
+    assert r.status == 200, r
+    done = api.wait_state(b["id"], "COMPLETED", predicate=lambda x: x["counts"]["LAUNCHED"] == 4,
+                          timeout=30)
+    assert_exactly_once(fake.runs(), b["id"], 4)
+
+
+def test_per_batch_max_in_flight(api, fake):
+    fake.config(latency_ms=50)
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 300,
+                    "limits": {"max_in_flight": 2}})
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED"
+    # read_deployment happens before; creates never exceed 2 at once.
+    assert fake.stats()["peak_in_flight"] <= 2, fake.stats()
+
+
+def test_priority_shares_launches_between_batches(start_floodgated, fake):
+    """A huge batch does not starve a small one submitted after it."""
+    api = start_floodgated("--bulk", "false", "--max-in-flight", "4", "--adaptive", "false").client
+    fake.config(latency_ms=20)
+    big = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 2000})
+    wait_until(lambda: fake.stats()["runs"] >= 20, 10, what="the big batch started")
+    small = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 20,
+                        "priority": 10})
+    t0 = time.monotonic()
+    done = api.wait_state(small["id"], timeout=20)
+    took = time.monotonic() - t0
+    assert done["state"] == "COMPLETED"
+    big_now = api.batch(big["id"])
+    print(f"small batch done in {took:.2f}s while the big one had {big_now['counts']['LAUNCHED']} launched")
+    assert big_now["state"] == "RUNNING", "make the big batch bigger: it finished first"
+    assert took < 2.0
+    api.control(big["id"], "cancel")
