@@ -12,11 +12,13 @@ Environment knobs:
   FG_E2E_WORKER_LIMIT     concurrent flow runs of the worker (16; 2 cores run ~16 well)
   FG_E2E_KEEP_PREFECT=1   leave server and worker running after the session (faster reruns)
   FG_E2E_BIG_N            children in the big batch test (200)
+  FG_E2E_FLOODGATED_ARGS  extra floodgated flags, e.g. "--bulk false --log-level debug"
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -129,13 +131,15 @@ def floodgated_binary() -> Path:
 def floodgate(prefect_env, floodgated_binary, tmp_path, request):
     """A fresh floodgated (own SQLite file) for one test."""
     fg = FloodgateProcess(floodgated_binary, prefect_env.api_url, tmp_path / "floodgate.db",
-                          tmp_path / "floodgated.log")
+                          tmp_path / "floodgated.log",
+                          shlex.split(os.environ.get("FG_E2E_FLOODGATED_ARGS", "")))
     fg.start()
     yield fg
     fg.stop()
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
-        print(f"\n[e2e] floodgated log ({fg.log_path}), last lines:\n{fg.log_tail(60)}")
+        tail = "\n".join(line[:300] for line in fg.log_tail(30).splitlines())
+        print(f"\n[e2e] floodgated log ({fg.log_path}), last lines:\n{tail}")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -65,15 +65,19 @@ class OpenApiChecker:
         # Literal paths first, so /v1/batches/x never matches a template when a literal fits.
         self.routes.sort(key=lambda r: r.template.count("{"))
         self.checked = 0
+        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
 
     # ------------------------------------------------------------------ helpers
     def _validator(self, pointer: str):
-        schema = {"$ref": f"{SPEC_URI}#{pointer}"}
-        return jsonschema.Draft202012Validator(
-            schema,
-            registry=self.registry,
-            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
-        )
+        v = self._validators.get(pointer)
+        if v is None:
+            schema = {"$ref": f"{SPEC_URI}#{pointer}"}
+            v = self._validators[pointer] = jsonschema.Draft202012Validator(
+                schema,
+                registry=self.registry,
+                format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+            )
+        return v
 
     def _resolve(self, node: dict, pointer: str) -> tuple[dict, str]:
         """Follows a $ref of a response / requestBody / header object."""
@@ -196,6 +200,10 @@ class OpenApiChecker:
                 except ValueError:
                     raise ContractViolation(
                         f"{where}: the server accepted a body that is not JSON") from None
+                if isinstance(req_doc, dict) and isinstance(req_doc.get("runs"), list) \
+                        and len(req_doc["runs"]) > 2000:
+                    # Validating 100k runs costs seconds; a sample from both ends will do.
+                    req_doc = dict(req_doc, runs=req_doc["runs"][:1000] + req_doc["runs"][-1000:])
                 errs = self._schema_errors(
                     f"{rb_pointer}/content/{_pointer_escape(rmedia)}/schema", req_doc)
                 if errs:

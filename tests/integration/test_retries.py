@@ -146,7 +146,7 @@ def test_dropped_connections_never_duplicate(start_floodgated, fake):
 
 def test_gives_up_after_max_attempts(start_floodgated, fake):
     api = start_floodgated("--bulk", "false").client
-    fake.config(error_rate=1.0, error_status=502, fault_paths=["create_flow_run"])
+    fake.config(error_rate=1.0, error_status=500, fault_paths=["create_flow_run"])
     b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 3,
                     "retry": {"max_attempts": 3, "initial_delay_s": 0.01, "max_delay_s": 0.05},
                     "tolerated_failure_percentage": 100})
@@ -154,8 +154,27 @@ def test_gives_up_after_max_attempts(start_floodgated, fake):
     assert final["counts"]["LAUNCH_FAILED"] == 3, final
     for it in api.all_runs(b["id"]):
         assert it["attempts"] == 3, it
-        assert "3 attempts" in it["last_error"] and "502" in it["last_error"], it
+        assert "3 attempts" in it["last_error"] and "500" in it["last_error"], it
     assert fake.stats()["requests"]["create_flow_run"] == 9
+    assert fake.stats()["runs"] == 0
+
+
+def test_outage_retries_are_bounded_by_max_elapsed(start_floodgated, fake):
+    """503s (Prefect unavailable) are retried until max_elapsed_s, then the item fails."""
+    api = start_floodgated("--bulk", "false").client
+    fake.config(error_rate=1.0, error_status=503, fault_paths=["create_flow_run"])
+    t0 = time.monotonic()
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 2,
+                    "retry": {"max_attempts": 2, "initial_delay_s": 0.05, "max_delay_s": 0.2,
+                              "max_elapsed_s": 1.5},
+                    "tolerated_failure_percentage": 100})
+    final = api.wait_state(b["id"], timeout=40)
+    took = time.monotonic() - t0
+    assert final["counts"]["LAUNCH_FAILED"] == 2, final
+    assert 1.4 <= took < 35, took
+    for it in api.all_runs(b["id"]):
+        assert "gave up" in it["last_error"] and "503" in it["last_error"], it
+    assert fake.stats()["runs"] == 0
 
 
 def test_bulk_requests_carry_at_most_100_runs(api, fake):
