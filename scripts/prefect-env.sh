@@ -58,6 +58,11 @@ _fg_die() { printf '[prefect-env] error: %s\n' "$*" >&2; return 1; }
 # user's ~/.prefect and profiles are never read or written), no telemetry, no UI unless asked,
 # no services that only matter for schedules, and a worker that polls every second.
 prefect_env_export() {
+  # Absolute paths: the server and the worker run from inside the run dir.
+  mkdir -p "$FG_PREFECT_RUN_DIR"
+  FG_PREFECT_RUN_DIR="$(cd "$FG_PREFECT_RUN_DIR" && pwd)"
+  case "$FG_PREFECT_VENV" in /*) ;; *) FG_PREFECT_VENV="$PWD/$FG_PREFECT_VENV" ;; esac
+  case "$FG_PREFECT_FLOWS_DIR" in /*) ;; *) FG_PREFECT_FLOWS_DIR="$PWD/$FG_PREFECT_FLOWS_DIR" ;; esac
   export FG_PREFECT_API_URL="http://$FG_PREFECT_HOST:$FG_PREFECT_PORT/api"
   export PREFECT_HOME="$FG_PREFECT_RUN_DIR/home"
   export PREFECT_PROFILES_PATH="$PREFECT_HOME/profiles.toml"
@@ -154,12 +159,33 @@ _fg_pick_python() {
   _fg_die "no python3 found: install python3 and python3-venv"
 }
 
+# Every file the installed distributions list (bytecode aside) is still on disk.
+_fg_venv_intact() {
+  "$FG_PREFECT_VENV/bin/python" - <<'PY' 2>/dev/null
+import importlib.metadata as m, sys
+for d in m.distributions():
+    for f in d.files or ():
+        if f.suffix in (".pyc",) or "__pycache__" in f.parts or f.parts[0] == "..":
+            continue
+        if not f.locate().exists():
+            print(f"missing: {d.metadata['Name']}: {f}", file=sys.stderr)
+            sys.exit(1)
+PY
+}
+
 prefect_env_venv() {
   prefect_env_export
   local py want have
   want="$FG_PREFECT_VERSION"
   if [[ -x "$FG_PREFECT_VENV/bin/python" ]]; then
     have="$("$FG_PREFECT_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("prefect"))' 2>/dev/null || true)"
+    if [[ "$have" == "$want" ]] && ! _fg_venv_intact; then
+      # Files of installed packages are gone (e.g. a `git clean` of the work tree while the
+      # venv was not yet ignored): start over rather than run a half-deleted Prefect.
+      _fg_log "venv $FG_PREFECT_VENV is damaged (installed files missing); recreating it"
+      rm -rf "$FG_PREFECT_VENV"
+      have=""
+    fi
     if [[ "$have" == "$want" ]]; then
       if [[ -n "$FG_PREFECT_EXTRA_PIP" ]]; then
         # shellcheck disable=SC2086
@@ -172,6 +198,10 @@ prefect_env_venv() {
   py="$(_fg_pick_python)" || return 1
   if ! "$py" -c 'import sys; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 13) else 1)'; then
     _fg_die "$py is $("$py" --version 2>&1); Prefect $want needs Python 3.9–3.13 (set FG_PREFECT_PYTHON)" || return 1
+  fi
+  if [[ -d "$FG_PREFECT_VENV" && ! -x "$FG_PREFECT_VENV/bin/python" ]]; then
+    _fg_log "removing the broken venv $FG_PREFECT_VENV (no bin/python)"
+    rm -rf "$FG_PREFECT_VENV"
   fi
   if [[ ! -x "$FG_PREFECT_VENV/bin/python" ]]; then
     _fg_log "creating venv $FG_PREFECT_VENV ($("$py" --version 2>&1))"
@@ -305,11 +335,24 @@ prefect_env_worker_start() {
   local pid start
   if pid="$(_fg_read_pid worker)"; then return 0; fi
   _fg_log "starting process worker on pool $FG_PREFECT_POOL (limit $FG_PREFECT_WORKER_LIMIT)"
+  # A small supervisor keeps the worker up: Prefect's worker exits for good ("Service exceeded
+  # error threshold") after a run of failed polls, e.g. while its server is down or answers
+  # 5xx for a while. The supervisor's PID is the one recorded; stopping it stops the worker.
   (
     cd "$FG_PREFECT_RUN_DIR" || exit 1
-    exec "$FG_PREFECT_VENV/bin/prefect" worker start --pool "$FG_PREFECT_POOL" --type process \
-      --name "$(_fg_worker_name)" --limit "$FG_PREFECT_WORKER_LIMIT" --install-policy never \
-      </dev/null >>"$FG_PREFECT_RUN_DIR/logs/worker.log" 2>&1
+    exec bash -c '
+      child=""
+      trap '"'"'[[ -n "$child" ]] && kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0'"'"' TERM INT
+      while :; do
+        "$@" </dev/null &
+        child=$!
+        wait "$child"
+        rc=$?
+        echo "[prefect-env] $(date -u +%FT%TZ) worker exited with status $rc; restarting it in 3 s"
+        sleep 3
+      done' supervise "$FG_PREFECT_VENV/bin/prefect" worker start --pool "$FG_PREFECT_POOL" \
+      --type process --name "$(_fg_worker_name)" --limit "$FG_PREFECT_WORKER_LIMIT" \
+      --install-policy never </dev/null >>"$FG_PREFECT_RUN_DIR/logs/worker.log" 2>&1
   ) &
   pid=$!
   echo "$pid" >"$FG_PREFECT_RUN_DIR/worker.pid"
@@ -333,7 +376,7 @@ prefect_env_worker_stop() {
   prefect_env_export
   local pid
   if pid="$(_fg_read_pid worker)"; then
-    _fg_kill_tree "$pid" 20
+    _fg_kill_tree "$pid" 10
     _fg_log "worker stopped (pid $pid)"
   fi
   rm -f "$FG_PREFECT_RUN_DIR/worker.pid"

@@ -110,9 +110,10 @@ int run(const floodgate::Config& cfg) {
           }
         });
         engine.drain([&] {
-          drain_deadline.cancel();
+          // Give the listener a moment to send the answers to long-polls released by the drain.
+          drain_deadline.expires_after(std::chrono::milliseconds(250));
+          drain_deadline.async_wait([&](const boost::system::error_code&) { io.stop(); });
           signals.cancel();
-          io.stop();
         });
         signals.async_wait(on_signal);
       };

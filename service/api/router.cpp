@@ -226,10 +226,18 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
       return respond(std::move(r));
     }
     if (parts.size() == 1 && parts[0] == "healthz") {
+      if (req.method != "GET" && req.method != "HEAD") {
+        route = "/healthz";
+        return method_not_allowed("GET");
+      }
       route = "/healthz";
       return respond(json_response(200, {{"status", "ok"}}));
     }
     if (parts.size() == 1 && parts[0] == "readyz") {
+      if (req.method != "GET" && req.method != "HEAD") {
+        route = "/readyz";
+        return method_not_allowed("GET");
+      }
       engine_.post([this, r = route_respond("/readyz")] {
         std::string why;
         bool ok = engine_.ready(&why);
@@ -240,6 +248,10 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
       return;
     }
     if (parts.size() == 1 && parts[0] == "metrics") {
+      if (req.method != "GET" && req.method != "HEAD") {
+        route = "/metrics";
+        return method_not_allowed("GET");
+      }
       route = "/metrics";
       ServerResponse r;
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -522,6 +534,7 @@ void Router::control(const std::string& id, const std::string& action, const Ser
     }
   }
   engine_.post([this, id, action, on_cancel, respond] {
+    if (action == "redrive" && !engine_.has_batch(id)) engine_.hold(id);
     if (!engine_.has_batch(id)) {
       auto rec = store_.get_batch(id);
       if (!rec) return respond(problem(404, "no batch with id " + id, "id"));

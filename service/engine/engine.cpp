@@ -266,6 +266,8 @@ void Engine::init_batch(Batch& b, std::vector<std::string> run_specs,
         item.state = ItemState::kPending;
       }
       if (item.state == ItemState::kPending) item.spec = rec.spec_json;
+      // Steady time does not survive a restart: max_elapsed_s counts again from now.
+      item.first_attempt = clock_.now();
     } else {
       item.spec = std::move(run_specs[i]);
     }
@@ -394,11 +396,17 @@ void Engine::pump() {
     if (core::is_final(b.rec.state) || !b.items_loaded) continue;
     Item& item = b.items[e.index];
     if (item.state != ItemState::kRetryWait || item.in_request) continue;
-    if (!budget_.try_acquire_retry()) {
-      metrics_.retries_denied_by_budget().Increment();
-      retries_.push({now + ms(250), e.batch, e.index});
-      break;
+    // The budget counts requests: one retry token pays for as many items as one request
+    // carries, so a failed bulk create costs one retry, not a hundred.
+    if (retry_credit_ == 0) {
+      if (!budget_.try_acquire_retry()) {
+        metrics_.retries_denied_by_budget().Increment();
+        retries_.push({now + ms(250), e.batch, e.index});
+        break;
+      }
+      retry_credit_ = bulk_supported_ ? std::max(1, options_.bulk_size) : 1;
     }
+    retry_credit_ -= 1;
     make_ready(b, e.index);
   }
 
@@ -510,6 +518,7 @@ bool Engine::send_launch() {
   const auto now = clock_.now();
   if (b.rec.state == BatchState::kQueued) set_batch_state(b, BatchState::kRunning);
   json bodies = json::array();
+  bool first_attempt = false;
   for (int64_t idx : p->indexes) {
     Item& item = b.items[idx];
     json spec = json::parse(item.spec, nullptr, false);
@@ -522,12 +531,13 @@ bool Engine::send_launch() {
     bodies.push_back(prefect::build_create_body(spec.is_object() ? spec : json::object(), ctx));
     if (item.attempts == 0) {
       item.first_attempt = now;
-      budget_.on_request();
+      first_attempt = true;
     }
     item.attempts += 1;
     item.in_request = true;
     set_state(b, item, idx, ItemState::kLaunching);
   }
+  if (first_attempt) budget_.on_request();
   sync_ready(b);
   (void)bucket_.try_consume(1);
   if (p->indexes.size() == 1) {
@@ -1102,6 +1112,7 @@ void Engine::launched(Batch& b, int64_t index, const std::string& flow_run_id, b
 void Engine::launch_failed(Batch& b, int64_t index, const std::string& message) {
   Item& item = b.items[index];
   item.in_request = false;
+  if (core::is_final(item.state)) return;  // e.g. SKIPPED when the batch failed meanwhile
   item.last_error = message;
   metrics_.launches("failed").Increment();
   set_state(b, item, index, ItemState::kLaunchFailed);
@@ -1363,7 +1374,16 @@ void Engine::maybe_finish_drain() {
   tick_timer_.cancel();
   flush_timer_.cancel();
   for (auto& [key, bp] : batches_) {
-    for (auto& w : bp->waiters) w->timer->cancel();
+    // Answer long-polls now, while the listener can still carry the answers.
+    auto waiters = std::move(bp->waiters);
+    bp->waiters.clear();
+    json view = to_json(*bp);
+    for (auto& w : waiters) {
+      w->timer->cancel();
+      auto fn = std::move(w->fn);
+      w->fn = nullptr;
+      if (fn) fn(view);
+    }
   }
   auto done = std::move(drain_done_);
   drain_done_ = nullptr;
@@ -1481,6 +1501,28 @@ std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
     out.push_back(std::move(v));
   }
   return out;
+}
+
+bool Engine::hold(const std::string& id) {
+  if (find(id) != nullptr) return true;
+  auto record = store_.get_batch(id);
+  if (!record) return false;
+  auto b = std::make_unique<Batch>();
+  b->key = next_key_++;
+  b->rec = std::move(*record);
+  b->spec = spec_from_json(json::parse(b->rec.spec_json, nullptr, false));
+  b->items_loaded = false;
+  auto counts = store_.count_items(id);
+  for (int i = 0; i < core::kItemStateCount; ++i) {
+    b->counts[i] = counts[i];
+    metrics_.items(static_cast<ItemState>(i)).Increment(static_cast<double>(counts[i]));
+    if (core::is_failure(static_cast<ItemState>(i))) b->failures += counts[i];
+  }
+  b->finished_steady = clock_.now();
+  metrics_.batches(b->rec.state).Increment();
+  by_id_[b->rec.id] = b->key;
+  batches_[b->key] = std::move(b);
+  return true;
 }
 
 std::vector<std::pair<int64_t, json>> Engine::held_batches(std::optional<BatchState> state,

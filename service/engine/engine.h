@@ -104,6 +104,9 @@ class Engine {
                                                 std::optional<core::ItemState> state, int64_t after,
                                                 int limit) const;
 
+  /// Brings a batch that ended before this process started back into memory (for redrive);
+  /// false when the store has no such batch.
+  bool hold(const std::string& id);
   /// Held batches after `after_seq` (optionally only in `state`), as (seq, JSON), by seq.
   std::vector<std::pair<int64_t, nlohmann::json>> held_batches(
       std::optional<core::BatchState> state, int64_t after_seq) const;
@@ -228,6 +231,7 @@ class Engine {
   bool probe_in_flight_ = false;
   bool bulk_supported_ = true;
   int in_flight_ = 0;
+  int retry_credit_ = 0;  // items already paid for by a retry-budget token
   int64_t ready_total_ = 0;
 
   boost::asio::steady_timer wake_timer_;

@@ -326,6 +326,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=10, help="client timeout of (a) and (b)")
     ap.add_argument("--probe-seconds", type=float, default=4)
     ap.add_argument("--no-faults", action="store_true")
+    ap.add_argument("--max-load", type=float, default=1.5, help="wait for a 1-min load under this")
+    ap.add_argument("--max-wait", type=float, default=600, help="... but at most this many seconds")
     ap.add_argument("--no-bulk", action="store_true", help="skip (c) with bulk enabled on the fake")
     ap.add_argument("--no-bulk-flag-run", action="store_true", help="skip (c) with --bulk false")
     ap.add_argument("--fake-port", type=int, default=18202)
@@ -371,10 +373,19 @@ def main() -> None:
                                             "outcomes", "attempts", "retries", "create_requests", "state")}
             print(f"{variant} {label} n={r['children']}: " + json.dumps(brief, default=str), flush=True)
 
+        def wait_quiet() -> None:
+            # The machine is shared: wait for the load of other work to go before a group.
+            t0 = time.monotonic()
+            while bl.load1() > args.max_load and time.monotonic() - t0 < args.max_wait:
+                time.sleep(10)
+            print(f"# waited {time.monotonic() - t0:.0f} s for load < {args.max_load}; "
+                  f"load {bl.machine()['load']}", flush=True)
+
         for rep in range(args.reps):
             for variant in variants:
                 cfg = dict(overload, overflow=variant)
                 for n in sizes:
+                    wait_quiet()
                     for p in ("a", "b", "c"):
                         record(scenario(fake, cfg, p, n, args, capacity), p, variant)
                     if not args.no_bulk_flag_run:
@@ -389,6 +400,7 @@ def main() -> None:
                 faults = {"bulk_enabled": False, "error_rate": 0.2, "error_status": 503, "drop_rate": 0.05}
                 for variant, cfg in (("faults", faults), ("faults+lost", dict(faults, lost_response_rate=0.02))):
                     for n in sizes:
+                        wait_quiet()
                         for p in ("a", "b", "c"):
                             record(scenario(fake, cfg, p, n, args, 0), p, variant)
                         if not args.no_bulk_flag_run:

@@ -54,8 +54,14 @@ def test_sigkill_twice_mid_batch_exactly_once(start_floodgated, fake):
     b = fg.client.submit(big_batch(total))
     kills = []
     for fraction in (1 / 3, 2 / 3):
-        seen = wait_until(lambda: (n := fake.stats()["runs"]) >= total * fraction and n, 60, 0.01,
-                          what=f"{fraction:.0%} of the runs on the fake")
+        seen = wait_until(lambda: (n := fake.stats()["runs"]) >= total * fraction and n
+                          or fg.client.batch(b["id"])["state"] in ("FAILED", "CANCELLED") and -1,
+                          60, 0.01, what=f"{fraction:.0%} of the runs on the fake")
+        if seen == -1:
+            failed = fg.client.all_runs(b["id"], state="LAUNCH_FAILED")
+            raise AssertionError(
+                f"the batch FAILED after {len(kills)} kill(s): {fg.client.batch(b['id'])['counts']}; "
+                f"e.g. {[(r['index'], r['attempts'], r['last_error']) for r in failed[:3]]}")
         fg.kill()
         kills.append(seen)
         fg.start()
@@ -70,6 +76,34 @@ def test_sigkill_twice_mid_batch_exactly_once(start_floodgated, fake):
     ids = {r["idempotency_key"]: r["id"] for r in fake.runs()}
     for it in items:
         assert it["flow_run_id"] == ids[f"floodgate:{b['id']}:{it['index']}"], it
+
+
+@pytest.mark.time_limit(90)
+def test_retry_elapsed_time_survives_a_restart(fg, fake):
+    """Items that were retrying when floodgated died keep retrying after the restart: the
+    elapsed time for max_elapsed_s counts from their first attempt (seconds ago), not from
+    some arbitrary clock origin. (Fails on any machine up longer than max_elapsed_s.)"""
+    fake.config(error_rate=1.0, error_status=503, fault_paths=["create_flow_run"])
+    retry = {"max_attempts": 1000, "initial_delay_s": 0.2, "max_delay_s": 0.5, "max_elapsed_s": 60}
+    b = fg.client.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "retry": retry,
+                          "runs": [{"parameters": {"i": i}} for i in range(5)]})
+    wait_until(lambda: all(r["attempts"] >= 2 for r in fg.client.all_runs(b["id"])), 20,
+               what="every item retried")
+    time.sleep(0.3)  # let the store catch up
+    fg.kill()
+    errors_before = fake.stats()["faults"]["error"]
+    fg.start()
+    # Still failing for a moment after the restart: a few more retries, well within 60 s.
+    wait_until(lambda: fake.stats()["faults"]["error"] >= errors_before + 10
+               or fg.client.batch(b["id"])["state"] == "FAILED", 20, what="retries after restart")
+    mid = fg.client.batch(b["id"])
+    assert mid["counts"]["LAUNCH_FAILED"] == 0, (
+        "items gave up right after the restart although their first attempt was seconds ago: "
+        + str([r["last_error"] for r in fg.client.all_runs(b["id"], state="LAUNCH_FAILED")][:2]))
+    fake.config(error_rate=0.0)
+    final = fg.client.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED", final
+    check_fake_side(fake, b["id"], 5)
 
 
 def test_sigkill_right_after_accept_loses_nothing(fg, fake):
@@ -146,3 +180,32 @@ def test_restart_resumes_paused_batch_as_paused(fg, fake):
     final = fg.client.wait_state(b["id"], timeout=30)
     assert final["state"] == "COMPLETED"
     check_fake_side(fake, b["id"], 50)
+
+
+def test_sigterm_answers_waiting_long_polls(fg, fake):
+    """A graceful stop answers the long-polls it holds (with the batch) and exits promptly."""
+    import threading
+    b = fg.client.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}]})
+    final = fg.client.wait_state(b["id"], timeout=30)
+    result = {}
+
+    def poll():
+        try:
+            result["r"] = fg.client.request("GET", f"/v1/batches/{b['id']}",
+                                            query={"wait_s": 30, "after_version": final["version"]},
+                                            timeout=40)
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["error"] = repr(e)
+
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    code = fg.terminate(15)
+    took = time.monotonic() - t0
+    t.join(10)
+    assert code == 0
+    assert took < 5, f"SIGTERM took {took:.1f}s with a long-poll waiting"
+    assert "r" in result, f"the long-poll got no answer: {result.get('error')}"
+    assert result["r"].status == 200, result["r"]
+    assert result["r"].json["id"] == b["id"]

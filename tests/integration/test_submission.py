@@ -81,6 +81,19 @@ def test_run_fields_are_forwarded_to_prefect(api, fake):
     assert items[1]["flow_run_id"] == by_key["my-own-key-2"]["id"]
 
 
+def test_unicode_and_nested_values_survive_the_trip(api, fake):
+    params = {"text": "ünïcødé ✓ 日本語 \U0001F680", "quote": "a \"b\" \\ c", "n": None,
+              "f": 1.5, "big": 2 ** 53, "neg": -7, "list": [True, False, {"k": []}]}
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "tags": ["ëtag"],
+                    "runs": [{"parameters": params, "name": "näme-✓"}]})
+    assert api.wait_state(b["id"], timeout=30)["state"] == "COMPLETED"
+    (run,) = fake.runs()
+    assert run["parameters"] == params
+    assert run["name"] == "näme-✓"
+    assert "ëtag" in run["tags"]
+    assert api.batch(b["id"])["tags"] == ["ëtag"]
+
+
 def test_per_run_deployment_override(api, fake):
     other = fake.add_deployment(flow_name="other-flow", name="other")
     b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [

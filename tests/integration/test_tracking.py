@@ -86,6 +86,23 @@ def test_crashed_child_is_relaunched_once(api, fake):
         assert len([r for r in fake.runs_of(b["id"]) if r["parameters"].get("i") == i]) == 1
 
 
+def test_tracking_resumes_after_restart(fg, fake):
+    """Children launched before a SIGKILL are still followed to their final state after it."""
+    fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 1500})
+    runs = [{"parameters": {"i": i}} for i in range(6)]
+    runs[5]["parameters"]["__fake_final"] = "FAILED"
+    b = fg.client.submit({"deployment": DEMO_DEPLOYMENT, "runs": runs, "tolerated_failure_count": 1})
+    wait_until(lambda: fg.client.batch(b["id"])["counts"]["LAUNCHED"] == 6, 10, what="all launched")
+    time.sleep(0.3)  # the store catches up
+    fg.kill()
+    fg.start()
+    final = fg.client.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED", final
+    assert final["counts"]["COMPLETED"] == 5 and final["counts"]["FAILED"] == 1, final
+    assert_exactly_once(fake.runs(), b["id"], 6)
+    assert [r["index"] for r in fg.client.all_runs(b["id"], state="FAILED")] == [5]
+
+
 def test_crashed_child_not_relaunched_by_default(api, fake):
     fake.config(run_schedule=QUICK_LIFE)
     b = api.submit({"deployment": DEMO_DEPLOYMENT, "tolerated_failure_percentage": 100,
