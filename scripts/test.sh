@@ -61,7 +61,7 @@ fi
 if [[ "${FLOODGATE_SKIP_E2E:-0}" != "1" && -d tests/e2e ]]; then
   echo "== end-to-end tests against a real Prefect server"
   set +e
-  bash tests/e2e/run.sh
+  FLOODGATED="$FLOODGATED_BIN" bash scripts/e2e.sh -q
   record e2e $?
   set -e
 fi
