@@ -87,6 +87,24 @@ std::optional<double> parse_double(const std::string& s) {
   }
 }
 
+// Reads the paging parameters `limit` and `after`; the answer to send when one is bad.
+std::optional<ServerResponse> read_page(const std::map<std::string, std::string>& q,
+                                        int64_t min_after, int& limit, int64_t& after) {
+  if (auto it = q.find("limit"); it != q.end()) {
+    auto v = parse_int(it->second);
+    if (!v || *v < 1 || *v > 1000) {
+      return problem(400, "limit must be a whole number from 1 to 1000", "limit");
+    }
+    limit = static_cast<int>(*v);
+  }
+  if (auto it = q.find("after"); it != q.end() && !it->second.empty()) {
+    auto v = parse_int(it->second);
+    if (!v || *v < min_after) return problem(400, "after must be a cursor from \"next\"", "after");
+    after = *v;
+  }
+  return std::nullopt;
+}
+
 std::vector<std::string> split_path(const std::string& path) {
   std::vector<std::string> parts;
   size_t i = 0;
@@ -424,19 +442,7 @@ void Router::list_runs(const std::string& id, const ServerRequest& req, Responde
                              "state"));
     }
   }
-  if (auto it = q.find("limit"); it != q.end()) {
-    auto v = parse_int(it->second);
-    if (!v || *v < 1 || *v > 1000) {
-      return respond(problem(400, "limit must be a whole number from 1 to 1000", "limit"));
-    }
-    limit = static_cast<int>(*v);
-  }
-  if (auto it = q.find("after"); it != q.end() && !it->second.empty()) {
-    auto v = parse_int(it->second);
-    if (!v || *v < -1)
-      return respond(problem(400, "after must be a cursor from \"next\"", "after"));
-    after = *v;
-  }
+  if (auto bad = read_page(q, -1, limit, after)) return respond(std::move(*bad));
   engine_.post([this, id, state, limit, after, respond] {
     // One more than asked tells whether another page exists.
     auto runs = engine_.list_runs(id, state, after, limit + 1);
@@ -471,18 +477,7 @@ void Router::list_batches(const ServerRequest& req, Responder respond) {
                   "state"));
     }
   }
-  if (auto it = q.find("limit"); it != q.end()) {
-    auto v = parse_int(it->second);
-    if (!v || *v < 1 || *v > 1000) {
-      return respond(problem(400, "limit must be a whole number from 1 to 1000", "limit"));
-    }
-    limit = static_cast<int>(*v);
-  }
-  if (auto it = q.find("after"); it != q.end() && !it->second.empty()) {
-    auto v = parse_int(it->second);
-    if (!v || *v < 0) return respond(problem(400, "after must be a cursor from \"next\"", "after"));
-    after = *v;
-  }
+  if (auto bad = read_page(q, 0, limit, after)) return respond(std::move(*bad));
   // The store's state can trail the engine's by one flush, so batches the engine holds are
   // judged by the engine's state; the store answers for the rest.
   auto records = std::make_shared<std::vector<store::BatchRecord>>(
