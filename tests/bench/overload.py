@@ -326,6 +326,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=10, help="client timeout of (a) and (b)")
     ap.add_argument("--probe-seconds", type=float, default=4)
     ap.add_argument("--no-faults", action="store_true")
+    ap.add_argument("--fault-variants", default="faults,faults+lost")
+    ap.add_argument("--fault-children", default="", help="fan-outs of the fault runs (default: --children)")
     ap.add_argument("--max-load", type=float, default=1.5, help="wait for a 1-min load under this")
     ap.add_argument("--max-wait", type=float, default=600, help="... but at most this many seconds")
     ap.add_argument("--no-bulk", action="store_true", help="skip (c) with bulk enabled on the fake")
@@ -369,6 +371,7 @@ def main() -> None:
         def record(r: dict, label: str, variant: str) -> None:
             r["label"], r["variant"] = label, variant
             rows.append(r)
+            (args.out / "results.partial.json").write_text(json.dumps(results, default=str))
             brief = {k: r.get(k) for k in ("makespan_s", "created_share", "duplicates", "makespan_over_ideal",
                                             "outcomes", "attempts", "retries", "create_requests", "state")}
             print(f"{variant} {label} n={r['children']}: " + json.dumps(brief, default=str), flush=True)
@@ -398,8 +401,11 @@ def main() -> None:
                     record(scenario(fake, cfg, "c", n, args, capacity), "c-bulk", "stall+bulk")
             if not args.no_faults:
                 faults = {"bulk_enabled": False, "error_rate": 0.2, "error_status": 503, "drop_rate": 0.05}
-                for variant, cfg in (("faults", faults), ("faults+lost", dict(faults, lost_response_rate=0.02))):
-                    for n in sizes:
+                fault_variants = {"faults": faults, "faults+lost": dict(faults, lost_response_rate=0.02)}
+                fault_sizes = [int(x) for x in args.fault_children.split(",")] if args.fault_children else sizes
+                for variant in [v for v in args.fault_variants.split(",") if v]:
+                    cfg = fault_variants[variant]
+                    for n in fault_sizes:
                         wait_quiet()
                         for p in ("a", "b", "c"):
                             record(scenario(fake, cfg, p, n, args, 0), p, variant)
