@@ -10,7 +10,9 @@
 #   bash scripts/prefect-env.sh up|down|status|venv|server-start|server-stop|
 #                               worker-start|worker-stop|deploy|env
 #
-# Every step is idempotent: calling `up` again starts only what is not running.
+# Every step is idempotent: calling `up` again starts only what is not running. The worker
+# runs under a small supervisor that starts it again if it exits (Prefect's worker gives up
+# after a run of failed polls, e.g. while its server is down).
 # Nothing is ever killed by name or pattern: only the PIDs this script recorded, and the
 # processes those PIDs started (their descendants).
 #

@@ -3,7 +3,9 @@
 #   unit (GoogleTest, simulated clock), the fake Prefect's own tests, integration (the real
 #   floodgated against a fault-injecting fake Prefect), the Python client's tests, and the
 #   end-to-end tests against a real Prefect server with a process worker.
-# Environment: FLOODGATE_SKIP_E2E=1 skips the real-Prefect suite; PYTEST_ARGS adds pytest flags.
+# Environment: FLOODGATE_E2E=1 adds the real-Prefect suite (tests/e2e: a Prefect server and a
+# process worker, about 15 minutes on 2 cores; not yet green everywhere, see tests/e2e/README.md);
+# PYTEST_ARGS adds pytest flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -58,7 +60,7 @@ if [[ -d client/python/tests ]]; then
   set -e
 fi
 
-if [[ "${FLOODGATE_SKIP_E2E:-0}" != "1" && -d tests/e2e ]]; then
+if [[ "${FLOODGATE_E2E:-0}" == "1" ]]; then
   echo "== end-to-end tests against a real Prefect server"
   set +e
   FLOODGATED="$FLOODGATED_BIN" bash scripts/e2e.sh -q

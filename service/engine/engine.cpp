@@ -200,7 +200,7 @@ void Engine::load_batch(store::BatchRecord record) {
   log::info("resumed batch", {{"batch_id", ref.rec.id},
                               {"state", std::string(core::to_string(ref.rec.state))},
                               {"total", ref.rec.total},
-                              {"to_launch", ref.ready.size()}});
+                              {"to_launch", ref.counts[static_cast<int>(ItemState::kPending)]}});
   activate(ref);
 }
 
@@ -676,6 +676,26 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
   int cls = response.status <= 0 ? 0 : std::clamp(response.status / 100, 1, 5);
   rm.by_class[cls]->Increment();
 
+  // A pooled connection the server already closed fails at once while writing: that says
+  // nothing about Prefect's health or load. Send again (same idempotency key) at no cost.
+  const bool stale_connection =
+      response.status == 0 && !response.timed_out &&
+      response.error.find("Failed to write request body") != std::string::npos;
+  if (stale_connection && (p.kind == ReqKind::kCreate || p.kind == ReqKind::kCreateBulk ||
+                           p.kind == ReqKind::kPlaceholder)) {
+    scheduler_.on_request_done(p.batch);
+    auto bit = batches_.find(p.batch);
+    if (bit != batches_.end()) {
+      for (int64_t idx : p.indexes) {
+        bit->second->items[idx].in_request = false;
+        requeue_without_attempt(*bit->second, idx, ms(20));
+      }
+    }
+    metrics_.retries("stale_connection").Increment();
+    maybe_finish_drain();
+    pump();
+    return;
+  }
   if (p.kind != ReqKind::kProbe && p.kind != ReqKind::kCsrf) {
     auto outcome = core::ConcurrencyLimit::Outcome::kSuccess;
     if (c.verdict == prefect::Verdict::kRetryable || c.verdict == prefect::Verdict::kRateLimited) {
@@ -684,7 +704,7 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
       outcome = core::ConcurrencyLimit::Outcome::kIgnore;
     }
     limit_->on_sample(now, rtt, in_flight_ + 1, outcome);
-    if (c.verdict == prefect::Verdict::kRetryable) {
+    if (c.verdict == prefect::Verdict::kRetryable && !stale_connection) {
       breaker_.on_failure();
     } else if (c.verdict != prefect::Verdict::kRateLimited) {
       breaker_.on_success();
@@ -863,7 +883,20 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
         // The bulk endpoint says CREATED for an idempotency-key match too.
         launched(b, p.indexes[i], res.flow_run_id, false);
       } else {
-        launch_failed(b, p.indexes[i], "Prefect rejected the run: " + res.error);
+        // The bulk endpoint reports every error per run, transient ones ("database is
+        // locked") too: only a rejection of the run itself is final.
+        const bool rejected = res.error.find("alidation") != std::string::npos ||
+                              res.error.find("arameter") != std::string::npos ||
+                              res.error.find("schema") != std::string::npos;
+        if (rejected) {
+          launch_failed(b, p.indexes[i], "Prefect rejected the run: " + res.error);
+        } else {
+          retry_or_fail(b, p.indexes[i],
+                        prefect::Classification{prefect::Verdict::kRetryable,
+                                                "bulk_item_error",
+                                                "Prefect could not create the run: " + res.error,
+                                                {}});
+        }
       }
     }
     return;
