@@ -885,9 +885,11 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
       } else {
         // The bulk endpoint reports every error per run, transient ones ("database is
         // locked") too: only a rejection of the run itself is final.
-        const bool rejected = res.error.find("alidation") != std::string::npos ||
-                              res.error.find("arameter") != std::string::npos ||
-                              res.error.find("schema") != std::string::npos;
+        const bool transient = res.error.find("OperationalError") != std::string::npos ||
+                               res.error.find("locked") != std::string::npos ||
+                               res.error.find("imeout") != std::string::npos;
+        const bool rejected = !transient && (res.error.find("alidation") != std::string::npos ||
+                                             res.error.find("schema") != std::string::npos);
         if (rejected) {
           launch_failed(b, p.indexes[i], "Prefect rejected the run: " + res.error);
         } else {

@@ -21,7 +21,9 @@ def submit(api, total, **extra):
 def test_503_faults_all_created_exactly_once(start_floodgated, fake, bulk):
     api = start_floodgated("--bulk", bulk).client
     fake.config(error_rate=0.3, error_status=503)
-    total = 300
+    # With bulk, 300 runs are only 3 creates: enough creates that some surely meet a 503
+    # (0.7**20 < 0.1%).
+    total = 2000 if bulk == "true" else 300
     b = submit(api, total)
     final = api.wait_state(b["id"], timeout=60)
     assert final["state"] == "COMPLETED", final
