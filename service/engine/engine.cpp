@@ -1141,6 +1141,11 @@ void Engine::launched(Batch& b, int64_t index, const std::string& flow_run_id, b
   item.spec.shrink_to_fit();
   metrics_.launches(existing ? "existing" : "created").Increment();
   set_state(b, item, index, ItemState::kLaunched);
+  if (core::is_final(b.rec.state) && b.rec.state != BatchState::kCompleted &&
+      b.spec.on_cancel == "cancel_children") {
+    // Created by a request that was in flight when the batch ended: cancel it too.
+    queue_cancel_child(b, flow_run_id);
+  }
   if (!b.spec.track) check_finished(b);
 }
 
@@ -1223,16 +1228,20 @@ void Engine::finish(Batch& b, BatchState state) {
   }
 }
 
+void Engine::queue_cancel_child(Batch& b, const std::string& flow_run_id) {
+  auto p = std::make_shared<Pending>();
+  p->kind = ReqKind::kCancelChild;
+  p->batch = b.key;
+  p->child_id = flow_run_id;
+  p->transition_id = new_uuid(random_);
+  control_.push_back(std::move(p));
+}
+
 void Engine::queue_cancel_children(Batch& b) {
   if (!b.items_loaded) return;
   for (const Item& item : b.items) {
     if (item.state != ItemState::kLaunched || item.flow_run_id.empty()) continue;
-    auto p = std::make_shared<Pending>();
-    p->kind = ReqKind::kCancelChild;
-    p->batch = b.key;
-    p->child_id = item.flow_run_id;
-    p->transition_id = new_uuid(random_);
-    control_.push_back(std::move(p));
+    queue_cancel_child(b, item.flow_run_id);
   }
   pump();
 }

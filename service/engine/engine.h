@@ -180,6 +180,7 @@ class Engine {
   void finish(Batch& b, core::BatchState state);
   void skip_unlaunched(Batch& b);
   void queue_cancel_children(Batch& b);
+  void queue_cancel_child(Batch& b, const std::string& flow_run_id);
   void set_batch_state(Batch& b, core::BatchState s);
   void mark_dirty(Batch& b, int64_t index);
   void flush(bool force);

@@ -85,6 +85,10 @@ stop_floodgated() {
   FG_PID=""
 }
 
+cpu_ticks() {  # pid -> user+system CPU time in clock ticks (/proc/PID/stat fields 14 and 15)
+  awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"
+}
+
 kb() {  # pid field  -> kB value from /proc/PID/status
   awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"
 }
@@ -98,8 +102,11 @@ fg_launch() {  # label extra-flags...
   local rss0 id state t0 t1
   rss0=$(kb "$FG_PID" VmRSS)
   t0=$(date +%s.%N)
+  local fake_cpu0 fg_cpu_posted fg_cpu_end fake_cpu1
+  fake_cpu0=$(cpu_ticks "$FAKE_PID")
   id=$(curl -fs -XPOST "$FG_URL/v1/batches" -H 'Content-Type: application/json' \
     --data-binary "@$WORK/batch_$RUNS.json" | jq -r .id)
+  fg_cpu_posted=$(cpu_ticks "$FG_PID")
   local version=0 body
   while :; do
     body=$(curl -fs "$FG_URL/v1/batches/$id?wait_s=5&after_version=$version")
@@ -108,6 +115,8 @@ fg_launch() {  # label extra-flags...
     [[ $state == COMPLETED || $state == FAILED || $state == CANCELLED ]] && break
   done
   t1=$(date +%s.%N)
+  fg_cpu_end=$(cpu_ticks "$FG_PID")
+  fake_cpu1=$(cpu_ticks "$FAKE_PID")
   local hwm
   hwm=$(kb "$FG_PID" VmHWM)
   local limit
@@ -117,10 +126,11 @@ fg_launch() {  # label extra-flags...
   stop_floodgated
   echo "$body" >"$WORK/batch.json"
   python3 - "$label" "$RUNS" "$t0" "$t1" "$rss0" "$hwm" "$WORK/stats.json" "$WORK/runs.json" \
-    "$WORK/batch.json" "$limit" <<'EOF'
-import json, sys
+    "$WORK/batch.json" "$limit" "$((fg_cpu_end - fg_cpu_posted))" "$((fake_cpu1 - fake_cpu0))" <<'EOF'
+import json, os, sys
 from datetime import datetime
-label, runs, t0, t1, rss0, hwm, stats_path, runs_path, batch_path, limit = sys.argv[1:]
+label, runs, t0, t1, rss0, hwm, stats_path, runs_path, batch_path, limit, fg_cpu, fake_cpu = sys.argv[1:]
+tck = os.sysconf("SC_CLK_TCK")
 b = json.load(open(batch_path))
 st = json.load(open(stats_path))
 created = [r["created"] for r in json.load(open(runs_path))["runs"]]
@@ -135,7 +145,10 @@ print(json.dumps({
     "fake_existing": st["existing"], "fake_span_s": fake_span,
     "fake_rate": len(created) / fake_span if fake_span > 0 else None,
     "rss0_mb": int(rss0) / 1024, "hwm_mb": int(hwm) / 1024, "limit_at_end": float(limit or "nan"),
-    "fake_peak_in_flight": st["peak_in_flight"]}))
+    "fake_peak_in_flight": st["peak_in_flight"],
+    # CPU per launched run: floodgated from the POST's answer to COMPLETED (launch work only),
+    # and the fake over the whole measurement.
+    "client_cpu_us": int(fg_cpu) / tck / int(runs) * 1e6, "fake_cpu_us": int(fake_cpu) / tck / int(runs) * 1e6}))
 EOF
 }
 
@@ -153,13 +166,23 @@ wrk_run() {
 loop_run() {
   fake_reset
   local out
-  out=$("$LOOP" --url "$CREATE_URL" --concurrency "$CONC" --seconds "$SECONDS_PER" \
+  local fake_cpu0 fake_cpu1
+  fake_cpu0=$(cpu_ticks "$FAKE_PID")
+  out=$(/usr/bin/time -f "%U %S" -o "$WORK/loop.time" "$LOOP" --url "$CREATE_URL" \
+    --concurrency "$CONC" --seconds "$SECONDS_PER" \
     --body '{"parameters":{"x":1,"name":"item"},"tags":["bench"]}')
+  fake_cpu1=$(cpu_ticks "$FAKE_PID")
   echo "$out" >>"$WORK/loop.log"
-  local rps failed
+  local rps failed ok
   rps=$(sed -n 's/.*requests\/s=\([0-9.]*\).*/\1/p' <<<"$out")
   failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$out")
-  echo "{\"label\":\"loop\",\"rate\":$rps,\"failed\":$failed}"
+  ok=$(sed -n 's/.*ok=\([0-9]*\).*/\1/p' <<<"$out")
+  python3 -c "
+import os, sys
+u, s = map(float, open('$WORK/loop.time').read().split()[-2:])
+ok, tck = $ok, os.sysconf('SC_CLK_TCK')
+print('{\"label\":\"loop\",\"rate\":$rps,\"failed\":$failed,\"client_cpu_us\":%.2f,\"fake_cpu_us\":%.2f}'
+      % ((u + s) / ok * 1e6, ($fake_cpu1 - $fake_cpu0) / tck / ok * 1e6))"
 }
 
 accept_big() {
@@ -251,6 +274,14 @@ for label, name in [("wrk", "wrk -t2 -c64 (raw ceiling)"), ("loop", "bench_cppre
 for label, name in [("fg-fixed", "  fixed 64, fake's first..last create"), ("fg-adapt", "  adaptive, fake's first..last create")]:
     print(f"{name:<44} {fmt(label, 'fake_rate'):<40} {med(label, 'fake_rate') / loop:>6.2f} {med(label, 'fake_rate') / wrk:>6.2f}")
 # Per-repetition ratios (measured back to back, so less exposed to load drift).
+print()
+print("CPU per request (load-independent): client = the loop program / floodgated (launch only), "
+      "fake = the fake Prefect")
+for label in ("loop", "fg-fixed", "fg-adapt"):
+    print(f"  {label:<9} client {fmt(label, 'client_cpu_us', ' us')}   fake {fmt(label, 'fake_cpu_us', ' us')}")
+lc = med("loop", "client_cpu_us")
+for label in ("fg-fixed", "fg-adapt"):
+    print(f"  {label}: floodgated CPU per launch / loop CPU per request = {med(label, 'client_cpu_us') / lc:.2f}")
 for label in ("fg-fixed", "fg-adapt"):
     ratios = []
     for rep in sorted({r["rep"] for r in rows}):

@@ -311,10 +311,6 @@ def test_list_batches(client: FloodgateClient, label: Dict[str, str]) -> None:
         client.list_batches(state="DONE")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "service bug: GET /v1/batches?state=S filters on the stored state, which lags the engine "
-    "by a store flush, so a batch that GET /v1/batches/{id} already reports COMPLETED is "
-    "missing from ?state=COMPLETED (and from ?state=RUNNING) for ~50 ms"))
 def test_list_state_filter_right_after_finish(client: FloodgateClient) -> None:
     for _ in range(3):
         batch = client.submit("demo-flow/demo", [{"parameters": {}}])
@@ -362,7 +358,8 @@ def test_wait_rides_out_a_floodgated_restart(own_floodgated: Floodgated) -> None
     fg = own_floodgated
     c = FloodgateClient(fg.url, timeout=5, retries=1, backoff_s=0.1, max_backoff_s=0.5,
                         outage_tolerance_s=30)
-    batch = c.submit("demo-flow/demo", [{"parameters": slow(1500)} for _ in range(3)])
+    # Long enough runs that the batch cannot end before the restart below, even on a busy machine.
+    batch = c.submit("demo-flow/demo", [{"parameters": slow(5000)} for _ in range(3)])
     result: Dict[str, Any] = {}
     unreachable: List[BaseException] = []
     real_send = c._send
@@ -385,14 +382,19 @@ def test_wait_rides_out_a_floodgated_restart(own_floodgated: Floodgated) -> None
     t = threading.Thread(target=waiter)
     t.start()
     time.sleep(0.5)
+    before_stop = c.get(batch.id)
     fg.stop()
     time.sleep(1.0)
     fg.start()
     t.join(70)
+    # The restart really happened in the middle of the wait ...
+    assert not before_stop.is_final, before_stop
+    # ... and the wait carried on to the end. (On SIGTERM floodgated answers pending long-polls
+    # before it stops, so the wait may or may not catch it unreachable: `unreachable` is not
+    # asserted.)
     assert "error" not in result, result.get("error")
     assert result["batch"].state == "COMPLETED"
     assert result["batch"].done == 3
-    assert unreachable, "the wait saw floodgate down and carried on"
 
 
 # ------------------------------------------------------------------------------------------
