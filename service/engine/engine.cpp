@@ -398,7 +398,7 @@ void Engine::pump() {
     if (item.state != ItemState::kRetryWait || item.in_request) continue;
     // The budget counts requests: one retry token pays for as many items as one request
     // carries, so a failed bulk create costs one retry, not a hundred.
-    if (retry_credit_ == 0) {
+    if (e.charge && retry_credit_ == 0) {
       if (!budget_.try_acquire_retry()) {
         metrics_.retries_denied_by_budget().Increment();
         retries_.push({now + ms(250), e.batch, e.index});
@@ -406,7 +406,7 @@ void Engine::pump() {
       }
       retry_credit_ = bulk_supported_ ? std::max(1, options_.bulk_size) : 1;
     }
-    retry_credit_ -= 1;
+    if (e.charge) retry_credit_ -= 1;
     make_ready(b, e.index);
   }
 
@@ -948,7 +948,7 @@ void Engine::requeue_without_attempt(Batch& b, int64_t index, core::Duration del
     return;
   }
   set_state(b, item, index, ItemState::kRetryWait);
-  retries_.push({clock_.now() + delay, b.key, index});
+  retries_.push({clock_.now() + delay, b.key, index, false});
 }
 
 // ---------------------------------------------------------------------------------------------

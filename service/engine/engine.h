@@ -224,6 +224,7 @@ class Engine {
     core::TimePoint due;
     uint64_t batch;
     int64_t index;
+    bool charge = true;  // false: a re-send at no cost (bulk fallback, CSRF, stale connection)
     bool operator>(const RetryEntry& o) const { return due > o.due; }
   };
   std::priority_queue<RetryEntry, std::vector<RetryEntry>, std::greater<>> retries_;
