@@ -758,6 +758,23 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
   pump();
 }
 
+core::RetryPolicy Engine::retry_policy(const BatchSpec& spec) {
+  return core::RetryPolicy{spec.retry.max_attempts, core::from_seconds(spec.retry.max_elapsed_s),
+                           core::BackoffPolicy{core::from_seconds(spec.retry.initial_delay_s),
+                                               core::from_seconds(spec.retry.max_delay_s), 2.0}};
+}
+
+void Engine::requeue_control_after(const Pending& p, core::Duration delay) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
+  std::weak_ptr<bool> alive = alive_;
+  auto pending = std::make_shared<Pending>(p);
+  timer->async_wait([this, alive, timer, pending](const boost::system::error_code&) {
+    if (alive.expired()) return;
+    control_.push_back(pending);
+    pump();
+  });
+}
+
 void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
                             const prefect::Classification& c) {
   auto it = batches_.find(p.batch);
@@ -792,10 +809,7 @@ void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
   const auto now = clock_.now();
   if (slot.attempts == 0) slot.first_attempt = now;
   slot.attempts += 1;
-  core::RetryPolicy policy{b.spec.retry.max_attempts,
-                           core::from_seconds(b.spec.retry.max_elapsed_s),
-                           core::BackoffPolicy{core::from_seconds(b.spec.retry.initial_delay_s),
-                                               core::from_seconds(b.spec.retry.max_delay_s), 2.0}};
+  const core::RetryPolicy policy = retry_policy(b.spec);
   auto delay = core::retry_delay(policy.backoff, slot.attempts, random_, c.retry_after);
   if (c.verdict != prefect::Verdict::kCsrfInvalid &&
       !policy.may_retry(slot.attempts, slot.first_attempt, now, delay)) {
@@ -803,14 +817,7 @@ void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
     return;
   }
   metrics_.retries(c.reason).Increment();
-  auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
-  std::weak_ptr<bool> alive = alive_;
-  auto pending = std::make_shared<Pending>(p);
-  timer->async_wait([this, alive, timer, pending](const boost::system::error_code&) {
-    if (alive.expired()) return;
-    control_.push_back(pending);
-    pump();
-  });
+  requeue_control_after(p, delay);
 }
 
 void Engine::handle_create(Pending& p, const prefect::HttpResponse& r,
@@ -913,10 +920,7 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
 void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c) {
   Item& item = b.items[index];
   const auto now = clock_.now();
-  core::RetryPolicy policy{b.spec.retry.max_attempts,
-                           core::from_seconds(b.spec.retry.max_elapsed_s),
-                           core::BackoffPolicy{core::from_seconds(b.spec.retry.initial_delay_s),
-                                               core::from_seconds(b.spec.retry.max_delay_s), 2.0}};
+  const core::RetryPolicy policy = retry_policy(b.spec);
   // Prefect out of reach (no connection, or a proxy saying the server is unavailable) is an
   // outage, not a verdict on this run: such failures are bounded by max_elapsed_s only.
   if (c.reason == "connection" || c.reason == "http_502" || c.reason == "http_503" ||
@@ -1099,15 +1103,7 @@ void Engine::handle_cancel_child(Pending& p, const prefect::HttpResponse& /*r*/,
     if (c.verdict == prefect::Verdict::kCsrfInvalid) api_.invalidate_csrf_token();
     p.attempts += 1;
     if (p.attempts < 8) {
-      auto timer = std::make_shared<boost::asio::steady_timer>(
-          io_, core::backoff_delay(core::BackoffPolicy{}, p.attempts, random_));
-      std::weak_ptr<bool> alive = alive_;
-      auto pending = std::make_shared<Pending>(p);
-      timer->async_wait([this, alive, timer, pending](const boost::system::error_code&) {
-        if (alive.expired()) return;
-        control_.push_back(pending);
-        pump();
-      });
+      requeue_control_after(p, core::backoff_delay(core::BackoffPolicy{}, p.attempts, random_));
       return;
     }
   }

@@ -165,6 +165,9 @@ class Engine {
   void handle_track(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
   void handle_cancel_child(Pending& p, const prefect::HttpResponse& r,
                            const prefect::Classification& c);
+  static core::RetryPolicy retry_policy(const BatchSpec& spec);
+  /// Sends a control request (resolve, cancel) again after `delay`.
+  void requeue_control_after(const Pending& p, core::Duration delay);
   void retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c);
   void requeue_without_attempt(Batch& b, int64_t index, core::Duration delay);
   void make_ready(Batch& b, int64_t index);
