@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "core/clock.h"
 
@@ -26,8 +27,13 @@ class ConcurrencyLimit {
   /// Requests that may be in flight now; at least 1.
   virtual int limit() const = 0;
   /// A request finished at `now`, `rtt` after it was sent, while `in_flight` requests (itself
-  /// included) were outstanding.
-  virtual void on_sample(TimePoint now, Duration rtt, int in_flight, Outcome outcome) = 0;
+  /// included) were outstanding. `sample_class` groups requests of like cost (kind and size)
+  /// for limits that compare latencies; 0 when there is one kind.
+  virtual void on_sample(TimePoint now, Duration rtt, int in_flight, Outcome outcome,
+                         int sample_class) = 0;
+  void on_sample(TimePoint now, Duration rtt, int in_flight, Outcome outcome) {
+    on_sample(now, rtt, in_flight, outcome, 0);
+  }
   virtual std::string_view name() const = 0;
 };
 
@@ -36,8 +42,10 @@ class FixedLimit final : public ConcurrencyLimit {
  public:
   explicit FixedLimit(int limit);
 
+  using ConcurrencyLimit::on_sample;
   int limit() const override { return limit_; }
-  void on_sample(TimePoint now, Duration rtt, int in_flight, Outcome outcome) override;
+  void on_sample(TimePoint now, Duration rtt, int in_flight, Outcome outcome,
+                 int sample_class) override;
   std::string_view name() const override { return "fixed"; }
 
  private:
@@ -61,8 +69,10 @@ class AimdLimit final : public ConcurrencyLimit {
   AimdLimit();
   explicit AimdLimit(const Options& options);
 
+  using ConcurrencyLimit::on_sample;
   int limit() const override { return limit_; }
-  void on_sample(TimePoint now, Duration rtt, int in_flight, Outcome outcome) override;
+  void on_sample(TimePoint now, Duration rtt, int in_flight, Outcome outcome,
+                 int sample_class) override;
   std::string_view name() const override { return "aimd"; }
   const Options& options() const { return options_; }
 
@@ -71,75 +81,127 @@ class AimdLimit final : public ConcurrencyLimit {
   int limit_;
 };
 
-/// Latency-gradient limit after Netflix Gradient2Limit, behind a sample window as Netflix's
-/// WindowedLimit wraps it. Samples are gathered for `window` (and at least `window_min_samples`
-/// of them); then the window's average RTT becomes the short-term RTT and feeds a long-term
-/// exponential average over `long_window` windows. While the short RTT stays within
-/// `tolerance` of the long one the limit grows by a queue allowance of sqrt(limit); beyond
-/// that it shrinks by their ratio (at most by half), smoothed. A window with a drop multiplies
-/// the limit by backoff_ratio instead. The limit does not grow while under half of it is used.
-/// As in Gradient2, the long RTT also learns from loaded windows: under load that never lets
-/// up, the limit settles near tolerance x the no-load point at first and then creeps upward
-/// over minutes, held in the end by drops and `max`.
+/// Latency-gradient limit with a measured no-load floor, after Envoy's adaptive concurrency
+/// filter (gradient controller) and Netflix's Gradient2Limit.
+///
+/// The floor: at start and every `probe_interval`, the limit is pinned to `probe_limit` until
+/// `probe_samples` answers to requests sent after the pin have come back; the median of their
+/// RTTs is the floor, the latency of the server with (almost) nothing queued. The limit in
+/// force before the probe is then restored. Requests of different kinds and sizes take
+/// different times, so each `sample_class` the caller names has its own floor; a class that
+/// no probe has seen takes the least of its first answers until the next probe. A window whose
+/// average for a class is under its floor lowers the floor; a limit driven down to the probe
+/// limit while latency stays high means the server itself got slower, and starts a probe early
+/// (at most every 10 s).
+///
+/// The limit: samples are gathered for at least `window` and `window_min_samples` answers (or
+/// the limit, if smaller; at least 3), counting only requests sent after the window opened,
+/// so each window sees the limit it is judged on. Each answer's RTT over its class's floor
+/// gives a ratio; the window's median ratio r moves the limit:
+///   - slow start (after the first probe): the limit doubles while r <= (1 + tolerance) / 2,
+///     that is while nothing queues; the first window above that ends slow start;
+///   - then gradient = clamp(tolerance / r, 0.5, 2) and
+///     limit = limit * (1 - s) + limit * gradient * s, with s = smoothing when it grows and
+///     shrink_smoothing when it shrinks (overload is undone faster than capacity is sought),
+///     which settles where the latency is `tolerance` times the floor: about tolerance x the
+///     server's concurrency, a short queue. Because the floor is re-measured at low load
+///     rather than learnt from loaded windows, the limit does not creep upward under
+///     sustained load;
+///   - a window with a drop (timeout, 429, 5xx) multiplies the limit by backoff_ratio and ends
+///     at once;
+///   - while under half the limit is in use the caller is app-limited and the limit holds.
 class GradientLimit final : public ConcurrencyLimit {
  public:
   struct Options {
-    int initial = 20;
     int min = 1;
     int max = 1000;
-    double smoothing = 0.2;      // share of the new estimate taken per update
-    double tolerance = 1.5;      // short/long RTT ratio tolerated before the limit shrinks
-    double backoff_ratio = 0.9;  // applied for a window with a drop
-    int long_window = 600;       // updates in the long-term exponential average
-    int warmup = 10;             // updates averaged plainly before the exponential average
-    double min_queue_size = 4;   // queue allowance is max(this, sqrt(limit))
-    Duration window = std::chrono::seconds(1);  // zero: update on every sample
-    int window_min_samples = 10;                // a window also closes early on a drop
+    double tolerance = 1.25;        // latency / floor ratio the limit settles at
+    double smoothing = 0.2;         // share of the gradient's estimate taken when it grows
+    double shrink_smoothing = 0.5;  // ... and when it shrinks
+    double backoff_ratio = 0.9;     // applied for a window with a drop
+    int probe_limit = 3;            // in flight while the floor is measured (within min, max)
+    int probe_samples = 20;         // answers whose median RTT is the floor
+    Duration probe_max = std::chrono::seconds(5);        // a probe ends then if it has any answer
+    Duration probe_interval = std::chrono::seconds(60);  // zero: the floor is measured once
+    Duration window = std::chrono::milliseconds(50);     // zero: update on every sample
+    int window_min_samples = 10;
   };
+  /// Sample classes beyond this share the last one.
+  static constexpr int kMaxClasses = 64;
 
   GradientLimit();
   explicit GradientLimit(const Options& options);
 
-  int limit() const override { return static_cast<int>(estimated_limit_); }
-  void on_sample(TimePoint now, Duration rtt, int in_flight, Outcome outcome) override;
+  using ConcurrencyLimit::on_sample;
+  int limit() const override;
+  void on_sample(TimePoint now, Duration rtt, int in_flight, Outcome outcome,
+                 int sample_class) override;
   std::string_view name() const override { return "gradient"; }
 
-  /// The limit before rounding down.
+  /// The limit between probes, before rounding down.
   double estimated_limit() const { return estimated_limit_; }
-  /// The long-term RTT average: the latency the limit treats as "no load"; 0 before samples.
-  double long_rtt_seconds() const { return long_rtt_s_; }
-  double rtt_noload_seconds() const { return long_rtt_s_; }
-  /// The average RTT of the latest window; 0 before samples.
-  double short_rtt_seconds() const { return short_rtt_s_; }
-  /// The latest gradient: tolerance * long / short RTT, clamped to [0.5, 1].
+  bool probing() const { return probing_; }
+  bool slow_start() const { return slow_start_; }
+  /// The floor of `sample_class`; 0 before it is known.
+  double floor_seconds(int sample_class) const;
+  /// The floor and the mean RTT, in the latest window, of the class with the most answers in
+  /// that window; 0 before any window.
+  double rtt_noload_seconds() const { return shown_floor_s_; }
+  double short_rtt_seconds() const { return shown_recent_s_; }
+  /// The latest window's median RTT / floor ratio; 0 before any window.
+  double ratio() const { return ratio_; }
+  /// The latest gradient, clamp(tolerance / ratio, 0.5, 2); 1 before any.
   double gradient() const { return gradient_; }
-  /// The queue allowance at the current limit.
-  double queue_size() const;
-  /// Windows that have updated the limit.
+  /// Windows that have updated the limit, and probes finished.
   int64_t updates() const { return updates_; }
+  int64_t probes() const { return probes_; }
   const Options& options() const { return options_; }
 
  private:
-  void update(bool dropped, int max_in_flight);
+  struct Class {
+    double floor_s = 0;              // 0: unknown
+    std::vector<double> first_rtts;  // answers before the floor is known (outside probes)
+    std::vector<double> probe_rtts;
+    double window_sum_s = 0;
+    int window_n = 0;
+  };
+  Class& class_of(int sample_class);
+  void start_probe(TimePoint now);
+  void finish_probe(TimePoint now);
+  void close_window(TimePoint now);
+  void open_window(TimePoint now);
 
   Options options_;
   double estimated_limit_;
-  double long_rtt_s_ = 0;
-  double short_rtt_s_ = 0;
-  double gradient_ = 1.0;
-  int long_samples_ = 0;
-  int64_t updates_ = 0;
+  std::vector<Class> classes_;
 
-  // The window being gathered.
+  bool probing_ = false;
+  bool measured_ = false;  // a probe has finished
+  bool slow_start_ = false;
+  TimePoint probe_started_{};
+  TimePoint next_probe_{};
+  TimePoint probe_finished_{};
+  int probe_count_ = 0;
+  double limit_before_probe_ = 0;
+
   bool window_open_ = false;
-  TimePoint window_end_;
-  double window_rtt_sum_s_ = 0;
+  TimePoint window_start_{};
+  std::vector<double> window_ratios_;
   int window_samples_ = 0;
   int window_max_in_flight_ = 0;
   bool window_dropped_ = false;
+
+  double ratio_ = 0;
+  double gradient_ = 1.0;
+  double shown_floor_s_ = 0;
+  double shown_recent_s_ = 0;
+  int64_t updates_ = 0;
+  int64_t probes_ = 0;
 };
 
-/// Builds a limit by kind: "fixed" (at `initial`), "aimd" or "gradient"; nullptr for any other.
+/// Builds a limit by kind: "fixed" (at `initial`), "aimd" (from `initial`) or "gradient" (which
+/// measures its floor first and slow-starts from its probe limit, so `initial` is unused);
+/// nullptr for any other.
 std::unique_ptr<ConcurrencyLimit> make_limit(std::string_view kind, int initial, int min, int max);
 
 }  // namespace floodgate::core

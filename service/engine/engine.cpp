@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <bit>
 #include <boost/asio/post.hpp>
 #include <random>
 
@@ -364,6 +365,16 @@ void Engine::sync_ready(Batch& b) {
 // ---------------------------------------------------------------------------------------------
 // The dispatch loop
 
+// Requests of one kind and of like size (runs in a bulk create, ids in a read) take like
+// times; the adaptive limit compares each answer with the floor of its class.
+int Engine::sample_class(const Pending& p) {
+  const int kind = static_cast<int>(p.kind);
+  if (p.kind != ReqKind::kCreateBulk && p.kind != ReqKind::kTrack) return kind * 8;
+  const auto n = static_cast<uint64_t>(std::max<size_t>(1, p.indexes.size()));
+  const int size_class = std::min(7, static_cast<int>(std::bit_width(n)) - 1);  // 1, 2-3, 4-7…
+  return kind * 8 + size_class;
+}
+
 int Engine::effective_limit() const {
   double limit = limit_->limit() * backoff_.resume_fraction();
   if (breaker_.is_half_open()) limit = std::min(limit, 2.0);
@@ -703,7 +714,7 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
     } else if (c.verdict == prefect::Verdict::kPermanent) {
       outcome = core::ConcurrencyLimit::Outcome::kIgnore;
     }
-    limit_->on_sample(now, rtt, in_flight_ + 1, outcome);
+    limit_->on_sample(now, rtt, in_flight_ + 1, outcome, sample_class(p));
     if (c.verdict == prefect::Verdict::kRetryable && !stale_connection) {
       breaker_.on_failure();
     } else if (c.verdict != prefect::Verdict::kRateLimited) {

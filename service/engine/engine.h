@@ -152,6 +152,7 @@ class Engine {
   void arm_wake(core::TimePoint when);
   void on_wake();
   int effective_limit() const;
+  static int sample_class(const Pending& p);
   bool send_control();
   bool send_launch();
   void send(ReqKind kind, prefect::HttpRequest request, std::shared_ptr<Pending> pending);
