@@ -81,6 +81,20 @@ std::optional<LaunchScheduler::Grant> LaunchScheduler::next(int max_items) {
   return Grant{best_key, static_cast<int>(items)};
 }
 
+void LaunchScheduler::cancel(const Grant& grant) {
+  auto it = batches_.find(grant.batch);
+  if (it == batches_.end()) return;
+  Entry& e = it->second;
+  if (e.in_flight > 0) e.in_flight -= 1;
+  e.ready += grant.items;
+  if (e.rate) e.rate->refund(static_cast<double>(grant.items));
+}
+
+void LaunchScheduler::refund(BatchKey key, int items) {
+  auto it = batches_.find(key);
+  if (it != batches_.end() && it->second.rate) it->second.rate->refund(static_cast<double>(items));
+}
+
 void LaunchScheduler::on_request_done(BatchKey key) {
   auto it = batches_.find(key);
   if (it != batches_.end() && it->second.in_flight > 0) it->second.in_flight -= 1;

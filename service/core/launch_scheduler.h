@@ -48,6 +48,11 @@ class LaunchScheduler {
   std::optional<Grant> next(int max_items);
   /// A request granted by next() has finished (whatever its outcome).
   void on_request_done(BatchKey key);
+  /// A grant from next() that was not used: its items are ready again, its rate tokens go
+  /// back and it no longer counts as in flight.
+  void cancel(const Grant& grant);
+  /// Gives back `items` rate tokens of a grant whose items had already paid for their launch.
+  void refund(BatchKey key, int items);
 
   /// Time until some batch that has ready items gets rate tokens again; nullopt when no batch
   /// is waiting only on its rate.

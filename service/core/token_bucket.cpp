@@ -119,6 +119,13 @@ void TokenBucket::set_rate(double rate_per_s, double burst) {
   tokens_ = was_unlimited ? burst_ : std::min(tokens_, burst_);
 }
 
+void TokenBucket::refund(double n) {
+  if (unlimited_ || n <= 0) return;
+  TimePoint now = clock_.now();
+  tokens_ = std::min(burst_, level_at(now) + n);
+  last_ = std::max(last_, now);
+}
+
 void TokenBucket::drain() {
   if (unlimited_) return;
   last_ = std::max(last_, clock_.now());

@@ -36,6 +36,8 @@ class TokenBucket {
   bool unlimited() const { return unlimited_; }
   /// Empties the bucket, so traffic restarts at the refill rate (after a global back-off).
   void drain();
+  /// Puts back n tokens taken for something that was not done (at most up to the burst).
+  void refund(double n);
 
   /// Parses "N/s", "N/min" (or "N/m"), "N/h", a bare "N" (per second), and "0", "off" or
   /// "unlimited" (all 0, meaning no limit). Returns tokens per second, or nothing for junk.

@@ -37,6 +37,10 @@ std::string new_uuid(core::Random& random) {
 
 core::Duration ms(int64_t n) { return std::chrono::milliseconds(n); }
 
+// A batch under a parent launches only while a read of the parent at most this old found it
+// not yet final.
+constexpr std::chrono::seconds kParentRecheck{5};
+
 bool prefect_final(const std::string& type) {
   return type == "COMPLETED" || type == "FAILED" || type == "CRASHED" || type == "CANCELLED";
 }
@@ -97,6 +101,10 @@ struct Engine::Batch {
   core::TimePoint next_track{};
   int track_outstanding = 0;
   bool track_saw_final = false;
+  // Parent watch: when a read last found the parent not yet final; launches wait for a fresh
+  // one (kParentRecheck) so nothing is launched under a parent that has ended.
+  core::TimePoint parent_seen_running{};
+  bool parent_read_outstanding = false;
   core::TimePoint finished_steady{};
   struct Waiter {
     int64_t after;
@@ -126,6 +134,7 @@ struct Engine::Pending {
   int slot = -1;
   std::vector<std::string> ids;  // tracking: flow run ids, aligned with indexes
   std::string child_id;          // cancel: the flow run
+  bool parent_only = false;      // tracking: a read of the parent alone, before launches
   std::string transition_id;
   int attempts = 0;
   core::TimePoint sent{};
@@ -353,7 +362,7 @@ void Engine::make_ready(Batch& b, int64_t index) {
 
 void Engine::sync_ready(Batch& b) {
   if (!scheduler_.has_batch(b.key)) return;
-  int64_t ready = static_cast<int64_t>(b.ready.size());
+  int64_t ready = b.parent_read_outstanding ? 0 : static_cast<int64_t>(b.ready.size());
   if (b.spec.limits.max_running) {
     // Launch only while fewer than max_running children are not yet final.
     ready =
@@ -497,6 +506,13 @@ bool Engine::send_launch() {
   auto grant = scheduler_.next(max_items);
   if (!grant) return false;
   Batch& b = *batches_.at(grant->batch);
+  if (!b.spec.parent_flow_run_id.empty() && b.spec.track &&
+      clock_.now() - b.parent_seen_running >= kParentRecheck) {
+    // Has the parent ended? Ask before launching under it (one read of one id).
+    scheduler_.cancel(*grant);
+    queue_parent_read(b);
+    return true;
+  }
   auto p = std::make_shared<Pending>();
   p->batch = b.key;
   int slot = -1;
@@ -623,6 +639,9 @@ void Engine::handle_placeholder(Pending& p, const prefect::HttpResponse& r,
       set_state(b, item, idx, ItemState::kPending);
       mark_dirty(b, idx);
       b.ready.push_front(idx);
+      // The placeholder and the create are one launch: the create, next in line, gets the
+      // per-batch rate token back instead of waiting for another.
+      scheduler_.refund(b.key, 1);
       sync_ready(b);
       return;
     }
@@ -925,10 +944,16 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
     for (int64_t idx : p.indexes) launch_failed(b, idx, c.message);
     return;
   }
-  for (int64_t idx : p.indexes) retry_or_fail(b, idx, c);
+  // One failed request is one retry for the budget, however many runs it carried (also when
+  // they go out again as single creates after a fallback).
+  bool charge = true;
+  for (int64_t idx : p.indexes) {
+    retry_or_fail(b, idx, c, charge);
+    charge = false;
+  }
 }
 
-void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c) {
+void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c, bool charge) {
   Item& item = b.items[index];
   const auto now = clock_.now();
   const core::RetryPolicy policy = retry_policy(b.spec);
@@ -952,7 +977,7 @@ void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classificatio
     return;
   }
   set_state(b, item, index, ItemState::kRetryWait);
-  retries_.push({now + delay, b.key, index});
+  retries_.push({now + delay, b.key, index, charge});
 }
 
 void Engine::requeue_without_attempt(Batch& b, int64_t index, core::Duration delay) {
@@ -982,9 +1007,12 @@ void Engine::schedule_tracking() {
     {
       for (auto& [key, bp] : batches_) {
         Batch& b = *bp;
-        if (!b.spec.track || !b.items_loaded ||
-            b.counts[static_cast<int>(ItemState::kLaunched)] == 0 || b.track_outstanding > 0 ||
-            now < b.next_track) {
+        // The parent is watched while the batch runs, launched children or not: once it has
+        // ended, nothing more is launched under it.
+        const bool watch_parent =
+            !b.spec.parent_flow_run_id.empty() && !core::is_final(b.rec.state);
+        if (!b.spec.track || !b.items_loaded || b.track_outstanding > 0 || now < b.next_track ||
+            (b.counts[static_cast<int>(ItemState::kLaunched)] == 0 && !watch_parent)) {
           continue;
         }
         b.track_saw_final = false;
@@ -1006,9 +1034,9 @@ void Engine::schedule_tracking() {
             queued_any = true;
           }
         }
-        if (!b.spec.parent_flow_run_id.empty() && !core::is_final(b.rec.state) &&
-            b.spec.on_cancel == "cancel_children") {
-          // Watch the parent too: Prefect only cascades a CANCELLED parent to its children.
+        if (watch_parent) {
+          // Prefect only cascades a CANCELLED parent to its children; floodgate applies the
+          // batch's on_cancel whenever the parent ends.
           if (!p) {
             p = std::make_shared<Pending>();
             p->kind = ReqKind::kTrack;
@@ -1029,11 +1057,58 @@ void Engine::schedule_tracking() {
   });
 }
 
+void Engine::queue_parent_read(Batch& b) {
+  if (b.parent_read_outstanding) return;
+  b.parent_read_outstanding = true;
+  sync_ready(b);
+  auto p = std::make_shared<Pending>();
+  p->kind = ReqKind::kTrack;
+  p->batch = b.key;
+  p->parent_only = true;
+  p->indexes.push_back(-1);
+  p->ids.push_back(b.spec.parent_flow_run_id);
+  control_.push_back(std::move(p));
+}
+
+void Engine::parent_read(Batch& b, const prefect::FlowRunInfo* run) {
+  if (run != nullptr && prefect_final(run->state_type)) {
+    if (!core::is_final(b.rec.state)) {
+      log::info("parent flow run ended; cancelling the batch (on_cancel applies)",
+                {{"batch_id", b.rec.id},
+                 {"parent_flow_run_id", run->id},
+                 {"parent_state", run->state_type}});
+      finish(b, BatchState::kCancelled);
+    }
+    return;
+  }
+  b.parent_seen_running = clock_.now();
+}
+
 void Engine::handle_track(Pending& p, const prefect::HttpResponse& r,
                           const prefect::Classification& c) {
   auto it = batches_.find(p.batch);
   if (it == batches_.end()) return;
   Batch& b = *it->second;
+  if (p.parent_only) {
+    b.parent_read_outstanding = false;
+    auto runs =
+        c.verdict == prefect::Verdict::kOk ? prefect::parse_flow_run_list(r.body) : std::nullopt;
+    const prefect::FlowRunInfo* parent = nullptr;
+    if (runs) {
+      for (const auto& run : *runs) {
+        if (run.id == b.spec.parent_flow_run_id) parent = &run;
+      }
+    }
+    if (!runs) {
+      // The read failed: launches go on (they meet the same outage with their own retries),
+      // and the next launch asks again after kParentRecheck.
+      log::debug("parent read failed", {{"batch_id", b.rec.id}, {"error", c.message}});
+    }
+    parent_read(b, parent);
+    sync_ready(b);
+    pump();
+    return;
+  }
   b.track_outstanding = std::max(0, b.track_outstanding - 1);
   auto round_done = [this, &b]() {
     if (b.track_outstanding > 0) return;
@@ -1062,13 +1137,7 @@ void Engine::handle_track(Pending& p, const prefect::HttpResponse& r,
     if (f == index_of.end()) continue;
     int64_t idx = f->second;
     if (idx < 0) {
-      if (prefect_final(run.state_type) && !core::is_final(b.rec.state)) {
-        log::info("parent flow run ended while children run; cancelling the batch",
-                  {{"batch_id", b.rec.id},
-                   {"parent_flow_run_id", run.id},
-                   {"parent_state", run.state_type}});
-        finish(b, BatchState::kCancelled);
-      }
+      parent_read(b, &run);
       continue;
     }
     Item& item = b.items[idx];
@@ -1120,6 +1189,14 @@ void Engine::handle_cancel_child(Pending& p, const prefect::HttpResponse& /*r*/,
   }
   if (c.verdict != prefect::Verdict::kOk) {
     log::warn("could not cancel a child run", {{"flow_run_id", p.child_id}, {"error", c.message}});
+    return;
+  }
+  // The child is on its way to CANCELLED: follow the batch at the fastest cadence again so
+  // its items show the end within a second or two, not after a stretched interval.
+  auto it = batches_.find(p.batch);
+  if (it != batches_.end()) {
+    it->second->track_interval = options_.track_interval_min;
+    it->second->next_track = std::min(it->second->next_track, clock_.now());
   }
 }
 

@@ -164,12 +164,17 @@ class Engine {
                           const prefect::Classification& c);
   void handle_bulk(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
   void handle_track(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
+  void queue_parent_read(Batch& b);
+  /// A read of the parent: `run` null when it failed or the parent was not found.
+  void parent_read(Batch& b, const prefect::FlowRunInfo* run);
   void handle_cancel_child(Pending& p, const prefect::HttpResponse& r,
                            const prefect::Classification& c);
   static core::RetryPolicy retry_policy(const BatchSpec& spec);
   /// Sends a control request (resolve, cancel) again after `delay`.
   void requeue_control_after(const Pending& p, core::Duration delay);
-  void retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c);
+  /// `charge`: the retry takes a retry-budget token (false for the other runs of a failed bulk
+  /// request, which the first one pays for).
+  void retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c, bool charge = true);
   void requeue_without_attempt(Batch& b, int64_t index, core::Duration delay);
   void make_ready(Batch& b, int64_t index);
   void sync_ready(Batch& b);

@@ -676,6 +676,45 @@ TEST(LaunchSchedulerTest, PausedBatchKeepsItsRateTokens) {
   EXPECT_EQ(grant->items, 3);
 }
 
+TEST(LaunchSchedulerTest, CancelledGrantGivesBackItsItemsTokensAndSlot) {
+  SimulatedClock clock;
+  LaunchScheduler scheduler(clock);
+  BatchQuota q = quota_with_rate(0.1, 2);
+  q.max_in_flight = 1;
+  scheduler.add_batch(1, q);
+  scheduler.set_ready(1, 5);
+  auto g = scheduler.next(10);
+  ASSERT_TRUE(g.has_value());
+  EXPECT_EQ(g->items, 2);  // the burst
+  EXPECT_EQ(scheduler.in_flight(1), 1);
+  EXPECT_FALSE(scheduler.next(10).has_value());  // in flight at its cap, no tokens
+  scheduler.cancel(*g);
+  EXPECT_EQ(scheduler.in_flight(1), 0);
+  // The same grant again, at once: nothing was lost.
+  auto again = scheduler.next(10);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->items, 2);
+  scheduler.cancel(LaunchScheduler::Grant{99, 3});  // an unknown batch is ignored
+}
+
+TEST(LaunchSchedulerTest, RefundGivesBackRateTokensOnly) {
+  SimulatedClock clock;
+  LaunchScheduler scheduler(clock);
+  scheduler.add_batch(1, quota_with_rate(0.1, 1));
+  scheduler.set_ready(1, 5);
+  auto g = scheduler.next(10);
+  ASSERT_TRUE(g.has_value());
+  EXPECT_EQ(g->items, 1);
+  scheduler.on_request_done(1);
+  EXPECT_FALSE(scheduler.next(10).has_value());  // no token for 10 s
+  scheduler.refund(1, 1);
+  auto again = scheduler.next(10);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->items, 1);
+  EXPECT_EQ(scheduler.in_flight(1), 1);
+  scheduler.refund(42, 1);  // unknown batch: ignored
+}
+
 TEST(LaunchSchedulerTest, RemovedBatchIsNeverServed) {
   SimulatedClock clock;
   LaunchScheduler scheduler(clock);

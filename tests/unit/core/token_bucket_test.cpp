@@ -248,6 +248,23 @@ TEST(TokenBucketTest, DrainEmptiesAndRefillsFromZero) {
   EXPECT_NEAR(bucket.level(), 5, 1e-9);
 }
 
+TEST(TokenBucketTest, RefundPutsTokensBackUpToTheBurst) {
+  SimulatedClock clock;
+  TokenBucket bucket(clock, 0.1, 1);
+  ASSERT_TRUE(bucket.try_consume());
+  EXPECT_FALSE(bucket.try_consume());
+  bucket.refund(1);
+  EXPECT_DOUBLE_EQ(bucket.level(), 1);
+  bucket.refund(5);  // never above the burst
+  EXPECT_DOUBLE_EQ(bucket.level(), 1);
+  bucket.refund(-3);  // nothing
+  EXPECT_DOUBLE_EQ(bucket.level(), 1);
+  EXPECT_TRUE(bucket.try_consume());
+  TokenBucket unlimited(clock, 0, 0);
+  unlimited.refund(2);
+  EXPECT_TRUE(unlimited.unlimited());
+}
+
 TEST(TokenBucketTest, ParseRate) {
   EXPECT_EQ(TokenBucket::parse_rate("5/s"), 5.0);
   EXPECT_EQ(TokenBucket::parse_rate("5"), 5.0);
