@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -58,6 +59,13 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		s.store.mu.Unlock()
 		resp = jsonResp(200, map[string]any{"task_runs": out})
+	case "POST /_fake/runs":
+		resp = s.ctlCreateRun(body)
+	case "GET /_fake/set_states":
+		s.store.mu.Lock()
+		out := append([]setStateRecord{}, s.store.setStates...)
+		s.store.mu.Unlock()
+		resp = jsonResp(200, map[string]any{"set_states": out})
 	case "GET /_fake/timeline":
 		resp = jsonResp(200, map[string]any{"buckets": s.stats.timeline()})
 	case "POST /_fake/clock":
@@ -72,8 +80,89 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		resp = jsonResp(200, map[string]int64{"offset_ms": off / int64(time.Millisecond)})
 	default:
 		resp = detailResp(404, "Not Found")
+		if id, ok := strings.CutPrefix(r.URL.Path, "/_fake/runs/"); ok && r.Method == "POST" {
+			if id, ok = strings.CutSuffix(id, "/state"); ok {
+				resp = s.ctlRunState(id, body)
+			}
+		}
 	}
 	writeResp(w, resp)
+}
+
+// ctlCreateRun creates a flow run outside the API (e.g. a parent flow run):
+// {"name"?, "deployment_id"? (default the demo deployment), "tags"?,
+// "state"? (a state type; without it the run stays SCHEDULED)}. Not counted.
+func (s *Server) ctlCreateRun(body []byte) response {
+	var req struct {
+		Name         string   `json:"name"`
+		DeploymentID string   `json:"deployment_id"`
+		Tags         []string `json:"tags"`
+		State        string   `json:"state"`
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return detailResp(400, "bad run: "+err.Error())
+	}
+	if req.State != "" && !validStates[req.State] {
+		return detailResp(400, "bad run: unknown state type "+req.State)
+	}
+	if req.DeploymentID == "" {
+		req.DeploymentID = demoDeploymentID
+	}
+	now := s.now()
+	c := createReq{tags: req.Tags}
+	if req.Name != "" {
+		c.name = &req.Name
+	}
+	st := s.store
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	d := st.deployments[strings.ToLower(req.DeploymentID)]
+	if d == nil {
+		return detailResp(400, "bad run: no deployment "+req.DeploymentID)
+	}
+	run := newRun(d, &c, prepared{params: emptyObject}, now, nil)
+	if req.State != "" {
+		run.manual = &manualState{typ: req.State, name: stateNames[req.State], at: now}
+	}
+	st.insertRun(run)
+	return runResp(201, runView{run, run.stateAt(now)})
+}
+
+// ctlRunState puts a run in a state at once, without orchestration rules and
+// without counting: {"type", "name"?, "message"?}.
+func (s *Server) ctlRunState(rawID string, body []byte) response {
+	var req struct {
+		Type    string `json:"type"`
+		Name    string `json:"name"`
+		Message string `json:"message"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return detailResp(400, "bad state: "+err.Error())
+	}
+	if !validStates[req.Type] {
+		return detailResp(400, "bad state: unknown state type "+req.Type)
+	}
+	if req.Name == "" {
+		req.Name = stateNames[req.Type]
+	}
+	id := strings.ToLower(rawID)
+	now := s.now()
+	st := s.store
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	r := st.runByID[id]
+	if r == nil {
+		return detailResp(404, "Flow run not found")
+	}
+	r.manual = &manualState{typ: req.Type, name: req.Name, message: req.Message, at: now}
+	return runResp(200, runView{r, r.stateAt(now)})
 }
 
 // SetConfig merges a JSON object into the config (as POST /_fake/config).

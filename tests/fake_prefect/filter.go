@@ -232,6 +232,9 @@ func hFlowRunsFilter(s *Server, _ *http.Request, _ []string, body []byte) respon
 	if errs != nil {
 		return resp422(errs...)
 	}
+	if n := int64(len(f.idList)); n > 0 {
+		s.stats.add(func(s *stats) { s.filterMaxIDs = max(s.filterMaxIDs, n) })
+	}
 	now := s.now()
 	st := s.store
 	st.mu.Lock()

@@ -7,6 +7,20 @@ import (
 
 // POST /flow_runs/{id}/set_state, after Prefect's CoreFlowPolicy.
 
+// setStateRecord is one set_state request that passed validation, as listed
+// by GET /_fake/set_states.
+type setStateRecord struct {
+	FlowRunID    string `json:"flow_run_id"`
+	Type         string `json:"type"`
+	Name         string `json:"name"`
+	Message      string `json:"message"`
+	TransitionID string `json:"transition_id"`
+	Force        bool   `json:"force"`
+	FromType     string `json:"from_type"` // the run's state type when the request arrived
+	Status       string `json:"status"`    // ACCEPT, REJECT, ABORT or NOT_FOUND
+	At           string `json:"at"`
+}
+
 type setStateResult struct {
 	Status  string            `json:"status"`
 	State   *stateJSON        `json:"state"`
@@ -72,17 +86,24 @@ func hSetState(s *Server, _ *http.Request, args []string, body []byte) response 
 	st := s.store
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	rec := setStateRecord{FlowRunID: id, Type: prop.typ, Name: prop.name, Message: prop.message,
+		TransitionID: tid, Force: forced, At: ts(now)}
+	record := func(status string) { rec.Status = status; st.setStates = append(st.setStates, rec) }
 	r := st.runByID[id]
 	if r == nil {
+		record("NOT_FOUND")
 		return respFlowRunNotFound
 	}
 	cur := r.stateAt(now)
+	rec.FromType = cur.typ
 	reject := func(state runState, reason string) response {
+		record("REJECT")
 		sj := state.json()
 		return jsonResp(200, setStateResult{Status: "REJECT", State: &sj,
 			Details: map[string]string{"type": "reject_details", "reason": reason}})
 	}
 	accept := func(ms *manualState) response {
+		record("ACCEPT")
 		r.manual = ms
 		sj := runState{typ: ms.typ, name: ms.name, message: ms.message, at: ms.at, tid: ms.tid}.json()
 		return jsonResp(201, setStateResult{Status: "ACCEPT", State: &sj, Details: map[string]string{"type": "accept_details"}})
@@ -93,6 +114,7 @@ func hSetState(s *Server, _ *http.Request, args []string, body []byte) response 
 			return reject(cur, "This run has already made this state transition.")
 		}
 		if isFinal(cur.typ) { // HandleFlowTerminalStateTransitions (simplified)
+			record("ABORT")
 			return jsonResp(200, setStateResult{Status: "ABORT",
 				Details: map[string]string{"type": "abort_details", "reason": "Run is already in terminal state " + cur.typ + "."}})
 		}

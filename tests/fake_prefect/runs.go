@@ -267,6 +267,7 @@ type store struct {
 	taskByID     map[string]*taskRun
 	taskByKey    map[string]*taskRun // flow run "\x00" task key "\x00" dynamic key
 	csrf         map[string]csrfToken
+	setStates    []setStateRecord // every validated set_state request, in order
 }
 
 const (
@@ -294,6 +295,7 @@ func (st *store) reset() {
 	st.taskByID = map[string]*taskRun{}
 	st.taskByKey = map[string]*taskRun{}
 	st.csrf = map[string]csrfToken{}
+	st.setStates = nil
 	d := &deployment{ID: demoDeploymentID, Name: "demo", FlowName: "demo-flow", FlowID: demoFlowID,
 		Tags: []string{}, WorkQueueName: "default"}
 	st.putDeployment(d, nil)

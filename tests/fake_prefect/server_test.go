@@ -742,3 +742,69 @@ func TestAppendTimeMatchesLayout(t *testing.T) {
 		}
 	}
 }
+
+func TestControlRunsStatesAndSetStateLog(t *testing.T) {
+	h := newHarness(t)
+	// A run made through the control API: not counted, in the given state.
+	st, out, _ := h.do("POST", "/_fake/runs", `{"name":"parent","state":"RUNNING"}`)
+	expect(t, st, out, 201)
+	parent := decode[run](t, out)
+	if parent.Name != "parent" || parent.StateType != "RUNNING" || parent.StartTime == nil {
+		t.Fatalf("parent %s", out)
+	}
+	if s := h.stats(); s.TotalRequests != 0 || s.Created != 0 || s.Runs != 1 {
+		t.Fatalf("control create was counted: %+v", s)
+	}
+	for _, bad := range []string{`{"state":"NOPE"}`, `{"extra":1}`, `{"deployment_id":"11111111-2222-4333-8444-555555555555"}`} {
+		st, out, _ = h.do("POST", "/_fake/runs", bad)
+		expect(t, st, out, 400)
+	}
+	// Its state changes at once, without rules (even out of a final state).
+	st, out, _ = h.do("POST", "/_fake/runs/"+parent.ID+"/state", `{"type":"COMPLETED"}`)
+	expect(t, st, out, 200)
+	if r := decode[run](t, out); r.StateType != "COMPLETED" || r.StateName != "Completed" || r.EndTime == nil {
+		t.Fatalf("completed %s", out)
+	}
+	st, out, _ = h.do("POST", "/_fake/runs/"+parent.ID+"/state", `{"type":"RUNNING","name":"Resumed"}`)
+	expect(t, st, out, 200)
+	_, out, _ = h.do("GET", "/api/flow_runs/"+parent.ID, nil)
+	if r := decode[run](t, out); r.StateType != "RUNNING" || r.StateName != "Resumed" {
+		t.Fatalf("read back %s", out)
+	}
+	st, out, _ = h.do("POST", "/_fake/runs/"+parent.ID+"/state", `{"type":"DONE"}`)
+	expect(t, st, out, 400)
+	st, out, _ = h.do("POST", "/_fake/runs/11111111-2222-4333-8444-555555555555/state", `{"type":"RUNNING"}`)
+	expect(t, st, out, 404)
+	if s := h.stats(); s.SetState != 0 {
+		t.Fatalf("control state change counted as set_state: %+v", s)
+	}
+	// API set_state calls are logged with their outcome.
+	h.config(`{"cancel_delay_ms": 60000}`)
+	tid := "33333333-3333-4333-8333-333333333333"
+	body := fmt.Sprintf(`{"state":{"type":"CANCELLING","state_details":{"transition_id":%q}}}`, tid)
+	st, out, _ = h.do("POST", "/api/flow_runs/"+parent.ID+"/set_state", body)
+	expect(t, st, out, 201)
+	h.do("POST", "/api/flow_runs/"+parent.ID+"/set_state", body) // duplicate: REJECT
+	h.do("POST", "/api/flow_runs/11111111-2222-4333-8444-555555555555/set_state", body)
+	_, out, _ = h.do("GET", "/_fake/set_states", nil)
+	log := decode[map[string][]setStateRecord](t, out)["set_states"]
+	if len(log) != 3 || log[0].Status != "ACCEPT" || log[0].FromType != "RUNNING" ||
+		log[0].TransitionID != tid || log[0].Type != "CANCELLING" || log[0].FlowRunID != parent.ID ||
+		log[1].Status != "REJECT" || log[1].FromType != "CANCELLING" || log[2].Status != "NOT_FOUND" {
+		t.Fatalf("set_state log %s", out)
+	}
+	// The largest id list of a flow_runs filter is reported.
+	h.do("POST", "/api/flow_runs/filter", fmt.Sprintf(`{"flow_runs":{"id":{"any_":[%q,%q]}}}`, parent.ID, tid))
+	h.do("POST", "/api/flow_runs/filter", fmt.Sprintf(`{"flow_runs":{"id":{"any_":[%q]}}}`, parent.ID))
+	if s := h.stats(); s.FilterMaxIDs != 2 {
+		t.Fatalf("filter_max_ids %d", s.FilterMaxIDs)
+	}
+	h.do("POST", "/_fake/reset", nil)
+	_, out, _ = h.do("GET", "/_fake/set_states", nil)
+	if log := decode[map[string][]setStateRecord](t, out)["set_states"]; len(log) != 0 {
+		t.Fatalf("set_state log after reset %s", out)
+	}
+	if s := h.stats(); s.FilterMaxIDs != 0 {
+		t.Fatalf("filter_max_ids after reset %d", s.FilterMaxIDs)
+	}
+}

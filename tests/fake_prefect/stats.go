@@ -40,6 +40,7 @@ type stats struct {
 	runsWithoutKey int64
 	taskRuns       int64
 	setState       int64
+	filterMaxIDs   int64
 	buckets        []bucket
 }
 
@@ -57,6 +58,7 @@ func (s *stats) reset(now time.Time) {
 	s.statuses = map[int]int64{}
 	s.faults = faultCounts{}
 	s.total, s.created, s.existing, s.runsWithoutKey, s.taskRuns, s.setState = 0, 0, 0, 0, 0, 0
+	s.filterMaxIDs = 0
 	s.peakInFlight = s.inFlight // requests still in flight stay counted
 	s.buckets = nil
 }
@@ -140,6 +142,7 @@ type statsJSON struct {
 	RunsWithoutKey int64            `json:"runs_without_key"`
 	TaskRuns       int64            `json:"task_runs"`
 	SetState       int64            `json:"set_state"`
+	FilterMaxIDs   int64            `json:"filter_max_ids"`
 	Faults         faultCounts      `json:"faults"`
 	InFlight       int64            `json:"in_flight"`
 	PeakInFlight   int64            `json:"peak_in_flight"`
@@ -154,7 +157,7 @@ func (s *stats) snapshot() statsJSON {
 	out := statsJSON{
 		Requests: make(map[string]int64, len(s.requests)), Statuses: make(map[string]int64, len(s.statuses)),
 		Created: s.created, Existing: s.existing, RunsWithoutKey: s.runsWithoutKey, TaskRuns: s.taskRuns,
-		SetState: s.setState, Faults: s.faults, InFlight: s.inFlight, PeakInFlight: s.peakInFlight,
+		SetState: s.setState, FilterMaxIDs: s.filterMaxIDs, Faults: s.faults, InFlight: s.inFlight, PeakInFlight: s.peakInFlight,
 		TotalRequests: s.total,
 	}
 	for k, v := range s.requests {

@@ -266,6 +266,29 @@ class FakePrefect:
     def timeline(self) -> list[dict]:
         return self._call("GET", "/_fake/timeline")["buckets"]
 
+    def create_run(self, **run) -> dict:
+        """A flow run made outside the API (e.g. a parent flow run): name, deployment_id, tags,
+        state (a state type; without one it stays SCHEDULED). Not counted in the stats."""
+        return self._call("POST", "/_fake/runs", run)
+
+    def set_run_state(self, run_id: str, type: str, name: str | None = None,
+                      message: str | None = None) -> dict:
+        """Puts a run in a state at once, without Prefect's rules and without counting."""
+        body: dict[str, Any] = {"type": type}
+        if name is not None:
+            body["name"] = name
+        if message is not None:
+            body["message"] = message
+        return self._call("POST", f"/_fake/runs/{run_id}/state", body)
+
+    def set_states(self) -> list[dict]:
+        """Every set_state request the API received: flow_run_id, type, transition_id, force,
+        from_type (the run's state type then), status (ACCEPT, REJECT, ABORT, NOT_FOUND)."""
+        return self._call("GET", "/_fake/set_states")["set_states"]
+
+    def advance_clock(self, ms: int) -> None:
+        self._call("POST", "/_fake/clock", {"advance_ms": ms})
+
     def runs_of(self, batch_id: str) -> list[dict]:
         tag = f"floodgate-batch:{batch_id}"
         return [r for r in self.runs() if tag in r["tags"]]

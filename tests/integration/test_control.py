@@ -1,6 +1,7 @@
 """Cancel, pause/resume, PATCH and redrive."""
 
 import time
+import uuid
 
 from harness import DEMO_DEPLOYMENT, FINAL_ITEM_STATES, assert_exactly_once, wait_until
 
@@ -214,3 +215,83 @@ def test_priority_shares_launches_between_batches(start_floodgated, fake):
     assert big_now["state"] == "RUNNING", "make the big batch bigger: it finished first"
     assert took < 2.0
     api.control(big["id"], "cancel")
+
+
+def test_redrive_relaunches_a_child_that_failed_in_prefect(api, fake):
+    """A child that ran and FAILED is launched again by redrive under a new key suffix (:r1);
+    the item keeps the earlier run, and the batch completes this time."""
+    fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 1500})
+    total = 3
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "tolerated_failure_percentage": 100,
+                    "runs": [{"parameters": {"i": i}} for i in range(total)]})
+    first = wait_until(lambda: len(x := fake.runs_of(b["id"])) == total and x, 10, what="3 runs")
+    failed_run = next(r for r in first if r["parameters"]["i"] == 1)
+    fake.set_run_state(failed_run["id"], "FAILED")
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED", final
+    assert final["counts"]["FAILED"] == 1 and final["counts"]["COMPLETED"] == 2, final
+    r = api.control(b["id"], "redrive")
+    assert r.status == 200, r
+    assert r.json["state"] == "RUNNING" and r.json["finished_at"] is None, r.json
+    assert r.json["counts"]["FAILED"] == 0, r.json
+    done = api.wait_state(b["id"], "COMPLETED", timeout=30)
+    assert done["counts"]["COMPLETED"] == total and done["failures"] == 0, done
+    mine = {x["idempotency_key"]: x for x in fake.runs_of(b["id"]) if x["parameters"]["i"] == 1}
+    base = f"floodgate:{b['id']}:1"
+    assert sorted(mine) == [base, f"{base}:r1"], sorted(mine)
+    item = api.all_runs(b["id"])[1]
+    assert item["state"] == "COMPLETED" and item["flow_run_id"] == mine[f"{base}:r1"]["id"], item
+    assert item["earlier_runs"] == [{"flow_run_id": failed_run["id"], "state": "FAILED"}], item
+    assert len(fake.runs_of(b["id"])) == total + 1  # the completed children were not re-run
+    assert api.control(b["id"], "redrive").status == 409
+
+
+def test_cancel_children_moves_running_children_to_cancelling(api, fake):
+    """Cancel with cancel_children while children RUNNING: one CANCELLING request per running
+    child, each with its own fresh transition_id; unlaunched items SKIPPED."""
+    fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 60_000},
+                cancel_delay_ms=60_000)
+    total, cap = 8, 3
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "limits": {"max_running": cap},
+                    "runs": [{"parameters": {"i": i}} for i in range(total)]})
+    wait_until(lambda: len(x := api.all_runs(b["id"], state="LAUNCHED")) == cap and
+               all(it["flow_run_state"] == "Running" for it in x), 15, 0.1, what="3 children running")
+    r = api.control(b["id"], "cancel", {"on_cancel": "cancel_children"})
+    assert r.status == 200 and r.json["state"] == "CANCELLED", r
+    assert r.json["counts"]["SKIPPED"] == total - cap, r.json
+    children = {x["id"] for x in fake.runs_of(b["id"])}
+    assert len(children) == cap
+    recs = wait_until(lambda: len(x := fake.set_states()) >= cap and x, 10, 0.05,
+                      what="a cancel per running child")
+    assert sorted(x["flow_run_id"] for x in recs) == sorted(children), recs
+    assert all(x["type"] == "CANCELLING" and x["from_type"] == "RUNNING" and x["status"] == "ACCEPT"
+               for x in recs), recs
+    tids = [x["transition_id"] for x in recs]
+    assert len(set(tids)) == cap and all(uuid.UUID(t) for t in tids), tids
+    for run in fake.runs_of(b["id"]):
+        assert run["state_type"] == "CANCELLING", run
+    assert len(fake.runs_of(b["id"])) == cap
+
+
+def test_paused_batch_keeps_tracking_children(api, fake):
+    """Pause stops launching, not tracking: children that end while the batch is PAUSED are
+    followed to their final state; resume launches the rest."""
+    fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 60_000})
+    total, cap = 6, 3
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "limits": {"max_running": cap},
+                    "runs": [{"parameters": {"i": i}} for i in range(total)]})
+    wait_until(lambda: api.batch(b["id"])["counts"]["LAUNCHED"] == cap, 10, what="3 launched")
+    assert api.control(b["id"], "pause").status == 200
+    for run in fake.runs_of(b["id"]):
+        fake.set_run_state(run["id"], "COMPLETED")
+    paused = api.wait_state(b["id"], "PAUSED", timeout=20,
+                            predicate=lambda x: x["counts"]["COMPLETED"] == cap)
+    assert paused["counts"]["PENDING"] == total - cap, paused
+    assert all(it["flow_run_state"] == "Completed" for it in api.all_runs(b["id"], state="COMPLETED"))
+    assert len(fake.runs_of(b["id"])) == cap, "launched while PAUSED"
+    assert api.control(b["id"], "resume").status == 200
+    wait_until(lambda: len(fake.runs_of(b["id"])) == total, 10, what="the rest launched")
+    for run in fake.runs_of(b["id"]):
+        fake.set_run_state(run["id"], "COMPLETED")
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED" and final["counts"]["COMPLETED"] == total, final

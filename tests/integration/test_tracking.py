@@ -6,6 +6,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from harness import (DEMO_DEPLOYMENT, DEMO_DEPLOYMENT_ID, assert_exactly_once, parse_metrics,
                      raw_request, wait_until)
 
@@ -229,3 +231,186 @@ def test_readyz_not_ready_when_prefect_is_down(start_floodgated, fake):
     wait_until(lambda: api.request("GET", "/readyz").status == 200, 60, 0.2, what="ready again")
     assert api.wait_state(b["id"], timeout=60)["state"] == "COMPLETED"
     assert_exactly_once(fake.runs(), b["id"], 5)
+
+
+def test_tracking_reads_at_most_200_ids_and_shows_states_while_running(api, fake):
+    """450 children: every filter read names at most 200 ids; items show the child's state name
+    while it runs ("Running"), then the final one."""
+    fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 60_000})
+    total = 450
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "runs": [{"parameters": {"i": i}} for i in range(total)]})
+
+    def all_running():
+        items = api.all_runs(b["id"])
+        return all(it["state"] == "LAUNCHED" and it["flow_run_state"] == "Running"
+                   for it in items) and items
+
+    items = wait_until(all_running, 20, 0.2, what="every item LAUNCHED and Running")
+    assert len(items) == total
+    running = api.batch(b["id"])
+    assert running["state"] == "RUNNING" and running["counts"]["LAUNCHED"] == total, running
+    fake.advance_clock(61_000)
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED", final
+    assert final["counts"]["COMPLETED"] == total, final
+    items = api.all_runs(b["id"])
+    assert all(it["state"] == "COMPLETED" and it["flow_run_state"] == "Completed" for it in items)
+    stats = fake.stats()
+    assert 1 <= stats["filter_max_ids"] <= 200, stats["filter_max_ids"]
+    assert stats["filter_max_ids"] >= 100, "children were not read in bulk"
+    assert stats["requests"].get("read_flow_run", 0) == 0
+    assert_exactly_once(fake.runs(), b["id"], total)
+
+
+def test_crashed_child_relaunched_up_to_n_times(api, fake):
+    """relaunch_crashed 2: a child that crashes every time runs three times, with keys
+    …:i, …:i:r1, …:i:r2; the item ends CRASHED and lists every run."""
+    fake.config(run_schedule=QUICK_LIFE)
+    runs = [{"parameters": {"i": i}} for i in range(3)]
+    runs[1]["parameters"]["__fake_final"] = "CRASHED"
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "runs": runs, "relaunch_crashed": 2,
+                    "tolerated_failure_count": 1})
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED", final
+    assert final["counts"]["CRASHED"] == 1 and final["counts"]["COMPLETED"] == 2, final
+    mine = {r["idempotency_key"]: r for r in fake.runs_of(b["id"]) if r["parameters"]["i"] == 1}
+    base = f"floodgate:{b['id']}:1"
+    assert sorted(mine) == [base, f"{base}:r1", f"{base}:r2"], sorted(mine)
+    assert all(r["state_type"] == "CRASHED" for r in mine.values())
+    item = api.all_runs(b["id"])[1]
+    assert item["state"] == "CRASHED" and item["flow_run_state"] == "Crashed", item
+    assert item["flow_run_id"] == mine[f"{base}:r2"]["id"]
+    assert item["earlier_runs"] == [{"flow_run_id": mine[base]["id"], "state": "CRASHED"},
+                                    {"flow_run_id": mine[f"{base}:r1"]["id"], "state": "CRASHED"}], item
+    assert item["attempts"] >= 1
+    assert len(fake.runs_of(b["id"])) == 5
+
+
+@pytest.mark.parametrize("on_cancel", ["abandon", "cancel_children"])
+def test_tolerance_exceeded_by_children_applies_on_cancel(api, fake, on_cancel):
+    """Tracked failures beyond a percentage fail the batch at once: unlaunched items are SKIPPED
+    and the children still running are left alone or moved to CANCELLING, per on_cancel."""
+    fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 60_000},
+                cancel_delay_ms=60_000)
+    total, cap = 20, 6
+    runs = [{"parameters": {"i": i}} for i in range(total)]
+    for i in (0, 1, 2):  # fail at once; 10% of 20 tolerates 2
+        runs[i]["parameters"].update(__fake_final="FAILED", __fake_running_ms=0)
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "runs": runs, "on_cancel": on_cancel,
+                    "tolerated_failure_percentage": 10, "limits": {"max_running": cap}})
+    final = api.wait_state(b["id"], "FAILED", timeout=30)
+    assert final["tolerated_failures"] == 2 and final["failures"] == 3, final
+    c = final["counts"]
+    assert c["FAILED"] == 3, c
+    assert sum(c.values()) == total, c
+    assert c["PENDING"] == c["RETRY_WAIT"] == c["LAUNCHING"] == 0, c
+    assert c["LAUNCHED"] >= cap - 3 and c["SKIPPED"] == total - 3 - c["LAUNCHED"], c
+    live = {it["flow_run_id"] for it in api.all_runs(b["id"], state="LAUNCHED")}
+    assert {r["id"] for r in fake.runs_of(b["id"])} - live == {
+        it["flow_run_id"] for it in api.all_runs(b["id"], state="FAILED")}
+    if on_cancel == "cancel_children":
+        recs = wait_until(lambda: (x := fake.set_states()) and len(x) >= len(live) and x, 15, 0.1,
+                          what="a cancel for each running child")
+        assert sorted(r["flow_run_id"] for r in recs) == sorted(live), recs
+        assert all(r["type"] == "CANCELLING" and r["status"] == "ACCEPT" for r in recs), recs
+        assert len({r["transition_id"] for r in recs}) == len(recs)
+        wait_until(lambda: all(r["state_type"] == "CANCELLING" for r in fake.runs_of(b["id"])
+                               if r["id"] in live), 5, what="children CANCELLING on the fake")
+    else:
+        # Tracking goes on after the end (two more reads), and nothing is cancelled.
+        reads = fake.stats()["requests"]["flow_runs_filter"]
+        wait_until(lambda: fake.stats()["requests"]["flow_runs_filter"] >= reads + 2, 30, 0.1,
+                   what="two more tracking reads")
+        assert fake.set_states() == []
+        assert all(r["state_type"] == "RUNNING" for r in fake.runs_of(b["id"]) if r["id"] in live)
+    assert len(fake.runs_of(b["id"])) == 3 + len(live), "runs were launched after the batch failed"
+
+
+def test_long_poll_wakes_on_each_child_change(api, fake):
+    """A parent long-polling a tracked batch is woken by each change Prefect reports (not by
+    wait_s running out); every answer's counts add up to total, and the last one is the outcome."""
+    total = 4
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "tolerated_failure_count": 1,
+                    "runs": [{"parameters": {"i": i}} for i in range(total)]})
+    bid = b["id"]
+    wait_until(lambda: all(it["flow_run_state"] == "Scheduled" for it in api.all_runs(bid)) and
+               len(api.all_runs(bid)) == total, 15, 0.1, what="children seen Scheduled")
+    runs = sorted(fake.runs_of(bid), key=lambda r: r["parameters"]["i"])
+    v = api.batch(bid)["version"]
+    seen = []
+    for run, end in zip(runs, ["COMPLETED", "FAILED", "RUNNING", "COMPLETED"]):
+        fake.set_run_state(run["id"], end)
+        want = {"COMPLETED": "Completed", "FAILED": "Failed", "RUNNING": "Running"}[end]
+        while True:
+            nb = api.batch(bid, wait_s=30, after_version=v)
+            assert nb["version"] > v, f"long-poll ran out after wait_s with no change (v={v})"
+            assert sum(nb["counts"].values()) == total, nb["counts"]
+            v = nb["version"]
+            seen.append(nb)
+            item = api.all_runs(bid)[run["parameters"]["i"]]
+            if item["flow_run_state"] == want:
+                break
+        assert item["state"] == ("LAUNCHED" if end == "RUNNING" else end), item
+    # The third child is still running; ending it ends the batch.
+    fake.set_run_state(runs[2]["id"], "COMPLETED")
+    while nb["state"] == "RUNNING":
+        nb = api.batch(bid, wait_s=30, after_version=v)
+        assert nb["version"] > v
+        assert sum(nb["counts"].values()) == total, nb["counts"]
+        v = nb["version"]
+    assert nb["state"] == "COMPLETED", nb
+    assert nb["counts"]["COMPLETED"] == 3 and nb["counts"]["FAILED"] == 1, nb
+    assert nb["finished_at"] is not None
+    completed = [x["counts"]["COMPLETED"] for x in seen]
+    assert completed == sorted(completed), "counts went backwards"
+
+
+@pytest.mark.time_limit(90)
+def test_as_subflow_one_placeholder_per_child_across_sigkill(fg, fake):
+    """Placeholders are idempotent like the children: after a kill -9 mid-batch every child still
+    has exactly one placeholder task run in the parent, and no placeholder is shared."""
+    parent = fake.create_run(name="parent-flow", state="RUNNING")["id"]
+    fake.config(latency_ms=20)
+    total = 40
+    b = fg.client.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "parent_flow_run_id": parent,
+                          "limits": {"max_in_flight": 2},
+                          "runs": [{"parameters": {"i": i}} for i in range(total)]})
+    wait_until(lambda: len(fake.runs_of(b["id"])) >= 8, 20, 0.01, what="some children created")
+    fg.kill()
+    n_at_kill = len(fake.runs_of(b["id"]))
+    assert n_at_kill < total, "make the batch slower: it finished before the kill"
+    fake.config(latency_ms=0)
+    fg.start()
+    final = fg.client.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED", final
+    children = fake.runs_of(b["id"])
+    assert_exactly_once(children, b["id"], total)
+    tasks = {t["id"]: t for t in fake.task_runs()}
+    assert len(tasks) == total, f"{len(tasks)} placeholder task runs for {total} children"
+    assert all(t["flow_run_id"] == parent for t in tasks.values())
+    assert len({t["dynamic_key"] for t in tasks.values()}) == total
+    ptrs = [c["parent_task_run_id"] for c in children]
+    assert len(set(ptrs)) == total and set(ptrs) == set(tasks), "children share or miss placeholders"
+    for it in fg.client.all_runs(b["id"]):
+        child = next(c for c in children if c["id"] == it["flow_run_id"])
+        assert it["parent_task_run_id"] == child["parent_task_run_id"], it
+
+
+def test_as_subflow_relaunched_child_is_linked_under_the_parent(api, fake):
+    parent = fake.create_run(name="parent-flow", state="RUNNING")["id"]
+    fake.config(run_schedule=QUICK_LIFE)
+    runs = [{"parameters": {"i": 0, "__fake_final": "CRASHED"}}, {"parameters": {"i": 1}}]
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "parent_flow_run_id": parent, "relaunch_crashed": 1,
+                    "tolerated_failure_count": 1, "runs": runs})
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["counts"]["CRASHED"] == 1 and final["counts"]["COMPLETED"] == 1, final
+    tasks = {t["id"]: t for t in fake.task_runs()}
+    crashed = [c for c in fake.runs_of(b["id"]) if c["parameters"]["i"] == 0]
+    assert len(crashed) == 2
+    for c in crashed:
+        assert c["parent_task_run_id"] in tasks, c
+        assert tasks[c["parent_task_run_id"]]["flow_run_id"] == parent
+    item = api.all_runs(b["id"])[0]
+    relaunched = next(c for c in crashed if c["idempotency_key"].endswith(":r1"))
+    assert item["flow_run_id"] == relaunched["id"]
+    assert item["parent_task_run_id"] == relaunched["parent_task_run_id"], item
