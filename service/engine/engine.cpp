@@ -40,6 +40,8 @@ core::Duration ms(int64_t n) { return std::chrono::milliseconds(n); }
 // A batch under a parent launches only while a read of the parent at most this old found it
 // not yet final.
 constexpr std::chrono::seconds kParentRecheck{5};
+// The longest tracking interval while a single read covers the batch's running children.
+constexpr std::chrono::seconds kOnePageTrackMax{5};
 
 bool prefect_final(const std::string& type) {
   return type == "COMPLETED" || type == "FAILED" || type == "CRASHED" || type == "CANCELLED";
@@ -420,8 +422,9 @@ void Engine::pump() {
     // carries, so a failed bulk create costs one retry, not a hundred.
     if (e.charge && retry_credit_ == 0) {
       if (!budget_.try_acquire_retry()) {
-        metrics_.retries_denied_by_budget().Increment();
-        retries_.push({now + ms(250), e.batch, e.index});
+        // Counted once per retry, however many times it is looked at again.
+        if (!e.deferred) metrics_.retries_denied_by_budget().Increment();
+        retries_.push({now + ms(250), e.batch, e.index, true, true});
         break;
       }
       retry_credit_ = bulk_supported_ ? std::max(1, options_.bulk_size) : 1;
@@ -1113,10 +1116,16 @@ void Engine::handle_track(Pending& p, const prefect::HttpResponse& r,
   auto round_done = [this, &b]() {
     if (b.track_outstanding > 0) return;
     if (b.track_interval == core::Duration(0)) b.track_interval = options_.track_interval_min;
+    // While one read covers every child still running, reads are cheap: stretch to 5 s at
+    // most (run_deployment's own poll), so the batch's end shows within seconds.
+    core::Duration cap = options_.track_interval_max;
+    if (b.counts[static_cast<int>(ItemState::kLaunched)] <= 200) {
+      cap = std::min<core::Duration>(cap, kOnePageTrackMax);
+    }
+    cap = std::max<core::Duration>(cap, options_.track_interval_min);
     b.track_interval = b.track_saw_final
                            ? core::Duration(options_.track_interval_min)
-                           : std::min<core::Duration>(b.track_interval + b.track_interval / 2,
-                                                      options_.track_interval_max);
+                           : std::min<core::Duration>(b.track_interval + b.track_interval / 2, cap);
     b.next_track = clock_.now() + b.track_interval;
   };
   if (c.verdict != prefect::Verdict::kOk) {

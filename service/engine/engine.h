@@ -233,7 +233,8 @@ class Engine {
     core::TimePoint due;
     uint64_t batch;
     int64_t index;
-    bool charge = true;  // false: a re-send at no cost (bulk fallback, CSRF, stale connection)
+    bool charge = true;     // false: a re-send at no cost (bulk fallback, CSRF, stale connection)
+    bool deferred = false;  // already held back once by the retry budget
     bool operator>(const RetryEntry& o) const { return due > o.due; }
   };
   std::priority_queue<RetryEntry, std::vector<RetryEntry>, std::greater<>> retries_;
