@@ -686,6 +686,7 @@ void Engine::send(ReqKind kind, prefect::HttpRequest request, std::shared_ptr<Pe
   if (pending->attempts == 0) pending->first_sent = pending->sent;
   in_flight_ += 1;
   metrics_.requests_in_flight().Set(in_flight_);
+  metrics_.in_flight_limit().Set(effective_limit());
   std::weak_ptr<bool> alive = alive_;
   http_.send(std::move(request), [this, alive, pending](prefect::HttpResponse response) {
     if (alive.expired()) return;
@@ -700,6 +701,7 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
   Pending& p = *pending;
   in_flight_ -= 1;
   metrics_.requests_in_flight().Set(in_flight_);
+  metrics_.in_flight_limit().Set(effective_limit());
   const auto now = clock_.now();
   const core::Duration rtt = now - p.sent;
   auto c = prefect::classify(response, std::chrono::system_clock::now());

@@ -1,5 +1,6 @@
 """Plots floodgated's in-flight limit and the fake's throughput over time from overload.py's
-results: python plot_overload.py RESULTS.json OUT.png   (needs matplotlib; any venv will do)."""
+results: python plot_overload.py RESULTS.json OUT.png [LABEL,...]   (needs matplotlib; any venv
+will do). LABELs pick the rows: c (defaults), c-nobulk (--bulk false); both by default."""
 
 import json
 import sys
@@ -17,8 +18,10 @@ def main() -> None:
     out = sys.argv[2]
     capacity = results["capacity"]
     c_nominal = results["overload_config"]["capacity"]
+    labels = set(sys.argv[3].split(",")) if len(sys.argv) > 3 else set(NAMES)
     rows = [r for r in results["rows"]
-            if r["label"] in NAMES and r["variant"] in ("stall", "503") and r.get("series")]
+            if r["label"] in NAMES and r["label"] in labels and r["variant"] in ("stall", "503")
+            and r.get("series")]
     # One panel pair per (variant, label, children), first repetition only.
     seen, panels = set(), []
     for r in rows:
