@@ -8,7 +8,7 @@
 #   prefect_env_down          # stop worker and server (by the PIDs recorded in the run dir)
 #
 #   bash scripts/prefect-env.sh up|down|status|venv|server-start|server-stop|
-#                               worker-start|worker-stop|deploy|env
+#                               worker-start|worker-stop|pool|deploy|reset-db|env
 #
 # Every step is idempotent: calling `up` again starts only what is not running. The worker
 # runs under a small supervisor that starts it again if it exits (Prefect's worker gives up
@@ -25,11 +25,26 @@
 #   FG_PREFECT_RUN_DIR       run dir: PREFECT_HOME, logs, pid files         (<repo>/.run/prefect)
 #   FG_PREFECT_POOL          process work pool name                         (floodgate-demo)
 #   FG_PREFECT_WORKER_LIMIT  concurrent flow runs of the worker (--limit)   (16)
-#                            (each flow run is a Python process that spends ~3 s of CPU
-#                            importing Prefect: 16 keeps a 2-core machine busy, not thrashing)
+#                            (each flow run is a Python process that spends ~3.5 s of CPU in
+#                            Prefect's engine, most of it importing Prefect. On SQLite more
+#                            slots also mean more write races in the server: 503 "database is
+#                            locked", and clients that back off 2, 4, 8, ... s; the e2e tests
+#                            run 5)
 #   FG_PREFECT_UI            serve the Prefect UI: true|false               (false)
 #   FG_PREFECT_START_TIMEOUT seconds to wait for the server / worker        (180)
 #   FG_PREFECT_EXTRA_PIP     more pip requirements for the venv (e.g. "pytest") ()
+#   FG_PREFECT_LEAN          true: a server for tests, not for people: no event persister,
+#                            triggers, task-run recorder, foreman, late-runs, pause-expiration,
+#                            repossessor or cancellation-cleanup services, and flow runs do
+#                            not ship their logs to the API. Every one of those writes to
+#                            the SQLite database the tests' creates and state changes contend
+#                            for ("database is locked" -> 503). Parent/child state mirroring
+#                            is an orchestration rule and stays.               (false)
+#   FG_PREFECT_SERVER_LOG_LEVEL  the server's (uvicorn's) log level; INFO logs every request
+#                            with its status (an access log)                   (WARNING)
+#   FG_PREFECT_IDLE_POOL     also create this process pool, which no worker polls, and deploy
+#                            demo-flow/idle on it (runs stay SCHEDULED until someone sets
+#                            their state through the API)                      ()
 #
 # The pin: Prefect 3.9.1 is the newest 3.x on PyPI when this was written; it installs on
 # Python 3.11 (Debian 12's python3) in about 40 s and serves the bulk create endpoint.
@@ -51,6 +66,9 @@ FG_PREFECT_WORKER_LIMIT="${FG_PREFECT_WORKER_LIMIT:-16}"
 FG_PREFECT_UI="${FG_PREFECT_UI:-false}"
 FG_PREFECT_START_TIMEOUT="${FG_PREFECT_START_TIMEOUT:-180}"
 FG_PREFECT_EXTRA_PIP="${FG_PREFECT_EXTRA_PIP:-}"
+FG_PREFECT_LEAN="${FG_PREFECT_LEAN:-false}"
+FG_PREFECT_SERVER_LOG_LEVEL="${FG_PREFECT_SERVER_LOG_LEVEL:-WARNING}"
+FG_PREFECT_IDLE_POOL="${FG_PREFECT_IDLE_POOL:-}"
 FG_PREFECT_FLOWS_DIR="${FG_PREFECT_FLOWS_DIR:-$FG_ROOT/tests/e2e/flows}"
 
 _fg_log() { printf '[prefect-env] %s\n' "$*" >&2; }
@@ -90,6 +108,14 @@ prefect_env_export() {
   export PREFECT_CLIENT_MAX_RETRIES="${PREFECT_CLIENT_MAX_RETRIES:-10}"
   # Flow runs started by the worker: keep their chatter at WARNING in the worker log.
   export PREFECT_LOGGING_LEVEL="${PREFECT_LOGGING_LEVEL:-WARNING}"
+  if [[ "$FG_PREFECT_LEAN" == "true" ]]; then
+    local svc
+    for svc in EVENT_PERSISTER TRIGGERS TASK_RUN_RECORDER FOREMAN LATE_RUNS PAUSE_EXPIRATIONS \
+               REPOSSESSOR CANCELLATION_CLEANUP; do
+      export "PREFECT_SERVER_SERVICES_${svc}_ENABLED=false"
+    done
+    export PREFECT_LOGGING_TO_API_ENABLED=false
+  fi
   mkdir -p "$PREFECT_HOME" "$FG_PREFECT_RUN_DIR/logs"
 }
 
@@ -268,7 +294,7 @@ prefect_env_server_start() {
     cd "$FG_PREFECT_RUN_DIR" || exit 1
     exec "$FG_PREFECT_VENV/bin/prefect" server start --host "$FG_PREFECT_HOST" \
       --port "$FG_PREFECT_PORT" --analytics-off --no-scheduler "$ui_flag" \
-      --log-level WARNING </dev/null >>"$FG_PREFECT_RUN_DIR/logs/server.log" 2>&1
+      --log-level "$FG_PREFECT_SERVER_LOG_LEVEL" </dev/null >>"$FG_PREFECT_RUN_DIR/logs/server.log" 2>&1
   ) &
   echo $! >"$FG_PREFECT_RUN_DIR/server.pid"
   prefect_env_wait_health || return 1
@@ -283,6 +309,23 @@ prefect_env_server_stop() {
     _fg_log "Prefect server stopped (pid $pid)"
   fi
   rm -f "$FG_PREFECT_RUN_DIR/server.pid"
+}
+
+# Start from an empty database (and fresh logs) next time: only while the server is stopped.
+prefect_env_reset_db() {
+  prefect_env_export
+  local f
+  if _fg_read_pid server >/dev/null; then
+    _fg_die "the server is running; stop it before resetting its database" || return 1
+  fi
+  rm -f "$PREFECT_HOME/prefect.db" "$PREFECT_HOME/prefect.db-wal" "$PREFECT_HOME/prefect.db-shm" \
+    "$FG_PREFECT_RUN_DIR/deployed.stamp"
+  for f in server worker setup; do
+    if [[ -f "$FG_PREFECT_RUN_DIR/logs/$f.log" ]]; then
+      mv -f "$FG_PREFECT_RUN_DIR/logs/$f.log" "$FG_PREFECT_RUN_DIR/logs/$f.previous.log"
+    fi
+  done
+  _fg_log "database and logs reset ($PREFECT_HOME)"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -300,20 +343,23 @@ prefect_env_pool() {
 
 prefect_env_deploy() {
   prefect_env_export
-  local stamp="$FG_PREFECT_RUN_DIR/deployed.stamp" sum
-  sum="$(cat "$FG_PREFECT_FLOWS_DIR"/*.py | cksum) $FG_PREFECT_POOL $FG_PREFECT_FLOWS_DIR"
+  local stamp="$FG_PREFECT_RUN_DIR/deployed.stamp" sum d ok=1
+  local names=(demo-flow/demo demo-flow/light flaky-flow/flaky parent-flow/parent)
+  [[ -n "$FG_PREFECT_IDLE_POOL" ]] && names+=(demo-flow/idle)
+  sum="$(cat "$FG_PREFECT_FLOWS_DIR"/*.py | cksum) $FG_PREFECT_POOL $FG_PREFECT_IDLE_POOL $FG_PREFECT_FLOWS_DIR $FG_PREFECT_VENV"
   # Skip when the same flows were deployed to this server's database and they still exist.
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$sum" ]] &&
-     _fg_http_ok "$FG_PREFECT_API_URL/deployments/name/demo-flow/demo" &&
-     _fg_http_ok "$FG_PREFECT_API_URL/deployments/name/flaky-flow/flaky" &&
-     _fg_http_ok "$FG_PREFECT_API_URL/deployments/name/parent-flow/parent"; then
-    return 0
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
+    for d in "${names[@]}"; do
+      _fg_http_ok "$FG_PREFECT_API_URL/deployments/name/$d" || { ok=0; break; }
+    done
+    ((ok)) && return 0
   fi
-  "$FG_PREFECT_VENV/bin/python" "$FG_PREFECT_FLOWS_DIR/deploy.py" "$FG_PREFECT_POOL" \
+  # shellcheck disable=SC2086
+  "$FG_PREFECT_VENV/bin/python" "$FG_PREFECT_FLOWS_DIR/deploy.py" "$FG_PREFECT_POOL" $FG_PREFECT_IDLE_POOL \
     >>"$FG_PREFECT_RUN_DIR/logs/setup.log" 2>&1 \
     || _fg_die "deploying the demo flows failed; see $FG_PREFECT_RUN_DIR/logs/setup.log" || return 1
   printf '%s' "$sum" >"$stamp"
-  _fg_log "deployed demo-flow/demo, flaky-flow/flaky, parent-flow/parent to pool $FG_PREFECT_POOL"
+  _fg_log "deployed ${names[*]} (pool $FG_PREFECT_POOL${FG_PREFECT_IDLE_POOL:+; idle on $FG_PREFECT_IDLE_POOL})"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -429,10 +475,11 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     worker-start) prefect_env_worker_start ;;
     worker-stop) prefect_env_worker_stop ;;
     pool) prefect_env_pool ;;
+    reset-db) prefect_env_reset_db ;;
     deploy) prefect_env_deploy ;;
     env) prefect_env_print ;;
     *)
-      echo "usage: $0 up|down|status|venv|server-start|server-stop|worker-start|worker-stop|pool|deploy|env" >&2
+      echo "usage: $0 up|down|status|venv|server-start|server-stop|worker-start|worker-stop|pool|deploy|reset-db|env" >&2
       exit 2
       ;;
   esac

@@ -1,17 +1,28 @@
 """Fixtures for floodgate's e2e tests against a real Prefect server.
 
-Once per session: `scripts/prefect-env.sh up` starts a Prefect server, a `process` work pool,
-the demo deployments (tests/e2e/flows) and a process worker, on their own port and run dir
-(so the demo started by scripts/run-demo.sh is left alone). Per test: a floodgated on a free
-port with its own SQLite file.
+Once per session: `scripts/prefect-env.sh up` starts a lean Prefect server (FG_PREFECT_LEAN:
+no services the tests do not need), a `process` work pool `floodgate-e2e` with a process worker,
+a second process pool `floodgate-e2e-idle` that no worker polls, and the deployments in
+tests/e2e/flows, on their own port and run dir (so the demo started by scripts/run-demo.sh is
+left alone). Per test: a floodgated on a free port with its own SQLite file.
+
+Tests whose children must really run ask for the `worker` fixture (it makes sure the worker is
+online). Tests about floodgate crashing or Prefect going away use `demo-flow/idle` and a
+`Completer` (helpers.py): a thread that plays the worker through Prefect's REST API (proposes RUNNING, then
+COMPLETED, with the server's orchestration rules) so that a child costs two state changes
+instead of a Python process.
 
 Environment knobs:
   FLOODGATED              path of the binary (default: build/{ci,release,debug}/service/floodgated)
   FG_E2E_PREFECT_PORT     port of the test Prefect server (4210)
   FG_E2E_RUN_DIR          run dir of the test Prefect (<repo>/.run/e2e-prefect)
-  FG_E2E_WORKER_LIMIT     concurrent flow runs of the worker (16; 2 cores run ~16 well)
+  FG_E2E_WORKER_LIMIT     concurrent flow runs of the worker (5; more means more SQLite write
+                          races in the server, 503s and client back-offs, not more throughput)
   FG_E2E_KEEP_PREFECT=1   leave server and worker running after the session (faster reruns)
+  FG_E2E_FRESH_DB=0       keep the database of a server this session starts (default: empty)
   FG_E2E_BIG_N            children in the big batch test (200)
+  FG_E2E_BIG_DEPLOYMENT   the big batch's deployment (demo-flow/light; demo-flow/demo runs
+                          Prefect's own engine per child: ~5 CPU-s a child, 10+ minutes)
   FG_E2E_FLOODGATED_ARGS  extra floodgated flags, e.g. "--bulk false --log-level debug"
 """
 
@@ -38,6 +49,7 @@ class PrefectEnv:
         self.port = int(os.environ.get("FG_E2E_PREFECT_PORT", "4210"))
         self.run_dir = Path(os.environ.get("FG_E2E_RUN_DIR", str(ROOT / ".run" / "e2e-prefect")))
         self.pool = "floodgate-e2e"
+        self.idle_pool = "floodgate-e2e-idle"
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.env = dict(os.environ)
         # The tests talk to this Prefect only; never inherit a user's Prefect profile/API.
@@ -48,7 +60,9 @@ class PrefectEnv:
             FG_PREFECT_PORT=str(self.port),
             FG_PREFECT_RUN_DIR=str(self.run_dir),
             FG_PREFECT_POOL=self.pool,
-            FG_PREFECT_WORKER_LIMIT=os.environ.get("FG_E2E_WORKER_LIMIT", "16"),
+            FG_PREFECT_IDLE_POOL=self.idle_pool,
+            FG_PREFECT_LEAN="true",
+            FG_PREFECT_WORKER_LIMIT=os.environ.get("FG_E2E_WORKER_LIMIT", "5"),
         )
         self.api = Prefect(self.api_url)
 
@@ -95,11 +109,12 @@ class PrefectEnv:
         return any(w["name"] == name and w.get("status") == "ONLINE" for w in workers)
 
     def ensure_worker(self, timeout: float = 60) -> str:
-        """After a server outage: keep the worker if it came back by itself, else restart it."""
+        """Make sure the worker runs and is online (e.g. after a server outage): keep it if
+        it is (or comes back by itself), else restart it."""
         if self.worker_pid() is not None:
             try:
-                wait_until("worker online again", self.worker_online, timeout, 1)
-                return "worker reconnected by itself"
+                wait_until("worker online", self.worker_online, timeout, 1)
+                return "worker online"
             except AssertionError:
                 pass
         self.worker_stop()
@@ -111,7 +126,14 @@ class PrefectEnv:
 def prefect_env():
     env = PrefectEnv()
     t0 = time.monotonic()
-    env.up()
+    # A server this session starts gets an empty database (no runs left over from an earlier,
+    # interrupted session for the worker to pick up; FG_E2E_FRESH_DB=0 keeps it). A server
+    # still running from FG_E2E_KEEP_PREFECT=1 is reused as it is.
+    if not env.api.healthy() and os.environ.get("FG_E2E_FRESH_DB", "1") != "0":
+        env.script("reset-db")
+    # Server, pools, deployments; the worker is started by the `worker` fixture.
+    for step in ("server-start", "pool", "deploy"):
+        env.script(step)
     wait_until("Prefect health", env.api.healthy, 60)
     print(f"\n[e2e] Prefect up at {env.api_url} in {time.monotonic() - t0:.1f}s")
     yield env
@@ -119,16 +141,28 @@ def prefect_env():
         env.down()
 
 
+@pytest.fixture
+def worker(prefect_env):
+    """The process worker on pool floodgate-e2e, online."""
+    t0 = time.monotonic()
+    how = prefect_env.ensure_worker()
+    if how != "worker online" or time.monotonic() - t0 > 2:
+        print(f"\n[e2e] {how} in {time.monotonic() - t0:.1f}s")
+    return prefect_env
+
+
 @pytest.fixture(scope="session")
 def floodgated_binary() -> Path:
     b = find_floodgated()
     if b is None or not b.exists():
-        pytest.skip("floodgated is not built (set FLOODGATED or build a preset)")
+        # A failure, not a skip: a suite that quietly runs nothing must not look green.
+        pytest.fail(f"floodgated is not built ({b or 'no build/{ci,release,debug}'}): build it "
+                    "or set FLOODGATED", pytrace=False)
     return b
 
 
 @pytest.fixture
-def floodgate(prefect_env, floodgated_binary, tmp_path, request):
+def floodgate(floodgated_binary, prefect_env, tmp_path, request):
     """A fresh floodgated (own SQLite file) for one test."""
     fg = FloodgateProcess(floodgated_binary, prefect_env.api_url, tmp_path / "floodgate.db",
                           tmp_path / "floodgated.log",
@@ -147,4 +181,3 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
-

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -129,6 +130,53 @@ class Prefect:
     def set_state(self, flow_run_id: str, state_type: str, force: bool = True) -> dict:
         return self.post(f"/flow_runs/{flow_run_id}/set_state",
                          {"state": {"type": state_type}, "force": force})
+
+
+class Completer:
+    """Plays the worker for the children of `tag` through Prefect's REST API.
+
+    Every `interval` s: a SCHEDULED child is proposed RUNNING, a child RUNNING for `hold_s`
+    is proposed COMPLETED (force false: the server's orchestration rules apply, as for a
+    worker and engine). Connection errors and 5xx (a Prefect outage, "database is locked")
+    are waited out. Counts what it did in `.started` and `.completed` (flow run ids)."""
+
+    def __init__(self, prefect: Prefect, tag: str, hold_s: float = 1.0, interval: float = 0.5):
+        self.prefect, self.tag, self.hold_s, self.interval = prefect, tag, hold_s, interval
+        self.started: dict[str, float] = {}
+        self.completed: set[str] = set()
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="completer", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+    def _propose(self, run_id: str, state_type: str) -> bool:
+        ans = self.prefect.post(f"/flow_runs/{run_id}/set_state",
+                                {"state": {"type": state_type}, "force": False})
+        return ans.get("status") == "ACCEPT"
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            try:
+                runs = self.prefect.flow_runs({"tags": {"all_": [self.tag]},
+                                               "state": {"type": {"not_any_": sorted(FINAL_PREFECT_STATES)}}})
+                now = time.monotonic()
+                for fr in runs:
+                    rid = fr["id"]
+                    if fr["state_type"] == "SCHEDULED" and self._propose(rid, "RUNNING"):
+                        self.started[rid] = now
+                    elif fr["state_type"] == "RUNNING":
+                        self.started.setdefault(rid, now)
+                        if now - self.started[rid] >= self.hold_s and self._propose(rid, "COMPLETED"):
+                            self.completed.add(rid)
+            except Exception:  # noqa: BLE001 - Prefect down or busy: try again next round
+                self.errors += 1
 
 
 # ---------------------------------------------------------------------------------------
