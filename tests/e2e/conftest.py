@@ -117,9 +117,10 @@ class PrefectEnv:
                 return "worker online"
             except AssertionError:
                 pass
+        running = self.worker_pid() is not None
         self.worker_stop()
         self.worker_start()
-        return "worker restarted"
+        return "worker restarted (it was not online)" if running else "worker started"
 
 
 @pytest.fixture(scope="session")

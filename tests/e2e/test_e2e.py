@@ -93,8 +93,12 @@ def assert_final_completed(fg, final: dict, n: int):
         f"{error_summary(fg, final['id'])}")
 
 
-def assert_exactly_once(prefect, fg, batch_id: str, n: int, expect_state: str | None = "COMPLETED"):
+def assert_exactly_once(prefect, fg, batch_id: str, n: int, expect_state: str | None = "COMPLETED",
+                        allow_relaunched: bool = False):
     """Every index has exactly one live child in Prefect; nothing duplicated; nothing lost.
+    Re-launches of crashed children (`:rN` keys, listed by floodgate as earlier runs) are only
+    allowed with allow_relaunched: none of the batches here asks for them, and none of their
+    children can crash, so an earlier run would be a second child.
 
     Returns (floodgate runs, Prefect flow runs) for further checks."""
     runs = fg.client.runs(batch_id)
@@ -106,6 +110,8 @@ def assert_exactly_once(prefect, fg, batch_id: str, n: int, expect_state: str | 
     assert not dupes, f"idempotency keys used twice in Prefect: {dupes[:5]}"
     # Earlier (crashed, re-launched) runs are listed by floodgate; count them in.
     earlier = sum(len(r.get("earlier_runs") or []) for r in runs)
+    assert allow_relaunched or earlier == 0, (
+        f"{earlier} re-launched children: {[(r['index'], r['earlier_runs']) for r in runs if r.get('earlier_runs')][:5]}")
     assert len(flow_runs) == n + earlier, (
         f"Prefect has {len(flow_runs)} flow runs tagged {tag_of(batch_id)}, "
         f"want {n} (+{earlier} re-launched)")
