@@ -113,7 +113,7 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& n, const std::string& v) {
          c.max_in_flight = parse_int(n, v, 1, 100000);
        }},
-      {"min-in-flight", "floor of the adaptive in-flight limit (2)",
+      {"min-in-flight", "floor of the adaptive in-flight limit (1)",
        [](Config& c, const std::string& n, const std::string& v) {
          c.min_in_flight = parse_int(n, v, 1, 100000);
        }},

@@ -26,7 +26,7 @@ struct Config {
   std::string rate_text = "off";
   double burst = 0;
   int max_in_flight = 256;
-  int min_in_flight = 2;
+  int min_in_flight = 1;
   bool adaptive = true;
   std::string limit_algorithm = "gradient";
   double connect_timeout_s = 10;

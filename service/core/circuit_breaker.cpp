@@ -40,7 +40,10 @@ void CircuitBreaker::on_success() {
       successes_.add(clock_.now(), 1);
       break;
     case State::kHalfOpen:
-      if (++half_open_successes_ >= options_.half_open_successes) close();
+      // Closed once the failures left in the trials can no longer reach the reopen mark.
+      if (++half_open_successes_ > options_.half_open_trials - half_open_failures_to_reopen()) {
+        close();
+      }
       break;
     case State::kOpen:
       // A straggler sent before the trip; the probe decides when to come back.
@@ -58,8 +61,10 @@ void CircuitBreaker::on_failure() {
       break;
     }
     case State::kHalfOpen:
-      ++backoff_level_;
-      trip();
+      if (++half_open_failures_ >= half_open_failures_to_reopen()) {
+        ++backoff_level_;
+        trip();
+      }
       break;
     case State::kOpen:
       break;
@@ -74,6 +79,12 @@ bool CircuitBreaker::should_trip(TimePoint now) const {
   int64_t total = failed + successes_.sum(now);
   if (total <= 0 || total < options_.min_requests) return false;
   return static_cast<double>(failed) >= options_.failure_ratio * static_cast<double>(total);
+}
+
+int CircuitBreaker::half_open_failures_to_reopen() const {
+  const double ratio = std::clamp(options_.failure_ratio, 0.0, 1.0);
+  const int trials = std::max(1, options_.half_open_trials);
+  return std::clamp(static_cast<int>(std::ceil(ratio * trials)), 1, trials);
 }
 
 bool CircuitBreaker::allow_request() const { return state_ != State::kOpen; }
@@ -92,7 +103,8 @@ void CircuitBreaker::on_probe_result(bool healthy) {
   if (healthy) {
     state_ = State::kHalfOpen;
     half_open_successes_ = 0;
-    if (options_.half_open_successes <= 0) close();
+    half_open_failures_ = 0;
+    if (options_.half_open_trials <= 0) close();
     return;
   }
   ++backoff_level_;
@@ -108,6 +120,7 @@ void CircuitBreaker::reopen() {
   state_ = State::kOpen;
   consecutive_failures_ = 0;
   half_open_successes_ = 0;
+  half_open_failures_ = 0;
   successes_.clear();
   failures_.clear();
   Duration cap = std::max(Duration::zero(), options_.open_max);
@@ -125,6 +138,7 @@ void CircuitBreaker::close() {
   state_ = State::kClosed;
   consecutive_failures_ = 0;
   half_open_successes_ = 0;
+  half_open_failures_ = 0;
   backoff_level_ = 0;
   successes_.clear();
   failures_.clear();

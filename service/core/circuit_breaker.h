@@ -18,7 +18,11 @@ namespace floodgate::core {
 /// Open: no requests; once probe_due(), the driver sends a health probe and reports it with
 /// on_probe_result(). The wait before a probe doubles with each failed probe or failed ramp
 /// (±20% jitter, capped at open_max). Half-open: requests flow, but the caller should keep
-/// concurrency low; `half_open_successes` successes close the breaker, one failure reopens it.
+/// concurrency low; the next `half_open_trials` outcomes are judged together, as Resilience4j
+/// does: the breaker reopens once failures reach `failure_ratio` of the trials and closes once
+/// they no longer can. A single failure does not reopen it: a server that answers most
+/// requests but loses some to contention (a SQLite-backed Prefect answers "database is
+/// locked" with 503) must not be held off for the open wait each time one trial loses a race.
 class CircuitBreaker {
  public:
   enum class State { kClosed, kOpen, kHalfOpen };
@@ -30,7 +34,7 @@ class CircuitBreaker {
     Duration window = std::chrono::seconds(10);
     Duration open_base = std::chrono::seconds(1);
     Duration open_max = std::chrono::seconds(30);
-    int half_open_successes = 5;
+    int half_open_trials = 10;  // outcomes judged in half-open; 0: a healthy probe closes
   };
 
   CircuitBreaker(const Clock& clock, Random& random);
@@ -67,6 +71,7 @@ class CircuitBreaker {
   void reopen();
   void close();
   bool should_trip(TimePoint now) const;
+  int half_open_failures_to_reopen() const;
 
   const Clock& clock_;
   Random& random_;
@@ -76,6 +81,7 @@ class CircuitBreaker {
   WindowedCounter failures_;
   int consecutive_failures_ = 0;
   int half_open_successes_ = 0;
+  int half_open_failures_ = 0;
   int backoff_level_ = 0;  // failed probes and failed ramps since the breaker last closed
   int open_count_ = 0;
   TimePoint probe_at_;

@@ -71,13 +71,14 @@ GradientLimit::GradientLimit(const Options& options) : options_(options) {
   options_.window = std::max(Duration::zero(), options_.window);
   options_.window_min_samples = std::max(1, options_.window_min_samples);
   estimated_limit_ = options_.probe_limit;
+  probe_pin_ = options_.probe_limit;
   // The first sample starts the first probe.
   probing_ = true;
   probe_started_ = TimePoint::min();
 }
 
 int GradientLimit::limit() const {
-  if (probing_) return options_.probe_limit;
+  if (probing_) return probe_pin_;
   return std::clamp(static_cast<int>(estimated_limit_), options_.min, options_.max);
 }
 
@@ -101,11 +102,16 @@ void GradientLimit::on_sample(TimePoint now, Duration rtt, int in_flight, Outcom
 
   if (probing_) {
     if (probe_started_ == TimePoint::min()) probe_started_ = sent;
-    // Only requests sent under the pinned limit measure the floor; a drop says the server is
-    // loaded even so, and does not.
-    if (outcome == Outcome::kSuccess && sent >= probe_started_) {
-      c.probe_rtts.push_back(rtt_s);
-      ++probe_count_;
+    // Only requests sent under the pinned limit measure the floor. A drop does not; it says
+    // the pin is too high even so, and lowers it.
+    if (sent >= probe_started_) {
+      if (outcome == Outcome::kSuccess) {
+        c.probe_rtts.push_back(rtt_s);
+        ++probe_count_;
+      } else {
+        probe_pin_ = std::max(options_.min, probe_pin_ - 1);
+        probe_dropped_ = true;
+      }
     }
     const bool enough = probe_count_ >= options_.probe_samples;
     const bool too_long = probe_count_ > 0 && now - probe_started_ >= options_.probe_max;
@@ -208,6 +214,8 @@ void GradientLimit::start_probe(TimePoint now) {
   probing_ = true;
   probe_started_ = now;
   probe_count_ = 0;
+  probe_pin_ = options_.probe_limit;
+  probe_dropped_ = false;
   limit_before_probe_ = estimated_limit_;
   for (Class& c : classes_) c.probe_rtts.clear();
 }
@@ -224,10 +232,10 @@ void GradientLimit::finish_probe(TimePoint now) {
   probing_ = false;
   ++probes_;
   if (!measured_) {
-    // The first floor: slow-start from the probe limit.
+    // The first floor: slow-start from the probe limit, unless the server refused even that.
     measured_ = true;
-    slow_start_ = true;
-    estimated_limit_ = options_.probe_limit;
+    slow_start_ = !probe_dropped_;
+    estimated_limit_ = probe_pin_;
   } else {
     estimated_limit_ = limit_before_probe_;
   }

@@ -87,7 +87,10 @@ class AimdLimit final : public ConcurrencyLimit {
 /// The floor: at start and every `probe_interval`, the limit is pinned to `probe_limit` until
 /// `probe_samples` answers to requests sent after the pin have come back; the median of their
 /// RTTs is the floor, the latency of the server with (almost) nothing queued. The limit in
-/// force before the probe is then restored. Requests of different kinds and sizes take
+/// force before the probe is then restored. A drop during a probe says even `probe_limit` is
+/// too many (a SQLite-backed server takes one write at a time and refuses the rest): the pin
+/// is lowered by one per drop (down to `min`), and after the first probe the limit starts
+/// from the lowered pin without slow start. Requests of different kinds and sizes take
 /// different times, so each `sample_class` the caller names has its own floor; a class that
 /// no probe has seen takes the least of its first answers until the next probe. A window whose
 /// average for a class is under its floor lowers the floor; a limit driven down to the probe
@@ -141,6 +144,8 @@ class GradientLimit final : public ConcurrencyLimit {
   /// The limit between probes, before rounding down.
   double estimated_limit() const { return estimated_limit_; }
   bool probing() const { return probing_; }
+  /// The limit while probing: probe_limit, lowered by one per drop in the probe.
+  int probe_pin() const { return probe_pin_; }
   bool slow_start() const { return slow_start_; }
   /// The floor of `sample_class`; 0 before it is known.
   double floor_seconds(int sample_class) const;
@@ -182,6 +187,8 @@ class GradientLimit final : public ConcurrencyLimit {
   TimePoint next_probe_{};
   TimePoint probe_finished_{};
   int probe_count_ = 0;
+  int probe_pin_ = 1;
+  bool probe_dropped_ = false;
   double limit_before_probe_ = 0;
 
   bool window_open_ = false;

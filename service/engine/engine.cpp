@@ -388,7 +388,9 @@ int Engine::sample_class(const Pending& p) {
 
 int Engine::effective_limit() const {
   double limit = limit_->limit() * backoff_.resume_fraction();
-  if (breaker_.is_half_open()) limit = std::min(limit, 2.0);
+  // Half-open trials go one at a time: two at once can lose to each other on a server that
+  // serialises writes (SQLite), and the breaker would reopen for a race it caused.
+  if (breaker_.is_half_open()) limit = 1.0;
   return std::max(1, static_cast<int>(limit));
 }
 

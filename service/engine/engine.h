@@ -39,7 +39,7 @@ struct EngineOptions {
   int max_in_flight = 256;
   bool adaptive = true;
   std::string limit_algorithm = "gradient";  // when adaptive: "gradient" or "aimd"
-  int min_in_flight = 2;
+  int min_in_flight = 1;
   int initial_in_flight = 16;
   std::chrono::milliseconds request_timeout{30000};
   bool use_bulk = true;

@@ -56,6 +56,10 @@ type Config struct {
 	QueueLimit             int64   `json:"queue_limit"`
 	Overflow               string  `json:"overflow"`
 	StallMs                int64   `json:"stall_ms"`
+
+	// SQLite's single writer: writes hold one lock for this long; a write that
+	// finds it held gets 503 at once ("database is locked").
+	WriteLockMs int64 `json:"write_lock_ms"`
 }
 
 func defaultConfig() *Config {
@@ -83,7 +87,8 @@ func (c *Config) clone() *Config {
 func (c *Config) faultsActive() bool {
 	return c.LatencyMs > 0 || c.LatencyJitterMs > 0 || c.ErrorRate > 0 ||
 		c.Rate429 > 0 || c.DropRate > 0 || c.LostResponseRate > 0 ||
-		c.Capacity > 0 || c.ServiceTimeMs > 0 || c.ServiceTimePerQueuedMs > 0
+		c.Capacity > 0 || c.ServiceTimeMs > 0 || c.ServiceTimePerQueuedMs > 0 ||
+		c.WriteLockMs > 0
 }
 
 // merge returns a new config: the receiver with the keys of raw (a JSON
@@ -131,7 +136,7 @@ func (c *Config) validate() error {
 	}
 	if c.Capacity < 0 || c.QueueLimit < 0 || c.LatencyMs < 0 || c.LatencyJitterMs < 0 ||
 		c.StallMs < 0 || c.CancelDelayMs < 0 || c.RetryAfterS < 0 || c.MaxBodyBytes < 0 ||
-		c.ServiceTimeMs < 0 || c.ServiceTimePerQueuedMs < 0 {
+		c.ServiceTimeMs < 0 || c.ServiceTimePerQueuedMs < 0 || c.WriteLockMs < 0 {
 		return fmt.Errorf("numeric settings must be >= 0")
 	}
 	return nil

@@ -125,7 +125,38 @@ func (s *Server) preFaults(w http.ResponseWriter, r *http.Request, cfg *Config) 
 			return nil, true, outGone
 		}
 	}
+	if cfg.WriteLockMs > 0 && isWrite(r) {
+		// A SQLite-backed Prefect has one writer at a time; a write transaction that cannot
+		// get the lock fails with "database is locked", which Prefect answers with 503.
+		if !s.writeLock.TryLock() {
+			if release != nil {
+				release()
+			}
+			s.stats.add(func(s *stats) { s.faults.Locked++ })
+			writeResp(w, response{status: 503, body: []byte(`{"exception_message":"Service Unavailable"}`)})
+			return nil, true, 503
+		}
+		inner := release
+		release = func() {
+			s.writeLock.Unlock()
+			if inner != nil {
+				inner()
+			}
+		}
+		if !sleepCtx(ctx, time.Duration(cfg.WriteLockMs)*time.Millisecond) {
+			release()
+			return nil, true, outGone
+		}
+	}
 	return release, false, 0
+}
+
+// isWrite: a request that writes to Prefect's database (filter reads are POSTs too).
+func isWrite(r *http.Request) bool {
+	if r.Method != http.MethodPost && r.Method != http.MethodPatch && r.Method != http.MethodDelete {
+		return false
+	}
+	return !strings.HasSuffix(strings.TrimSuffix(r.URL.Path, "/"), "/filter")
 }
 
 // limiter is the capacity model: at most Capacity requests are served at

@@ -19,6 +19,8 @@ type Server struct {
 	store   *store
 	stats   *stats
 	limiter *limiter
+	// Held by a write while write_lock_ms is set (the SQLite model).
+	writeLock sync.Mutex
 
 	// Clock: nowFn (settable by tests) plus an offset moved by /_fake/clock.
 	nowFn    func() time.Time

@@ -645,6 +645,39 @@ func TestCapacityOverflow(t *testing.T) {
 	}
 }
 
+func TestWriteLockAnswersConcurrentWrites503(t *testing.T) {
+	h := newHarness(t)
+	h.config(`{"write_lock_ms": 300}`)
+	first := make(chan int, 1)
+	go func() {
+		resp, err := h.http.Client().Post(h.http.URL+demoCreate, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			first <- -1
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond) // the first write holds the lock
+	start := time.Now()
+	st, out, _ := h.do("POST", demoCreate, `{}`)
+	expect(t, st, out, 503)
+	if !strings.Contains(string(out), "Service Unavailable") || time.Since(start) > 150*time.Millisecond {
+		t.Fatalf("a locked write should fail at once with Prefect's 503: %s after %v", out, time.Since(start))
+	}
+	// Reads, filter reads included, do not take the lock.
+	st, out, _ = h.do("POST", "/api/flow_runs/filter", `{}`)
+	expect(t, st, out, 200)
+	if st := <-first; st != 201 {
+		t.Fatalf("the write holding the lock: %d", st)
+	}
+	st, out, _ = h.do("POST", demoCreate, `{}`) // the lock is free again
+	expect(t, st, out, 201)
+	if s := h.stats(); s.Faults.Locked != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
 func TestLatencyAndStall(t *testing.T) {
 	h := newHarness(t)
 	h.config(`{"latency_ms": 80}`)

@@ -22,6 +22,7 @@ type faultCounts struct {
 	Drop         int64 `json:"drop"`
 	LostResponse int64 `json:"lost_response"`
 	Overflow     int64 `json:"overflow"`
+	Locked       int64 `json:"locked"`
 }
 
 // stats is guarded by its own mutex, separate from the store's, so that

@@ -209,3 +209,39 @@ def test_sigterm_answers_waiting_long_polls(fg, fake):
     assert "r" in result, f"the long-poll got no answer: {result.get('error')}"
     assert result["r"].status == 200, result["r"]
     assert result["r"].json["id"] == b["id"]
+
+
+@pytest.mark.time_limit(120)
+def test_sqlite_write_contention_under_a_parent_finishes(api, fake):
+    """A SQLite-backed Prefect writes one transaction at a time and answers 503 to a write that
+    finds the database locked. Under a parent, every child is two writes (the placeholder task
+    run, then the create). floodgated used to livelock there (found by the seed's scenario on
+    a real server): the breaker opened, each half-open trial sent two writes at once, one lost
+    to the other, and one failure reopened the breaker for 30 s. Now the trials go one at a
+    time and are judged by their failure share, and the in-flight limit can go down to 1 (a
+    drop while the floor is measured lowers the pin): the batch finishes, exactly once, and
+    floodgated's own writes rarely collide (measured: 7 s and 15 locked answers; with a floor
+    of 2 in flight, 35-44 s and 270-290)."""
+    fake.config(write_lock_ms=15,
+                run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 500})
+    parent = fake.create_run(name="parent-flow", state="RUNNING")["id"]
+    total = 100
+    t0 = time.monotonic()
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "parent_flow_run_id": parent,
+                    "runs": [{"parameters": {"i": i}} for i in range(total)]})
+    final = api.wait_state(b["id"], timeout=60)
+    took = time.monotonic() - t0
+    stats = fake.stats()
+    print(f"{total} children under a parent with a 15 ms write lock: {final['state']} in "
+          f"{took:.1f}s; locked={stats['faults']['locked']} requests={stats['requests']}")
+    assert final["state"] == "COMPLETED", final
+    assert final["counts"]["COMPLETED"] == total, final
+    runs = [r for r in fake.runs() if r.get("idempotency_key")]
+    assert_exactly_once(runs, b["id"], total)
+    assert stats["faults"]["locked"] > 0, "no write ever found the lock held: no contention tested"
+    assert stats["faults"]["locked"] < total, (
+        f"{stats['faults']['locked']} writes lost the lock for {total} children: floodgated keeps "
+        "sending writes side by side to a server that takes one at a time")
+    # One placeholder task run per child in the parent, however often a write lost the race.
+    tasks = [t for t in fake.task_runs() if t.get("flow_run_id") == parent]
+    assert len(tasks) == total, len(tasks)

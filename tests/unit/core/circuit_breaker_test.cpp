@@ -22,7 +22,7 @@ CircuitBreaker::Options options() {
   o.window = seconds(10);
   o.open_base = seconds(1);
   o.open_max = seconds(30);
-  o.half_open_successes = 3;
+  o.half_open_trials = 4;  // reopens at 2 failures, closes at 3 successes
   return o;
 }
 
@@ -38,7 +38,7 @@ TEST(CircuitBreakerTest, StartsClosed) {
   EXPECT_EQ(breaker.time_until_probe(), Duration::zero());
   EXPECT_EQ(breaker.open_count(), 0);
   EXPECT_EQ(breaker.options().failure_threshold, 20);
-  EXPECT_EQ(breaker.options().half_open_successes, 5);
+  EXPECT_EQ(breaker.options().half_open_trials, 10);
 }
 
 TEST(CircuitBreakerTest, TripsOnConsecutiveFailures) {
@@ -204,11 +204,14 @@ TEST(CircuitBreakerTest, FailureInHalfOpenReopensWithLongerWait) {
   breaker.on_probe_result(true);
   breaker.on_success();
   breaker.on_failure();
+  EXPECT_EQ(breaker.state(), State::kHalfOpen);  // one failure in four trials is not enough
+  breaker.on_failure();
   EXPECT_EQ(breaker.state(), State::kOpen);
   EXPECT_EQ(breaker.open_count(), 2);
   EXPECT_EQ(breaker.time_until_probe(), seconds(2));
   clock.advance(seconds(2));
   breaker.on_probe_result(true);
+  breaker.on_failure();
   breaker.on_failure();
   EXPECT_EQ(breaker.time_until_probe(), seconds(4));
   EXPECT_EQ(breaker.open_count(), 3);
@@ -253,11 +256,50 @@ TEST(CircuitBreakerTest, ProbeResultIgnoredUnlessOpen) {
   EXPECT_EQ(breaker.state(), State::kClosed);
 }
 
-TEST(CircuitBreakerTest, ZeroHalfOpenSuccessesClosesOnHealthyProbe) {
+// The trials are judged together: a server that loses one request in four to contention (a
+// SQLite-backed Prefect answering "database is locked") is let back in; one that fails half of
+// them is not. With the defaults: 10 trials, reopen at 5 failures, close at 6 successes.
+TEST(CircuitBreakerTest, HalfOpenJudgesTheTrialsByTheirFailureShare) {
+  SimulatedClock clock;
+  FixedRandom random(0.5);
+  CircuitBreaker breaker(clock, random);
+  for (int i = 0; i < 20; ++i) breaker.on_failure();
+  ASSERT_EQ(breaker.state(), State::kOpen);
+  clock.advance(breaker.time_until_probe());
+  breaker.on_probe_result(true);
+  int sent = 0;
+  for (; breaker.is_half_open(); ++sent) {
+    if (sent % 4 == 3) {
+      breaker.on_failure();
+    } else {
+      breaker.on_success();
+    }
+  }
+  EXPECT_EQ(breaker.state(), State::kClosed);
+  EXPECT_EQ(sent, 7);  // 6 successes and 1 failure
+  EXPECT_EQ(breaker.open_count(), 1);
+
+  for (int i = 0; i < 20; ++i) breaker.on_failure();
+  clock.advance(breaker.time_until_probe());
+  breaker.on_probe_result(true);
+  sent = 0;
+  for (; breaker.is_half_open(); ++sent) {
+    if (sent % 2 == 0) {
+      breaker.on_failure();
+    } else {
+      breaker.on_success();
+    }
+  }
+  EXPECT_EQ(breaker.state(), State::kOpen);
+  EXPECT_EQ(sent, 9);  // the 5th failure reopens it, before the 6th success could close it
+  EXPECT_EQ(breaker.open_count(), 3);
+}
+
+TEST(CircuitBreakerTest, ZeroHalfOpenTrialsClosesOnHealthyProbe) {
   SimulatedClock clock;
   FixedRandom random(0.5);
   auto o = options();
-  o.half_open_successes = 0;
+  o.half_open_trials = 0;
   CircuitBreaker breaker(clock, random, o);
   for (int i = 0; i < 5; ++i) breaker.on_failure();
   breaker.on_probe_result(true);

@@ -195,7 +195,7 @@ TEST(GradientLimitTest, FirstProbeMeasuresTheMedianRtt) {
   EXPECT_EQ(limit.limit(), 3);
 }
 
-TEST(GradientLimitTest, ProbeIgnoresDropsAndRequestsSentBeforeIt) {
+TEST(GradientLimitTest, ProbeIgnoresRequestsSentBeforeItAndDropsLowerThePin) {
   GradientLimit::Options o = plain();
   o.probe_samples = 3;
   o.probe_interval = seconds(10);
@@ -211,9 +211,13 @@ TEST(GradientLimitTest, ProbeIgnoresDropsAndRequestsSentBeforeIt) {
   t = feed(limit, t, 1, milliseconds(20), 100);  // closes a window: the probe starts
   ASSERT_TRUE(limit.probing());
   EXPECT_EQ(limit.limit(), 3);
-  // Answers to requests sent before the probe began, and drops, do not count.
+  // Answers to requests sent before the probe began do not count, nor do drops; a drop of a
+  // request sent under the pin lowers the pin by one.
   limit.on_sample(t + milliseconds(5), milliseconds(500), 50, Outcome::kSuccess);
+  limit.on_sample(t + milliseconds(6), milliseconds(500), 50, Outcome::kDropped);
+  EXPECT_EQ(limit.limit(), 3);
   limit.on_sample(t + milliseconds(6), milliseconds(1), 50, Outcome::kDropped);
+  EXPECT_EQ(limit.limit(), 2);
   limit.on_sample(t + milliseconds(7), milliseconds(1), 50, Outcome::kIgnore);
   EXPECT_TRUE(limit.probing());
   t = feed(limit, t + milliseconds(10), 3, milliseconds(8), 3, milliseconds(8));
@@ -223,6 +227,54 @@ TEST(GradientLimitTest, ProbeIgnoresDropsAndRequestsSentBeforeIt) {
   // The limit in force before the probe is restored, not slow-started again.
   EXPECT_DOUBLE_EQ(limit.estimated_limit(), before);
   EXPECT_EQ(limit.slow_start(), slow_start);
+}
+
+// A server that refuses even the probe limit (SQLite: one write at a time, the rest 503): each
+// drop in the first probe lowers the pin, and the limit starts from there without slow start.
+TEST(GradientLimitTest, DropsInTheFirstProbeStartTheLimitLowWithoutSlowStart) {
+  GradientLimit::Options o = plain();
+  o.probe_samples = 5;
+  GradientLimit limit(o);
+  TimePoint t = feed(limit, kStart, 1, milliseconds(20), 3);
+  for (int expected : {2, 1, 1}) {
+    t += milliseconds(1);
+    limit.on_sample(t, milliseconds(1), 3, Outcome::kDropped);
+    ASSERT_EQ(limit.limit(), expected);
+    ASSERT_EQ(limit.probe_pin(), expected);
+  }
+  t = feed(limit, t, 4, milliseconds(20), 1, milliseconds(20));
+  ASSERT_FALSE(limit.probing());
+  EXPECT_EQ(limit.limit(), 1);
+  EXPECT_FALSE(limit.slow_start());
+  // Answers at the floor grow it by the gradient, a fifth of the way: 1 -> 1.05, not 2.
+  t = feed(limit, t + milliseconds(20), 1, milliseconds(20), 1);
+  EXPECT_NEAR(limit.estimated_limit(), 1.05, 1e-9);
+  EXPECT_EQ(limit.limit(), 1);
+}
+
+TEST(GradientLimitTest, DropsInALaterProbeRestoreTheLimitBeforeIt) {
+  GradientLimit::Options o = plain();
+  o.probe_samples = 3;
+  o.probe_interval = seconds(10);
+  GradientLimit limit(o);
+  TimePoint t = feed(limit, kStart, 3, milliseconds(20), 3);
+  t = feed(limit, t + milliseconds(20), 40, milliseconds(20), 100, milliseconds(20));
+  const double before = limit.estimated_limit();
+  t += seconds(10);
+  t = feed(limit, t, 1, milliseconds(20), 100);
+  ASSERT_TRUE(limit.probing());
+  t += milliseconds(1);
+  limit.on_sample(t, milliseconds(1), 3, Outcome::kDropped);
+  EXPECT_EQ(limit.limit(), 2);
+  t = feed(limit, t, 3, milliseconds(20), 2, milliseconds(20));
+  ASSERT_FALSE(limit.probing());
+  // The windows between probes judge drops (x0.9 each); the probe only measures the floor.
+  EXPECT_DOUBLE_EQ(limit.estimated_limit(), before);
+  // The next probe pins at the probe limit again.
+  t += seconds(10);
+  t = feed(limit, t, 1, milliseconds(20), 100);
+  ASSERT_TRUE(limit.probing());
+  EXPECT_EQ(limit.limit(), 3);
 }
 
 TEST(GradientLimitTest, ProbeEndsAfterProbeMaxWithWhatItHas) {
