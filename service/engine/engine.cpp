@@ -520,6 +520,35 @@ bool Engine::send_launch() {
   }
   auto p = std::make_shared<Pending>();
   p->batch = b.key;
+  if (!b.spec.parent_flow_run_id.empty() && grant->items > 1) {
+    // Under a parent each child is two writes: its placeholder task run, then its create.
+    // Placeholders go first, for up to a grant's worth of items; the creates of those then go
+    // together in one bulk request: 1 + 1/n writes per child instead of 2, which matters most
+    // to a server that takes one write at a time (SQLite).
+    int placed = 0;
+    std::optional<size_t> unplaced;
+    for (size_t i = 0; i < b.ready.size() && placed < grant->items; ++i) {
+      const Item& item = b.items[b.ready[i]];
+      if (item.in_request || core::is_final(item.state) || item.state == ItemState::kLaunched ||
+          item.state == ItemState::kLaunching) {
+        continue;  // stale entry
+      }
+      if (item.parent_task_run_id.empty()) {
+        unplaced = i;
+        break;
+      }
+      ++placed;
+    }
+    if (unplaced && placed < grant->items) {
+      const int64_t idx = b.ready[*unplaced];
+      b.ready.erase(b.ready.begin() + static_cast<std::ptrdiff_t>(*unplaced));
+      // One launch, one per-batch rate token: the rest of the grant's go back.
+      scheduler_.refund(b.key, grant->items - 1);
+      p->indexes.push_back(idx);
+      send_placeholder(b, p, idx);
+      return true;
+    }
+  }
   int slot = -1;
   while (!b.ready.empty() && static_cast<int>(p->indexes.size()) < grant->items) {
     int64_t idx = b.ready.front();

@@ -375,7 +375,9 @@ def test_as_subflow_one_placeholder_per_child_across_sigkill(fg, fake):
     b = fg.client.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "parent_flow_run_id": parent,
                           "limits": {"max_in_flight": 2},
                           "runs": [{"parameters": {"i": i}} for i in range(total)]})
-    wait_until(lambda: len(fake.runs_of(b["id"])) >= 8, 20, 0.01, what="some children created")
+    # Placeholders go first and their children are created together, so the kill lands between
+    # the two writes of many children.
+    wait_until(lambda: len(fake.task_runs()) >= 8, 20, 0.01, what="some placeholders created")
     fg.kill()
     n_at_kill = len(fake.runs_of(b["id"]))
     assert n_at_kill < total, "make the batch slower: it finished before the kill"
@@ -394,6 +396,27 @@ def test_as_subflow_one_placeholder_per_child_across_sigkill(fg, fake):
     for it in fg.client.all_runs(b["id"]):
         child = next(c for c in children if c["id"] == it["flow_run_id"])
         assert it["parent_task_run_id"] == child["parent_task_run_id"], it
+
+
+def test_as_subflow_creates_go_in_bulk_after_the_placeholders(api, fake):
+    """Under a parent each child needs its own placeholder task run (Prefect has no bulk task
+    run create), but the children themselves are created in bulk once their placeholders exist:
+    about 1 write per child rather than 2."""
+    parent = fake.create_run(name="parent-flow", state="RUNNING")["id"]
+    total = 200
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "parent_flow_run_id": parent,
+                    "runs": [{"parameters": {"i": i}} for i in range(total)]})
+    final = api.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED", final
+    children = fake.runs_of(b["id"])
+    assert_exactly_once(children, b["id"], total)
+    req = fake.stats()["requests"]
+    creates = req.get("create_flow_run", 0) + req.get("create_flow_run_bulk", 0)
+    print(f"{total} children under a parent: {req}")
+    assert req["task_runs"] == total, req
+    assert creates <= total // 10, f"{creates} create requests for {total} children: {req}"
+    tasks = {t["id"] for t in fake.task_runs()}
+    assert {c["parent_task_run_id"] for c in children} == tasks
 
 
 def test_as_subflow_relaunched_child_is_linked_under_the_parent(api, fake):
