@@ -10,8 +10,8 @@ Python helper (``floodgate.arun_deployments``).
 What it sets up (standard library only here; Prefect runs in its own venv):
 - a Prefect server, a process work pool ``floodgate-bench`` with a process worker and the
   deployment ``demo-flow/demo`` (tests/e2e/flows: sleeps ``sleep_s``, returns ``x * 2``), by
-  ``scripts/prefect-env.sh`` on port 4230 (run dir ``.run/bench-prefect``, an empty database
-  each run). The server runs with Prefect's defaults (all its services, events persisted),
+  ``scripts/prefect-env.sh`` on port 4230 (run dir ``.run/bench-prefect``; each mode gets a
+  freshly started server with an empty database and an idle worker). The server runs with Prefect's defaults (all its services, events persisted),
   only the UI and analytics off; ``--lean`` turns off the services the e2e tests do without.
   Each child is a real flow run: a process started by the worker running Prefect's engine.
   ``--api-url URL`` reuses a running server instead (it must serve demo-flow/demo, with a
@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import datetime
 import json
 import os
 import re
@@ -394,11 +395,24 @@ def run_mode(mode: str, args, api: str, proxy: CountingProxy, py: str, fg_binary
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     t0 = time.time()
+    timed_out = False
     try:
-        r = subprocess.run([py, str(PARENT), mode, "--deployment", args.deployment,
-                            "--n", str(args.children), "--tag", tag,
-                            "--sleep-s", str(args.sleep_s)],
-                           env=env, text=True, capture_output=True, timeout=args.timeout)
+        proc = subprocess.Popen([py, str(PARENT), mode, "--deployment", args.deployment,
+                                 "--n", str(args.children), "--tag", tag,
+                                 "--sleep-s", str(args.sleep_s)],
+                                env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.terminate()
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+        r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         makespan = time.time() - t0
         counts = proxy.snapshot()
         statuses = dict(proxy.statuses)
@@ -414,6 +428,8 @@ def run_mode(mode: str, args, api: str, proxy: CountingProxy, py: str, fg_binary
     for line in r.stdout.splitlines():
         if line.startswith("SEED_RESULT "):
             result = json.loads(line[len("SEED_RESULT "):])
+    if timed_out:
+        result["error"] = f"timed out after {args.timeout:g} s (parent stopped)"
     if r.returncode or result.get("error"):
         sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
     children = flow_runs_by_tag(api, tag)
@@ -424,9 +440,20 @@ def run_mode(mode: str, args, api: str, proxy: CountingProxy, py: str, fg_binary
     pattern = sum(v for k, v in parent_reqs.items() if k in RUN_DEPLOYMENT_PATTERN)
     n = args.children
     total = sum(parent_reqs.values()) + sum(fg_reqs.values())
+    # When the last child was created and when the last one ended, from the parent's start:
+    # the first is the launcher's work, the rest of the makespan is the worker's.
+    def after_start(field: str) -> float | None:
+        stamps = [c.get(field) for c in children]
+        if not stamps or any(not x for x in stamps):
+            return None
+        last = max(datetime.datetime.fromisoformat(x.replace("Z", "+00:00")) for x in stamps)
+        return round(last.timestamp() - t0, 1)
+
     return {
         "mode": mode, "tag": tag, "load_at_start": load, "makespan_s": round(makespan, 1),
+        "last_created_s": after_start("created"), "last_ended_s": after_start("end_time"),
         "parent_error": result.get("error"), "parent_result": result.get("child_states"),
+        "parent_ok": not r.returncode and not result.get("error"),
         "children_runs": len(children), "children_distinct": len(per_x),
         "children_completed": states.get("COMPLETED", 0),
         "children_states": dict(states),
@@ -444,6 +471,7 @@ def run_mode(mode: str, args, api: str, proxy: CountingProxy, py: str, fg_binary
 
 def table(results: list[dict], n: int) -> str:
     rows = [
+        ("parent flow", None),
         ("children COMPLETED", "children_completed"),
         ("children not COMPLETED (states)", None),
         ("flow runs created / duplicates", None),
@@ -452,6 +480,8 @@ def table(results: list[dict], n: int) -> str:
         ("  parent: run_deployment pattern", "requests_parent_run_deployment_pattern"),
         ("  parent: its own flow run, states, logs, events", "requests_parent_other"),
         ("  floodgated", "requests_floodgated"),
+        ("last child created, s after the parent started", "last_created_s"),
+        ("last child ended, s after the parent started", "last_ended_s"),
         ("makespan (parent start to end), s", "makespan_s"),
         ("load average at start", "load_at_start"),
     ]
@@ -462,6 +492,8 @@ def table(results: list[dict], n: int) -> str:
         for r in results:
             if key:
                 cells.append(str(r[key]))
+            elif label == "parent flow":
+                cells.append("ok" if r["parent_ok"] else f"**{(r['parent_error'] or 'failed')[:90]}**")
             elif label.startswith("children not"):
                 bad = {k: v for k, v in r["children_states"].items() if k != "COMPLETED"}
                 cells.append(", ".join(f"{v} {k}" for k, v in bad.items()) or "0")
@@ -489,7 +521,8 @@ def main() -> int:
     ap.add_argument("--floodgated")
     ap.add_argument("--floodgated-arg", action="append", default=[],
                     help="an extra floodgated flag, e.g. --floodgated-arg=--log-level=debug")
-    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--timeout", type=float, default=900,
+                    help="stop a parent still running after this many seconds")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -500,21 +533,28 @@ def main() -> int:
 
     stack = PrefectStack(args)
     started = False
-    if args.api_url:
-        api = args.api_url.rstrip("/")
-    else:
-        api = stack.api
-        stack.script("down")        # a server left over from an earlier run with other settings
-        stack.script("reset-db")    # every run starts from an empty database
+    api = args.api_url.rstrip("/") if args.api_url else stack.api
+
+    def fresh_server():
+        # Every mode starts on a server with an empty database and an idle worker: the orphans
+        # of a failed gather run must not compete with the next mode for the cores or SQLite.
+        nonlocal started
+        stack.script("down")        # a server left over from an earlier run or mode
+        stack.script("reset-db")
         stack.script("up")
         started = True
+
+    if not args.api_url:
+        fresh_server()
     py = stack.venv_python()
     up = urllib.parse.urlsplit(api)
     proxy = CountingProxy(up.hostname, up.port)
     proxy.start(["parent", "floodgated"])
     results = []
     try:
-        for mode in modes:
+        for i, mode in enumerate(modes):
+            if i and not args.api_url:
+                fresh_server()
             print(f"[seed] {mode}: {args.children} children of {args.deployment} ...",
                   file=sys.stderr, flush=True)
             res = run_mode(mode, args, api, proxy, py, fg_binary, workdir)
@@ -522,7 +562,8 @@ def main() -> int:
             print(f"[seed] {mode}: {res['children_completed']}/{args.children} COMPLETED, "
                   f"{res['duplicates']} duplicates, {res['requests_total']} requests, "
                   f"{res['makespan_s']} s", file=sys.stderr, flush=True)
-            time.sleep(5)   # let the worker settle between modes
+            if args.api_url:
+                time.sleep(5)   # let the worker settle between modes
     finally:
         proxy.stop()
         if started and not args.keep_prefect:

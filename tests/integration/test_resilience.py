@@ -220,8 +220,9 @@ def test_sqlite_write_contention_under_a_parent_finishes(api, fake):
     to the other, and one failure reopened the breaker for 30 s. Now the trials go one at a
     time and are judged by their failure share, and the in-flight limit can go down to 1 (a
     drop while the floor is measured lowers the pin): the batch finishes, exactly once, and
-    floodgated's own writes rarely collide (measured: 7 s and 15 locked answers; with a floor
-    of 2 in flight, 35-44 s and 270-290)."""
+    floodgated's own writes rarely collide (measured: 3 s and 6 locked answers with the creates
+    grouped after the placeholders; 7 s and 15 without; 35-44 s and 270-290 with a floor of 2
+    in flight)."""
     fake.config(write_lock_ms=15,
                 run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 500})
     parent = fake.create_run(name="parent-flow", state="RUNNING")["id"]
