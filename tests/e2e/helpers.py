@@ -34,18 +34,33 @@ class HttpError(Exception):
             return None
 
 
+# What a SQLite-backed Prefect answers when a write lost the race for the database lock
+# ("database is locked"): nothing was written, and Prefect's own client retries it.
+PREFECT_RETRYABLE_503 = '"exception_message":"Service Unavailable"'
+
+
 def http(method: str, url: str, body: Any = None, timeout: float = 60.0,
-         headers: dict | None = None) -> tuple[int, Any]:
+         headers: dict | None = None, retries_503: int = 6) -> tuple[int, Any]:
+    """One JSON request. Prefect's retryable 503 is retried, as Prefect's client does (up to
+    `retries_503` times, waiting 0.5, 1, 2, ... s): the tests' own calls to the server must
+    not fail on a lock the worker or the children happened to hold."""
     data = None if body is None else json.dumps(body).encode()
     h = {"Content-Type": "application/json", "Accept": "application/json"}
     h.update(headers or {})
-    req = urllib.request.Request(url, data=data, method=method, headers=h)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raise HttpError(e.code, e.read().decode(errors="replace"), url) from None
+    for attempt in range(retries_503 + 1):
+        req = urllib.request.Request(url, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+                return resp.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            text = e.read().decode(errors="replace")
+            if (e.code == 503 and PREFECT_RETRYABLE_503 in text.replace(" ", "")
+                    and attempt < retries_503):
+                time.sleep(0.5 * 2 ** attempt)
+                continue
+            raise HttpError(e.code, text, url) from None
+    raise AssertionError("unreachable")
 
 
 def wait_until(what: str, pred: Callable[[], Any], timeout: float, interval: float = 0.5):
