@@ -506,6 +506,11 @@ bool Engine::send_control() {
   return false;
 }
 
+bool Engine::stale_in_ready(const Item& item) {
+  return item.in_request || core::is_final(item.state) || item.state == ItemState::kLaunched ||
+         item.state == ItemState::kLaunching;
+}
+
 bool Engine::send_launch() {
   const int max_items = bulk_supported_ ? std::max(1, options_.bulk_size) : 1;
   auto grant = scheduler_.next(max_items);
@@ -529,10 +534,7 @@ bool Engine::send_launch() {
     std::optional<size_t> unplaced;
     for (size_t i = 0; i < b.ready.size() && placed < grant->items; ++i) {
       const Item& item = b.items[b.ready[i]];
-      if (item.in_request || core::is_final(item.state) || item.state == ItemState::kLaunched ||
-          item.state == ItemState::kLaunching) {
-        continue;  // stale entry
-      }
+      if (stale_in_ready(item)) continue;
       if (item.parent_task_run_id.empty()) {
         unplaced = i;
         break;
@@ -553,9 +555,8 @@ bool Engine::send_launch() {
   while (!b.ready.empty() && static_cast<int>(p->indexes.size()) < grant->items) {
     int64_t idx = b.ready.front();
     Item& item = b.items[idx];
-    if (item.in_request || core::is_final(item.state) || item.state == ItemState::kLaunched ||
-        item.state == ItemState::kLaunching) {
-      b.ready.pop_front();  // stale entry
+    if (stale_in_ready(item)) {
+      b.ready.pop_front();
       continue;
     }
     if (slot >= 0 && item.slot != slot) break;

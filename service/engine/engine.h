@@ -153,6 +153,9 @@ class Engine {
   void on_wake();
   int effective_limit() const;
   static int sample_class(const Pending& p);
+  // A ready-queue entry whose item has moved on since it was queued (in a request, launched or
+  // final): skipped and dropped, not sent.
+  static bool stale_in_ready(const Item& item);
   bool send_control();
   bool send_launch();
   void send(ReqKind kind, prefect::HttpRequest request, std::shared_ptr<Pending> pending);

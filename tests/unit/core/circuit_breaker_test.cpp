@@ -263,35 +263,31 @@ TEST(CircuitBreakerTest, HalfOpenJudgesTheTrialsByTheirFailureShare) {
   SimulatedClock clock;
   FixedRandom random(0.5);
   CircuitBreaker breaker(clock, random);
-  for (int i = 0; i < 20; ++i) breaker.on_failure();
-  ASSERT_EQ(breaker.state(), State::kOpen);
-  clock.advance(breaker.time_until_probe());
-  breaker.on_probe_result(true);
-  int sent = 0;
-  for (; breaker.is_half_open(); ++sent) {
-    if (sent % 4 == 3) {
-      breaker.on_failure();
-    } else {
-      breaker.on_success();
+  // Trips the breaker, lets a healthy probe in and answers the half-open trials, every
+  // `fail_every`-th of them (counting from `first_failure`) a failure, until the breaker
+  // decides; returns how many trials it took.
+  auto trip_and_ramp = [&](int fail_every, int first_failure) {
+    for (int i = 0; i < 20; ++i) breaker.on_failure();
+    EXPECT_EQ(breaker.state(), State::kOpen);
+    clock.advance(breaker.time_until_probe());
+    breaker.on_probe_result(true);
+    int sent = 0;
+    for (; breaker.is_half_open(); ++sent) {
+      if (sent % fail_every == first_failure) {
+        breaker.on_failure();
+      } else {
+        breaker.on_success();
+      }
     }
-  }
+    return sent;
+  };
+  EXPECT_EQ(trip_and_ramp(4, 3), 7);  // 6 successes and 1 failure
   EXPECT_EQ(breaker.state(), State::kClosed);
-  EXPECT_EQ(sent, 7);  // 6 successes and 1 failure
   EXPECT_EQ(breaker.open_count(), 1);
 
-  for (int i = 0; i < 20; ++i) breaker.on_failure();
-  clock.advance(breaker.time_until_probe());
-  breaker.on_probe_result(true);
-  sent = 0;
-  for (; breaker.is_half_open(); ++sent) {
-    if (sent % 2 == 0) {
-      breaker.on_failure();
-    } else {
-      breaker.on_success();
-    }
-  }
+  // The 5th failure reopens it, before the 6th success could close it.
+  EXPECT_EQ(trip_and_ramp(2, 0), 9);
   EXPECT_EQ(breaker.state(), State::kOpen);
-  EXPECT_EQ(sent, 9);  // the 5th failure reopens it, before the 6th success could close it
   EXPECT_EQ(breaker.open_count(), 3);
 }
 

@@ -195,20 +195,38 @@ TEST(GradientLimitTest, FirstProbeMeasuresTheMedianRtt) {
   EXPECT_EQ(limit.limit(), 3);
 }
 
-TEST(GradientLimitTest, ProbeIgnoresRequestsSentBeforeItAndDropsLowerThePin) {
+// A limit that measures its floor (3 answers of 20 ms) and then every 10 s.
+GradientLimit::Options reprobing() {
   GradientLimit::Options o = plain();
   o.probe_samples = 3;
   o.probe_interval = seconds(10);
-  GradientLimit limit(o);
+  return o;
+}
+
+// Where a reprobing() limit stands when its second probe starts.
+struct AtSecondProbe {
+  TimePoint t;
+  double before;    // the limit before that probe
+  bool slow_start;  // and whether it was in slow start
+};
+
+// Measures the first floor, grows the limit over 40 windows, then closes a window 10 s later,
+// which starts the second probe.
+AtSecondProbe grow_to_the_second_probe(GradientLimit& limit) {
   TimePoint t = feed(limit, kStart, 3, milliseconds(20), 3);
-  ASSERT_FALSE(limit.probing());
-  // Grow, then wait for the next probe.
+  EXPECT_FALSE(limit.probing());
   t = feed(limit, t + milliseconds(20), 40, milliseconds(20), 100, milliseconds(20));
-  const double before = limit.estimated_limit();
+  AtSecondProbe at{t, limit.estimated_limit(), limit.slow_start()};
+  at.t += seconds(10);
+  at.t = feed(limit, at.t, 1, milliseconds(20), 100);  // closes a window: the probe starts
+  EXPECT_TRUE(limit.probing());
+  return at;
+}
+
+TEST(GradientLimitTest, ProbeIgnoresRequestsSentBeforeItAndDropsLowerThePin) {
+  GradientLimit limit(reprobing());
+  auto [t, before, slow_start] = grow_to_the_second_probe(limit);
   ASSERT_GT(before, 3);
-  const bool slow_start = limit.slow_start();
-  t += seconds(10);
-  t = feed(limit, t, 1, milliseconds(20), 100);  // closes a window: the probe starts
   ASSERT_TRUE(limit.probing());
   EXPECT_EQ(limit.limit(), 3);
   // Answers to requests sent before the probe began do not count, nor do drops; a drop of a
@@ -253,15 +271,9 @@ TEST(GradientLimitTest, DropsInTheFirstProbeStartTheLimitLowWithoutSlowStart) {
 }
 
 TEST(GradientLimitTest, DropsInALaterProbeRestoreTheLimitBeforeIt) {
-  GradientLimit::Options o = plain();
-  o.probe_samples = 3;
-  o.probe_interval = seconds(10);
-  GradientLimit limit(o);
-  TimePoint t = feed(limit, kStart, 3, milliseconds(20), 3);
-  t = feed(limit, t + milliseconds(20), 40, milliseconds(20), 100, milliseconds(20));
-  const double before = limit.estimated_limit();
-  t += seconds(10);
-  t = feed(limit, t, 1, milliseconds(20), 100);
+  GradientLimit limit(reprobing());
+  const AtSecondProbe at = grow_to_the_second_probe(limit);
+  TimePoint t = at.t;
   ASSERT_TRUE(limit.probing());
   t += milliseconds(1);
   limit.on_sample(t, milliseconds(1), 3, Outcome::kDropped);
@@ -269,7 +281,7 @@ TEST(GradientLimitTest, DropsInALaterProbeRestoreTheLimitBeforeIt) {
   t = feed(limit, t, 3, milliseconds(20), 2, milliseconds(20));
   ASSERT_FALSE(limit.probing());
   // The windows between probes judge drops (x0.9 each); the probe only measures the floor.
-  EXPECT_DOUBLE_EQ(limit.estimated_limit(), before);
+  EXPECT_DOUBLE_EQ(limit.estimated_limit(), at.before);
   // The next probe pins at the probe limit again.
   t += seconds(10);
   t = feed(limit, t, 1, milliseconds(20), 100);
