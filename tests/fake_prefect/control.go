@@ -66,6 +66,8 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		out := append([]setStateRecord{}, s.store.setStates...)
 		s.store.mu.Unlock()
 		resp = jsonResp(200, map[string]any{"set_states": out})
+	case "GET /_fake/peaks":
+		resp = jsonResp(200, s.Peaks())
 	case "GET /_fake/timeline":
 		resp = jsonResp(200, map[string]any{"buckets": s.stats.timeline()})
 	case "POST /_fake/clock":
