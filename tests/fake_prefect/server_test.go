@@ -190,7 +190,7 @@ func TestCreateValidation(t *testing.T) {
 	h := newHarness(t)
 	st, out, _ := h.do("POST", demoCreate, `{"name":"x","bogus":1}`)
 	expect(t, st, out, 422)
-	want := `{"detail":[{"loc":["body","bogus"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"}]}`
+	want := `{"exception_detail":[{"loc":["body","bogus"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"}],"exception_message":"Invalid request received.","request_body":null}`
 	if string(out) != want {
 		t.Fatalf("got %s want %s", out, want)
 	}
@@ -260,7 +260,7 @@ func TestFilter(t *testing.T) {
 	}
 	st, out, _ := h.do("POST", "/api/flow_runs/filter", `{"limit":201}`)
 	expect(t, st, out, 422)
-	if want := `{"detail":[{"loc":["body","limit"],"msg":"Input should be less than or equal to 200","type":"less_than_equal"}]}`; string(out) != want {
+	if want := `{"exception_detail":[{"loc":["body","limit"],"msg":"Input should be less than or equal to 200","type":"less_than_equal"}],"exception_message":"Invalid request received.","request_body":null}`; string(out) != want {
 		t.Fatalf("got %s", out)
 	}
 	st, out, _ = h.do("POST", "/api/flow_runs/filter", `{"flow_runs":{"nope":{}}}`)
