@@ -163,7 +163,7 @@ func (s *Server) ctlRunState(rawID string, body []byte) response {
 	if r == nil {
 		return detailResp(404, "Flow run not found")
 	}
-	r.manual = &manualState{typ: req.Type, name: req.Name, message: req.Message, at: now}
+	r.setManual(&manualState{typ: req.Type, name: req.Name, message: req.Message, at: now}, now)
 	return runResp(200, runView{r, r.stateAt(now)})
 }
 

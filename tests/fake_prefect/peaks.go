@@ -10,6 +10,9 @@ import (
 // or a final (or cancelling) state set through set_state. ok=false: the run
 // is not final yet, nor scheduled to be.
 func (r *flowRun) unfinishedUntil() (t time.Time, ok bool) {
+	if !r.endedAt.IsZero() {
+		return r.endedAt, true
+	}
 	m := r.manual
 	if r.hasSchedule && (m == nil || !r.tFinal.After(m.at)) {
 		return r.tFinal, true
@@ -23,6 +26,19 @@ func (r *flowRun) unfinishedUntil() (t time.Time, ok bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// setManual gives the run a state by hand, keeping when it first became
+// final: a later state (a second COMPLETED, a CANCELLING of a finished run)
+// does not move the end of the interval it was unfinished. A run made
+// unfinished again after that is not counted a second time.
+func (r *flowRun) setManual(ms *manualState, now time.Time) {
+	if r.endedAt.IsZero() {
+		if t, ok := r.unfinishedUntil(); ok && !t.After(now) {
+			r.endedAt = t
+		}
+	}
+	r.manual = ms
 }
 
 // peaksJSON is the /_fake/peaks document: for each floodgate batch tag

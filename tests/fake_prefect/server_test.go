@@ -882,6 +882,17 @@ func TestPeaksAreExactNotSampled(t *testing.T) {
 	if p.ByTag["floodgate-batch:b"] != 1 || p.ByTag["floodgate-batch:c"] != 1 || p.ByTag["floodgate-batch:d"] != 2 {
 		t.Fatalf("peaks %+v", p.ByTag)
 	}
+	// A second final state does not move the end: set COMPLETED twice, far apart.
+	e := create("floodgate-batch:e")
+	h.clock.advance(10 * time.Millisecond)
+	h.do("POST", "/_fake/runs/"+e+"/state", `{"type":"COMPLETED"}`)
+	h.clock.advance(time.Hour)
+	create("floodgate-batch:e")
+	h.do("POST", "/_fake/runs/"+e+"/state", `{"type":"COMPLETED"}`)
+	p = peaks()
+	if p.ByTag["floodgate-batch:e"] != 1 {
+		t.Fatalf("peak after a second COMPLETED %+v", p.ByTag)
+	}
 	if p.ByFlow[demoFlowID] != 3 {
 		t.Fatalf("flow peak %+v", p.ByFlow)
 	}
