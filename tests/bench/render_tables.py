@@ -117,12 +117,12 @@ def main() -> int:
         doc = json.loads(path.read_text())
         doc["_name"] = name
         block = "\n".join(RENDER[name](doc))
-        pat = re.compile(rf"(<!-- bench-results:{re.escape(name)} -->\n).*?(\n<!-- /bench-results:{re.escape(name)} -->)",
+        pat = re.compile(rf"(<!-- bench-results:{re.escape(name)} -->\n).*?(<!-- /bench-results:{re.escape(name)} -->)",
                          re.S)
         if not pat.search(new):
             print(f"no <!-- bench-results:{name} --> block in {DOC}", file=sys.stderr)
             continue
-        new = pat.sub(lambda m: m.group(1) + block + m.group(2), new)
+        new = pat.sub(lambda m: m.group(1) + block + "\n" + m.group(2), new)
     if args.check:
         if new != text:
             print(f"{DOC} is out of date: run tests/bench/render_tables.py", file=sys.stderr)
