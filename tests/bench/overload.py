@@ -370,7 +370,7 @@ def table(rows: list[dict], title: str) -> list[str]:
         out.append(f"| {pattern_name(label)} | {n} | {fmt_s(created)} | {cok} | {fmt_s(dups, 0)} | {fmt_s(mk)} | "
                    f"{ideal:.2f} | {fmt_s(ratio, 2)} | {fmt_s(reqs, 0)} | {fmt_s(load)} |"
                    if ideal else
-                   f"| {PATTERN_NAMES[label]} | {n} | {fmt_s(created)} | {cok} | {fmt_s(dups, 0)} | {fmt_s(mk)} | "
+                   f"| {pattern_name(label)} | {n} | {fmt_s(created)} | {cok} | {fmt_s(dups, 0)} | {fmt_s(mk)} | "
                    f"- | - | {fmt_s(reqs, 0)} | {fmt_s(load)} |")
     out.append("")
     return out
