@@ -20,11 +20,12 @@ def submit(api, total, **extra):
 @pytest.mark.parametrize("bulk", ["true", "false"])
 def test_503_faults_all_created_exactly_once(start_floodgated, fake, bulk):
     api = start_floodgated("--bulk", bulk).client
-    fake.config(error_rate=0.3, error_status=503)
-    # With bulk, 300 runs are only 3 creates: enough creates that some surely meet a 503
-    # (0.7**20 < 0.1%).
+    # Every request fails until the first 503 is seen (certain, not probable), then 30% do.
+    fake.config(error_rate=1.0, error_status=503)
     total = 2000 if bulk == "true" else 300
     b = submit(api, total)
+    wait_until(lambda: fake.stats()["faults"]["error"] > 0, 30, 0.005, what="a first 503")
+    fake.config(error_rate=0.3)
     final = api.wait_state(b["id"], timeout=60)
     assert final["state"] == "COMPLETED", final
     assert final["counts"]["LAUNCHED"] == total
