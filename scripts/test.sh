@@ -12,7 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-export PATH="/usr/local/go/bin:$PATH"
+# install-deps.sh installs a pinned Go into /usr/local/lib/floodgate/go when no Go >= 1.26 is
+# found (Debian 12 ships 1.19); a Go in /usr/local/go comes next.
+export PATH="${FLOODGATE_GO_ROOT:-/usr/local/lib/floodgate/go}/bin:/usr/local/go/bin:$PATH"
 
 bash scripts/install-deps.sh
 
@@ -29,7 +31,7 @@ record() {  # name, exit code
 
 echo "== unit tests"
 set +e
-ctest --preset ci -j 2 --timeout 300
+ctest --preset ci -j 2 --timeout 300 --no-tests=error
 record unit $?
 set -e
 
@@ -57,8 +59,9 @@ set -e
 if [[ -d client/python/tests ]]; then
   echo "== Python client tests"
   set +e
+  # FLOODGATE_REQUIRE_PREREQS=1: the suite fails, not skips, when Go or floodgated is missing.
   "$VENV/bin/pip" install -q --disable-pip-version-check -e client/python &&
-    "$VENV/bin/python" -m pytest client/python/tests -q ${PYTEST_ARGS:-}
+    FLOODGATE_REQUIRE_PREREQS=1 "$VENV/bin/python" -m pytest client/python/tests -q ${PYTEST_ARGS:-}
   record python_client $?
   set -e
 fi

@@ -63,10 +63,13 @@ func (s *Server) csrfValid(r *http.Request) bool {
 
 // --- deployments ---
 
-// pathUUID validates and normalises an id taken from the path.
+// pathUUID validates and normalises an id taken from the path. Prefect's
+// routes declare the id as "/{id:uuid}" (api/flow_runs.py, api/task_runs.py,
+// api/deployments.py): a path that is not a UUID matches no route, and
+// Starlette answers 404 {"detail": "Not Found"}, not a 422.
 func pathUUID(raw string) (string, *response) {
 	if !isUUID(raw) {
-		r := resp422(valErr{Loc: []any{"path", "id"}, Msg: "Input should be a valid UUID", Type: "uuid_parsing"})
+		r := detailResp(404, "Not Found")
 		return "", &r
 	}
 	id := strings.ToLower(raw)
@@ -165,7 +168,18 @@ func hCreateFlowRun(s *Server, _ *http.Request, args []string, body []byte) resp
 		}
 		return detailResp(409, "Error creating flow run: "+msg)
 	}
-	if c.idemKey != nil {
+	// models/flow_runs.py create_flow_run: "if not flow_run.idempotency_key"
+	// inserts directly, so an empty key is no key for deduplication; the
+	// unique index on (flow_id, idempotency_key) then refuses a second ""
+	// in the same flow, and api/server.py integrity_exception_handler
+	// answers 409.
+	if c.idemKey != nil && *c.idemKey == "" {
+		if st.idem[d.FlowID+"\x00"] != nil {
+			st.mu.Unlock()
+			return detailResp(409, "Data integrity conflict. This usually means a unique or foreign key "+
+				"constraint was violated. See server logs for details.")
+		}
+	} else if c.idemKey != nil {
 		if ex := st.idem[d.FlowID+"\x00"+*c.idemKey]; ex != nil {
 			v := runView{ex, ex.stateAt(now)}
 			st.mu.Unlock()

@@ -190,7 +190,7 @@ func TestCreateValidation(t *testing.T) {
 	h := newHarness(t)
 	st, out, _ := h.do("POST", demoCreate, `{"name":"x","bogus":1}`)
 	expect(t, st, out, 422)
-	want := `{"detail":[{"loc":["body","bogus"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"}]}`
+	want := `{"exception_detail":[{"loc":["body","bogus"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"}],"exception_message":"Invalid request received.","request_body":null}`
 	if string(out) != want {
 		t.Fatalf("got %s want %s", out, want)
 	}
@@ -260,7 +260,7 @@ func TestFilter(t *testing.T) {
 	}
 	st, out, _ := h.do("POST", "/api/flow_runs/filter", `{"limit":201}`)
 	expect(t, st, out, 422)
-	if want := `{"detail":[{"loc":["body","limit"],"msg":"Input should be less than or equal to 200","type":"less_than_equal"}]}`; string(out) != want {
+	if want := `{"exception_detail":[{"loc":["body","limit"],"msg":"Input should be less than or equal to 200","type":"less_than_equal"}],"exception_message":"Invalid request received.","request_body":null}`; string(out) != want {
 		t.Fatalf("got %s", out)
 	}
 	st, out, _ = h.do("POST", "/api/flow_runs/filter", `{"flow_runs":{"nope":{}}}`)
@@ -839,5 +839,61 @@ func TestControlRunsStatesAndSetStateLog(t *testing.T) {
 	}
 	if s := h.stats(); s.FilterMaxIDs != 0 {
 		t.Fatalf("filter_max_ids after reset %d", s.FilterMaxIDs)
+	}
+}
+
+func TestPeaksAreExactNotSampled(t *testing.T) {
+	h := newHarness(t)
+	h.config(`{"run_schedule":{"scheduled_ms":0,"pending_ms":0,"running_ms":1000}}`)
+	create := func(tag string) string {
+		st, out, _ := h.do("POST", demoCreate, map[string]any{"tags": []string{tag}})
+		expect(t, st, out, 201)
+		return decode[run](t, out).ID
+	}
+	peaks := func() peaksJSON {
+		_, out, _ := h.do("GET", "/_fake/peaks", nil)
+		return decode[peaksJSON](t, out)
+	}
+	create("floodgate-batch:a")
+	create("floodgate-batch:a")
+	// One millisecond of overlap: a sampler would miss it, the sweep does not.
+	h.clock.advance(999 * time.Millisecond)
+	create("floodgate-batch:a")
+	h.clock.advance(5 * time.Second)
+	if p := peaks().ByTag["floodgate-batch:a"]; p != 3 {
+		t.Fatalf("peak %d, want 3", p)
+	}
+	// A run that ends at the instant the next one starts does not overlap it.
+	create("floodgate-batch:b")
+	h.clock.advance(time.Second)
+	create("floodgate-batch:b")
+	// A final state set by hand ends a run's interval; a run never final counts until now.
+	id := create("floodgate-batch:c")
+	h.clock.advance(10 * time.Millisecond)
+	st, out, _ := h.do("POST", "/_fake/runs/"+id+"/state", `{"type":"FAILED"}`)
+	expect(t, st, out, 200)
+	h.clock.advance(10 * time.Millisecond)
+	create("floodgate-batch:c")
+	h.config(`{"run_schedule":null}`)
+	create("floodgate-batch:d")
+	h.clock.advance(time.Hour)
+	create("floodgate-batch:d")
+	p := peaks()
+	if p.ByTag["floodgate-batch:b"] != 1 || p.ByTag["floodgate-batch:c"] != 1 || p.ByTag["floodgate-batch:d"] != 2 {
+		t.Fatalf("peaks %+v", p.ByTag)
+	}
+	// A second final state does not move the end: set COMPLETED twice, far apart.
+	e := create("floodgate-batch:e")
+	h.clock.advance(10 * time.Millisecond)
+	h.do("POST", "/_fake/runs/"+e+"/state", `{"type":"COMPLETED"}`)
+	h.clock.advance(time.Hour)
+	create("floodgate-batch:e")
+	h.do("POST", "/_fake/runs/"+e+"/state", `{"type":"COMPLETED"}`)
+	p = peaks()
+	if p.ByTag["floodgate-batch:e"] != 1 {
+		t.Fatalf("peak after a second COMPLETED %+v", p.ByTag)
+	}
+	if p.ByFlow[demoFlowID] != 3 {
+		t.Fatalf("flow peak %+v", p.ByFlow)
 	}
 }

@@ -289,6 +289,12 @@ class FakePrefect:
     def advance_clock(self, ms: int) -> None:
         self._call("POST", "/_fake/clock", {"advance_ms": ms})
 
+    def unfinished_peak(self, batch_id: str) -> int:
+        """The most runs of the batch that were unfinished at one instant on the fake: exact
+        (a sweep over each run's timeline), so a breach of max_running however short shows."""
+        peaks = self._call("GET", "/_fake/peaks")["unfinished_peak_by_tag"]
+        return int(peaks.get(f"floodgate-batch:{batch_id}", 0))
+
     def runs_of(self, batch_id: str) -> list[dict]:
         tag = f"floodgate-batch:{batch_id}"
         return [r for r in self.runs() if tag in r["tags"]]
