@@ -9,6 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev prometheus-cpp-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev
   python3 python3-venv python3-pip curl procps
+  chromium openssl
 )
 # wrk is only needed by the benchmarks.
 if [[ "${FLOODGATE_WITH_BENCH:-0}" == "1" ]]; then PACKAGES+=(wrk); fi
