@@ -58,7 +58,7 @@ def one_huge_run() -> bytes:
             b'{"a": [' + inner + b"]}}]}")
 
 
-def scenario(binary: Path, fake_bin: Path, name: str, body: bytes, concurrent: int = 1) -> str:
+def scenario(binary: Path, fake_bin: Path, name: str, body: bytes, copies: int = 1) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         fake = FakePrefect(fake_bin, tmpd / "fake.log")
@@ -69,20 +69,20 @@ def scenario(binary: Path, fake_bin: Path, name: str, body: bytes, concurrent: i
             time.sleep(0.5)
             pid = fg.proc.pid
             before = status_kb(pid, "VmRSS")
-            with concurrent.futures.ThreadPoolExecutor(concurrent) as pool:
+            with concurrent.futures.ThreadPoolExecutor(copies) as pool:
                 answers = list(pool.map(
                     lambda _: raw_request(fg.client.base, "POST", "/v1/batches", body,
                                           {"Content-Type": "application/json"}, timeout=300),
-                    range(concurrent)))
+                    range(copies)))
             if not fg.running:
                 return f"{name}: floodgated died"
             peak = status_kb(pid, "VmHWM")
             time.sleep(2)
             after = status_kb(pid, "VmRSS")
             codes = ",".join(str(a.status) for a in answers)
-            return (f"{name:<36} body {len(body) / MIB:5.1f} MiB x{concurrent}  answers {codes:<16}"
+            return (f"{name:<36} body {len(body) / MIB:5.1f} MiB x{copies}  answers {codes:<16}"
                     f" RSS before {before / 1024:6.1f} MB  peak {peak / 1024:7.1f} MB"
-                    f" (+{(peak - before) / 1024 / (len(body) * concurrent / MIB):4.1f}x body)"
+                    f" (+{(peak - before) / 1024 / (len(body) * copies / MIB):4.1f}x body)"
                     f"  after {after / 1024:6.1f} MB")
         finally:
             fg.stop()
