@@ -9,6 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev prometheus-cpp-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev
   python3 python3-venv python3-pip curl procps
+  chromium openssl
 )
 # The benchmarks (tests/bench) use jq, /usr/bin/time (package time) and wrk; unzip unpacks the
 # Go toolchain below.

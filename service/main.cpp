@@ -14,6 +14,7 @@
 #include "http/cpprest_server.h"
 #include "http/proxy.h"
 #include "http/thread_pool.h"
+#include "http/url_redact.h"
 #include "metrics/log.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -68,8 +69,13 @@ int run(const floodgate::Config& cfg) {
 
   api::ApiOptions aopts;
   aopts.limits.max_runs = cfg.max_runs_per_batch;
+  aopts.limits.max_depth = cfg.max_json_depth;
+  aopts.limits.max_run_bytes = cfg.max_run_bytes;
+  aopts.origins.allowed_hosts = cfg.allowed_hosts;
+  aopts.origins.allowed_origins = cfg.allowed_origins;
   api::Router router(aopts, engine, *store, metrics);
-  http::ServerOptions sopts{cfg.listen_host, cfg.listen_port, cfg.max_body_bytes};
+  http::ServerOptions sopts{cfg.listen_host, cfg.listen_port, cfg.max_body_bytes,
+                            cfg.max_parse_memory};
   auto server =
       http::make_cpprest_server(sopts, [&router](api::ServerRequest req, api::Responder respond) {
         router.handle(std::move(req), std::move(respond));
@@ -80,8 +86,8 @@ int run(const floodgate::Config& cfg) {
   log::info("floodgated started",
             {{"version", FLOODGATE_VERSION},
              {"listen", cfg.listen_host + ":" + std::to_string(cfg.listen_port)},
-             {"prefect_api_url", cfg.prefect_api_url},
-             {"db", cfg.db},
+             {"prefect_api_url", http::redact_url(cfg.prefect_api_url)},
+             {"db", http::redact_url(cfg.db)},
              {"rate", cfg.rate_text},
              {"max_in_flight", cfg.max_in_flight},
              {"adaptive", cfg.adaptive},

@@ -2,11 +2,13 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 
 #include "api/batch_request.h"
 #include "api/http_server.h"
+#include "api/request_guard.h"
 #include "engine/engine.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -16,6 +18,7 @@ namespace floodgate::api {
 struct ApiOptions {
   RequestLimits limits;
   double max_wait_s = 300;  // cap on long-poll waits
+  OriginPolicy origins;     // which Host and Origin headers are answered
 };
 
 /// floodgate's REST API: routing, validation, JSON mapping. Runs on the listener's threads;
@@ -38,6 +41,9 @@ class Router {
                Responder respond);
   void patch_batch(const std::string& id, const ServerRequest& req, Responder respond);
   std::string new_batch_id();
+  /// The 415 to send when a JSON body is not declared as application/json (an empty body is
+  /// fine unless `required`).
+  std::optional<ServerResponse> refuse_body(const ServerRequest& req, bool required) const;
 
   ApiOptions options_;
   engine::Engine& engine_;

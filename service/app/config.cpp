@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "core/token_bucket.h"
+#include "http/url_redact.h"
 
 namespace floodgate {
 
@@ -45,6 +46,21 @@ int parse_int(const std::string& name, const std::string& v, int lo, int hi) {
   return static_cast<int>(d);
 }
 
+std::vector<std::string> parse_list(const std::string& v) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i <= v.size()) {
+    size_t j = v.find(',', i);
+    if (j == std::string::npos) j = v.size();
+    std::string item = v.substr(i, j - i);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    i = j + 1;
+  }
+  return out;
+}
+
 bool parse_bool(const std::string& name, const std::string& v) {
   std::string l = v;
   std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -70,7 +86,8 @@ const std::vector<Option>& options() {
       {"prefect-api-url", "Prefect API root, e.g. http://127.0.0.1:4200/api (PREFECT_API_URL)",
        [](Config& c, const std::string& n, const std::string& v) {
          if (v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) {
-           throw ConfigError(n + ": '" + v + "' is not an http:// or https:// URL");
+           throw ConfigError(n + ": '" + http::redact_url(v) +
+                             "' is not an http:// or https:// URL");
          }
          c.prefect_api_url = v;
          while (!c.prefect_api_url.empty() && c.prefect_api_url.back() == '/') {
@@ -145,6 +162,40 @@ const std::vector<Option>& options() {
       {"max-runs-per-batch", "most runs in one batch (100000)",
        [](Config& c, const std::string& n, const std::string& v) {
          c.max_runs_per_batch = static_cast<size_t>(parse_int(n, v, 1, 10000000));
+       }},
+      {"max-json-depth",
+       "deepest nesting of objects and lists in a request body, the body itself included (64)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.max_json_depth = parse_int(n, v, 4, 1000);
+       }},
+      {"max-run-bytes", "largest JSON text of one run in a batch (1048576)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.max_run_bytes = static_cast<size_t>(parse_number(n, v, 1024, 1e10));
+       }},
+      {"max-parse-memory",
+       "bytes all requests being read and parsed may hold at once, each body counted 3 times; "
+       "beyond it 503 (268435456)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.max_parse_memory = static_cast<size_t>(parse_number(n, v, 1024 * 1024, 1e13));
+       }},
+      {"allowed-hosts",
+       "comma-separated host names the Host header may carry beside IP addresses and localhost "
+       "(\".example.com\" takes subdomains, \"*\" any); needed for DNS names when listening "
+       "on 0.0.0.0",
+       [](Config& c, const std::string&, const std::string& v) {
+         c.allowed_hosts = parse_list(v);
+       }},
+      {"allowed-origins",
+       "comma-separated web origins (https://ui.example.com) that may call state-changing "
+       "endpoints beside the service's own",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.allowed_origins = parse_list(v);
+         for (const auto& o : c.allowed_origins) {
+           if ((o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0) ||
+               o.find('/', o.find("://") + 3) != std::string::npos) {
+             throw ConfigError(n + ": '" + o + "' is not an origin like https://host[:port]");
+           }
+         }
        }},
       {"retry-budget-ratio", "retries allowed as a fraction of first attempts (0.2)",
        [](Config& c, const std::string& n, const std::string& v) {

@@ -34,6 +34,11 @@ struct Config {
   bool bulk = true;
   size_t max_body_bytes = 16 * 1024 * 1024;
   size_t max_runs_per_batch = 100000;
+  int max_json_depth = 64;
+  size_t max_run_bytes = 1024 * 1024;
+  size_t max_parse_memory = 256 * 1024 * 1024;
+  std::vector<std::string> allowed_hosts;    // beyond IP literals and localhost
+  std::vector<std::string> allowed_origins;  // beyond the service's own
   double retry_budget_ratio = 0.2;
   bool tls_verify = true;
   std::string ca_file;

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "http/url_redact.h"
+
 namespace floodgate::http {
 namespace {
 
@@ -66,10 +68,10 @@ web::web_proxy make_proxy(const std::string& proxy_url) {
   try {
     parsed = web::uri(proxy_url);
   } catch (const std::exception& e) {
-    throw std::invalid_argument("invalid proxy URL '" + proxy_url + "': " + e.what());
+    throw std::invalid_argument("invalid proxy URL '" + redact_url(proxy_url) + "': " + e.what());
   }
   if (parsed.scheme() != "http") {
-    throw std::invalid_argument("unsupported proxy URL '" + proxy_url +
+    throw std::invalid_argument("unsupported proxy URL '" + redact_url(proxy_url) +
                                 "': only http:// proxies are supported");
   }
   web::uri_builder address;
@@ -185,19 +187,20 @@ class Call {
 class CpprestClient final : public prefect::HttpClient {
  public:
   explicit CpprestClient(const ClientOptions& options)
-      : base_url_(options.base_url), default_timeout_(options.request_timeout) {
+      : base_url_(redact_url(options.base_url)), default_timeout_(options.request_timeout) {
+    // base_url_ only names calls in errors and logs, so it never holds the URL's userinfo.
     web::uri base;
     try {
       base = web::uri(options.base_url);
     } catch (const std::exception& e) {
-      throw std::invalid_argument("invalid base URL '" + options.base_url + "': " + e.what());
+      throw std::invalid_argument("invalid base URL '" + base_url_ + "': " + e.what());
     }
     if (base.scheme() != "http" && base.scheme() != "https") {
-      throw std::invalid_argument("invalid base URL '" + options.base_url +
+      throw std::invalid_argument("invalid base URL '" + base_url_ +
                                   "': the scheme must be http or https");
     }
     if (base.host().empty()) {
-      throw std::invalid_argument("invalid base URL '" + options.base_url + "': no host");
+      throw std::invalid_argument("invalid base URL '" + base_url_ + "': no host");
     }
     client_ = std::make_unique<http_client>(base, make_config(options));
     while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
