@@ -110,7 +110,9 @@ json run_json(const engine::RunView& v) {
             {"flow_run_id", v.flow_run_id.empty() ? json() : json(v.flow_run_id)},
             {"flow_run_state", v.flow_run_state.empty() ? json() : json(v.flow_run_state)},
             {"attempts", v.attempts},
-            {"last_error", v.last_error.empty() ? json() : json(v.last_error)}};
+            {"last_error", v.last_error.empty() ? json() : json(v.last_error)},
+            {"transient_attempts", v.transient_attempts},
+            {"waited_s", v.waited_s}};
   if (!v.detail_json.empty()) {
     json d = json::parse(v.detail_json, nullptr, false);
     if (d.is_object() && d.contains("earlier_runs") && d["earlier_runs"].is_array()) {
@@ -132,6 +134,13 @@ engine::RunView view_of(const store::ItemRecord& r) {
   v.attempts = r.attempts;
   v.last_error = r.last_error;
   v.detail_json = r.detail_json;
+  if (!r.detail_json.empty()) {
+    json d = json::parse(r.detail_json, nullptr, false);
+    if (d.is_object()) {
+      v.transient_attempts = d.value("transient_attempts", 0);
+      v.waited_s = d.value("waited_s", 0.0);
+    }
+  }
   return v;
 }
 

@@ -17,6 +17,7 @@
 #include "core/circuit_breaker.h"
 #include "core/clock.h"
 #include "core/concurrency_limit.h"
+#include "core/contention_pause.h"
 #include "core/global_backoff.h"
 #include "core/launch_scheduler.h"
 #include "core/random.h"
@@ -28,6 +29,7 @@
 #include "metrics/metrics.h"
 #include "prefect/http_client.h"
 #include "prefect/prefect_api.h"
+#include "prefect/transient.h"
 #include "store/store.h"
 
 namespace floodgate::engine {
@@ -63,6 +65,8 @@ struct RunView {
   int32_t attempts = 0;
   std::string last_error;
   std::string detail_json;
+  int32_t transient_attempts = 0;  // attempts Prefect answered "not now" (busy, timeout, ...)
+  double waited_s = 0;             // from the first attempt to the launch (or until now)
 };
 
 /// Drives batches from PENDING to their final state on a single thread (an io_context run by
@@ -143,7 +147,8 @@ class Engine {
     kCancelChild,
     kCsrf,
     kProbe,
-    kPlaceholder
+    kPlaceholder,
+    kLookup
   };
   struct Pending;
 
@@ -172,6 +177,11 @@ class Engine {
   void parent_read(Batch& b, const prefect::FlowRunInfo* run);
   void handle_cancel_child(Pending& p, const prefect::HttpResponse& r,
                            const prefect::Classification& c);
+  /// Looks the runs of items whose create may have succeeded unseen up by idempotency key
+  /// before they are reported LAUNCH_FAILED (`failure`) or SKIPPED (batch final): a run that
+  /// exists is followed as launched.
+  void queue_lookup(Batch& b, const std::vector<int64_t>& indexes, const std::string& failure);
+  void handle_lookup(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
   static core::RetryPolicy retry_policy(const BatchSpec& spec);
   /// Sends a control request (resolve, cancel) again after `delay`.
   void requeue_control_after(const Pending& p, core::Duration delay);
@@ -226,6 +236,8 @@ class Engine {
   core::GlobalBackoff backoff_;
   core::RetryBudget budget_;
   core::CircuitBreaker breaker_;
+  core::ContentionPause contention_;
+  prefect::OnceFilter unclassified_seen_;
   core::LaunchScheduler scheduler_;
 
   std::unordered_map<uint64_t, std::unique_ptr<Batch>> batches_;

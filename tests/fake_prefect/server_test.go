@@ -897,3 +897,98 @@ func TestPeaksAreExactNotSampled(t *testing.T) {
 		t.Fatalf("flow peak %+v", p.ByFlow)
 	}
 }
+
+func TestWriteLockWaitsLikeSQLiteBusyTimeout(t *testing.T) {
+	h := newHarness(t)
+	// The holder keeps the lock 300 ms; a second write waits for it (busy timeout 1 s) and
+	// succeeds, a third with a busy timeout shorter than the wait answers 503 after it.
+	h.config(`{"write_lock_ms": 300, "write_lock_wait_ms": 1000}`)
+	first := make(chan int, 1)
+	go func() {
+		resp, err := h.http.Client().Post(h.http.URL+demoCreate, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			first <- -1
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	st, out, _ := h.do("POST", demoCreate, `{}`)
+	expect(t, st, out, 201)
+	if el := time.Since(start); el < 150*time.Millisecond {
+		t.Fatalf("the second write should have waited for the lock, took %v", el)
+	}
+	if st := <-first; st != 201 {
+		t.Fatalf("the write holding the lock: %d", st)
+	}
+	h.config(`{"write_lock_ms": 400, "write_lock_wait_ms": 100}`)
+	go h.http.Client().Post(h.http.URL+demoCreate, "application/json", strings.NewReader("{}"))
+	time.Sleep(50 * time.Millisecond)
+	start = time.Now()
+	st, out, _ = h.do("POST", demoCreate, `{}`)
+	expect(t, st, out, 503)
+	if el := time.Since(start); el < 90*time.Millisecond {
+		t.Fatalf("the 503 should come after the busy timeout, came after %v", el)
+	}
+	if s := h.stats(); s.Faults.Locked != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestBulkItemContentionErrors(t *testing.T) {
+	h := newHarness(t)
+	bulk := "/api/deployments/" + demoDeploymentID + "/create_flow_run/bulk"
+	h.config(`{"bulk_item_error_rate": 1}`)
+	st, out, _ := h.do("POST", bulk, `[{"idempotency_key":"a"},{"idempotency_key":"b"}]`)
+	expect(t, st, out, 200)
+	res := decode[struct {
+		Results []bulkResult `json:"results"`
+	}](t, out)
+	if len(res.Results) != 2 {
+		t.Fatalf("results %s", out)
+	}
+	for _, r := range res.Results {
+		if r.Status != "FAILED" || r.FlowRunID != nil || r.Error == nil ||
+			!strings.HasPrefix(*r.Error, "(sqlite3.OperationalError) database is locked\n[SQL: INSERT INTO flow_run") {
+			t.Fatalf("result %s", out)
+		}
+	}
+	if s := h.stats(); s.Created != 0 || s.Runs != 0 || s.Faults.BulkItem != 2 {
+		t.Fatalf("nothing may be created for a contended run: %+v", s)
+	}
+	// A run that already exists is found before the insert that would contend.
+	h.config(`{"bulk_item_error_rate": 0}`)
+	st, out, _ = h.do("POST", bulk, `[{"idempotency_key":"a"}]`)
+	expect(t, st, out, 200)
+	h.config(`{"bulk_item_error_rate": 1, "bulk_item_error": "(sqlalchemy.dialects.postgresql.asyncpg.Error) deadlock detected"}`)
+	st, out, _ = h.do("POST", bulk, `[{"idempotency_key":"a"},{"idempotency_key":"c"}]`)
+	expect(t, st, out, 200)
+	res = decode[struct {
+		Results []bulkResult `json:"results"`
+	}](t, out)
+	if res.Results[0].Status != "CREATED" || res.Results[1].Status != "FAILED" ||
+		*res.Results[1].Error != "(sqlalchemy.dialects.postgresql.asyncpg.Error) deadlock detected" {
+		t.Fatalf("results %s", out)
+	}
+	if st, _, _ := h.do("POST", "/_fake/config", `{"bulk_item_error_rate": 2}`); st != 400 {
+		t.Fatalf("a rate above 1 was accepted: %d", st)
+	}
+}
+
+func TestContentionRateFailsSingleCreatesWith503(t *testing.T) {
+	h := newHarness(t)
+	h.config(`{"bulk_item_error_rate": 1}`)
+	st, out, _ := h.do("POST", demoCreate, `{"idempotency_key":"s"}`)
+	expect(t, st, out, 503)
+	if !strings.Contains(string(out), "Service Unavailable") {
+		t.Fatalf("body %s", out)
+	}
+	if s := h.stats(); s.Runs != 0 || s.Faults.Locked != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	h.config(`{"bulk_item_error_rate": 0}`)
+	st, out, _ = h.do("POST", demoCreate, `{"idempotency_key":"s"}`)
+	expect(t, st, out, 201)
+}

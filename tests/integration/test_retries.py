@@ -154,18 +154,22 @@ def test_dropped_connections_never_duplicate(start_floodgated, fake):
     assert_exactly_once(fake.runs(), b["id"], total)
 
 
-def test_gives_up_after_max_attempts(start_floodgated, fake):
+def test_5xx_count_against_max_elapsed_not_max_attempts(start_floodgated, fake):
+    """A 500 is Prefect saying "not now" (issue 10): retried past max_attempts, until
+    max_elapsed_s; the runs listing counts those attempts as transient."""
     api = start_floodgated("--bulk", "false").client
     fake.config(error_rate=1.0, error_status=500, fault_paths=["create_flow_run"])
     b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 3,
-                    "retry": {"max_attempts": 3, "initial_delay_s": 0.01, "max_delay_s": 0.05},
+                    "retry": {"max_attempts": 3, "initial_delay_s": 0.01, "max_delay_s": 0.05,
+                              "max_elapsed_s": 1.5},
                     "tolerated_failure_percentage": 100})
     final = api.wait_state(b["id"], timeout=30)
     assert final["counts"]["LAUNCH_FAILED"] == 3, final
     for it in api.all_runs(b["id"]):
-        assert it["attempts"] == 3, it
-        assert "3 attempts" in it["last_error"] and "500" in it["last_error"], it
-    assert fake.stats()["requests"]["create_flow_run"] == 9
+        assert it["attempts"] > 3, it
+        assert it["transient_attempts"] == it["attempts"], it
+        assert it["waited_s"] >= 1.0, it
+        assert "gave up" in it["last_error"] and "500" in it["last_error"], it
     assert fake.stats()["runs"] == 0
 
 
