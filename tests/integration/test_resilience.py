@@ -31,9 +31,15 @@ def check_fake_side(fake, batch_id, total):
 @pytest.mark.time_limit(150)
 def test_big_fault_run_exactly_once(api, fake):
     total = 3000
-    fake.config(error_rate=0.10, error_status=503, drop_rate=0.05)
+    # Each fault is made certain first (every request meets it until one is seen), then the
+    # mix runs: with bulk creates there are only ~40 requests, too few to be sure of a drop.
+    fake.config(error_rate=1.0, error_status=503)
     t0 = time.monotonic()
     b = api.submit(big_batch(total))
+    wait_until(lambda: fake.stats()["faults"]["error"] > 0, 30, 0.005, what="a first 503")
+    fake.config(error_rate=0.0, drop_rate=1.0)
+    wait_until(lambda: fake.stats()["faults"]["drop"] > 0, 30, 0.005, what="a first dropped connection")
+    fake.config(error_rate=0.10, drop_rate=0.05)
     final = api.wait_state(b["id"], timeout=120)
     took = time.monotonic() - t0
     stats = check_fake_side(fake, b["id"], total)
