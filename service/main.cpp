@@ -104,9 +104,10 @@ int run(const floodgate::Config& cfg) {
   aopts.origins.allowed_origins = cfg.allowed_origins;
   aopts.auth = auth;
   aopts.public_status = cfg.public_status;
+  aopts.origins.tls = !cfg.tls_cert.empty();
   api::Router router(aopts, engine, *store, metrics);
-  http::ServerOptions sopts{cfg.listen_host, cfg.listen_port, cfg.max_body_bytes,
-                            cfg.max_parse_memory};
+  http::ServerOptions sopts{cfg.listen_host,      cfg.listen_port, cfg.max_body_bytes,
+                            cfg.max_parse_memory, cfg.tls_cert,    cfg.tls_key};
   auto server =
       http::make_cpprest_server(sopts, [&router](api::ServerRequest req, api::Responder respond) {
         router.handle(std::move(req), std::move(respond));
@@ -117,6 +118,7 @@ int run(const floodgate::Config& cfg) {
   log::info("floodgated started",
             {{"version", FLOODGATE_VERSION},
              {"listen", cfg.listen_host + ":" + std::to_string(cfg.listen_port)},
+             {"tls", !cfg.tls_cert.empty()},
              {"prefect_api_url", http::redact_url(cfg.prefect_api_url)},
              {"db", http::redact_url(cfg.db)},
              {"rate", cfg.rate_text},

@@ -212,6 +212,10 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& n, const std::string& v) {
          c.public_status = parse_bool(n, v);
        }},
+      {"tls-cert", "PEM certificate chain: serve the API over https (with --tls-key)",
+       [](Config& c, const std::string&, const std::string& v) { c.tls_cert = v; }},
+      {"tls-key", "PEM private key for --tls-cert",
+       [](Config& c, const std::string&, const std::string& v) { c.tls_key = v; }},
       {"retry-budget-ratio", "retries allowed as a fraction of first attempts (0.2)",
        [](Config& c, const std::string& n, const std::string& v) {
          c.retry_budget_ratio = parse_number(n, v, 0, 10);
@@ -317,6 +321,9 @@ Config parse_config(const std::vector<std::string>& args,
     auto it = chosen.find(flag);
     return it == chosen.end() ? std::string("--") + flag + " (default)" : it->second.source;
   };
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    throw ConfigError("--tls-cert and --tls-key go together: give both or neither");
+  }
   if (!c.api_tokens_file.empty() && !c.api_tokens.empty()) {
     throw ConfigError(source_of("api-tokens-file") + " and " + source_of("api-tokens") +
                       " are both set; give the tokens in one place");
