@@ -22,6 +22,8 @@ const char* title_for(int status) {
       return "Bad Request";
     case 404:
       return "Not Found";
+    case 401:
+      return "Unauthorized";
     case 403:
       return "Forbidden";
     case 405:
@@ -288,6 +290,32 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
     }
     if (!route.found)
       return respond(problem(404, "no such endpoint: " + req.method + " " + req.path));
+    std::string caller_name;
+    const bool open_route =
+        route.name == "/healthz" || route.name == "/readyz" ||
+        (options_.public_status && (route.name == "/" || route.name == "/metrics"));
+    if (options_.auth && options_.auth->enabled() && !open_route && req.method != "OPTIONS") {
+      auto it = req.headers.find("authorization");
+      const Caller caller =
+          options_.auth->identify(it == req.headers.end() ? nullptr : &it->second);
+      if (caller.result != Caller::Result::kOk) {
+        const bool missing = caller.result == Caller::Result::kMissing;
+        ServerResponse r =
+            problem(401,
+                    missing ? "this endpoint needs an API token: Authorization: Bearer TOKEN"
+                            : "the API token is not valid",
+                    "Authorization");
+        r.headers["WWW-Authenticate"] = missing
+                                            ? "Bearer realm=\"floodgate\""
+                                            : "Bearer realm=\"floodgate\", error=\"invalid_token\"";
+        return respond(std::move(r));
+      }
+      if (changes_state(req.method) && caller.scope == Scope::kRead) {
+        return respond(
+            problem(403, "the token " + caller.name + " may only read", "Authorization"));
+      }
+      caller_name = caller.name;
+    }
     if (req.method == "OPTIONS") {
       // Says what the endpoint takes and grants nothing: no Access-Control-* headers.
       ServerResponse r;
@@ -331,7 +359,7 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
       return respond(std::move(r));
     }
     if (route.name == "/v1/batches") {
-      if (req.method == "POST") return post_batch(req, respond);
+      if (req.method == "POST") return post_batch(req, caller_name, respond);
       return list_batches(req, respond);
     }
     const std::string& id = parts[2];
@@ -347,7 +375,8 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
   }
 }
 
-void Router::post_batch(const ServerRequest& req, Responder respond) {
+void Router::post_batch(const ServerRequest& req, const std::string& submitted_by,
+                        Responder respond) {
   if (!accepting_) return respond(problem(503, "floodgate is shutting down; submit again later"));
   if (auto bad = refuse_body(req, true)) return respond(std::move(*bad));
   std::vector<FieldError> errors;
@@ -374,6 +403,7 @@ void Router::post_batch(const ServerRequest& req, Responder respond) {
   rec.created_at_ms = rec.updated_at_ms = engine::wall_ms();
   rec.version = 1;
   rec.idempotency_key = idem;
+  rec.submitted_by = submitted_by;
 
   std::vector<store::ItemRecord> items(parsed->run_specs.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -507,6 +537,9 @@ void Router::list_batches(const ServerRequest& req, Responder respond) {
     }
   }
   if (auto bad = read_page(q, 0, limit, after)) return respond(std::move(*bad));
+  if (auto it = q.find("submitted_by"); it != q.end()) {
+    return list_batches_by(it->second, state, limit, after, std::move(respond));
+  }
   // The store's state can trail the engine's by one flush, so batches the engine holds are
   // judged by the engine's state; the store answers for the rest.
   auto records = std::make_shared<std::vector<store::BatchRecord>>(
@@ -531,6 +564,46 @@ void Router::list_batches(const ServerRequest& req, Responder respond) {
     }
     if (static_cast<int>(found.size()) <= limit) {
       next = store_full ? json(std::to_string(bound)) : json();
+    }
+    respond(json_response(200, {{"batches", std::move(list)}, {"next", next}}));
+  });
+}
+
+void Router::list_batches_by(const std::string& name, std::optional<core::BatchState> state,
+                             int limit, int64_t after, Responder respond) {
+  // Who submitted a batch is known to the store only: scan it in pages for that name.
+  constexpr int kPage = 1000;
+  auto matched = std::make_shared<std::vector<store::BatchRecord>>();
+  int64_t cursor = after;
+  while (static_cast<int>(matched->size()) <= limit) {
+    auto page = store_.list_batches(std::nullopt, cursor, kPage);
+    for (auto& rec : page) {
+      if (rec.submitted_by == name) matched->push_back(std::move(rec));
+    }
+    if (static_cast<int>(page.size()) < kPage) break;
+    cursor = page.back().seq;
+  }
+  const bool scan_stopped = static_cast<int>(matched->size()) > limit;
+  engine_.post([this, matched, limit, state, scan_stopped, respond] {
+    json list = json::array();
+    json next;
+    int64_t last = 0;
+    bool more = false;
+    for (const auto& rec : *matched) {
+      json view =
+          engine_.has_batch(rec.id) ? engine_.batch_json(rec.id) : engine_.stored_batch_json(rec);
+      if (state && view.value("state", "") != core::to_string(*state)) continue;
+      if (static_cast<int>(list.size()) == limit) {
+        more = true;
+        break;
+      }
+      list.push_back(std::move(view));
+      last = rec.seq;
+    }
+    if (more) {
+      next = std::to_string(last);
+    } else if (scan_stopped) {
+      next = std::to_string(matched->back().seq);
     }
     respond(json_response(200, {{"batches", std::move(list)}, {"next", next}}));
   });

@@ -1,11 +1,13 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <string>
 
+#include "api/auth.h"
 #include "api/batch_request.h"
 #include "api/http_server.h"
 #include "api/request_guard.h"
@@ -19,6 +21,9 @@ struct ApiOptions {
   RequestLimits limits;
   double max_wait_s = 300;  // cap on long-poll waits
   OriginPolicy origins;     // which Host and Origin headers are answered
+  /// API tokens; none (or null) leaves the API open.
+  std::shared_ptr<const Authenticator> auth;
+  bool public_status = false;  // /metrics and / need no token
 };
 
 /// floodgate's REST API: routing, validation, JSON mapping. Runs on the listener's threads;
@@ -33,10 +38,12 @@ class Router {
   void stop_accepting() { accepting_ = false; }
 
  private:
-  void post_batch(const ServerRequest& req, Responder respond);
+  void post_batch(const ServerRequest& req, const std::string& submitted_by, Responder respond);
   void get_batch(const std::string& id, const ServerRequest& req, Responder respond);
   void list_runs(const std::string& id, const ServerRequest& req, Responder respond);
   void list_batches(const ServerRequest& req, Responder respond);
+  void list_batches_by(const std::string& name, std::optional<core::BatchState> state, int limit,
+                       int64_t after, Responder respond);
   void control(const std::string& id, const std::string& action, const ServerRequest& req,
                Responder respond);
   void patch_batch(const std::string& id, const ServerRequest& req, Responder respond);

@@ -197,6 +197,25 @@ const std::vector<Option>& options() {
            }
          }
        }},
+      {"api-tokens-file",
+       "file of API tokens, one 'SCOPE NAME TOKEN' a line (SCOPE read or write, '#' comments); "
+       "re-read on SIGHUP. Without tokens the API is open, and only on loopback",
+       [](Config& c, const std::string&, const std::string& v) { c.api_tokens_file = v; }},
+      {"api-tokens", "API token lines as in --api-tokens-file (use the variable, not the flag)",
+       [](Config& c, const std::string&, const std::string& v) { c.api_tokens = v; }},
+      {"insecure-no-auth",
+       "allow a non-loopback --listen without API tokens: true|false (false; warns every minute)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.insecure_no_auth = parse_bool(n, v);
+       }},
+      {"public-status", "serve /metrics and the status page / without a token: true|false (false)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.public_status = parse_bool(n, v);
+       }},
+      {"tls-cert", "PEM certificate chain: serve the API over https (with --tls-key)",
+       [](Config& c, const std::string&, const std::string& v) { c.tls_cert = v; }},
+      {"tls-key", "PEM private key for --tls-cert",
+       [](Config& c, const std::string&, const std::string& v) { c.tls_key = v; }},
       {"retry-budget-ratio", "retries allowed as a fraction of first attempts (0.2)",
        [](Config& c, const std::string& n, const std::string& v) {
          c.retry_budget_ratio = parse_number(n, v, 0, 10);
@@ -302,6 +321,13 @@ Config parse_config(const std::vector<std::string>& args,
     auto it = chosen.find(flag);
     return it == chosen.end() ? std::string("--") + flag + " (default)" : it->second.source;
   };
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    throw ConfigError("--tls-cert and --tls-key go together: give both or neither");
+  }
+  if (!c.api_tokens_file.empty() && !c.api_tokens.empty()) {
+    throw ConfigError(source_of("api-tokens-file") + " and " + source_of("api-tokens") +
+                      " are both set; give the tokens in one place");
+  }
   if (c.adaptive && c.min_in_flight > c.max_in_flight) {
     throw ConfigError(source_of("min-in-flight") + " (" + std::to_string(c.min_in_flight) +
                       ") must not exceed " + source_of("max-in-flight") + " (" +

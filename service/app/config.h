@@ -39,6 +39,12 @@ struct Config {
   size_t max_parse_memory = 256 * 1024 * 1024;
   std::vector<std::string> allowed_hosts;    // beyond IP literals and localhost
   std::vector<std::string> allowed_origins;  // beyond the service's own
+  std::string api_tokens_file;
+  std::string api_tokens;  // token lines given directly (FLOODGATE_API_TOKENS)
+  bool insecure_no_auth = false;
+  bool public_status = false;  // /metrics and / without a token
+  std::string tls_cert;        // serve https with this PEM chain and --tls-key
+  std::string tls_key;
   double retry_budget_ratio = 0.2;
   bool tls_verify = true;
   std::string ca_file;

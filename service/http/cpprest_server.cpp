@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <boost/asio/ssl.hpp>
 #include <cctype>
 #include <functional>
 #include <mutex>
@@ -292,7 +293,9 @@ class CpprestServer final : public api::HttpServer {
     if (listener_) return;
     const auto where = options_.host + ":" + std::to_string(options_.port);
     const bool v6 = options_.host.find(':') != std::string::npos;
-    const auto address = "http://" + (v6 ? "[" + options_.host + "]" : options_.host) + ":" +
+    const bool tls = !options_.tls_cert_file.empty();
+    const auto address = std::string(tls ? "https://" : "http://") +
+                         (v6 ? "[" + options_.host + "]" : options_.host) + ":" +
                          std::to_string(options_.port) + "/";
     const auto key = lower(options_.host) + ":" + std::to_string(options_.port);
     if (!AddressRegistry::claim(key)) {
@@ -301,7 +304,25 @@ class CpprestServer final : public api::HttpServer {
     }
     gate_ = std::make_shared<Gate>();
     try {
-      auto listener = std::make_unique<http_listener>(web::uri(address));
+      web::http::experimental::listener::http_listener_config config;
+      if (tls) {
+        // Read once here so that a bad file stops the start with a clear message.
+        boost::asio::ssl::context check(boost::asio::ssl::context::tls_server);
+        check.use_certificate_chain_file(options_.tls_cert_file);
+        check.use_private_key_file(options_.tls_key_file, boost::asio::ssl::context::pem);
+        config.set_ssl_context_callback([cert = options_.tls_cert_file,
+                                         key = options_.tls_key_file](
+                                            boost::asio::ssl::context& ctx) {
+          // TLS 1.2 and later only.
+          ctx.set_options(
+              boost::asio::ssl::context::default_workarounds | boost::asio::ssl::context::no_sslv2 |
+              boost::asio::ssl::context::no_sslv3 | boost::asio::ssl::context::no_tlsv1 |
+              boost::asio::ssl::context::no_tlsv1_1 | boost::asio::ssl::context::single_dh_use);
+          ctx.use_certificate_chain_file(cert);
+          ctx.use_private_key_file(key, boost::asio::ssl::context::pem);
+        });
+      }
+      auto listener = std::make_unique<http_listener>(web::uri(address), config);
       auto on_request = [gate = gate_, budget = budget_, handler = handler_,
                          limit = options_.max_body_bytes](http_request request) {
         dispatch(gate, budget, handler, limit, std::move(request));
