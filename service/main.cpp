@@ -68,6 +68,7 @@ int run(const floodgate::Config& cfg) {
 
   api::ApiOptions aopts;
   aopts.limits.max_runs = cfg.max_runs_per_batch;
+  aopts.prefect_ui_url = cfg.prefect_ui_url;
   api::Router router(aopts, engine, *store, metrics);
   http::ServerOptions sopts{cfg.listen_host, cfg.listen_port, cfg.max_body_bytes};
   auto server =

@@ -1,6 +1,7 @@
 #include "api/router.h"
 
 #include <charconv>
+#include <chrono>
 #include <limits>
 #include <memory>
 
@@ -219,13 +220,18 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
   auto parts = split_path(req.path);
   std::string route = "other";
   // Count every answer by route template and status.
-  auto respond = [this, respond_raw, &route](ServerResponse r) {
+  const auto started = std::chrono::steady_clock::now();
+  auto respond = [this, respond_raw, &route, started](ServerResponse r) {
     metrics_.api_requests(route, r.status).Increment();
+    metrics_.api_request_duration(route).Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     respond_raw(std::move(r));
   };
-  auto route_respond = [this, respond_raw](std::string name) {
-    return [this, respond_raw, name](ServerResponse r) {
+  auto route_respond = [this, respond_raw, started](std::string name) {
+    return [this, respond_raw, name, started](ServerResponse r) {
       metrics_.api_requests(name, r.status).Increment();
+      metrics_.api_request_duration(name).Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       respond_raw(std::move(r));
     };
   };
@@ -235,13 +241,10 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
     respond(std::move(r));
   };
   try {
-    if (parts.empty()) {
-      route = "/";
+    if (auto page = status_page_response(parts, options_.prefect_ui_url)) {
+      route = page->route;
       if (req.method != "GET") return method_not_allowed("GET");
-      ServerResponse r;
-      r.content_type = "text/html; charset=utf-8";
-      r.body = status_page_html();
-      return respond(std::move(r));
+      return respond(std::move(page->response));
     }
     if (parts.size() == 1 && parts[0] == "healthz") {
       if (req.method != "GET" && req.method != "HEAD") {

@@ -15,7 +15,8 @@ namespace floodgate::api {
 
 struct ApiOptions {
   RequestLimits limits;
-  double max_wait_s = 300;  // cap on long-poll waits
+  double max_wait_s = 300;     // cap on long-poll waits
+  std::string prefect_ui_url;  // status page links to Prefect's UI when set
 };
 
 /// floodgate's REST API: routing, validation, JSON mapping. Runs on the listener's threads;
