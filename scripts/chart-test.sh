@@ -17,9 +17,11 @@ HELM_VERSION=v3.22.0
 bash scripts/observability-deps.sh  # prometheus (promtool, server), chromium
 
 mkdir -p .tools/bin
-if [[ ! -x .tools/bin/helm ]] || ! .tools/bin/helm version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
+# A stamp says which version the cached binary is (a go-install build reports only "v3.22").
+if [[ ! -x .tools/bin/helm ]] || [[ "$(cat .tools/bin/helm.version 2>/dev/null)" != "$HELM_VERSION" ]]; then
   echo "building helm $HELM_VERSION with $(go version | cut -d' ' -f3) (once; cached in .tools/bin)"
   GOBIN="$ROOT/.tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  echo "$HELM_VERSION" > .tools/bin/helm.version
 fi
 export HELM_BIN="$ROOT/.tools/bin/helm"
 "$HELM_BIN" version --short

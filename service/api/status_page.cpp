@@ -60,7 +60,7 @@ function why(g){
   if(g.breaker==="half_open")return ["slow","circuit breaker half-open: trial requests to Prefect, one at a time"];
   if(capped.length)return ["slow","at the running cap: "+capped.map(k=>k+" ("+views[k].children_running+"/"+views[k].max_running+" running)").join(", ")];
   if(g.ready_items>0&&g.in_flight>=g.in_flight_limit)return ["slow","at the in-flight limit ("+g.in_flight+"/"+g.in_flight_limit+", "+g.limit_algorithm+")"];
-  if(g.ready_items>0&&g.token_bucket_tokens<1)return ["slow","waiting for rate tokens (--rate)"];
+  if(g.ready_items>0&&g.token_bucket_tokens!==null&&g.token_bucket_tokens<1)return ["slow","waiting for rate tokens (--rate)"];
   if(g.retry_budget_tokens!==undefined&&g.retry_budget_tokens<1&&g.pending_retries>0)return ["slow","retry budget spent: retries wait"];
   return ["ok",g.active_batches>0?"launching without a limit in the way":"idle"];
 }
@@ -101,7 +101,7 @@ async function refresh(){
     }
     const body=document.getElementById("rows");
     if(rows.length)body.replaceChildren(...rows);else{const tr=el("tr");const c=td("no batches yet");c.colSpan=9;c.className="muted";tr.append(c);body.replaceChildren(tr)}
-    document.getElementById("engine").textContent=`${e.status} · in flight ${g.in_flight}/${g.in_flight_limit} (${g.limit_algorithm}) · token bucket ${Math.floor(g.token_bucket_tokens)} · breaker ${g.breaker} · retry budget ${Math.floor(g.retry_budget_tokens)} · ready items ${g.ready_items} · active batches ${g.active_batches}`;
+    document.getElementById("engine").textContent=`${e.status} · in flight ${g.in_flight}/${g.in_flight_limit} (${g.limit_algorithm}) · token bucket ${g.token_bucket_tokens===null?"off":Math.floor(g.token_bucket_tokens)} · breaker ${g.breaker} · retry budget ${Math.floor(g.retry_budget_tokens)} · ready items ${g.ready_items} · active batches ${g.active_batches}`;
     const [cls,msg]=why(g);const w=document.getElementById("why");w.className=cls;w.textContent=msg;
   }catch(err){document.getElementById("engine").textContent="cannot reach floodgate: "+err}
 }

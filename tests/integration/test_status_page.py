@@ -131,6 +131,7 @@ def test_page_in_chromium_shows_rates_eta_running_links_and_the_running_cap(
     assert why.startswith("at the running cap: " + bid + " (10/10 running)"), why
     engine = text_of(dom, "engine")
     assert engine.startswith("ready · in flight") and "breaker closed" in engine, engine
+    assert "token bucket off" in engine, engine  # no --rate: the bucket is not a limit
     (row,) = [r for r in rows(dom) if bid in r]
     cells = [html.unescape(re.sub(r"<[^>]+>", " ", c)).split()
              for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
