@@ -14,4 +14,4 @@ if [[ ! -x "$VENV/bin/python" ]]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/dashboard/requirements.txt
 export FLOODGATED_BIN="${FLOODGATED_BIN:-$ROOT/build/ci/service/floodgated}"
 export FAKE_PREFECT_BIN="${FAKE_PREFECT_BIN:-$ROOT/build/ci/bin/fake-prefect}"
-"$VENV/bin/python" -m pytest tests/dashboard -q ${PYTEST_ARGS:-}
+"$VENV/bin/python" -m pytest tests/dashboard -q
