@@ -6,7 +6,9 @@
 #   end-to-end tests against a real Prefect server (tests/e2e, scripts/e2e.sh): it installs a
 #   pinned Prefect into .venv-prefect (once, about two minutes), starts a Prefect server
 #   (SQLite, 127.0.0.1:4210) and a process worker, runs the cases and stops both; about
-#   8 minutes on 2 cores. Run as root on a fresh Debian 12 machine (or with sudo).
+#   8 minutes on 2 cores; then the Helm chart, Dockerfile steps and alert rules
+#   (scripts/chart-test.sh) and the Grafana dashboard against a real Prometheus
+#   (scripts/dashboard-test.sh). Run as root on a fresh Debian 12 machine (or with sudo).
 # Environment: FLOODGATE_E2E=0 skips the real-Prefect suite (say so when you report results);
 # PYTEST_ARGS adds pytest flags to the integration and Python client suites.
 set -euo pipefail
@@ -17,6 +19,8 @@ ROOT=$(pwd)
 export PATH="${FLOODGATE_GO_ROOT:-/usr/local/lib/floodgate/go}/bin:/usr/local/go/bin:$PATH"
 
 bash scripts/install-deps.sh
+# Lane c-k8s: prometheus (promtool, the dashboard test's server), chromium (status page test).
+bash scripts/observability-deps.sh
 
 echo "== build (preset ci: RelWithDebInfo, warnings are errors)"
 cmake --preset ci >/dev/null
@@ -55,6 +59,19 @@ set +e
 "$VENV/bin/python" -m pytest tests/integration -q ${PYTEST_ARGS:-}
 record integration $?
 set -e
+
+# --- Lane c-k8s: Helm chart, Dockerfile steps, alert rules (helm cached in .tools/bin) ---
+echo "== chart, image steps and alert rules (scripts/chart-test.sh)"
+set +e
+bash scripts/chart-test.sh
+record chart $?
+set -e
+echo "== Grafana dashboard against a real Prometheus (scripts/dashboard-test.sh)"
+set +e
+bash scripts/dashboard-test.sh
+record dashboard $?
+set -e
+# --- end lane c-k8s ---
 
 if [[ -d client/python/tests ]]; then
   echo "== Python client tests"

@@ -1,6 +1,7 @@
 #include "api/router.h"
 
 #include <charconv>
+#include <chrono>
 #include <limits>
 #include <memory>
 
@@ -226,6 +227,9 @@ Route route_of(const std::vector<std::string>& parts) {
     return Route{std::move(name), std::move(allow), true};
   };
   if (parts.empty()) return make("/", "GET");
+  if (parts.size() == 1 && (parts[0] == "status.js" || parts[0] == "status.css")) {
+    return make("/" + parts[0], "GET");
+  }
   if (parts.size() == 1 &&
       (parts[0] == "healthz" || parts[0] == "readyz" || parts[0] == "metrics")) {
     return make("/" + parts[0], "GET");
@@ -280,8 +284,11 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
   const auto parts = split_path(req.path);
   const Route route = route_of(parts);
   // Count every answer by route template and status.
-  auto respond = [this, respond_raw, name = route.name](ServerResponse r) {
+  const auto started = std::chrono::steady_clock::now();
+  auto respond = [this, respond_raw, name = route.name, started](ServerResponse r) {
     metrics_.api_requests(name, r.status).Increment();
+    metrics_.api_request_duration(name).Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     respond_raw(std::move(r));
   };
   try {
@@ -292,7 +299,8 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
       return respond(problem(404, "no such endpoint: " + req.method + " " + req.path));
     std::string caller_name;
     const bool open_route =
-        route.name == "/healthz" || route.name == "/readyz" ||
+        route.name == "/healthz" || route.name == "/readyz" || route.name == "/status.js" ||
+        route.name == "/status.css" ||
         (options_.public_status && (route.name == "/" || route.name == "/metrics"));
     if (options_.auth && options_.auth->enabled() && !open_route && req.method != "OPTIONS") {
       auto it = req.headers.find("authorization");
@@ -335,11 +343,8 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
         return respond(problem(403, *bad, "Origin"));
       }
     }
-    if (route.name == "/") {
-      ServerResponse r;
-      r.content_type = "text/html; charset=utf-8";
-      r.body = status_page_html();
-      return respond(std::move(r));
+    if (auto page = status_page_response(parts, options_.prefect_ui_url)) {
+      return respond(std::move(page->response));
     }
     if (route.name == "/healthz") return respond(json_response(200, {{"status", "ok"}}));
     if (route.name == "/readyz") {

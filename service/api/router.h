@@ -24,6 +24,7 @@ struct ApiOptions {
   /// API tokens; none (or null) leaves the API open.
   std::shared_ptr<const Authenticator> auth;
   bool public_status = false;  // /metrics and / need no token
+  std::string prefect_ui_url;  // status page links to Prefect's UI when set
 };
 
 /// floodgate's REST API: routing, validation, JSON mapping. Runs on the listener's threads;

@@ -94,6 +94,17 @@ const std::vector<Option>& options() {
            c.prefect_api_url.pop_back();
          }
        }},
+      {"prefect-ui-url",
+       "Prefect UI root, e.g. http://127.0.0.1:4200; the status page links runs to it (none)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) {
+           throw ConfigError(n + ": '" + v + "' is not an http:// or https:// URL");
+         }
+         c.prefect_ui_url = v;
+         while (!c.prefect_ui_url.empty() && c.prefect_ui_url.back() == '/') {
+           c.prefect_ui_url.pop_back();
+         }
+       }},
       {"prefect-api-key", "Prefect API key, sent as Bearer (PREFECT_API_KEY)",
        [](Config& c, const std::string&, const std::string& v) { c.prefect_api_key = v; }},
       {"prefect-api-auth-string",

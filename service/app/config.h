@@ -20,6 +20,7 @@ struct Config {
   uint16_t listen_port = 8080;
   std::string prefect_api_url = "http://127.0.0.1:4200/api";
   std::string prefect_api_key;
+  std::string prefect_ui_url;  // empty: the status page links nowhere
   std::string prefect_auth_string;
   std::string db = "sqlite://./floodgate.db";
   double rate = 0;  // requests/s; 0 = no token bucket

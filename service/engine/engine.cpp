@@ -1457,6 +1457,7 @@ void Engine::set_batch_state(Batch& b, BatchState s) {
   if (b.rec.state == s) return;
   metrics_.batches(b.rec.state).Decrement();
   metrics_.batches(s).Increment();
+  if (core::is_final(s)) metrics_.batches_finished(s).Increment();
   b.rec.state = s;
   touch(b);
 }
@@ -1647,6 +1648,8 @@ void Engine::update_gauges() {
   metrics_.token_bucket_tokens().Set(bucket_.level());
   metrics_.paused_seconds_remaining().Set(core::to_seconds(backoff_.remaining()));
   metrics_.breaker_open().Set(breaker_.state() == core::CircuitBreaker::State::kOpen ? 1 : 0);
+  metrics_.set_breaker_state(breaker_.state_name());
+  metrics_.retry_budget_tokens().Set(budget_.balance());
   int64_t ready = 0;
   int64_t oldest_ms = 0;
   const int64_t now_ms = wall_ms();
@@ -1666,18 +1669,25 @@ void Engine::update_gauges() {
   std::map<std::string, int64_t> children;
   for (auto& [key, bp] : batches_) {
     Batch& b = *bp;
+    int64_t running = 0;
+    if (b.items_loaded && b.counts[static_cast<int>(ItemState::kLaunched)] > 0) {
+      for (const Item& item : b.items) {
+        if (item.state == ItemState::kLaunched && !item.flow_run_state.empty()) {
+          children[item.flow_run_state] += 1;
+          if (item.flow_run_state == "Running") ++running;
+        }
+      }
+    }
     if (core::is_final(b.rec.state)) {
       metrics_.remove_batch(b.rec.id);
     } else if (b.rec.total > 0) {
-      int64_t done = b.done();
-      metrics_.set_batch_progress(b.rec.id, static_cast<double>(done) / b.rec.total,
-                                  b.rec.total - done);
-    }
-    if (!b.items_loaded || b.counts[static_cast<int>(ItemState::kLaunched)] == 0) continue;
-    for (const Item& item : b.items) {
-      if (item.state == ItemState::kLaunched && !item.flow_run_state.empty()) {
-        children[item.flow_run_state] += 1;
-      }
+      const auto& c = b.counts;
+      const int64_t queued = c[static_cast<int>(ItemState::kPending)] +
+                             c[static_cast<int>(ItemState::kLaunching)] +
+                             c[static_cast<int>(ItemState::kRetryWait)];
+      metrics::BatchSample sample{core::to_seconds(clock_.now().time_since_epoch()), b.rec.total,
+                                  b.rec.total - queued, b.done()};
+      metrics_.update_batch(b.rec.id, sample, running);
     }
   }
   metrics_.set_children(children);
@@ -2029,7 +2039,28 @@ json Engine::status_json() const {
           {"bulk", bulk_supported_},
           {"active_batches", active},
           {"ready_items", ready_total_},
-          {"pending_retries", retries_.size()}};
+          {"pending_retries", retries_.size()},
+          {"retry_budget_tokens", budget_.balance()},
+          {"batches", batch_views()}};
+}
+
+json Engine::batch_views() const {
+  // Rates, ETA and running children of active batches, for the status page.
+  json out = json::object();
+  for (const auto& [k, b] : batches_) {
+    if (core::is_final(b->rec.state)) continue;
+    auto v = metrics_.batch_view(b->rec.id);
+    if (!v) continue;
+    out[b->rec.id] = {{"launch_rate", v->launch_rate},
+                      {"completion_rate", v->completion_rate},
+                      {"eta_s", v->eta_s ? json(*v->eta_s) : json(nullptr)},
+                      {"children_running", v->children_running},
+                      {"max_running", b->spec.limits.max_running ? json(*b->spec.limits.max_running)
+                                                                 : json(nullptr)},
+                      {"at_running_cap", b->spec.limits.max_running.has_value() &&
+                                             b->running() >= *b->spec.limits.max_running}};
+  }
+  return out;
 }
 
 }  // namespace floodgate::engine

@@ -131,6 +131,8 @@ class Engine {
   /// Health for /readyz: false while the breaker is open or the store lags badly.
   bool ready(std::string* why) const;
   nlohmann::json status_json() const;
+  /// Launch rate, completion rate, ETA and running children of each active batch, by id.
+  nlohmann::json batch_views() const;
 
   /// Effective defaults shown in batch JSON.
   const EngineOptions& options() const { return options_; }
