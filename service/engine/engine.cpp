@@ -995,9 +995,11 @@ void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classificatio
   const auto now = clock_.now();
   const core::RetryPolicy policy = retry_policy(b.spec);
   // Prefect out of reach (no connection, or a proxy saying the server is unavailable) is an
-  // outage, not a verdict on this run: such failures are bounded by max_elapsed_s only.
+  // outage, not a verdict on this run: such failures are bounded by max_elapsed_s only. So is a
+  // 2xx whose body cannot be read ("bad_answer"): the run may exist, and the retry with the
+  // same idempotency key returns it; failing on attempts would mark a live run LAUNCH_FAILED.
   if (c.reason == "connection" || c.reason == "http_502" || c.reason == "http_503" ||
-      c.reason == "http_504") {
+      c.reason == "http_504" || c.reason == "bad_answer") {
     item.unavailable += 1;
   }
   auto delay =
@@ -1541,7 +1543,17 @@ void Engine::drain(std::function<void()> done) {
 void Engine::maybe_finish_drain() {
   if (!draining_ || in_flight_ > 0 || !drain_done_) return;
   flush(true);
-  writer_.drain();
+  if (!writer_.caught_up()) {
+    // The store is slow or cannot be written: look again shortly instead of blocking this
+    // thread, so the drain deadline and a second signal still end the process.
+    flush_armed_ = true;  // keeps arm_flush off the timer meanwhile
+    flush_timer_.expires_after(std::chrono::milliseconds(50));
+    flush_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](
+                                const boost::system::error_code& ec) {
+      if (!ec && !alive.expired()) maybe_finish_drain();
+    });
+    return;
+  }
   tick_timer_.cancel();
   flush_timer_.cancel();
   for (auto& [key, bp] : batches_) {
@@ -1843,6 +1855,7 @@ bool Engine::ready(std::string* why) const {
     if (why) *why = "draining";
     return false;
   }
+  if (!writer_.healthy(why)) return false;
   if (writer_.queued() > 100) {
     if (why) *why = "store writes are falling behind";
     return false;
