@@ -272,17 +272,22 @@ class CpprestClient final : public prefect::HttpClient {
       call->abort(too_large(max_body, answer.headers().content_length()));
       return;
     }
-    auto sink = std::make_shared<concurrency::streams::container_buffer<std::vector<uint8_t>>>();
-    read_chunks(call, result, answer.body(), sink, max_body);
+    read_chunks(call, result, answer.body(), std::make_shared<Sink>(), max_body);
   }
 
-  static void read_chunks(
-      const std::shared_ptr<Call>& call, const std::shared_ptr<prefect::HttpResponse>& result,
-      concurrency::streams::istream body,
-      const std::shared_ptr<concurrency::streams::container_buffer<std::vector<uint8_t>>>& sink,
-      size_t max_body) {
+  // The body read so far. container_buffer's vector grows by whole chunks ahead of the bytes
+  // actually written, so the count of bytes read is kept apart.
+  struct Sink {
+    concurrency::streams::container_buffer<std::vector<uint8_t>> buffer;
+    size_t size = 0;
+  };
+
+  static void read_chunks(const std::shared_ptr<Call>& call,
+                          const std::shared_ptr<prefect::HttpResponse>& result,
+                          concurrency::streams::istream body, const std::shared_ptr<Sink>& sink,
+                          size_t max_body) {
     constexpr size_t kChunk = 64 * 1024;
-    body.read(*sink, kChunk).then([=](pplx::task<size_t> read) {
+    body.read(sink->buffer, kChunk).then([=](pplx::task<size_t> read) {
       size_t n = 0;
       try {
         n = read.get();
@@ -290,13 +295,14 @@ class CpprestClient final : public prefect::HttpClient {
         call->fail(std::current_exception());
         return;
       }
-      const auto& bytes = sink->collection();
-      if (max_body > 0 && bytes.size() > max_body) {
+      sink->size += n;
+      if (max_body > 0 && sink->size > max_body) {
         call->abort(too_large(max_body, 0));
         return;
       }
       if (n == 0) {
-        result->body.assign(bytes.begin(), bytes.end());
+        const auto& bytes = sink->buffer.collection();
+        result->body.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(sink->size));
         call->succeed(std::move(*result));
         return;
       }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"sync/atomic"
 )
 
 // Answers floodgate cannot (or must not) read, after the work was done: for the tests of
@@ -12,13 +13,16 @@ import (
 //
 //	FAKE_GARBLE_2XX_RATE  share (0..1) of 2xx answers of the create routes whose body is replaced
 //	                      by bytes that are not JSON (the run exists all the same);
+//	FAKE_GARBLE_2XX_FIRST the first N such answers are garbled (deterministic, for a test);
 //	FAKE_PAD_2XX_BYTES    every 2xx answer of the create routes is padded with spaces (still
 //	                      valid JSON) to at least this many bytes.
 //
 // GET /_fake/stats does not count these (the runs they answer for are counted as usual).
 var (
-	garbleRate = envFloat("FAKE_GARBLE_2XX_RATE")
-	padBytes   = int(envFloat("FAKE_PAD_2XX_BYTES"))
+	garbleRate  = envFloat("FAKE_GARBLE_2XX_RATE")
+	garbleFirst = int64(envFloat("FAKE_GARBLE_2XX_FIRST"))
+	padBytes    = int(envFloat("FAKE_PAD_2XX_BYTES"))
+	answered2xx atomic.Int64
 )
 
 func envFloat(name string) float64 {
@@ -34,7 +38,8 @@ func mangle2xx(rt *route, resp response) response {
 	if !rt.lossy || resp.status < 200 || resp.status >= 300 {
 		return resp
 	}
-	if garbleRate > 0 && roll(garbleRate) {
+	n := answered2xx.Add(1)
+	if n <= garbleFirst || (garbleRate > 0 && roll(garbleRate)) {
 		if resp.pooled != nil {
 			putBuf(resp.pooled)
 		}

@@ -65,8 +65,8 @@ class RawServer {
       }
       size_t off = 0;
       while (off < answer_.size()) {
-        const auto n = ::send(c, answer_.data() + off, std::min<size_t>(65536, answer_.size() - off),
-                              MSG_NOSIGNAL);
+        const auto n = ::send(c, answer_.data() + off,
+                              std::min<size_t>(65536, answer_.size() - off), MSG_NOSIGNAL);
         if (n <= 0) break;  // the client closed the connection
         off += static_cast<size_t>(n);
         sent_ += static_cast<size_t>(n);
@@ -114,8 +114,9 @@ std::string with_length(const std::string& body) {
 }
 
 std::string chunked(const std::string& body) {
-  std::string out = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+  std::string out =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
   char size[32];
   for (size_t off = 0; off < body.size(); off += 8192) {
     const auto n = std::min<size_t>(8192, body.size() - off);
