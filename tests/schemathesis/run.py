@@ -20,6 +20,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from harness import FakePrefect, Floodgated  # noqa: E402
+from openapi_check import OpenApiChecker  # noqa: E402
 
 
 def main() -> int:
@@ -30,7 +31,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fg-schemathesis-") as tmp:
         work = Path(tmp)
         fake = FakePrefect(fake_bin, work / "fake.log")
-        fg = Floodgated(floodgated, fake, work, "floodgated")
+        fg = Floodgated(floodgated, fake, work, "floodgated",
+                        checker=OpenApiChecker(REPO / "proto" / "openapi.yaml"))
         try:
             fg.start()
             base = f"http://127.0.0.1:{fg.port}"
