@@ -1548,10 +1548,10 @@ void Engine::maybe_finish_drain() {
     // thread, so the drain deadline and a second signal still end the process.
     flush_armed_ = true;  // keeps arm_flush off the timer meanwhile
     flush_timer_.expires_after(std::chrono::milliseconds(50));
-    flush_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](
-                                const boost::system::error_code& ec) {
-      if (!ec && !alive.expired()) maybe_finish_drain();
-    });
+    flush_timer_.async_wait(
+        [this, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec) {
+          if (!ec && !alive.expired()) maybe_finish_drain();
+        });
     return;
   }
   tick_timer_.cancel();
