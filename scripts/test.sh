@@ -93,6 +93,31 @@ else
   results+=("e2e: not run (FLOODGATE_E2E=0)")
 fi
 
+# ---- issue 13 lanes (sanitizers, fuzzing, OpenAPI conformance); self-contained --------------
+# FLOODGATE_HARDEN_LANES=0 skips them (say so when you report results).
+if [[ "${FLOODGATE_HARDEN_LANES:-1}" != "0" ]]; then
+  echo "== sanitizers lane (scripts/sanitizers.sh: ASan+UBSan unit + integration subset, TSan)"
+  set +e
+  FLOODGATE_TEST_VENV="$VENV" FAKE_PREFECT_BIN="$FAKE_PREFECT_BIN" bash scripts/sanitizers.sh
+  record sanitizers $?
+  set -e
+
+  echo "== fuzz lane (scripts/fuzz.sh: each libFuzzer target for ${FUZZ_SECONDS:-20}s)"
+  set +e
+  bash scripts/fuzz.sh
+  record fuzz $?
+  set -e
+
+  echo "== OpenAPI conformance lane (scripts/schemathesis.sh)"
+  set +e
+  FAKE_PREFECT_BIN="$FAKE_PREFECT_BIN" FLOODGATED_BIN="$FLOODGATED_BIN" bash scripts/schemathesis.sh
+  record schemathesis $?
+  set -e
+else
+  results+=("sanitizers, fuzz, schemathesis: not run (FLOODGATE_HARDEN_LANES=0)")
+fi
+# ---- end of issue 13 lanes -------------------------------------------------------------------
+
 echo
 echo "== summary"
 printf '  %s\n' "${results[@]}"

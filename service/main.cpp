@@ -76,6 +76,7 @@ int run(const floodgate::Config& cfg) {
       std::chrono::milliseconds(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
   client_opts.request_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(cfg.request_timeout_s * 1000));
+  client_opts.max_response_bytes = cfg.max_prefect_response_bytes;
   client_opts.verify_tls = cfg.tls_verify;
   client_opts.ca_file = cfg.ca_file;
   client_opts.proxy_url = http::select_proxy(cfg.prefect_api_url, http::proxy_environment());

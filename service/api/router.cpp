@@ -94,19 +94,6 @@ std::optional<ServerResponse> read_page(const std::map<std::string, std::string>
   return std::nullopt;
 }
 
-std::vector<std::string> split_path(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i < path.size()) {
-    while (i < path.size() && path[i] == '/') ++i;
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) parts.push_back(path.substr(i, j - i));
-    i = j;
-  }
-  return parts;
-}
-
 json run_json(const engine::RunView& v) {
   json j = {{"index", v.index},
             {"state", std::string(core::to_string(v.state))},
@@ -184,6 +171,19 @@ std::map<std::string, std::string> parse_query(const std::string& query) {
     i = j + 1;
   }
   return out;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return parts;
 }
 
 Router::Router(ApiOptions options, engine::Engine& engine, store::Store& store,

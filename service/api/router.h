@@ -69,4 +69,7 @@ ServerResponse problem(int status, const std::string& detail, const std::string&
 /// Parses a query string into decoded key/value pairs.
 std::map<std::string, std::string> parse_query(const std::string& query);
 
+/// Splits a request path into its non-empty segments (public for the fuzz target).
+std::vector<std::string> split_path(const std::string& path);
+
 }  // namespace floodgate::api

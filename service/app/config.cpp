@@ -164,6 +164,11 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& n, const std::string& v) {
          c.request_timeout_s = parse_number(n, v, 0.1, 3600);
        }},
+      {"max-prefect-response-bytes",
+       "largest answer body read from Prefect; a larger one is a transient error (16777216)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.max_prefect_response_bytes = static_cast<size_t>(parse_number(n, v, 4096, 1e10));
+       }},
       {"bulk", "use Prefect's bulk create endpoint when it has one: true|false (true)",
        [](Config& c, const std::string& n, const std::string& v) { c.bulk = parse_bool(n, v); }},
       {"max-body-bytes", "largest request body accepted (16777216)",

@@ -32,6 +32,7 @@ struct Config {
   std::string limit_algorithm = "gradient";
   double connect_timeout_s = 10;
   double request_timeout_s = 30;
+  size_t max_prefect_response_bytes = 16 * 1024 * 1024;
   bool bulk = true;
   size_t max_body_bytes = 16 * 1024 * 1024;
   size_t max_runs_per_batch = 100000;

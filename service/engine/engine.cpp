@@ -707,7 +707,8 @@ void Engine::handle_placeholder(Pending& p, const prefect::HttpResponse& r,
     prefect::Classification bad{prefect::Verdict::kRetryable,
                                 "bad_answer",
                                 "Prefect's answer to the task run create has no id",
-                                {}};
+                                {},
+                                /*transient=*/true};
     retry_or_fail(b, idx, bad);
     return;
   }
@@ -950,7 +951,8 @@ void Engine::handle_create(Pending& p, const prefect::HttpResponse& r,
         prefect::Classification bad{prefect::Verdict::kRetryable,
                                     "bad_answer",
                                     "Prefect's answer to create_flow_run has no run id",
-                                    {}};
+                                    {},
+                                    /*transient=*/true};
         retry_or_fail(b, idx, bad);
         return;
       }
@@ -996,7 +998,8 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
       prefect::Classification bad{prefect::Verdict::kRetryable,
                                   "bad_answer",
                                   "Prefect's answer to the bulk create does not match the request",
-                                  {}};
+                                  {},
+                                  /*transient=*/true};
       for (int64_t idx : p.indexes) retry_or_fail(b, idx, bad);
       return;
     }
@@ -1051,11 +1054,11 @@ void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classificatio
   auto delay =
       core::retry_delay(policy.backoff, std::min(item.attempts, 30), random_, c.retry_after);
   if (!policy.may_retry(item.attempts - item.unavailable, item.first_attempt, now, delay)) {
-    const std::string failure = "gave up after " + std::to_string(item.attempts) + " attempts (" +
-                                std::to_string(item.unavailable) + " transient) in " +
-                                std::to_string(static_cast<int64_t>(
-                                    core::to_seconds(now - item.first_attempt))) +
-                                " s: " + c.message;
+    const std::string failure =
+        "gave up after " + std::to_string(item.attempts) + " attempts (" +
+        std::to_string(item.unavailable) + " transient) in " +
+        std::to_string(static_cast<int64_t>(core::to_seconds(now - item.first_attempt))) +
+        " s: " + c.message;
     if (item.in_doubt) {
       queue_lookup(b, {index}, failure);  // its run may exist: find out before failing it
       return;
@@ -1066,7 +1069,8 @@ void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classificatio
   metrics_.retries(c.reason).Increment();
   item.last_error = prefect::first_line(c.message);
   if (item.last_error.size() != c.message.size()) {
-    log::debug("retrying a launch", {{"batch_id", b.rec.id}, {"index", index}, {"error", c.message}});
+    log::debug("retrying a launch",
+               {{"batch_id", b.rec.id}, {"index", index}, {"error", c.message}});
   }
   if (core::is_final(b.rec.state)) {
     if (item.in_doubt) {
@@ -1345,10 +1349,9 @@ void Engine::handle_lookup(Pending& p, const prefect::HttpResponse& r,
     p.attempts += 1;
     if (c.verdict == prefect::Verdict::kCsrfInvalid) api_.invalidate_csrf_token();
     log::debug("run lookup failed; asking again", {{"batch_id", b.rec.id}, {"error", c.message}});
-    requeue_control_after(
-        p, core::backoff_delay(core::BackoffPolicy{std::chrono::seconds(1),
-                                                   std::chrono::seconds(30), 2.0},
-                               std::min(p.attempts, 30), random_));
+    requeue_control_after(p, core::backoff_delay(core::BackoffPolicy{std::chrono::seconds(1),
+                                                                     std::chrono::seconds(30), 2.0},
+                                                 std::min(p.attempts, 30), random_));
     return;
   }
   std::unordered_map<std::string, const prefect::FlowRunInfo*> by_key;
@@ -1710,7 +1713,17 @@ void Engine::drain(std::function<void()> done) {
 void Engine::maybe_finish_drain() {
   if (!draining_ || in_flight_ > 0 || !drain_done_) return;
   flush(true);
-  writer_.drain();
+  if (!writer_.caught_up()) {
+    // The store is slow or cannot be written: look again shortly instead of blocking this
+    // thread, so the drain deadline and a second signal still end the process.
+    flush_armed_ = true;  // keeps arm_flush off the timer meanwhile
+    flush_timer_.expires_after(std::chrono::milliseconds(50));
+    flush_timer_.async_wait(
+        [this, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec) {
+          if (!ec && !alive.expired()) maybe_finish_drain();
+        });
+    return;
+  }
   tick_timer_.cancel();
   flush_timer_.cancel();
   for (auto& [key, bp] : batches_) {
@@ -1835,9 +1848,9 @@ std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
     v.transient_attempts = item.unavailable;
     if (item.settled > item.first_attempt) {
       v.waited_s = core::to_seconds(item.settled - item.first_attempt);
-    } else if (item.attempts > 0 && (item.state == ItemState::kLaunching ||
-                                     item.state == ItemState::kRetryWait ||
-                                     item.state == ItemState::kPending)) {
+    } else if (item.attempts > 0 &&
+               (item.state == ItemState::kLaunching || item.state == ItemState::kRetryWait ||
+                item.state == ItemState::kPending)) {
       v.waited_s = std::max(0.0, core::to_seconds(clock_.now() - item.first_attempt));
     }
     if (item.earlier_runs.is_array() || !item.parent_task_run_id.empty()) {
@@ -2020,6 +2033,7 @@ bool Engine::ready(std::string* why) const {
     if (why) *why = "draining";
     return false;
   }
+  if (!writer_.healthy(why)) return false;
   if (writer_.queued() > 100) {
     if (why) *why = "store writes are falling behind";
     return false;

@@ -207,6 +207,14 @@ SqliteStore::SqliteStore(const std::string& path) {
   const bool in_memory = path == kMemory;
   writer_ = std::make_unique<SqliteConnection>(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   try {
+    // SQLite quietly opens a file it may not write (permissions, an immutable or read-only
+    // mounted file) read-only; floodgate would then accept batches it can never record.
+    if (sqlite3_db_readonly(writer_->handle(), "main") == 1) {
+      throw StoreError(
+          "the database file is read-only (check its permissions, its directory's, whether it "
+          "is immutable (lsattr) and whether its file system is mounted read-only); floodgate "
+          "needs to write it");
+    }
     configure_writer();
     migrate();
     if (!in_memory) {

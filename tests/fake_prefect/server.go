@@ -245,7 +245,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, rest string) {
 			return
 		}
 	}
-	resp := rt.h(s, r, args, body)
+	resp := mangle2xx(rt, rt.h(s, r, args, body))
 	if faulty && rt.lossy && resp.status < 300 && roll(cfg.LostResponseRate) {
 		if resp.pooled != nil {
 			putBuf(resp.pooled)
