@@ -104,6 +104,7 @@ int run(const floodgate::Config& cfg) {
   aopts.origins.allowed_origins = cfg.allowed_origins;
   aopts.auth = auth;
   aopts.public_status = cfg.public_status;
+  aopts.token_rate = cfg.token_rate;
   aopts.origins.tls = !cfg.tls_cert.empty();
   api::Router router(aopts, engine, *store, metrics);
   http::ServerOptions sopts{cfg.listen_host,      cfg.listen_port, cfg.max_body_bytes,
