@@ -105,6 +105,7 @@ int run(const floodgate::Config& cfg) {
   aopts.origins.allowed_origins = cfg.allowed_origins;
   aopts.auth = auth;
   aopts.public_status = cfg.public_status;
+  aopts.token_rate = cfg.token_rate;
   aopts.origins.tls = !cfg.tls_cert.empty();
   aopts.prefect_ui_url = cfg.prefect_ui_url;
   api::Router router(aopts, engine, *store, metrics);

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <limits>
 #include <memory>
 
@@ -39,6 +40,8 @@ const char* title_for(int status) {
       return "Unprocessable Content";
     case 500:
       return "Internal Server Error";
+    case 429:
+      return "Too Many Requests";
     case 503:
       return "Service Unavailable";
     default:
@@ -194,6 +197,22 @@ Router::Router(ApiOptions options, engine::Engine& engine, store::Store& store,
       metrics_(metrics),
       random_(std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32)) {}
 
+std::optional<double> Router::over_rate(const std::string& caller) {
+  if (options_.token_rate <= 0) return std::nullopt;
+  const core::Clock& clock = options_.clock != nullptr ? *options_.clock : steady_clock_;
+  std::lock_guard lock(buckets_mutex_);
+  auto it = buckets_.find(caller);
+  if (it == buckets_.end()) {
+    it = buckets_
+             .emplace(std::piecewise_construct, std::forward_as_tuple(caller),
+                      std::forward_as_tuple(clock, options_.token_rate,
+                                            std::max(2.0, 2 * options_.token_rate)))
+             .first;
+  }
+  if (it->second.try_consume()) return std::nullopt;
+  return std::max(1.0, std::chrono::duration<double>(it->second.time_until()).count());
+}
+
 std::string Router::new_batch_id() {
   static constexpr char kHex[] = "0123456789abcdef";
   std::lock_guard<std::mutex> lock(random_mutex_);
@@ -323,6 +342,14 @@ void Router::handle(ServerRequest req, Responder respond_raw) {
             problem(403, "the token " + caller.name + " may only read", "Authorization"));
       }
       caller_name = caller.name;
+      if (auto wait = over_rate(caller.name)) {
+        ServerResponse r =
+            problem(429, "the token " + caller.name + " makes more than " +
+                             std::to_string(static_cast<int64_t>(options_.token_rate)) +
+                             " requests a second (--token-rate); slow down");
+        r.headers["Retry-After"] = std::to_string(static_cast<int64_t>(std::ceil(*wait)));
+        return respond(std::move(r));
+      }
     }
     if (req.method == "OPTIONS") {
       // Says what the endpoint takes and grants nothing: no Access-Control-* headers.

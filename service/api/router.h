@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -11,6 +12,8 @@
 #include "api/batch_request.h"
 #include "api/http_server.h"
 #include "api/request_guard.h"
+#include "core/clock.h"
+#include "core/token_bucket.h"
 #include "engine/engine.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -25,6 +28,9 @@ struct ApiOptions {
   std::shared_ptr<const Authenticator> auth;
   bool public_status = false;  // /metrics and / need no token
   std::string prefect_ui_url;  // status page links to Prefect's UI when set
+  /// Requests per second each API token may make (0: no limit); bursts of twice that, at least 2.
+  double token_rate = 50;
+  const core::Clock* clock = nullptr;  // for the per-token buckets; the steady clock if null
 };
 
 /// floodgate's REST API: routing, validation, JSON mapping. Runs on the listener's threads;
@@ -58,6 +64,12 @@ class Router {
   store::Store& store_;
   metrics::Metrics& metrics_;
   std::atomic<bool> accepting_{true};
+  /// Takes one request from the caller's bucket; the seconds to wait when it is empty.
+  std::optional<double> over_rate(const std::string& caller);
+
+  core::SteadyClock steady_clock_;
+  std::mutex buckets_mutex_;
+  std::map<std::string, core::TokenBucket> buckets_;
   std::mutex random_mutex_;
   std::mt19937_64 random_;
 };

@@ -232,6 +232,16 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string&, const std::string& v) { c.tls_cert = v; }},
       {"tls-key", "PEM private key for --tls-cert",
        [](Config& c, const std::string&, const std::string& v) { c.tls_key = v; }},
+      {"token-rate",
+       "requests each API token may make: N/s, N/min or off; bursts of twice that, at least 2 "
+       "(50/s)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         auto r = core::TokenBucket::parse_rate(v);
+         if (!r || *r < 0) {
+           throw ConfigError(n + ": '" + v + "' is not a rate (use e.g. 50/s, 600/min or off)");
+         }
+         c.token_rate = *r;
+       }},
       {"retry-budget-ratio", "retries allowed as a fraction of first attempts (0.2)",
        [](Config& c, const std::string& n, const std::string& v) {
          c.retry_budget_ratio = parse_number(n, v, 0, 10);

@@ -47,6 +47,7 @@ struct Config {
   bool public_status = false;  // /metrics and / without a token
   std::string tls_cert;        // serve https with this PEM chain and --tls-key
   std::string tls_key;
+  double token_rate = 50;  // requests/s per API token; 0 = no limit
   double retry_budget_ratio = 0.2;
   bool tls_verify = true;
   std::string ca_file;

@@ -19,8 +19,8 @@ struct ServerOptions {
   /// kParseMemoryFactor times its size. Beyond it: 503 with Retry-After.
   size_t max_parse_memory = 256 * 1024 * 1024;
   /// PEM certificate chain and private key: serve https instead of http when both are set.
-  std::string tls_cert_file{};
-  std::string tls_key_file{};
+  std::string tls_cert_file = {};
+  std::string tls_key_file = {};
 };
 
 /// How many times its own size a request body is counted against max_parse_memory: the body,

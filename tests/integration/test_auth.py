@@ -195,3 +195,16 @@ def test_no_secret_appears_anywhere(start_floodgated, fake, tmp_path):
     for secret in (WRITE, READ, WRONG, PREFECT_KEY, "urlpassword1234"):
         for text in seen:
             assert secret not in text, (secret, text[:300])
+
+
+def test_requests_per_second_per_token(start_floodgated, fake, tmp_path):
+    fg, _ = start_with_tokens(start_floodgated, tmp_path, "--token-rate", "1/min")
+    # A burst of two, then nothing for a minute: the third request is refused...
+    statuses = [call(fg, "GET", "/v1/batches", READ).status for _ in range(3)]
+    assert statuses == [200, 200, 429], statuses
+    r = call(fg, "GET", "/v1/batches", READ)
+    assert r.status == 429 and int(r.headers["retry-after"]) >= 1, r
+    assert "--token-rate" in json.loads(r.body)["detail"]
+    # ...while another token has a bucket of its own, and health checks need none.
+    assert call(fg, "GET", "/v1/batches", WRITE).status == 200
+    assert call(fg, "GET", "/healthz").status == 200
