@@ -788,10 +788,10 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
     pump();
     return;
   }
-  // Database contention (a 503, a timeout, contended runs in a bulk answer) is load: it lowers
-  // the limit and pauses all requests briefly, as a Retry-After does, so floodgate writes less
-  // while the database is busy instead of each run retrying on its own.
-  const bool congested = prefect::is_congestion(c) ||
+  // Database contention (Prefect's 503 for a locked database, contended runs in a bulk answer)
+  // is load: it lowers the limit and pauses all requests briefly, as a Retry-After does, so
+  // floodgate writes less while the database is busy instead of each run retrying on its own.
+  const bool congested = prefect::is_locked_database(response) ||
                          (p.kind == ReqKind::kCreateBulk && c.verdict == prefect::Verdict::kOk &&
                           prefect::bulk_contention_count(response.body) > 0);
   if (p.kind != ReqKind::kProbe && p.kind != ReqKind::kCsrf) {

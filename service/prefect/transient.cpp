@@ -115,11 +115,6 @@ bool is_locked_database(const HttpResponse& response) {
   return j.is_object() && j.contains("exception_message");
 }
 
-bool is_congestion(const Classification& c) {
-  return c.reason == "timeout" || c.reason == "http_504" ||
-         (c.reason == "http_503" && c.verdict == Verdict::kRetryable);
-}
-
 bool may_have_created(const HttpResponse& response) {
   if (response.status == 0) {
     // Failing to write the request on a connection the server had closed sends nothing.

@@ -41,11 +41,6 @@ int bulk_contention_count(const std::string& body);
 /// outage: it slows floodgate down but does not count towards the circuit breaker.
 bool is_locked_database(const HttpResponse& response);
 
-/// Whether an answer is a congestion signal: Prefect overloaded or its database contended
-/// (503 without Retry-After, 504, a timeout). Such answers lower the concurrency limit and pause
-/// all requests briefly, as a Retry-After does.
-bool is_congestion(const Classification& c);
-
 /// Whether a create that got this answer may still have created its run: the request reached
 /// the server (or may have) and no answer says what happened (a timeout, a lost connection, a
 /// 5xx from a proxy or a server that failed after its commit).

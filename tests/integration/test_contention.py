@@ -29,7 +29,8 @@ def items_by_state(api, batch_id):
     return out
 
 
-@pytest.mark.time_limit(120)
+@pytest.mark.slow
+@pytest.mark.time_limit(240)
 def test_bulk_lock_errors_complete_every_child_once_and_slow_down(api, fake):
     """Heavy per-run 'database is locked' in bulk answers: COMPLETED, every child exactly once,
     none LAUNCH_FAILED, and fewer requests per second while the contention lasts."""
@@ -44,11 +45,11 @@ def test_bulk_lock_errors_complete_every_child_once_and_slow_down(api, fake):
     fake.config(bulk_item_error_rate=0.8)
     contended_from = len(fake.timeline()) + 1
     # Until runs have met the lock more often than max_attempts (2) allows.
-    wait_until(lambda: max(it["transient_attempts"] for it in api.all_runs(b["id"])) >= 3, 60,
-               0.5, what="a run contended three times")
+    wait_until(lambda: max(it["transient_attempts"] for it in api.all_runs(b["id"])) >= 3, 120,
+               1.0, what="a run contended three times")
     contended_to = len(fake.timeline())
     fake.config(bulk_item_error_rate=0)
-    final = api.wait_state(b["id"], timeout=90)
+    final = api.wait_state(b["id"], timeout=100)
 
     stats = fake.stats()
     assert final["state"] == "COMPLETED", final

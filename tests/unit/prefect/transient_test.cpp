@@ -113,17 +113,6 @@ TEST(TransientTest, EveryTransientAnswerIsMarkedTransient) {
   EXPECT_TRUE(odd.unclassified);
 }
 
-TEST(TransientTest, CongestionSignals) {
-  const auto now = std::chrono::system_clock::now();
-  EXPECT_TRUE(is_congestion(classify(answer(503), now)));
-  EXPECT_TRUE(is_congestion(classify(answer(504), now)));
-  EXPECT_TRUE(is_congestion(classify(answer(0, true), now)));
-  EXPECT_FALSE(is_congestion(classify(answer(0, false, "Connection refused"), now)));
-  EXPECT_FALSE(is_congestion(classify(answer(500), now)));
-  EXPECT_FALSE(is_congestion(classify(answer(200), now)));
-  EXPECT_FALSE(is_congestion(classify(answer(422), now)));
-}
-
 TEST(TransientTest, PrefectsOwnRetryableAnswerIsALockedDatabase) {
   HttpResponse locked = answer(503);
   locked.body = R"({"exception_message":"Service Unavailable"})";
