@@ -132,7 +132,8 @@ def test_sigterm_drains_in_flight_and_exits_0(start_floodgated, fake):
     fake.config(latency_ms=500)
     total = 200
     b = fg.client.submit(big_batch(total))
-    wait_until(lambda: fake.stats()["in_flight"] >= 5, 10, 0.01, what="requests in flight")
+    # Some requests in flight (the adaptive limit may hold few on a loaded machine; any will do).
+    wait_until(lambda: fake.stats()["in_flight"] >= 1, 30, 0.01, what="requests in flight")
     in_flight = fake.stats()["in_flight"]
     t0 = time.monotonic()
     fg.proc.send_signal(signal.SIGTERM)
