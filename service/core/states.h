@@ -27,8 +27,8 @@ enum class BatchState : uint8_t { kQueued, kRunning, kPaused, kCompleted, kFaile
 inline constexpr int kBatchStateCount = 6;
 
 inline constexpr std::array<std::string_view, kItemStateCount> kItemStateNames = {
-    "PENDING",   "LAUNCHING", "RETRY_WAIT", "LAUNCHED",      "COMPLETED",
-    "FAILED",    "CRASHED",   "CANCELLED",  "LAUNCH_FAILED", "SKIPPED"};
+    "PENDING", "LAUNCHING", "RETRY_WAIT", "LAUNCHED",      "COMPLETED",
+    "FAILED",  "CRASHED",   "CANCELLED",  "LAUNCH_FAILED", "SKIPPED"};
 inline constexpr std::array<std::string_view, kBatchStateCount> kBatchStateNames = {
     "QUEUED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED"};
 

@@ -60,8 +60,8 @@ constexpr std::array<std::string_view, 22> kContention = {
 // 512KiB when serialized.", "Cannot create flow run in work queue ...", "Error hydrating flow run
 // parameters", "Deployment ... not found", "... jsonschema ...".
 constexpr std::array<std::string_view, 9> kRejection = {
-    "validation", "schema",        "512kib",    "cannot create flow run", "hydrat",
-    "not found",  "invalid value", "malformed", "work queue",
+    "validation",    "schema",    "512kib",     "cannot create flow run", "hydrat", "not found",
+    "invalid value", "malformed", "work queue",
 };
 
 }  // namespace
@@ -130,7 +130,8 @@ std::string first_line(std::string_view text, size_t max_chars) {
   size_t end = text.find_first_of("\r\n");
   std::string_view line = text.substr(0, end);
   // SQLAlchemy puts the statement on the next line; some drivers keep it on the same one.
-  for (std::string_view marker : {std::string_view(" [SQL: "), std::string_view(" [parameters: ")}) {
+  for (std::string_view marker :
+       {std::string_view(" [SQL: "), std::string_view(" [parameters: ")}) {
     size_t at = line.find(marker);
     if (at != std::string_view::npos) line = line.substr(0, at);
   }

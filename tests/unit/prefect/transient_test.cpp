@@ -54,11 +54,10 @@ TEST(TransientTest, BulkItemContentionIsTransientEvenWhenItsParametersSayValidat
 }
 
 TEST(TransientTest, BulkItemRejectionsAreVerdicts) {
-  for (const char* t :
-       {"Parameter validation failed for run 'demo-1': 'x' is a required property",
-        "Flow run parameters must be less than 512KiB when serialized.",
-        "Cannot create flow run in work queue 'paused' because it is paused",
-        "Error hydrating flow run parameters: Invalid jinja"}) {
+  for (const char* t : {"Parameter validation failed for run 'demo-1': 'x' is a required property",
+                        "Flow run parameters must be less than 512KiB when serialized.",
+                        "Cannot create flow run in work queue 'paused' because it is paused",
+                        "Error hydrating flow run parameters: Invalid jinja"}) {
     Classification c = classify_bulk_item(t);
     EXPECT_EQ(c.verdict, Verdict::kPermanent) << t;
     EXPECT_FALSE(c.transient) << t;
