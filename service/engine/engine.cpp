@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <boost/asio/post.hpp>
-#include <random>
 
 #include "engine/time_format.h"
 #include "metrics/log.h"
@@ -15,12 +13,6 @@ using core::ItemState;
 using nlohmann::json;
 
 namespace {
-
-uint64_t seed_from(uint64_t seed) {
-  if (seed != 0) return seed;
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
 
 std::string new_uuid(core::Random& random) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -111,7 +103,7 @@ struct Engine::Batch {
   struct Waiter {
     int64_t after;
     std::function<void(json)> fn;
-    std::shared_ptr<boost::asio::steady_timer> timer;
+    core::TimerQueue::Id timer = 0;
   };
   std::vector<std::shared_ptr<Waiter>> waiters;
 
@@ -143,15 +135,17 @@ struct Engine::Pending {
   core::TimePoint first_sent{};
 };
 
-Engine::Engine(boost::asio::io_context& io, EngineOptions options, store::Store& store,
+Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store,
                prefect::HttpClient& http, prefect::Credentials credentials,
                metrics::Metrics& metrics)
-    : io_(io),
+    : clock_(runtime.clock),
+      wall_(runtime.wall),
+      random_(runtime.random),
+      timers_(runtime.timers),
       options_(std::move(options)),
       store_(store),
       http_(http),
       metrics_(metrics),
-      random_(seed_from(options_.random_seed)),
       api_(std::move(credentials), options_.csrf_client_id),
       writer_(store, metrics),
       bucket_(clock_, options_.rate,
@@ -166,18 +160,22 @@ Engine::Engine(boost::asio::io_context& io, EngineOptions options, store::Store&
       budget_(clock_, options_.retry_budget_ratio, options_.retry_budget_min_per_s),
       breaker_(clock_, random_, core::CircuitBreaker::Options{}),
       scheduler_(clock_),
-      wake_timer_(io),
-      flush_timer_(io),
-      tick_timer_(io),
-      track_timer_(io),
       alive_(std::make_shared<bool>(true)) {
   api_.set_timeout(options_.request_timeout);
   bulk_supported_ = options_.use_bulk;
 }
 
-Engine::~Engine() { *alive_ = false; }
+Engine::~Engine() {
+  *alive_ = false;
+  for (auto* t : {&wake_timer_, &flush_timer_, &tick_timer_, &track_timer_}) {
+    if (*t) timers_.cancel(**t);
+  }
+  for (auto& [key, b] : batches_) {
+    for (auto& w : b->waiters) timers_.cancel(w->timer);
+  }
+}
 
-void Engine::post(std::function<void()> fn) { boost::asio::post(io_, std::move(fn)); }
+void Engine::post(std::function<void()> fn) { timers_.post(std::move(fn)); }
 
 Engine::Batch* Engine::find(const std::string& id) {
   auto it = by_id_.find(id);
@@ -397,11 +395,12 @@ int Engine::effective_limit() const {
 void Engine::arm_wake(core::TimePoint when) {
   if (wake_at_ && *wake_at_ <= when) return;
   wake_at_ = when;
-  wake_timer_.expires_after(std::max(core::Duration(0), when - clock_.now()));
+  if (wake_timer_) timers_.cancel(*wake_timer_);
   std::weak_ptr<bool> alive = alive_;
-  wake_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-    if (ec || alive.expired()) return;
+  wake_timer_ = timers_.schedule(when, [this, alive] {
+    if (alive.expired()) return;
     wake_at_.reset();
+    wake_timer_.reset();
     on_wake();
   });
 }
@@ -722,7 +721,7 @@ void Engine::send(ReqKind kind, prefect::HttpRequest request, std::shared_ptr<Pe
   std::weak_ptr<bool> alive = alive_;
   http_.send(std::move(request), [this, alive, pending](prefect::HttpResponse response) {
     if (alive.expired()) return;
-    boost::asio::post(io_, [this, alive, pending, r = std::move(response)]() mutable {
+    timers_.post([this, alive, pending, r = std::move(response)]() mutable {
       if (alive.expired()) return;
       on_response(pending, std::move(r));
     });
@@ -736,7 +735,7 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
   metrics_.in_flight_limit().Set(effective_limit());
   const auto now = clock_.now();
   const core::Duration rtt = now - p.sent;
-  auto c = prefect::classify(response, std::chrono::system_clock::now());
+  auto c = prefect::classify(response, wall_.now());
 
   auto& rm = request_metrics(p.kind);
   rm.latency->Observe(core::to_seconds(rtt));
@@ -832,10 +831,9 @@ core::RetryPolicy Engine::retry_policy(const BatchSpec& spec) {
 }
 
 void Engine::requeue_control_after(const Pending& p, core::Duration delay) {
-  auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
   std::weak_ptr<bool> alive = alive_;
   auto pending = std::make_shared<Pending>(p);
-  timer->async_wait([this, alive, timer, pending](const boost::system::error_code&) {
+  timers_.schedule(clock_.now() + delay, [this, alive, pending] {
     if (alive.expired()) return;
     control_.push_back(pending);
     pump();
@@ -1032,13 +1030,11 @@ void Engine::requeue_without_attempt(Batch& b, int64_t index, core::Duration del
 // Tracking
 
 void Engine::schedule_tracking() {
-  if (track_armed_ || draining_) return;
-  track_armed_ = true;
-  track_timer_.expires_after(options_.track_interval_min);
+  if (track_timer_ || draining_) return;
   std::weak_ptr<bool> alive = alive_;
-  track_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-    if (ec || alive.expired()) return;
-    track_armed_ = false;
+  track_timer_ = timers_.schedule(clock_.now() + options_.track_interval_min, [this, alive] {
+    if (alive.expired()) return;
+    track_timer_.reset();
     bool queued_any = false;
     const auto now = clock_.now();
     {
@@ -1289,7 +1285,7 @@ void Engine::launch_failed(Batch& b, int64_t index, const std::string& message) 
 
 void Engine::touch(Batch& b) {
   b.rec.version += 1;
-  b.rec.updated_at_ms = wall_ms();
+  b.rec.updated_at_ms = wall_.unix_ms();
   if (!b.dirty) {
     b.dirty = true;
     dirty_batches_.push_back(b.key);
@@ -1343,7 +1339,7 @@ void Engine::skip_unlaunched(Batch& b) {
 void Engine::finish(Batch& b, BatchState state) {
   if (b.items_loaded) skip_unlaunched(b);
   scheduler_.remove_batch(b.key);
-  b.rec.finished_at_ms = wall_ms();
+  b.rec.finished_at_ms = wall_.unix_ms();
   b.finished_steady = clock_.now();
   set_batch_state(b, state);
   log::info("batch finished", {{"batch_id", b.rec.id},
@@ -1380,7 +1376,7 @@ void Engine::notify_waiters(Batch& b) {
   for (auto& w : b.waiters) {
     if (b.rec.version > w->after) {
       if (view.is_null()) view = to_json(b);
-      w->timer->cancel();
+      timers_.cancel(w->timer);
       auto fn = std::move(w->fn);
       w->fn = nullptr;
       if (fn) fn(view);
@@ -1395,13 +1391,11 @@ void Engine::notify_waiters(Batch& b) {
 // Persistence
 
 void Engine::arm_flush() {
-  if (flush_armed_) return;
-  flush_armed_ = true;
-  flush_timer_.expires_after(options_.flush_interval);
+  if (flush_timer_) return;
   std::weak_ptr<bool> alive = alive_;
-  flush_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-    if (ec || alive.expired()) return;
-    flush_armed_ = false;
+  flush_timer_ = timers_.schedule(clock_.now() + options_.flush_interval, [this, alive] {
+    if (alive.expired()) return;
+    flush_timer_.reset();
     flush(false);
   });
 }
@@ -1471,10 +1465,10 @@ void Engine::tick() {
     std::vector<Item>().swap(b.items);
     b.items_loaded = false;
   }
-  tick_timer_.expires_after(std::chrono::seconds(1));
   std::weak_ptr<bool> alive = alive_;
-  tick_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-    if (ec || alive.expired()) return;
+  tick_timer_ = timers_.schedule(now + std::chrono::seconds(1), [this, alive] {
+    if (alive.expired()) return;
+    tick_timer_.reset();
     tick();
   });
 }
@@ -1490,7 +1484,7 @@ void Engine::update_gauges() {
   metrics_.breaker_open().Set(breaker_.state() == core::CircuitBreaker::State::kOpen ? 1 : 0);
   int64_t ready = 0;
   int64_t oldest_ms = 0;
-  const int64_t now_ms = wall_ms();
+  const int64_t now_ms = wall_.unix_ms();
   for (auto& [key, bp] : batches_) {
     if (core::is_final(bp->rec.state)) continue;
     ready += static_cast<int64_t>(bp->ready.size());
@@ -1532,8 +1526,11 @@ void Engine::update_gauges() {
 void Engine::drain(std::function<void()> done) {
   draining_ = true;
   drain_done_ = std::move(done);
-  wake_timer_.cancel();
-  track_timer_.cancel();
+  for (auto* t : {&wake_timer_, &track_timer_}) {
+    if (*t) timers_.cancel(**t);
+    t->reset();
+  }
+  wake_at_.reset();
   log::info("draining", {{"in_flight", in_flight_}});
   maybe_finish_drain();
 }
@@ -1542,15 +1539,17 @@ void Engine::maybe_finish_drain() {
   if (!draining_ || in_flight_ > 0 || !drain_done_) return;
   flush(true);
   writer_.drain();
-  tick_timer_.cancel();
-  flush_timer_.cancel();
+  for (auto* t : {&tick_timer_, &flush_timer_}) {
+    if (*t) timers_.cancel(**t);
+    t->reset();
+  }
   for (auto& [key, bp] : batches_) {
     // Answer long-polls now, while the listener can still carry the answers.
     auto waiters = std::move(bp->waiters);
     bp->waiters.clear();
     json view = to_json(*bp);
     for (auto& w : waiters) {
-      w->timer->cancel();
+      timers_.cancel(w->timer);
       auto fn = std::move(w->fn);
       w->fn = nullptr;
       if (fn) fn(view);
@@ -1627,11 +1626,10 @@ void Engine::wait_for_change(const std::string& id, int64_t after_version,
   auto w = std::make_shared<Batch::Waiter>();
   w->after = after_version;
   w->fn = std::move(fn);
-  w->timer = std::make_shared<boost::asio::steady_timer>(io_, wait);
   b->waiters.push_back(w);
   std::weak_ptr<bool> alive = alive_;
   uint64_t key = b->key;
-  w->timer->async_wait([this, alive, w, key](const boost::system::error_code&) {
+  w->timer = timers_.schedule(clock_.now() + wait, [this, alive, w, key] {
     if (alive.expired() || !w->fn) return;
     auto callback = std::move(w->fn);
     w->fn = nullptr;

@@ -1,8 +1,6 @@
 #pragma once
 
 #include <array>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -22,6 +20,7 @@
 #include "core/random.h"
 #include "core/retry_budget.h"
 #include "core/states.h"
+#include "core/timer_queue.h"
 #include "core/token_bucket.h"
 #include "engine/batch_spec.h"
 #include "engine/store_writer.h"
@@ -51,7 +50,15 @@ struct EngineOptions {
   std::chrono::milliseconds track_interval_min{1000};
   std::chrono::milliseconds track_interval_max{15000};
   std::string csrf_client_id = "floodgate";
-  uint64_t random_seed = 0;  // 0 = from std::random_device
+};
+
+/// Where the engine reads the time and randomness from, and how it waits: real clocks and
+/// Boost.Asio timers in production, a simulated clock and a manual queue in tests.
+struct EngineRuntime {
+  core::Clock& clock;
+  core::WallClock& wall;
+  core::Random& random;
+  core::TimerQueue& timers;
 };
 
 /// A run of a batch as shown by the API.
@@ -65,12 +72,12 @@ struct RunView {
   std::string detail_json;
 };
 
-/// Drives batches from PENDING to their final state on a single thread (an io_context run by
-/// one thread): picks what to send through the core's limits, sends it with the HttpClient,
-/// takes answers back on its own thread, and persists changes in batched transactions.
+/// Drives batches from PENDING to their final state on a single thread (the one that runs the
+/// runtime's timer queue): picks what to send through the core's limits, sends it with the
+/// HttpClient, takes answers back on its own thread, and persists changes in batched transactions.
 class Engine {
  public:
-  Engine(boost::asio::io_context& io, EngineOptions options, store::Store& store,
+  Engine(EngineRuntime runtime, EngineOptions options, store::Store& store,
          prefect::HttpClient& http, prefect::Credentials credentials, metrics::Metrics& metrics);
   ~Engine();
 
@@ -211,13 +218,14 @@ class Engine {
   const Batch* find(const std::string& id) const;
   void maybe_finish_drain();
 
-  boost::asio::io_context& io_;
+  core::Clock& clock_;
+  core::WallClock& wall_;
+  core::Random& random_;
+  core::TimerQueue& timers_;
   EngineOptions options_;
   store::Store& store_;
   prefect::HttpClient& http_;
   metrics::Metrics& metrics_;
-  core::SteadyClock clock_;
-  core::MtRandom random_;
   prefect::PrefectApi api_;
   StoreWriter writer_;
 
@@ -249,13 +257,11 @@ class Engine {
   int retry_credit_ = 0;  // items already paid for by a retry-budget token
   int64_t ready_total_ = 0;
 
-  boost::asio::steady_timer wake_timer_;
+  std::optional<core::TimerQueue::Id> wake_timer_;
   std::optional<core::TimePoint> wake_at_;
-  boost::asio::steady_timer flush_timer_;
-  bool flush_armed_ = false;
-  boost::asio::steady_timer tick_timer_;
-  boost::asio::steady_timer track_timer_;
-  bool track_armed_ = false;
+  std::optional<core::TimerQueue::Id> flush_timer_;
+  std::optional<core::TimerQueue::Id> tick_timer_;
+  std::optional<core::TimerQueue::Id> track_timer_;
 
   std::vector<std::pair<uint64_t, int64_t>> dirty_items_;
   std::vector<uint64_t> dirty_batches_;
