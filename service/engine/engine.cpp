@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 
+#include "engine/batch.h"
+#include "engine/batch_view.h"
 #include "engine/time_format.h"
 #include "metrics/log.h"
 
@@ -47,79 +49,6 @@ const char* endpoint_name(int kind) {
 }
 
 }  // namespace
-
-struct Engine::Item {
-  ItemState state = ItemState::kPending;
-  bool dirty = false;
-  bool in_request = false;
-  uint16_t slot = 0;
-  int32_t attempts = 0;
-  int32_t relaunches = 0;
-  int32_t unavailable = 0;  // attempts that found Prefect out of reach
-  core::TimePoint first_attempt{};
-  std::string flow_run_id;
-  std::string flow_run_state;
-  std::string last_error;
-  std::string parent_task_run_id;  // the placeholder in the parent flow run (as_subflow)
-  std::string spec;                // the run's spec JSON; released once the run exists
-  json earlier_runs;               // ids of runs of earlier attempts (re-launches), null when none
-};
-
-struct Engine::Slot {
-  enum class State { kUnresolved, kResolving, kResolved, kFailed };
-  prefect::DeploymentRef ref;
-  std::string text;  // as the user wrote it
-  State state = State::kUnresolved;
-  std::string id;
-  std::string error;
-  std::vector<int64_t> waiting;
-  int attempts = 0;
-  core::TimePoint first_attempt{};
-};
-
-struct Engine::Batch {
-  uint64_t key = 0;
-  store::BatchRecord rec;
-  BatchSpec spec;
-  std::vector<Item> items;
-  bool items_loaded = true;
-  std::vector<Slot> slots;
-  std::deque<int64_t> ready;
-  std::array<int64_t, core::kItemStateCount> counts{};
-  bool dirty = false;
-  int64_t failures = 0;
-  std::string batch_tag;
-  uint64_t final_flush_seq = 0;
-  // Tracking cadence, per batch: shortens while children finish, stretches while none do.
-  core::Duration track_interval{};
-  core::TimePoint next_track{};
-  int track_outstanding = 0;
-  bool track_saw_final = false;
-  // Parent watch: when a read last found the parent not yet final; launches wait for a fresh
-  // one (kParentRecheck) so nothing is launched under a parent that has ended.
-  core::TimePoint parent_seen_running{};
-  bool parent_read_outstanding = false;
-  core::TimePoint finished_steady{};
-  struct Waiter {
-    int64_t after;
-    std::function<void(json)> fn;
-    core::TimerQueue::Id timer = 0;
-  };
-  std::vector<std::shared_ptr<Waiter>> waiters;
-
-  int64_t running() const {
-    return counts[static_cast<int>(ItemState::kLaunching)] +
-           (spec.track ? counts[static_cast<int>(ItemState::kLaunched)] : 0);
-  }
-  int64_t done() const {
-    int64_t n = 0;
-    for (int i = 0; i < core::kItemStateCount; ++i) {
-      auto s = static_cast<ItemState>(i);
-      if (core::is_final(s) || (!spec.track && s == ItemState::kLaunched)) n += counts[i];
-    }
-    return n;
-  }
-};
 
 struct Engine::Pending {
   ReqKind kind = ReqKind::kCreate;
@@ -177,11 +106,11 @@ Engine::~Engine() {
 
 void Engine::post(std::function<void()> fn) { timers_.post(std::move(fn)); }
 
-Engine::Batch* Engine::find(const std::string& id) {
+Batch* Engine::find(const std::string& id) {
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : batches_.at(it->second).get();
 }
-const Engine::Batch* Engine::find(const std::string& id) const {
+const Batch* Engine::find(const std::string& id) const {
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : batches_.at(it->second).get();
 }
@@ -238,13 +167,13 @@ void Engine::init_batch(Batch& b, std::vector<std::string> run_specs,
   auto slot_for = [&](const std::string& text) -> uint16_t {
     auto it = slot_of.find(text);
     if (it != slot_of.end()) return it->second;
-    Slot s;
+    DeploymentSlot s;
     s.text = text;
     auto ref = prefect::parse_deployment_ref(text);
     if (ref) {
       s.ref = *ref;
     } else {
-      s.state = Slot::State::kFailed;
+      s.state = DeploymentSlot::State::kFailed;
       s.error = "deployment '" + text + "' is neither \"flow/deployment\" nor an id";
     }
     b.slots.push_back(std::move(s));
@@ -336,16 +265,16 @@ std::string Engine::idempotency_key(const Batch& b, int64_t index, const Item& i
 
 void Engine::make_ready(Batch& b, int64_t index) {
   Item& item = b.items[index];
-  Slot& slot = b.slots[item.slot];
+  DeploymentSlot& slot = b.slots[item.slot];
   switch (slot.state) {
-    case Slot::State::kResolved:
+    case DeploymentSlot::State::kResolved:
       b.ready.push_back(index);
       break;
-    case Slot::State::kFailed:
+    case DeploymentSlot::State::kFailed:
       launch_failed(b, index, slot.error);
       return;
-    case Slot::State::kUnresolved: {
-      slot.state = Slot::State::kResolving;
+    case DeploymentSlot::State::kUnresolved: {
+      slot.state = DeploymentSlot::State::kResolving;
       auto p = std::make_shared<Pending>();
       p->kind = ReqKind::kResolve;
       p->batch = b.key;
@@ -353,7 +282,7 @@ void Engine::make_ready(Batch& b, int64_t index) {
       control_.push_back(std::move(p));
       [[fallthrough]];
     }
-    case Slot::State::kResolving:
+    case DeploymentSlot::State::kResolving:
       slot.waiting.push_back(index);
       break;
   }
@@ -575,7 +504,7 @@ bool Engine::send_launch() {
     scheduler_.set_ready(b.key, 0);
     return true;  // the scheduler's view was stale; try again
   }
-  const Slot& s = b.slots[slot];
+  const DeploymentSlot& s = b.slots[slot];
   const auto now = clock_.now();
   if (b.rec.state == BatchState::kQueued) set_batch_state(b, BatchState::kRunning);
   json bodies = json::array();
@@ -616,26 +545,14 @@ void Engine::send_placeholder(Batch& b, const std::shared_ptr<Pending>& p, int64
   // and the child is created with it as parent_task_run_id. The dynamic key names the batch
   // too, so two batches from one parent never share a placeholder.
   Item& item = b.items[index];
-  const Slot& s = b.slots[item.slot];
-  std::string deployment_name = s.ref.id.empty() ? s.ref.flow_name + "/" + s.ref.name : s.text;
-  std::string slug;
-  for (char c : deployment_name) {
-    auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u)) {
-      slug += static_cast<char>(std::tolower(u));
-    } else if (!slug.empty() && slug.back() != '-') {
-      slug += '-';
-    }
-  }
-  while (!slug.empty() && slug.back() == '-') slug.pop_back();
-  json body = {{"flow_run_id", b.spec.parent_flow_run_id},
-               {"task_key", "prefect.deployments.flow_runs.run_deployment." + slug},
-               {"dynamic_key", "floodgate:" + b.rec.id + ":" + std::to_string(index)},
-               {"name", deployment_name + "-" + std::to_string(index)},
-               {"state", {{"type", "PENDING"}, {"name", "Pending"}}},
-               {"task_inputs", json::object()},
-               {"tags", b.spec.tags},
-               {"empirical_policy", {{"retries", 0}, {"retry_delay", 0}}}};
+  const DeploymentSlot& s = b.slots[item.slot];
+  prefect::PlaceholderContext ctx;
+  ctx.parent_flow_run_id = b.spec.parent_flow_run_id;
+  ctx.deployment_name = s.ref.id.empty() ? s.ref.flow_name + "/" + s.ref.name : s.text;
+  ctx.dynamic_key = "floodgate:" + b.rec.id + ":" + std::to_string(index);
+  ctx.index = index;
+  ctx.tags = &b.spec.tags;
+  json body = prefect::build_placeholder_body(ctx);
   const auto now = clock_.now();
   if (b.rec.state == BatchState::kQueued) set_batch_state(b, BatchState::kRunning);
   if (item.attempts == 0) {
@@ -745,8 +662,7 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
   // A pooled connection the server already closed fails at once while writing: that says
   // nothing about Prefect's health or load. Send again (same idempotency key) at no cost.
   const bool stale_connection =
-      response.status == 0 && !response.timed_out &&
-      response.error.find("Failed to write request body") != std::string::npos;
+      response.status == 0 && response.transport == prefect::TransportError::kStaleConnection;
   if (stale_connection && (p.kind == ReqKind::kCreate || p.kind == ReqKind::kCreateBulk ||
                            p.kind == ReqKind::kPlaceholder)) {
     scheduler_.on_request_done(p.batch);
@@ -845,9 +761,9 @@ void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
   auto it = batches_.find(p.batch);
   if (it == batches_.end()) return;
   Batch& b = *it->second;
-  Slot& slot = b.slots[p.slot];
+  DeploymentSlot& slot = b.slots[p.slot];
   auto fail = [&](const std::string& message) {
-    slot.state = Slot::State::kFailed;
+    slot.state = DeploymentSlot::State::kFailed;
     slot.error = "deployment '" + slot.text + "': " + message;
     auto waiting = std::move(slot.waiting);
     slot.waiting.clear();
@@ -859,7 +775,7 @@ void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
       fail("Prefect's answer is not a deployment");
       return;
     }
-    slot.state = Slot::State::kResolved;
+    slot.state = DeploymentSlot::State::kResolved;
     slot.id = d->id;
     auto waiting = std::move(slot.waiting);
     slot.waiting.clear();
@@ -927,7 +843,7 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
   if (it == batches_.end()) return;
   Batch& b = *it->second;
   for (int64_t idx : p.indexes) b.items[idx].in_request = false;
-  if ((r.status == 404 && r.body.find("Not Found") != std::string::npos) || r.status == 405) {
+  if (prefect::is_missing_bulk_endpoint(r)) {
     // A server without the bulk endpoint: fall back to single creates from now on.
     if (bulk_supported_) log::warn("Prefect has no bulk create endpoint; using single creates");
     bulk_supported_ = false;
@@ -1299,7 +1215,7 @@ void Engine::mark_dirty(Batch& b, int64_t index) {
   if (!item.dirty) {
     item.dirty = true;
     dirty_items_.emplace_back(b.key, index);
-    if (dirty_items_.size() >= options_.flush_max_items) flush(false);
+    if (dirty_items_.size() >= options_.flush_max_items) flush();
   }
   arm_flush();
 }
@@ -1375,7 +1291,7 @@ void Engine::notify_waiters(Batch& b) {
   json view;
   for (auto& w : b.waiters) {
     if (b.rec.version > w->after) {
-      if (view.is_null()) view = to_json(b);
+      if (view.is_null()) view = batch_view(b);
       timers_.cancel(w->timer);
       auto fn = std::move(w->fn);
       w->fn = nullptr;
@@ -1396,11 +1312,11 @@ void Engine::arm_flush() {
   flush_timer_ = timers_.schedule(clock_.now() + options_.flush_interval, [this, alive] {
     if (alive.expired()) return;
     flush_timer_.reset();
-    flush(false);
+    flush();
   });
 }
 
-void Engine::flush(bool /*force*/) {
+void Engine::flush() {
   if (dirty_items_.empty() && dirty_batches_.empty()) return;
   std::vector<store::ItemUpdate> items;
   items.reserve(dirty_items_.size());
@@ -1537,7 +1453,7 @@ void Engine::drain(std::function<void()> done) {
 
 void Engine::maybe_finish_drain() {
   if (!draining_ || in_flight_ > 0 || !drain_done_) return;
-  flush(true);
+  flush();
   writer_.drain();
   for (auto* t : {&tick_timer_, &flush_timer_}) {
     if (*t) timers_.cancel(**t);
@@ -1547,7 +1463,7 @@ void Engine::maybe_finish_drain() {
     // Answer long-polls now, while the listener can still carry the answers.
     auto waiters = std::move(bp->waiters);
     bp->waiters.clear();
-    json view = to_json(*bp);
+    json view = batch_view(*bp);
     for (auto& w : waiters) {
       timers_.cancel(w->timer);
       auto fn = std::move(w->fn);
@@ -1575,29 +1491,9 @@ const BatchSpec* Engine::spec_of(const std::string& id) const {
   return b ? &b->spec : nullptr;
 }
 
-json Engine::to_json(const Batch& b) const {
-  json counts = json::object();
-  for (int i = 0; i < core::kItemStateCount; ++i) {
-    counts[std::string(core::kItemStateNames[i])] = b.counts[i];
-  }
-  json j = engine::to_json(b.spec);
-  j["id"] = b.rec.id;
-  j["state"] = std::string(core::to_string(b.rec.state));
-  j["total"] = b.rec.total;
-  j["counts"] = std::move(counts);
-  j["created_at"] = format_time_ms(b.rec.created_at_ms);
-  j["updated_at"] = format_time_ms(b.rec.updated_at_ms);
-  j["finished_at"] = b.rec.finished_at_ms ? json(format_time_ms(b.rec.finished_at_ms)) : json();
-  j["version"] = b.rec.version;
-  j["idempotency_key"] = b.rec.idempotency_key ? json(*b.rec.idempotency_key) : json();
-  j["failures"] = b.failures;
-  j["tolerated_failures"] = failure_allowance(b.spec, b.rec.total);
-  return j;
-}
-
 json Engine::batch_json(const std::string& id) const {
   const Batch* b = find(id);
-  return b ? to_json(*b) : json();
+  return b ? batch_view(*b) : json();
 }
 
 json Engine::stored_batch_json(const store::BatchRecord& record) {
@@ -1609,7 +1505,7 @@ json Engine::stored_batch_json(const store::BatchRecord& record) {
     b.counts[i] = counts[i];
     if (core::is_failure(static_cast<ItemState>(i))) b.failures += counts[i];
   }
-  return to_json(b);
+  return batch_view(b);
 }
 
 void Engine::wait_for_change(const std::string& id, int64_t after_version,
@@ -1620,7 +1516,7 @@ void Engine::wait_for_change(const std::string& id, int64_t after_version,
     return;
   }
   if (b->rec.version > after_version || wait.count() <= 0 || draining_) {
-    fn(to_json(*b));
+    fn(batch_view(*b));
     return;
   }
   auto w = std::make_shared<Batch::Waiter>();
@@ -1640,7 +1536,7 @@ void Engine::wait_for_change(const std::string& id, int64_t after_version,
     }
     auto& ws = it->second->waiters;
     ws.erase(std::remove(ws.begin(), ws.end(), w), ws.end());
-    callback(to_json(*it->second));
+    callback(batch_view(*it->second));
   });
 }
 
@@ -1654,20 +1550,7 @@ std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
        i < static_cast<int64_t>(b->items.size()) && static_cast<int>(out.size()) < limit; ++i) {
     const Item& item = b->items[i];
     if (state && item.state != *state) continue;
-    RunView v;
-    v.index = i;
-    v.state = item.state;
-    v.flow_run_id = item.flow_run_id;
-    v.flow_run_state = item.flow_run_state;
-    v.attempts = item.attempts;
-    v.last_error = item.last_error;
-    if (item.earlier_runs.is_array() || !item.parent_task_run_id.empty()) {
-      json d = json::object();
-      if (item.earlier_runs.is_array()) d["earlier_runs"] = item.earlier_runs;
-      if (!item.parent_task_run_id.empty()) d["parent_task_run_id"] = item.parent_task_run_id;
-      v.detail_json = d.dump();
-    }
-    out.push_back(std::move(v));
+    out.push_back(run_view(item, i));
   }
   return out;
 }
@@ -1699,7 +1582,7 @@ std::vector<std::pair<int64_t, json>> Engine::held_batches(std::optional<BatchSt
   std::vector<std::pair<int64_t, json>> out;
   for (const auto& [key, b] : batches_) {
     if (b->rec.seq <= after_seq || (state && b->rec.state != *state)) continue;
-    out.emplace_back(b->rec.seq, to_json(*b));
+    out.emplace_back(b->rec.seq, batch_view(*b));
   }
   std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   return out;
@@ -1786,7 +1669,7 @@ Engine::ControlAnswer Engine::redrive(const std::string& id) {
   b->rec.finished_at_ms = 0;
   b->slots.erase(b->slots.begin() + 1, b->slots.end());
   for (auto& s : b->slots) {
-    if (s.state == Slot::State::kFailed) s.state = Slot::State::kUnresolved;
+    if (s.state == DeploymentSlot::State::kFailed) s.state = DeploymentSlot::State::kUnresolved;
   }
   set_batch_state(*b, BatchState::kRunning);
   scheduler_.add_batch(b->key, quota_of(b->spec));
@@ -1798,9 +1681,9 @@ Engine::ControlAnswer Engine::redrive(const std::string& id) {
       if (j.is_object() && j.contains("deployment") && j["deployment"].is_string()) {
         const std::string text = j["deployment"].get<std::string>();
         auto found = std::find_if(b->slots.begin(), b->slots.end(),
-                                  [&](const Slot& s) { return s.text == text; });
+                                  [&](const DeploymentSlot& s) { return s.text == text; });
         if (found == b->slots.end()) {
-          Slot s;
+          DeploymentSlot s;
           s.text = text;
           if (auto ref = prefect::parse_deployment_ref(text)) s.ref = *ref;
           b->slots.push_back(std::move(s));

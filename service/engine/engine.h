@@ -23,6 +23,7 @@
 #include "core/timer_queue.h"
 #include "core/token_bucket.h"
 #include "engine/batch_spec.h"
+#include "engine/batch_view.h"
 #include "engine/store_writer.h"
 #include "metrics/metrics.h"
 #include "prefect/http_client.h"
@@ -30,6 +31,9 @@
 #include "store/store.h"
 
 namespace floodgate::engine {
+
+struct Batch;
+struct Item;
 
 /// Global limits and knobs of the engine.
 struct EngineOptions {
@@ -61,17 +65,6 @@ struct EngineRuntime {
   core::TimerQueue& timers;
 };
 
-/// A run of a batch as shown by the API.
-struct RunView {
-  int64_t index = 0;
-  core::ItemState state = core::ItemState::kPending;
-  std::string flow_run_id;
-  std::string flow_run_state;
-  int32_t attempts = 0;
-  std::string last_error;
-  std::string detail_json;
-};
-
 /// Drives batches from PENDING to their final state on a single thread (the one that runs the
 /// runtime's timer queue): picks what to send through the core's limits, sends it with the
 /// HttpClient, takes answers back on its own thread, and persists changes in batched transactions.
@@ -90,10 +83,9 @@ class Engine {
   /// Stops sending new requests, waits for those in flight (bounded by the request timeout),
   /// writes everything to the store, then calls `done` (engine thread).
   void drain(std::function<void()> done);
-  bool draining() const { return draining_; }
 
-  /// Takes a batch just committed to the store (engine thread). `slots[i]` says which
-  /// entry of `deployments` item i uses.
+  /// Takes a batch just committed to the store (engine thread); `run_specs[i]` is item i's spec
+  /// JSON (a run may name its own deployment).
   void add_batch(store::BatchRecord record, BatchSpec spec, std::vector<std::string> run_specs);
 
   // --- Reads and control, engine thread ---
@@ -103,7 +95,8 @@ class Engine {
   /// JSON for a batch not held in memory (finished before this process started).
   nlohmann::json stored_batch_json(const store::BatchRecord& record);
   int64_t batch_version(const std::string& id) const;
-  /// Calls `fn(batch_json)` when the batch's version exceeds `after_version`, or at `deadline`.
+  /// Calls `fn(batch_json)` once: when the batch's version exceeds `after_version`, or after
+  /// `wait` (null JSON when the batch is unknown).
   void wait_for_change(const std::string& id, int64_t after_version, std::chrono::milliseconds wait,
                        std::function<void(nlohmann::json)> fn);
   /// Items of a held batch; nullopt when the batch's items are not in memory.
@@ -135,13 +128,7 @@ class Engine {
   bool ready(std::string* why) const;
   nlohmann::json status_json() const;
 
-  /// Effective defaults shown in batch JSON.
-  const EngineOptions& options() const { return options_; }
-
  private:
-  struct Batch;
-  struct Item;
-  struct Slot;
   enum class ReqKind {
     kResolve,
     kCreate,
@@ -202,7 +189,7 @@ class Engine {
   void queue_cancel_child(Batch& b, const std::string& flow_run_id);
   void set_batch_state(Batch& b, core::BatchState s);
   void mark_dirty(Batch& b, int64_t index);
-  void flush(bool force);
+  void flush();
   void arm_flush();
   void tick();
   void update_gauges();
@@ -211,7 +198,6 @@ class Engine {
   void init_batch(Batch& b, std::vector<std::string> run_specs,
                   const std::vector<store::ItemRecord>* stored);
   void activate(Batch& b);
-  nlohmann::json to_json(const Batch& b) const;
   core::BatchQuota quota_of(const BatchSpec& spec) const;
   std::string idempotency_key(const Batch& b, int64_t index, const Item& item) const;
   Batch* find(const std::string& id);

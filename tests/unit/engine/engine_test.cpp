@@ -106,6 +106,19 @@ TEST(EngineTest, ATimeoutAndALostAnswerCreateTheRunOnce) {
   EXPECT_EQ(h.runs(id)[0].flow_run_id, "run-1");
 }
 
+TEST(EngineTest, AStaleConnectionIsResentAtNoCost) {
+  EngineHarness h;
+  h.start();
+  auto stale = transport_error(false, "Failed to write request body");
+  stale.transport = prefect::TransportError::kStaleConnection;
+  h.prefect.script("POST", "/create_flow_run", stale);
+  auto id = h.submit(spec_for(), 1);
+  h.advance(100ms);
+  EXPECT_EQ(h.state(id), "COMPLETED");
+  EXPECT_EQ(h.prefect.creates(), 2u);
+  EXPECT_EQ(h.runs(id)[0].attempts, 1);  // the failed write is not an attempt
+}
+
 TEST(EngineTest, RetryAfterPausesEveryRequest) {
   auto o = EngineHarness::defaults();
   o.use_bulk = false;
