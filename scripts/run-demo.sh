@@ -14,9 +14,19 @@
 #   5. submits a batch of 100 runs of demo-flow/demo and shows its progress until it ends.
 # Everything stays up until `run-demo.sh stop`.
 #
-# Knobs (environment): DEMO_RUNS (100), DEMO_MAX_RUNNING (20), DEMO_SLEEP_S (2),
-# FLOODGATE_DEMO_PORT (8080), FG_PREFECT_PORT (4200), FLOODGATED (use this binary, skip the
-# build), DEMO_SKIP_APT=1 (never call apt-get), DEMO_TIMEOUT_S (1800).
+# Knobs (environment): DEMO_RUNS (100), DEMO_MAX_RUNNING (8), DEMO_SLEEP_S (2),
+# FG_PREFECT_WORKER_LIMIT (8), DEMO_REQUEST_TIMEOUT_S (60), FLOODGATE_DEMO_PORT (8080),
+# FG_PREFECT_PORT (4200), FLOODGATED (use this binary, skip the build), DEMO_SKIP_APT=1 (never
+# call apt-get), DEMO_TIMEOUT_S (1800).
+#
+# The defaults are for a small machine that does other work too: each child is a Python process
+# that spends seconds of CPU starting Prefect's engine, and every child's state changes are
+# writes to the server's one SQLite database. More children at once than the machine has room
+# for only makes them slower and the database busier ("database is locked" -> 503, which
+# floodgate waits out, never counting it against a run's attempts). 8 at a time keeps a 2-core
+# machine responsive; raise DEMO_MAX_RUNNING and FG_PREFECT_WORKER_LIMIT together on a bigger
+# one. floodgated waits 60 s for an answer, as Prefect's own client does: a busy SQLite server
+# answers slowly rather than not at all.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +37,8 @@ FG_PID_FILE="$RUN_DIR/floodgated.pid"
 FG_LOG="$RUN_DIR/floodgated.log"
 FG_DB="$RUN_DIR/floodgate.db"
 DEMO_RUNS="${DEMO_RUNS:-100}"
-DEMO_MAX_RUNNING="${DEMO_MAX_RUNNING:-20}"
+DEMO_MAX_RUNNING="${DEMO_MAX_RUNNING:-8}"
+DEMO_REQUEST_TIMEOUT_S="${DEMO_REQUEST_TIMEOUT_S:-60}"
 DEMO_SLEEP_S="${DEMO_SLEEP_S:-2}"
 DEMO_TIMEOUT_S="${DEMO_TIMEOUT_S:-1800}"
 
@@ -35,6 +46,7 @@ export FG_PREFECT_PORT="${FG_PREFECT_PORT:-4200}"
 export FG_PREFECT_RUN_DIR="${FG_PREFECT_RUN_DIR:-$RUN_DIR/prefect}"
 export FG_PREFECT_UI="${FG_PREFECT_UI:-true}"
 export FG_PREFECT_POOL="${FG_PREFECT_POOL:-floodgate-demo}"
+export FG_PREFECT_WORKER_LIMIT="${FG_PREFECT_WORKER_LIMIT:-8}"
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -121,7 +133,7 @@ start_floodgated() {
   say "starting floodgated on $FG_URL (store $FG_DB)"
   mkdir -p "$RUN_DIR"
   "$FLOODGATED_BIN" --listen "127.0.0.1:$FG_PORT" --prefect-api-url "$FG_PREFECT_API_URL" \
-    --db "sqlite://$FG_DB" </dev/null >>"$FG_LOG" 2>&1 &
+    --db "sqlite://$FG_DB" --request-timeout "$DEMO_REQUEST_TIMEOUT_S" </dev/null >>"$FG_LOG" 2>&1 &
   pid=$!
   echo "$pid" >"$FG_PID_FILE"
   local i

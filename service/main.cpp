@@ -5,9 +5,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <random>
+#include <sstream>
 
+#include "api/auth.h"
 #include "api/router.h"
 #include "app/config.h"
 #include "engine/asio_timer_queue.h"
@@ -16,6 +19,7 @@
 #include "http/cpprest_server.h"
 #include "http/proxy.h"
 #include "http/thread_pool.h"
+#include "http/url_redact.h"
 #include "metrics/log.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -34,9 +38,35 @@ std::map<std::string, std::string> environment() {
   return env;
 }
 
+/// The API tokens the configuration names (none: authentication off). Throws with a message
+/// that names the file and line, never a secret.
+std::vector<floodgate::api::ApiToken> load_tokens(const floodgate::Config& cfg) {
+  if (!cfg.api_tokens.empty()) {
+    return floodgate::api::parse_api_tokens(cfg.api_tokens, "FLOODGATE_API_TOKENS");
+  }
+  if (cfg.api_tokens_file.empty()) return {};
+  std::ifstream in(cfg.api_tokens_file);
+  if (!in) throw std::runtime_error("cannot read --api-tokens-file " + cfg.api_tokens_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  return floodgate::api::parse_api_tokens(text.str(), cfg.api_tokens_file);
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 int run(const floodgate::Config& cfg) {
   using namespace floodgate;
   log::set_level(cfg.log_level);
+  auto auth = std::make_shared<api::Authenticator>();
+  auth->set_tokens(load_tokens(cfg));
+  const bool open_network = !auth->enabled() && !is_loopback(cfg.listen_host);
+  if (open_network && !cfg.insecure_no_auth) {
+    throw std::runtime_error("refusing to serve an API without tokens on " + cfg.listen_host +
+                             ": give --api-tokens-file (or FLOODGATE_API_TOKENS), listen on "
+                             "loopback, or pass --insecure-no-auth true");
+  }
   http::init_http_threads(static_cast<size_t>(cfg.http_threads));
 
   auto store = store::open_store(cfg.db);
@@ -48,6 +78,7 @@ int run(const floodgate::Config& cfg) {
       std::chrono::milliseconds(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
   client_opts.request_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(cfg.request_timeout_s * 1000));
+  client_opts.max_response_bytes = cfg.max_prefect_response_bytes;
   client_opts.verify_tls = cfg.tls_verify;
   client_opts.ca_file = cfg.ca_file;
   client_opts.proxy_url = http::select_proxy(cfg.prefect_api_url, http::proxy_environment());
@@ -77,8 +108,18 @@ int run(const floodgate::Config& cfg) {
 
   api::ApiOptions aopts;
   aopts.limits.max_runs = cfg.max_runs_per_batch;
+  aopts.limits.max_depth = cfg.max_json_depth;
+  aopts.limits.max_run_bytes = cfg.max_run_bytes;
+  aopts.origins.allowed_hosts = cfg.allowed_hosts;
+  aopts.origins.allowed_origins = cfg.allowed_origins;
+  aopts.auth = auth;
+  aopts.public_status = cfg.public_status;
+  aopts.token_rate = cfg.token_rate;
+  aopts.origins.tls = !cfg.tls_cert.empty();
+  aopts.prefect_ui_url = cfg.prefect_ui_url;
   api::Router router(aopts, engine, *store, metrics);
-  http::ServerOptions sopts{cfg.listen_host, cfg.listen_port, cfg.max_body_bytes};
+  http::ServerOptions sopts{cfg.listen_host,      cfg.listen_port, cfg.max_body_bytes,
+                            cfg.max_parse_memory, cfg.tls_cert,    cfg.tls_key};
   auto server =
       http::make_cpprest_server(sopts, [&router](api::ServerRequest req, api::Responder respond) {
         router.handle(std::move(req), std::move(respond));
@@ -89,12 +130,44 @@ int run(const floodgate::Config& cfg) {
   log::info("floodgated started",
             {{"version", FLOODGATE_VERSION},
              {"listen", cfg.listen_host + ":" + std::to_string(cfg.listen_port)},
-             {"prefect_api_url", cfg.prefect_api_url},
-             {"db", cfg.db},
+             {"tls", !cfg.tls_cert.empty()},
+             {"prefect_api_url", http::redact_url(cfg.prefect_api_url)},
+             {"db", http::redact_url(cfg.db)},
              {"rate", cfg.rate_text},
              {"max_in_flight", cfg.max_in_flight},
              {"adaptive", cfg.adaptive},
-             {"proxy", client_opts.proxy_url.empty() ? "none" : "set"}});
+             {"proxy", client_opts.proxy_url.empty() ? "none" : "set"},
+             {"api_tokens", static_cast<int64_t>(auth->size())}});
+
+  // Without tokens on a reachable address, say so now and every minute.
+  boost::asio::steady_timer insecure_warning(io);
+  std::function<void(const boost::system::error_code&)> warn_insecure =
+      [&](const boost::system::error_code& ec) {
+        if (ec || auth->enabled()) return;
+        log::warn(
+            "the API has no tokens and listens beyond loopback (--insecure-no-auth): "
+            "anyone who reaches it can launch runs",
+            {{"listen", cfg.listen_host}});
+        insecure_warning.expires_after(std::chrono::minutes(1));
+        insecure_warning.async_wait(warn_insecure);
+      };
+  if (open_network) warn_insecure({});
+
+  // SIGHUP re-reads the tokens; a bad file keeps the ones in use.
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hangup = [&](const boost::system::
+                                                                                 error_code& ec,
+                                                                             int) {
+    if (ec) return;
+    try {
+      auth->set_tokens(load_tokens(cfg));
+      log::info("API tokens reloaded", {{"api_tokens", static_cast<int64_t>(auth->size())}});
+    } catch (const std::exception& e) {
+      log::error("API tokens not reloaded; the previous ones stay in use", {{"error", e.what()}});
+    }
+    hangup.async_wait(on_hangup);
+  };
+  hangup.async_wait(on_hangup);
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   boost::asio::steady_timer drain_deadline(io);
@@ -128,6 +201,8 @@ int run(const floodgate::Config& cfg) {
       };
   signals.async_wait(on_signal);
   io.run();
+  insecure_warning.cancel();
+  hangup.cancel();
   server->stop();
   log::info("floodgated stopped");
   return 0;

@@ -4,6 +4,7 @@
 #include <limits>
 #include <set>
 
+#include "api/json_scan.h"
 #include "prefect/prefect_api.h"
 
 namespace floodgate::api {
@@ -205,22 +206,13 @@ void parse_priority(Checker& c, const json& body, engine::BatchSpec& spec) {
 
 }  // namespace
 
-std::optional<BatchRequest> parse_batch_request(const json& body, const RequestLimits& limits,
-                                                std::vector<FieldError>& errors) {
-  Checker c(errors);
-  if (!body.is_object()) {
-    c.fail("body", std::string("must be a JSON object, not ") + body.type_name());
-    return std::nullopt;
-  }
-  c.only_keys(body, "",
-              {"deployment", "deployment_id", "runs", "tags", "parent_flow_run_id", "limits",
-               "retry", "track", "relaunch_crashed", "tolerated_failure_percentage",
-               "tolerated_failure_count", "on_cancel", "priority", "labels"});
-  BatchRequest out;
-  engine::BatchSpec& spec = out.spec;
+namespace {
 
-  const bool has_dep = body.contains("deployment") && !body["deployment"].is_null();
-  const bool has_id = body.contains("deployment_id") && !body["deployment_id"].is_null();
+// Validates the batch's own fields (everything but "runs") into `spec`.
+void parse_batch_fields(Checker& c, const json& body, engine::BatchSpec& spec, bool& has_dep,
+                        bool& has_id) {
+  has_dep = body.contains("deployment") && !body["deployment"].is_null();
+  has_id = body.contains("deployment_id") && !body["deployment_id"].is_null();
   if (has_dep && has_id) {
     c.fail("deployment_id", "give either deployment or deployment_id, not both");
   } else if (has_dep) {
@@ -281,76 +273,181 @@ std::optional<BatchRequest> parse_batch_request(const json& body, const RequestL
       spec.labels = l;
     }
   }
+}
 
-  if (!body.contains("runs")) {
+}  // namespace
+
+namespace {
+
+std::string kind_name(char kind) {
+  switch (kind) {
+    case '{':
+      return "object";
+    case '[':
+      return "array";
+    case '"':
+      return "string";
+    case 't':
+    case 'f':
+      return "boolean";
+    case 'n':
+      return "null";
+    default:
+      return "number";
+  }
+}
+
+// Validates one run into the JSON that the engine keeps for it; nullopt when it is refused.
+std::optional<json> parse_run(Checker& c, const json& r, const std::string& f,
+                              std::set<std::string>& keys) {
+  if (!r.is_object()) {
+    c.fail(f, std::string("must be an object, not ") + r.type_name());
+    return std::nullopt;
+  }
+  c.only_keys(r, f + ".",
+              {"parameters", "name", "tags", "job_variables", "work_queue_name", "idempotency_key",
+               "deployment"});
+  json run = json::object();
+  for (auto it = r.begin(); it != r.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    if (v.is_null()) continue;
+    if (k == "parameters" || k == "job_variables") {
+      if (!v.is_object()) {
+        c.fail(f + "." + k, std::string("must be an object, not ") + v.type_name());
+        continue;
+      }
+    } else if (k == "name" || k == "work_queue_name") {
+      if (!c.string(v, f + "." + k, 1000)) continue;
+    } else if (k == "tags") {
+      if (!c.string_list(v, f + ".tags")) continue;
+    } else if (k == "idempotency_key") {
+      auto s = c.string(v, f + ".idempotency_key", 500);
+      if (!s) continue;
+      if (!keys.insert(*s).second) {
+        c.fail(f + ".idempotency_key", "repeats the key of an earlier run in this batch");
+        continue;
+      }
+    } else if (k == "deployment") {
+      if (!c.deployment_text(v, f + ".deployment")) continue;
+    } else {
+      continue;
+    }
+    run[k] = v;
+  }
+  return run;
+}
+
+const std::initializer_list<const char*> kBatchFields = {"deployment",
+                                                         "deployment_id",
+                                                         "runs",
+                                                         "tags",
+                                                         "parent_flow_run_id",
+                                                         "limits",
+                                                         "retry",
+                                                         "track",
+                                                         "relaunch_crashed",
+                                                         "tolerated_failure_percentage",
+                                                         "tolerated_failure_count",
+                                                         "on_cancel",
+                                                         "priority",
+                                                         "labels"};
+
+}  // namespace
+
+std::optional<BatchRequest> parse_batch_request(std::string_view text, const RequestLimits& limits,
+                                                std::vector<FieldError>& errors) {
+  Checker c(errors);
+  // Checked as text first: depth and numbers are settled before any tree is built, and only
+  // one run at a time is ever a tree, so no body costs much more memory than its own size.
+  if (auto bad = check_json(text, limits.max_depth)) {
+    errors.push_back({bad->field, bad->message, true});
+    return std::nullopt;
+  }
+  if (json_kind(text) != '{') {
+    c.fail("body", "must be a JSON object, not " + kind_name(json_kind(text)));
+    return std::nullopt;
+  }
+  json body = json::object();
+  std::optional<std::string_view> runs_text;
+  for_each_member(text, [&](const std::string& key, std::string_view value) {
+    if (key == "runs") {
+      runs_text = value;
+      return true;
+    }
+    bool known = false;
+    for (const char* k : kBatchFields) known = known || key == k;
+    if (!known) {
+      c.fail(key, "unknown field");
+    } else if (value.size() > limits.max_field_bytes) {
+      c.fail(key, "is " + std::to_string(value.size()) + " bytes of JSON; at most " +
+                      std::to_string(limits.max_field_bytes) + " are allowed");
+    } else {
+      body[key] = json::parse(value);
+    }
+    return errors.size() < 50;
+  });
+  BatchRequest out;
+  bool has_dep = false;
+  bool has_id = false;
+  parse_batch_fields(c, body, out.spec, has_dep, has_id);
+  body = json();
+
+  if (!runs_text) {
     c.fail("runs", "is required: a list of runs, e.g. [{\"parameters\": {}}]");
     return std::nullopt;
   }
-  const json& runs = body["runs"];
-  if (!runs.is_array()) {
-    c.fail("runs", std::string("must be a list, not ") + runs.type_name());
+  if (json_kind(*runs_text) != '[') {
+    c.fail("runs", "must be a list, not " + kind_name(json_kind(*runs_text)));
     return std::nullopt;
   }
-  if (runs.empty()) c.fail("runs", "must hold at least one run");
-  if (runs.size() > limits.max_runs) {
-    c.fail("runs", "holds " + std::to_string(runs.size()) + " runs; at most " +
+  size_t count = 0;
+  for_each_element(*runs_text, [&](std::string_view) {
+    ++count;
+    return true;
+  });
+  if (count == 0) c.fail("runs", "must hold at least one run");
+  if (count > limits.max_runs) {
+    c.fail("runs", "holds " + std::to_string(count) + " runs; at most " +
                        std::to_string(limits.max_runs) + " are allowed in one batch");
     return std::nullopt;
   }
   std::set<std::string> keys;
-  out.run_specs.reserve(runs.size());
-  for (size_t i = 0; i < runs.size() && errors.size() < 50; ++i) {
-    const std::string f = "runs[" + std::to_string(i) + "]";
-    const json& r = runs[i];
-    if (!r.is_object()) {
-      c.fail(f, std::string("must be an object, not ") + r.type_name());
-      continue;
+  out.run_specs.reserve(count);
+  size_t i = 0;
+  for_each_element(*runs_text, [&](std::string_view r_text) {
+    const std::string f = "runs[" + std::to_string(i++) + "]";
+    if (r_text.size() > limits.max_run_bytes) {
+      errors.push_back({f,
+                        "is " + std::to_string(r_text.size()) + " bytes of JSON; at most " +
+                            std::to_string(limits.max_run_bytes) +
+                            " are allowed for one run (--max-run-bytes)",
+                        true});
+      return errors.size() < 50;
     }
-    c.only_keys(r, f + ".",
-                {"parameters", "name", "tags", "job_variables", "work_queue_name",
-                 "idempotency_key", "deployment"});
-    json run = json::object();
-    for (auto it = r.begin(); it != r.end(); ++it) {
-      const std::string& k = it.key();
-      const json& v = it.value();
-      if (v.is_null()) continue;
-      if (k == "parameters" || k == "job_variables") {
-        if (!v.is_object()) {
-          c.fail(f + "." + k, std::string("must be an object, not ") + v.type_name());
-          continue;
-        }
-      } else if (k == "name" || k == "work_queue_name") {
-        if (!c.string(v, f + "." + k, 1000)) continue;
-      } else if (k == "tags") {
-        if (!c.string_list(v, f + ".tags")) continue;
-      } else if (k == "idempotency_key") {
-        auto s = c.string(v, f + ".idempotency_key", 500);
-        if (!s) continue;
-        if (!keys.insert(*s).second) {
-          c.fail(f + ".idempotency_key", "repeats the key of an earlier run in this batch");
-          continue;
-        }
-      } else if (k == "deployment") {
-        if (!c.deployment_text(v, f + ".deployment")) continue;
-      } else {
-        continue;
-      }
-      run[k] = v;
-    }
-    if (!has_dep && !has_id && !run.contains("deployment") && errors.empty()) {
+    auto run = parse_run(c, json::parse(r_text), f, keys);
+    if (!run) return errors.size() < 50;
+    if (!has_dep && !has_id && !run->contains("deployment") && errors.empty()) {
       c.fail("deployment",
              "is required: give deployment (\"flow/deployment\"), deployment_id, "
              "or a deployment on every run (" +
                  f + " has none)");
     }
-    out.run_specs.push_back(run.dump());
-  }
+    if (errors.empty()) out.run_specs.push_back(run->dump());
+    return errors.size() < 50;
+  });
   if (!c.ok()) return std::nullopt;
-  if (spec.deployment.empty()) {
+  if (out.spec.deployment.empty()) {
     // Every run names its own deployment; the batch's slot is never used.
-    spec.deployment = json::parse(out.run_specs.front())["deployment"].get<std::string>();
+    out.spec.deployment = json::parse(out.run_specs.front())["deployment"].get<std::string>();
   }
   return out;
+}
+
+std::optional<BatchRequest> parse_batch_request(const json& body, const RequestLimits& limits,
+                                                std::vector<FieldError>& errors) {
+  const std::string text = body.dump();
+  return parse_batch_request(std::string_view(text), limits, errors);
 }
 
 bool apply_batch_patch(const json& body, engine::BatchSpec& spec, std::vector<FieldError>& errors) {

@@ -14,11 +14,15 @@ namespace floodgate::api {
 struct FieldError {
   std::string field;
   std::string message;
+  bool malformed = false;  // the JSON itself is refused (400), not a value in it (422)
 };
 
 /// Limits on what one request may hold.
 struct RequestLimits {
   size_t max_runs = 100000;
+  int max_depth = 64;                  // nested objects and lists, the body's own included
+  size_t max_run_bytes = 1024 * 1024;  // one run's JSON text
+  size_t max_field_bytes = 64 * 1024;  // any batch field other than "runs"
 };
 
 /// A validated POST /v1/batches body.
@@ -27,8 +31,13 @@ struct BatchRequest {
   std::vector<std::string> run_specs;  // each run's spec as compact JSON
 };
 
-/// Validates a batch submission. On failure returns nullopt and fills `errors` (the first
-/// error is the most important one).
+/// Validates a batch submission given as JSON text. On failure returns nullopt and fills
+/// `errors` (the first error is the most important one). Never recurses with the input's depth
+/// and holds at most one run as a tree at a time.
+std::optional<BatchRequest> parse_batch_request(std::string_view body, const RequestLimits& limits,
+                                                std::vector<FieldError>& errors);
+
+/// The same for a body that is already a tree (tests and tools).
 std::optional<BatchRequest> parse_batch_request(const nlohmann::json& body,
                                                 const RequestLimits& limits,
                                                 std::vector<FieldError>& errors);

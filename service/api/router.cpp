@@ -1,9 +1,13 @@
 #include "api/router.h"
 
 #include <charconv>
+#include <chrono>
+#include <cmath>
 #include <limits>
 #include <memory>
 
+#include "api/json_scan.h"
+#include "api/request_guard.h"
 #include "api/status_page.h"
 #include "engine/time_format.h"
 #include "metrics/log.h"
@@ -20,6 +24,10 @@ const char* title_for(int status) {
       return "Bad Request";
     case 404:
       return "Not Found";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
     case 405:
       return "Method Not Allowed";
     case 409:
@@ -32,6 +40,8 @@ const char* title_for(int status) {
       return "Unprocessable Content";
     case 500:
       return "Internal Server Error";
+    case 429:
+      return "Too Many Requests";
     case 503:
       return "Service Unavailable";
     default:
@@ -69,53 +79,22 @@ std::string url_decode(std::string_view s) {
   return out;
 }
 
-std::optional<int64_t> parse_int(const std::string& s) {
-  int64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-std::optional<double> parse_double(const std::string& s) {
-  try {
-    size_t used = 0;
-    double v = std::stod(s, &used);
-    if (used != s.size()) return std::nullopt;
-    return v;
-  } catch (...) {
-    return std::nullopt;
-  }
-}
-
 // Reads the paging parameters `limit` and `after`; the answer to send when one is bad.
 std::optional<ServerResponse> read_page(const std::map<std::string, std::string>& q,
                                         int64_t min_after, int& limit, int64_t& after) {
   if (auto it = q.find("limit"); it != q.end()) {
-    auto v = parse_int(it->second);
+    auto v = parse_whole(it->second);
     if (!v || *v < 1 || *v > 1000) {
       return problem(400, "limit must be a whole number from 1 to 1000", "limit");
     }
     limit = static_cast<int>(*v);
   }
   if (auto it = q.find("after"); it != q.end() && !it->second.empty()) {
-    auto v = parse_int(it->second);
+    auto v = parse_whole(it->second);
     if (!v || *v < min_after) return problem(400, "after must be a cursor from \"next\"", "after");
     after = *v;
   }
   return std::nullopt;
-}
-
-std::vector<std::string> split_path(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i < path.size()) {
-    while (i < path.size() && path[i] == '/') ++i;
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) parts.push_back(path.substr(i, j - i));
-    i = j;
-  }
-  return parts;
 }
 
 json run_json(const engine::RunView& v) {
@@ -124,7 +103,9 @@ json run_json(const engine::RunView& v) {
             {"flow_run_id", v.flow_run_id.empty() ? json() : json(v.flow_run_id)},
             {"flow_run_state", v.flow_run_state.empty() ? json() : json(v.flow_run_state)},
             {"attempts", v.attempts},
-            {"last_error", v.last_error.empty() ? json() : json(v.last_error)}};
+            {"last_error", v.last_error.empty() ? json() : json(v.last_error)},
+            {"transient_attempts", v.transient_attempts},
+            {"waited_s", v.waited_s}};
   if (!v.detail_json.empty()) {
     json d = json::parse(v.detail_json, nullptr, false);
     if (d.is_object() && d.contains("earlier_runs") && d["earlier_runs"].is_array()) {
@@ -146,6 +127,13 @@ engine::RunView view_of(const store::ItemRecord& r) {
   v.attempts = r.attempts;
   v.last_error = r.last_error;
   v.detail_json = r.detail_json;
+  if (!r.detail_json.empty()) {
+    json d = json::parse(r.detail_json, nullptr, false);
+    if (d.is_object()) {
+      v.transient_attempts = d.value("transient_attempts", 0);
+      v.waited_s = d.value("waited_s", 0.0);
+    }
+  }
   return v;
 }
 
@@ -188,6 +176,19 @@ std::map<std::string, std::string> parse_query(const std::string& query) {
   return out;
 }
 
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return parts;
+}
+
 Router::Router(ApiOptions options, engine::Engine& engine, store::Store& store,
                metrics::Metrics& metrics)
     : options_(options),
@@ -195,6 +196,22 @@ Router::Router(ApiOptions options, engine::Engine& engine, store::Store& store,
       store_(store),
       metrics_(metrics),
       random_(std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32)) {}
+
+std::optional<double> Router::over_rate(const std::string& caller) {
+  if (options_.token_rate <= 0) return std::nullopt;
+  const core::Clock& clock = options_.clock != nullptr ? *options_.clock : steady_clock_;
+  std::lock_guard lock(buckets_mutex_);
+  auto it = buckets_.find(caller);
+  if (it == buckets_.end()) {
+    it = buckets_
+             .emplace(std::piecewise_construct, std::forward_as_tuple(caller),
+                      std::forward_as_tuple(clock, options_.token_rate,
+                                            std::max(2.0, 2 * options_.token_rate)))
+             .first;
+  }
+  if (it->second.try_consume()) return std::nullopt;
+  return std::max(1.0, std::chrono::duration<double>(it->second.time_until()).count());
+}
 
 std::string Router::new_batch_id() {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -215,119 +232,190 @@ std::string Router::new_batch_id() {
   return s;
 }
 
+namespace {
+
+/// Which endpoint a path names and the methods it declares.
+struct Route {
+  std::string name = "other";  // the metrics label: the path's template
+  std::string allow;           // declared methods, as an Allow header lists them
+  bool found = false;
+};
+
+Route route_of(const std::vector<std::string>& parts) {
+  auto make = [](std::string name, std::string allow) {
+    return Route{std::move(name), std::move(allow), true};
+  };
+  if (parts.empty()) return make("/", "GET");
+  if (parts.size() == 1 && (parts[0] == "status.js" || parts[0] == "status.css")) {
+    return make("/" + parts[0], "GET");
+  }
+  if (parts.size() == 1 &&
+      (parts[0] == "healthz" || parts[0] == "readyz" || parts[0] == "metrics")) {
+    return make("/" + parts[0], "GET");
+  }
+  if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "batches") {
+    if (parts.size() == 2) return make("/v1/batches", "GET, POST");
+    if (parts.size() == 3) return make("/v1/batches/{id}", "GET, PATCH");
+    if (parts.size() == 4 && parts[3] == "runs") return make("/v1/batches/{id}/runs", "GET");
+    if (parts.size() == 4 && (parts[3] == "cancel" || parts[3] == "pause" || parts[3] == "resume" ||
+                              parts[3] == "redrive")) {
+      return make("/v1/batches/{id}/" + parts[3], "POST");
+    }
+  }
+  return Route{};
+}
+
+bool allows(const Route& route, const std::string& method) {
+  if (method == "HEAD") return route.allow.find("GET") != std::string::npos;
+  size_t pos = 0;
+  while (pos < route.allow.size()) {
+    size_t end = route.allow.find(',', pos);
+    if (end == std::string::npos) end = route.allow.size();
+    if (route.allow.compare(pos, end - pos, method) == 0) return true;
+    pos = end + 2;
+  }
+  return false;
+}
+
+bool changes_state(const std::string& method) {
+  return method != "GET" && method != "HEAD" && method != "OPTIONS";
+}
+
+}  // namespace
+
+std::optional<ServerResponse> Router::refuse_body(const ServerRequest& req, bool required) const {
+  auto ct = req.headers.find("content-type");
+  if (!required && req.body.empty()) return std::nullopt;
+  if (ct == req.headers.end()) {
+    return problem(415, "the body must be JSON sent as Content-Type: application/json", "body");
+  }
+  if (!is_json_media_type(ct->second)) {
+    return problem(415,
+                   "the body must be JSON sent as Content-Type: application/json (optionally "
+                   "with charset=utf-8), not " +
+                       ct->second.substr(0, 200),
+                   "body");
+  }
+  return std::nullopt;
+}
+
 void Router::handle(ServerRequest req, Responder respond_raw) {
-  auto parts = split_path(req.path);
-  std::string route = "other";
+  const auto parts = split_path(req.path);
+  const Route route = route_of(parts);
   // Count every answer by route template and status.
-  auto respond = [this, respond_raw, &route](ServerResponse r) {
-    metrics_.api_requests(route, r.status).Increment();
+  const auto started = std::chrono::steady_clock::now();
+  auto respond = [this, respond_raw, name = route.name, started](ServerResponse r) {
+    metrics_.api_requests(name, r.status).Increment();
+    metrics_.api_request_duration(name).Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     respond_raw(std::move(r));
   };
-  auto route_respond = [this, respond_raw](std::string name) {
-    return [this, respond_raw, name](ServerResponse r) {
-      metrics_.api_requests(name, r.status).Increment();
-      respond_raw(std::move(r));
-    };
-  };
-  auto method_not_allowed = [&](const char* allow) {
-    ServerResponse r = problem(405, "method " + req.method + " is not allowed on " + req.path);
-    r.headers["Allow"] = allow;
-    respond(std::move(r));
-  };
   try {
-    if (parts.empty()) {
-      route = "/";
-      if (req.method != "GET") return method_not_allowed("GET");
+    if (auto bad = host_problem(req.headers, options_.origins)) {
+      return respond(problem(403, *bad, "Host"));
+    }
+    if (!route.found)
+      return respond(problem(404, "no such endpoint: " + req.method + " " + req.path));
+    std::string caller_name;
+    const bool open_route =
+        route.name == "/healthz" || route.name == "/readyz" || route.name == "/status.js" ||
+        route.name == "/status.css" ||
+        (options_.public_status && (route.name == "/" || route.name == "/metrics"));
+    if (options_.auth && options_.auth->enabled() && !open_route && req.method != "OPTIONS") {
+      auto it = req.headers.find("authorization");
+      const Caller caller =
+          options_.auth->identify(it == req.headers.end() ? nullptr : &it->second);
+      if (caller.result != Caller::Result::kOk) {
+        const bool missing = caller.result == Caller::Result::kMissing;
+        ServerResponse r =
+            problem(401,
+                    missing ? "this endpoint needs an API token: Authorization: Bearer TOKEN"
+                            : "the API token is not valid",
+                    "Authorization");
+        r.headers["WWW-Authenticate"] = missing
+                                            ? "Bearer realm=\"floodgate\""
+                                            : "Bearer realm=\"floodgate\", error=\"invalid_token\"";
+        return respond(std::move(r));
+      }
+      if (changes_state(req.method) && caller.scope == Scope::kRead) {
+        return respond(
+            problem(403, "the token " + caller.name + " may only read", "Authorization"));
+      }
+      caller_name = caller.name;
+      if (auto wait = over_rate(caller.name)) {
+        ServerResponse r =
+            problem(429, "the token " + caller.name + " makes more than " +
+                             std::to_string(static_cast<int64_t>(options_.token_rate)) +
+                             " requests a second (--token-rate); slow down");
+        r.headers["Retry-After"] = std::to_string(static_cast<int64_t>(std::ceil(*wait)));
+        return respond(std::move(r));
+      }
+    }
+    if (req.method == "OPTIONS") {
+      // Says what the endpoint takes and grants nothing: no Access-Control-* headers.
       ServerResponse r;
-      r.content_type = "text/html; charset=utf-8";
-      r.body = status_page_html();
+      r.status = 204;
+      r.content_type.clear();
+      r.headers["Allow"] = route.allow + ", OPTIONS";
       return respond(std::move(r));
     }
-    if (parts.size() == 1 && parts[0] == "healthz") {
-      if (req.method != "GET" && req.method != "HEAD") {
-        route = "/healthz";
-        return method_not_allowed("GET");
-      }
-      route = "/healthz";
-      return respond(json_response(200, {{"status", "ok"}}));
+    if (!allows(route, req.method)) {
+      ServerResponse r = problem(405, "method " + req.method.substr(0, 20) + " is not allowed on " +
+                                          req.path.substr(0, 200));
+      r.headers["Allow"] = route.allow;
+      return respond(std::move(r));
     }
-    if (parts.size() == 1 && parts[0] == "readyz") {
-      if (req.method != "GET" && req.method != "HEAD") {
-        route = "/readyz";
-        return method_not_allowed("GET");
+    if (changes_state(req.method)) {
+      if (auto bad = origin_problem(req.headers, options_.origins)) {
+        return respond(problem(403, *bad, "Origin"));
       }
-      engine_.post([this, r = route_respond("/readyz")] {
+    }
+    if (auto page = status_page_response(parts, options_.prefect_ui_url)) {
+      return respond(std::move(page->response));
+    }
+    if (route.name == "/healthz") return respond(json_response(200, {{"status", "ok"}}));
+    if (route.name == "/readyz") {
+      engine_.post([this, respond] {
         std::string why;
         bool ok = engine_.ready(&why);
         json body = {{"status", ok ? "ready" : "not ready"}, {"engine", engine_.status_json()}};
         if (!ok) body["reason"] = why;
-        r(json_response(ok ? 200 : 503, body));
+        respond(json_response(ok ? 200 : 503, body));
       });
       return;
     }
-    if (parts.size() == 1 && parts[0] == "metrics") {
-      if (req.method != "GET" && req.method != "HEAD") {
-        route = "/metrics";
-        return method_not_allowed("GET");
-      }
-      route = "/metrics";
+    if (route.name == "/metrics") {
       ServerResponse r;
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       r.body = metrics_.serialize();
       return respond(std::move(r));
     }
-    if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "batches") {
-      if (parts.size() == 2) {
-        route = "/v1/batches";
-        if (req.method == "POST") return post_batch(req, route_respond(route));
-        if (req.method == "GET") return list_batches(req, route_respond(route));
-        return method_not_allowed("GET, POST");
-      }
-      const std::string id = parts[2];
-      if (parts.size() == 3) {
-        route = "/v1/batches/{id}";
-        if (req.method == "GET") return get_batch(id, req, route_respond(route));
-        if (req.method == "PATCH") return patch_batch(id, req, route_respond(route));
-        return method_not_allowed("GET, PATCH");
-      }
-      if (parts.size() == 4 && parts[3] == "runs") {
-        route = "/v1/batches/{id}/runs";
-        if (req.method != "GET") return method_not_allowed("GET");
-        return list_runs(id, req, route_respond(route));
-      }
-      if (parts.size() == 4 && (parts[3] == "cancel" || parts[3] == "pause" ||
-                                parts[3] == "resume" || parts[3] == "redrive")) {
-        route = "/v1/batches/{id}/" + parts[3];
-        if (req.method != "POST") return method_not_allowed("POST");
-        return control(id, parts[3], req, route_respond(route));
-      }
+    if (route.name == "/v1/batches") {
+      if (req.method == "POST") return post_batch(req, caller_name, respond);
+      return list_batches(req, respond);
     }
-    respond(problem(404, "no such endpoint: " + req.method + " " + req.path));
+    const std::string& id = parts[2];
+    if (route.name == "/v1/batches/{id}") {
+      if (req.method == "PATCH") return patch_batch(id, req, respond);
+      return get_batch(id, req, respond);
+    }
+    if (route.name == "/v1/batches/{id}/runs") return list_runs(id, req, respond);
+    return control(id, parts[3], req, respond);
   } catch (const std::exception& e) {
-    log::error("request failed", {{"path", req.path}, {"error", e.what()}});
+    log::error("request failed", {{"path", req.path.substr(0, 200)}, {"error", e.what()}});
     respond(problem(500, std::string("internal error: ") + e.what()));
   }
 }
 
-void Router::post_batch(const ServerRequest& req, Responder respond) {
+void Router::post_batch(const ServerRequest& req, const std::string& submitted_by,
+                        Responder respond) {
   if (!accepting_) return respond(problem(503, "floodgate is shutting down; submit again later"));
-  auto ct = req.headers.find("content-type");
-  if (ct != req.headers.end() && ct->second.find("json") == std::string::npos) {
-    return respond(problem(
-        415, "the body must be JSON (Content-Type: application/json), not " + ct->second, "body"));
-  }
-  json body;
-  try {
-    body = json::parse(req.body);
-  } catch (const json::parse_error& e) {
-    return respond(problem(400, std::string("body is not valid JSON: ") + e.what(), "body"));
-  }
+  if (auto bad = refuse_body(req, true)) return respond(std::move(*bad));
   std::vector<FieldError> errors;
-  auto parsed = parse_batch_request(body, options_.limits, errors);
-  body = json();  // free the parsed tree before the store copies
+  auto parsed = parse_batch_request(std::string_view(req.body), options_.limits, errors);
   if (!parsed) {
     const auto& first = errors.front();
-    int status = first.field == "body" ? 400 : 422;
+    int status = first.malformed || first.field == "body" ? 400 : 422;
     return respond(problem(status, first.field + ": " + first.message, first.field, errors));
   }
   std::optional<std::string> idem;
@@ -347,6 +435,7 @@ void Router::post_batch(const ServerRequest& req, Responder respond) {
   rec.created_at_ms = rec.updated_at_ms = engine::wall_ms();
   rec.version = 1;
   rec.idempotency_key = idem;
+  rec.submitted_by = submitted_by;
 
   std::vector<store::ItemRecord> items(parsed->run_specs.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -395,7 +484,7 @@ void Router::get_batch(const std::string& id, const ServerRequest& req, Responde
   double wait_s = 0;
   std::optional<int64_t> after;
   if (auto it = q.find("wait_s"); it != q.end()) {
-    auto v = parse_double(it->second);
+    auto v = parse_decimal(it->second);
     if (!v || *v < 0 || *v > options_.max_wait_s) {
       return respond(problem(400,
                              "wait_s must be a number of seconds from 0 to " +
@@ -405,9 +494,11 @@ void Router::get_batch(const std::string& id, const ServerRequest& req, Responde
     wait_s = *v;
   }
   if (auto it = q.find("after_version"); it != q.end()) {
-    after = parse_int(it->second);
-    if (!after)
-      return respond(problem(400, "after_version must be a whole number", "after_version"));
+    after = parse_whole(it->second);
+    if (!after) {
+      return respond(problem(400, "after_version must be a whole number of at most 18 digits",
+                             "after_version"));
+    }
   }
   engine_.post([this, id, wait_s, after, respond] {
     if (!engine_.has_batch(id)) {
@@ -478,6 +569,9 @@ void Router::list_batches(const ServerRequest& req, Responder respond) {
     }
   }
   if (auto bad = read_page(q, 0, limit, after)) return respond(std::move(*bad));
+  if (auto it = q.find("submitted_by"); it != q.end()) {
+    return list_batches_by(it->second, state, limit, after, std::move(respond));
+  }
   // The store's state can trail the engine's by one flush, so batches the engine holds are
   // judged by the engine's state; the store answers for the rest.
   auto records = std::make_shared<std::vector<store::BatchRecord>>(
@@ -507,10 +601,54 @@ void Router::list_batches(const ServerRequest& req, Responder respond) {
   });
 }
 
+void Router::list_batches_by(const std::string& name, std::optional<core::BatchState> state,
+                             int limit, int64_t after, Responder respond) {
+  // Who submitted a batch is known to the store only: scan it in pages for that name.
+  constexpr int kPage = 1000;
+  auto matched = std::make_shared<std::vector<store::BatchRecord>>();
+  int64_t cursor = after;
+  while (static_cast<int>(matched->size()) <= limit) {
+    auto page = store_.list_batches(std::nullopt, cursor, kPage);
+    for (auto& rec : page) {
+      if (rec.submitted_by == name) matched->push_back(std::move(rec));
+    }
+    if (static_cast<int>(page.size()) < kPage) break;
+    cursor = page.back().seq;
+  }
+  const bool scan_stopped = static_cast<int>(matched->size()) > limit;
+  engine_.post([this, matched, limit, state, scan_stopped, respond] {
+    json list = json::array();
+    json next;
+    int64_t last = 0;
+    bool more = false;
+    for (const auto& rec : *matched) {
+      json view =
+          engine_.has_batch(rec.id) ? engine_.batch_json(rec.id) : engine_.stored_batch_json(rec);
+      if (state && view.value("state", "") != core::to_string(*state)) continue;
+      if (static_cast<int>(list.size()) == limit) {
+        more = true;
+        break;
+      }
+      list.push_back(std::move(view));
+      last = rec.seq;
+    }
+    if (more) {
+      next = std::to_string(last);
+    } else if (scan_stopped) {
+      next = std::to_string(matched->back().seq);
+    }
+    respond(json_response(200, {{"batches", std::move(list)}, {"next", next}}));
+  });
+}
+
 void Router::control(const std::string& id, const std::string& action, const ServerRequest& req,
                      Responder respond) {
   std::optional<std::string> on_cancel;
+  if (auto bad = refuse_body(req, false)) return respond(std::move(*bad));
   if (!req.body.empty()) {
+    if (auto bad = check_json(req.body, options_.limits.max_depth)) {
+      return respond(problem(400, bad->field + ": " + bad->message, bad->field));
+    }
     json body = json::parse(req.body, nullptr, false);
     if (body.is_discarded() || !body.is_object()) {
       return respond(problem(400, "body must be a JSON object (or empty)", "body"));
@@ -553,6 +691,10 @@ void Router::control(const std::string& id, const std::string& action, const Ser
 }
 
 void Router::patch_batch(const std::string& id, const ServerRequest& req, Responder respond) {
+  if (auto bad = refuse_body(req, true)) return respond(std::move(*bad));
+  if (auto bad = check_json(req.body, options_.limits.max_depth)) {
+    return respond(problem(400, bad->field + ": " + bad->message, bad->field));
+  }
   json body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) return respond(problem(400, "body is not valid JSON", "body"));
   auto shared = std::make_shared<json>(std::move(body));

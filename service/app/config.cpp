@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "core/token_bucket.h"
+#include "http/url_redact.h"
 
 namespace floodgate {
 
@@ -45,6 +46,21 @@ int parse_int(const std::string& name, const std::string& v, int lo, int hi) {
   return static_cast<int>(d);
 }
 
+std::vector<std::string> parse_list(const std::string& v) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i <= v.size()) {
+    size_t j = v.find(',', i);
+    if (j == std::string::npos) j = v.size();
+    std::string item = v.substr(i, j - i);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    i = j + 1;
+  }
+  return out;
+}
+
 bool parse_bool(const std::string& name, const std::string& v) {
   std::string l = v;
   std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -70,11 +86,23 @@ const std::vector<Option>& options() {
       {"prefect-api-url", "Prefect API root, e.g. http://127.0.0.1:4200/api (PREFECT_API_URL)",
        [](Config& c, const std::string& n, const std::string& v) {
          if (v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) {
-           throw ConfigError(n + ": '" + v + "' is not an http:// or https:// URL");
+           throw ConfigError(n + ": '" + http::redact_url(v) +
+                             "' is not an http:// or https:// URL");
          }
          c.prefect_api_url = v;
          while (!c.prefect_api_url.empty() && c.prefect_api_url.back() == '/') {
            c.prefect_api_url.pop_back();
+         }
+       }},
+      {"prefect-ui-url",
+       "Prefect UI root, e.g. http://127.0.0.1:4200; the status page links runs to it (none)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) {
+           throw ConfigError(n + ": '" + v + "' is not an http:// or https:// URL");
+         }
+         c.prefect_ui_url = v;
+         while (!c.prefect_ui_url.empty() && c.prefect_ui_url.back() == '/') {
+           c.prefect_ui_url.pop_back();
          }
        }},
       {"prefect-api-key", "Prefect API key, sent as Bearer (PREFECT_API_KEY)",
@@ -136,6 +164,11 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string& n, const std::string& v) {
          c.request_timeout_s = parse_number(n, v, 0.1, 3600);
        }},
+      {"max-prefect-response-bytes",
+       "largest answer body read from Prefect; a larger one is a transient error (16777216)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.max_prefect_response_bytes = static_cast<size_t>(parse_number(n, v, 4096, 1e10));
+       }},
       {"bulk", "use Prefect's bulk create endpoint when it has one: true|false (true)",
        [](Config& c, const std::string& n, const std::string& v) { c.bulk = parse_bool(n, v); }},
       {"max-body-bytes", "largest request body accepted (16777216)",
@@ -145,6 +178,69 @@ const std::vector<Option>& options() {
       {"max-runs-per-batch", "most runs in one batch (100000)",
        [](Config& c, const std::string& n, const std::string& v) {
          c.max_runs_per_batch = static_cast<size_t>(parse_int(n, v, 1, 10000000));
+       }},
+      {"max-json-depth",
+       "deepest nesting of objects and lists in a request body, the body itself included (64)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.max_json_depth = parse_int(n, v, 4, 1000);
+       }},
+      {"max-run-bytes", "largest JSON text of one run in a batch (1048576)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.max_run_bytes = static_cast<size_t>(parse_number(n, v, 1024, 1e10));
+       }},
+      {"max-parse-memory",
+       "bytes all requests being read and parsed may hold at once, each body counted 3 times; "
+       "beyond it 503 (268435456)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.max_parse_memory = static_cast<size_t>(parse_number(n, v, 1024 * 1024, 1e13));
+       }},
+      {"allowed-hosts",
+       "comma-separated host names the Host header may carry beside IP addresses and localhost "
+       "(\".example.com\" takes subdomains, \"*\" any); needed for DNS names when listening "
+       "on 0.0.0.0",
+       [](Config& c, const std::string&, const std::string& v) {
+         c.allowed_hosts = parse_list(v);
+       }},
+      {"allowed-origins",
+       "comma-separated web origins (https://ui.example.com) that may call state-changing "
+       "endpoints beside the service's own",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.allowed_origins = parse_list(v);
+         for (const auto& o : c.allowed_origins) {
+           if ((o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0) ||
+               o.find('/', o.find("://") + 3) != std::string::npos) {
+             throw ConfigError(n + ": '" + o + "' is not an origin like https://host[:port]");
+           }
+         }
+       }},
+      {"api-tokens-file",
+       "file of API tokens, one 'SCOPE NAME TOKEN' a line (SCOPE read or write, '#' comments); "
+       "re-read on SIGHUP. Without tokens the API is open, and only on loopback",
+       [](Config& c, const std::string&, const std::string& v) { c.api_tokens_file = v; }},
+      {"api-tokens", "API token lines as in --api-tokens-file (use the variable, not the flag)",
+       [](Config& c, const std::string&, const std::string& v) { c.api_tokens = v; }},
+      {"insecure-no-auth",
+       "allow a non-loopback --listen without API tokens: true|false (false; warns every minute)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.insecure_no_auth = parse_bool(n, v);
+       }},
+      {"public-status", "serve /metrics and the status page / without a token: true|false (false)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.public_status = parse_bool(n, v);
+       }},
+      {"tls-cert", "PEM certificate chain: serve the API over https (with --tls-key)",
+       [](Config& c, const std::string&, const std::string& v) { c.tls_cert = v; }},
+      {"tls-key", "PEM private key for --tls-cert",
+       [](Config& c, const std::string&, const std::string& v) { c.tls_key = v; }},
+      {"token-rate",
+       "requests each API token may make: N/s, N/min or off; bursts of twice that, at least 2 "
+       "(50/s)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         auto r = core::TokenBucket::parse_rate(v);
+         if (!r || *r < 0) {
+           throw ConfigError(n + ": '" + v + "' is not a rate (use e.g. 50/s, 600/min or off)");
+         }
+         c.token_rate = *r;
        }},
       {"retry-budget-ratio", "retries allowed as a fraction of first attempts (0.2)",
        [](Config& c, const std::string& n, const std::string& v) {
@@ -251,6 +347,13 @@ Config parse_config(const std::vector<std::string>& args,
     auto it = chosen.find(flag);
     return it == chosen.end() ? std::string("--") + flag + " (default)" : it->second.source;
   };
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    throw ConfigError("--tls-cert and --tls-key go together: give both or neither");
+  }
+  if (!c.api_tokens_file.empty() && !c.api_tokens.empty()) {
+    throw ConfigError(source_of("api-tokens-file") + " and " + source_of("api-tokens") +
+                      " are both set; give the tokens in one place");
+  }
   if (c.adaptive && c.min_in_flight > c.max_in_flight) {
     throw ConfigError(source_of("min-in-flight") + " (" + std::to_string(c.min_in_flight) +
                       ") must not exceed " + source_of("max-in-flight") + " (" +

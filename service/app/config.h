@@ -20,6 +20,7 @@ struct Config {
   uint16_t listen_port = 8080;
   std::string prefect_api_url = "http://127.0.0.1:4200/api";
   std::string prefect_api_key;
+  std::string prefect_ui_url;  // empty: the status page links nowhere
   std::string prefect_auth_string;
   std::string db = "sqlite://./floodgate.db";
   double rate = 0;  // requests/s; 0 = no token bucket
@@ -31,9 +32,22 @@ struct Config {
   std::string limit_algorithm = "gradient";
   double connect_timeout_s = 10;
   double request_timeout_s = 30;
+  size_t max_prefect_response_bytes = 16 * 1024 * 1024;
   bool bulk = true;
   size_t max_body_bytes = 16 * 1024 * 1024;
   size_t max_runs_per_batch = 100000;
+  int max_json_depth = 64;
+  size_t max_run_bytes = 1024 * 1024;
+  size_t max_parse_memory = 256 * 1024 * 1024;
+  std::vector<std::string> allowed_hosts;    // beyond IP literals and localhost
+  std::vector<std::string> allowed_origins;  // beyond the service's own
+  std::string api_tokens_file;
+  std::string api_tokens;  // token lines given directly (FLOODGATE_API_TOKENS)
+  bool insecure_no_auth = false;
+  bool public_status = false;  // /metrics and / without a token
+  std::string tls_cert;        // serve https with this PEM chain and --tls-key
+  std::string tls_key;
+  double token_rate = 50;  // requests/s per API token; 0 = no limit
   double retry_budget_ratio = 0.2;
   bool tls_verify = true;
   std::string ca_file;

@@ -26,8 +26,10 @@ struct Item {
   uint16_t slot = 0;
   int32_t attempts = 0;
   int32_t relaunches = 0;
-  int32_t unavailable = 0;  // attempts that found Prefect out of reach
+  int32_t unavailable = 0;  // transient attempts: Prefect busy or out of reach, not a verdict
+  bool in_doubt = false;    // a create that may have made the run got no answer saying so
   core::TimePoint first_attempt{};
+  core::TimePoint settled{};  // launched or failed: the end of its wait
   std::string flow_run_id;
   std::string flow_run_state;
   std::string last_error;
@@ -46,6 +48,7 @@ struct DeploymentSlot {
   std::string error;
   std::vector<int64_t> waiting;
   int attempts = 0;
+  int transient = 0;  // attempts Prefect answered "not now": bounded by max_elapsed_s only
   core::TimePoint first_attempt{};
 };
 

@@ -1,5 +1,7 @@
 #include "engine/batch_view.h"
 
+#include <algorithm>
+
 #include "engine/batch.h"
 #include "engine/time_format.h"
 
@@ -27,7 +29,7 @@ json batch_view(const Batch& b) {
   return j;
 }
 
-RunView run_view(const Item& item, int64_t index) {
+RunView run_view(const Item& item, int64_t index, core::TimePoint now) {
   RunView v;
   v.index = index;
   v.state = item.state;
@@ -35,6 +37,14 @@ RunView run_view(const Item& item, int64_t index) {
   v.flow_run_state = item.flow_run_state;
   v.attempts = item.attempts;
   v.last_error = item.last_error;
+  v.transient_attempts = item.unavailable;
+  if (item.settled > item.first_attempt) {
+    v.waited_s = core::to_seconds(item.settled - item.first_attempt);
+  } else if (item.attempts > 0 && (item.state == core::ItemState::kLaunching ||
+                                   item.state == core::ItemState::kRetryWait ||
+                                   item.state == core::ItemState::kPending)) {
+    v.waited_s = std::max(0.0, core::to_seconds(now - item.first_attempt));
+  }
   if (item.earlier_runs.is_array() || !item.parent_task_run_id.empty()) {
     json d = json::object();
     if (item.earlier_runs.is_array()) d["earlier_runs"] = item.earlier_runs;

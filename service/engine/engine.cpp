@@ -44,7 +44,7 @@ bool prefect_final(const std::string& type) {
 const char* endpoint_name(int kind) {
   static constexpr const char* kNames[] = {
       "read_deployment", "create_flow_run", "create_flow_run_bulk", "filter_flow_runs", "set_state",
-      "csrf_token",      "health",          "create_task_run"};
+      "csrf_token",      "health",          "create_task_run",      "filter_flow_runs"};
   return kNames[kind];
 }
 
@@ -59,6 +59,7 @@ struct Engine::Pending {
   std::string child_id;          // cancel: the flow run
   bool parent_only = false;      // tracking: a read of the parent alone, before launches
   std::string transition_id;
+  std::string failure;  // lookup: the error to report for runs that do not exist
   int attempts = 0;
   core::TimePoint sent{};
   core::TimePoint first_sent{};
@@ -198,6 +199,7 @@ void Engine::init_batch(Batch& b, std::vector<std::string> run_specs,
           item.relaunches = d.value("relaunches", 0);
           if (d.contains("earlier_runs")) item.earlier_runs = d["earlier_runs"];
           item.parent_task_run_id = d.value("parent_task_run_id", "");
+          item.unavailable = d.value("transient_attempts", 0);
         }
       }
       if (item.state == ItemState::kLaunching || item.state == ItemState::kRetryWait) {
@@ -207,6 +209,12 @@ void Engine::init_batch(Batch& b, std::vector<std::string> run_specs,
       if (item.state == ItemState::kPending) item.spec = rec.spec_json;
       // Steady time does not survive a restart: max_elapsed_s counts again from now.
       item.first_attempt = clock_.now();
+      if (!rec.detail_json.empty() && rec.detail_json.find("\"waited_s\"") != std::string::npos) {
+        json d = json::parse(rec.detail_json, nullptr, false);
+        if (d.is_object() && d["waited_s"].is_number()) {
+          item.settled = item.first_attempt + core::from_seconds(d["waited_s"].get<double>());
+        }
+      }
     } else {
       item.spec = std::move(run_specs[i]);
     }
@@ -424,6 +432,19 @@ bool Engine::send_control() {
         req = api_.cancel_flow_run(p->child_id, p->transition_id,
                                    "Cancelled by floodgate: batch cancelled or failed");
         break;
+      case ReqKind::kLookup: {
+        auto it = batches_.find(p->batch);
+        if (it == batches_.end()) continue;
+        std::vector<std::string> deployments;
+        for (int64_t idx : p->indexes) {
+          const std::string& id = it->second->slots[it->second->items[idx].slot].id;
+          if (std::find(deployments.begin(), deployments.end(), id) == deployments.end()) {
+            deployments.push_back(id);
+          }
+        }
+        req = api_.filter_flow_runs_by_keys(p->ids, deployments);
+        break;
+      }
       default:
         continue;
     }
@@ -599,7 +620,8 @@ void Engine::handle_placeholder(Pending& p, const prefect::HttpResponse& r,
     prefect::Classification bad{prefect::Verdict::kRetryable,
                                 "bad_answer",
                                 "Prefect's answer to the task run create has no id",
-                                {}};
+                                {},
+                                /*transient=*/true};
     retry_or_fail(b, idx, bad);
     return;
   }
@@ -678,15 +700,25 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
     pump();
     return;
   }
+  // Database contention (Prefect's 503 for a locked database, contended runs in a bulk answer)
+  // is load: it lowers the limit and pauses all requests briefly, as a Retry-After does, so
+  // floodgate writes less while the database is busy instead of each run retrying on its own.
+  const bool congested = prefect::is_locked_database(response) ||
+                         (p.kind == ReqKind::kCreateBulk && c.verdict == prefect::Verdict::kOk &&
+                          prefect::bulk_contention_count(response.body) > 0);
   if (p.kind != ReqKind::kProbe && p.kind != ReqKind::kCsrf) {
     auto outcome = core::ConcurrencyLimit::Outcome::kSuccess;
-    if (c.verdict == prefect::Verdict::kRetryable || c.verdict == prefect::Verdict::kRateLimited) {
+    if (c.verdict == prefect::Verdict::kRetryable || c.verdict == prefect::Verdict::kRateLimited ||
+        congested) {
       outcome = core::ConcurrencyLimit::Outcome::kDropped;
     } else if (c.verdict == prefect::Verdict::kPermanent) {
       outcome = core::ConcurrencyLimit::Outcome::kIgnore;
     }
     limit_->on_sample(now, rtt, in_flight_ + 1, outcome, sample_class(p));
-    if (c.verdict == prefect::Verdict::kRetryable && !stale_connection) {
+    // A locked database is load on a server that answers, not an outage: the limit and the
+    // contention pause slow floodgate down; the breaker stays out of it.
+    if (c.verdict == prefect::Verdict::kRetryable && !stale_connection &&
+        !prefect::is_locked_database(response)) {
       breaker_.on_failure();
     } else if (c.verdict != prefect::Verdict::kRateLimited) {
       breaker_.on_success();
@@ -697,6 +729,15 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
     backoff_.pause_until(now + pause);
     log::warn("Prefect asked to slow down; pausing all requests",
               {{"status", response.status}, {"pause_s", core::to_seconds(pause)}});
+  } else if (congested && p.kind != ReqKind::kProbe && p.kind != ReqKind::kCsrf) {
+    const auto pause = contention_.on_signal(now);
+    if (pause > core::Duration(0)) {
+      backoff_.pause_until(now + pause);
+      log::info("Prefect is busy; pausing all requests",
+                {{"status", response.status},
+                 {"reason", c.verdict == prefect::Verdict::kOk ? "bulk_contention" : c.reason},
+                 {"pause_s", core::to_seconds(pause)}});
+    }
   }
 
   switch (p.kind) {
@@ -717,6 +758,9 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
       break;
     case ReqKind::kCancelChild:
       handle_cancel_child(p, response, c);
+      break;
+    case ReqKind::kLookup:
+      handle_lookup(p, response, c);
       break;
     case ReqKind::kCsrf:
       csrf_in_flight_ = false;
@@ -790,10 +834,12 @@ void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
   const auto now = clock_.now();
   if (slot.attempts == 0) slot.first_attempt = now;
   slot.attempts += 1;
+  if (c.transient) slot.transient += 1;
   const core::RetryPolicy policy = retry_policy(b.spec);
-  auto delay = core::retry_delay(policy.backoff, slot.attempts, random_, c.retry_after);
+  auto delay =
+      core::retry_delay(policy.backoff, std::min(slot.attempts, 30), random_, c.retry_after);
   if (c.verdict != prefect::Verdict::kCsrfInvalid &&
-      !policy.may_retry(slot.attempts, slot.first_attempt, now, delay)) {
+      !policy.may_retry(slot.attempts - slot.transient, slot.first_attempt, now, delay)) {
     fail("gave up after " + std::to_string(slot.attempts) + " attempts: " + c.message);
     return;
   }
@@ -816,7 +862,8 @@ void Engine::handle_create(Pending& p, const prefect::HttpResponse& r,
         prefect::Classification bad{prefect::Verdict::kRetryable,
                                     "bad_answer",
                                     "Prefect's answer to create_flow_run has no run id",
-                                    {}};
+                                    {},
+                                    /*transient=*/true};
         retry_or_fail(b, idx, bad);
         return;
       }
@@ -832,6 +879,7 @@ void Engine::handle_create(Pending& p, const prefect::HttpResponse& r,
       requeue_without_attempt(b, idx, core::Duration(0));
       return;
     default:
+      if (prefect::may_have_created(r)) b.items[idx].in_doubt = true;
       retry_or_fail(b, idx, c);
   }
 }
@@ -861,7 +909,8 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
       prefect::Classification bad{prefect::Verdict::kRetryable,
                                   "bad_answer",
                                   "Prefect's answer to the bulk create does not match the request",
-                                  {}};
+                                  {},
+                                  /*transient=*/true};
       for (int64_t idx : p.indexes) retry_or_fail(b, idx, bad);
       return;
     }
@@ -873,19 +922,15 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
       } else {
         // The bulk endpoint reports every error per run, transient ones ("database is
         // locked") too: only a rejection of the run itself is final.
-        const bool transient = res.error.find("OperationalError") != std::string::npos ||
-                               res.error.find("locked") != std::string::npos ||
-                               res.error.find("imeout") != std::string::npos;
-        const bool rejected = !transient && (res.error.find("alidation") != std::string::npos ||
-                                             res.error.find("schema") != std::string::npos);
-        if (rejected) {
-          launch_failed(b, p.indexes[i], "Prefect rejected the run: " + res.error);
+        const prefect::Classification item_c = prefect::classify_bulk_item(res.error);
+        if (item_c.unclassified && unclassified_seen_.first(res.error)) {
+          log::warn("Prefect gave an error floodgate does not know; treating it as transient",
+                    {{"batch_id", b.rec.id}, {"error", res.error}});
+        }
+        if (item_c.verdict == prefect::Verdict::kPermanent) {
+          launch_failed(b, p.indexes[i], item_c.message);
         } else {
-          retry_or_fail(b, p.indexes[i],
-                        prefect::Classification{prefect::Verdict::kRetryable,
-                                                "bulk_item_error",
-                                                "Prefect could not create the run: " + res.error,
-                                                {}});
+          retry_or_fail(b, p.indexes[i], item_c);
         }
       }
     }
@@ -898,7 +943,9 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
   // One failed request is one retry for the budget, however many runs it carried (also when
   // they go out again as single creates after a fallback).
   bool charge = true;
+  const bool in_doubt = prefect::may_have_created(r);
   for (int64_t idx : p.indexes) {
+    if (in_doubt) b.items[idx].in_doubt = true;
     retry_or_fail(b, idx, c, charge);
     charge = false;
   }
@@ -908,22 +955,39 @@ void Engine::retry_or_fail(Batch& b, int64_t index, const prefect::Classificatio
   Item& item = b.items[index];
   const auto now = clock_.now();
   const core::RetryPolicy policy = retry_policy(b.spec);
-  // Prefect out of reach (no connection, or a proxy saying the server is unavailable) is an
-  // outage, not a verdict on this run: such failures are bounded by max_elapsed_s only.
-  if (c.reason == "connection" || c.reason == "http_502" || c.reason == "http_503" ||
-      c.reason == "http_504") {
-    item.unavailable += 1;
+  // Prefect busy or out of reach (a locked database, a 5xx, a timeout, no connection) is load
+  // or an outage, not a verdict on this run: such failures are bounded by max_elapsed_s only.
+  if (c.transient) item.unavailable += 1;
+  if (c.unclassified && c.reason.rfind("bulk", 0) != 0 && unclassified_seen_.first(c.message)) {
+    log::warn("Prefect gave an answer floodgate does not know; treating it as transient",
+              {{"batch_id", b.rec.id}, {"error", c.message}});
   }
   auto delay =
       core::retry_delay(policy.backoff, std::min(item.attempts, 30), random_, c.retry_after);
   if (!policy.may_retry(item.attempts - item.unavailable, item.first_attempt, now, delay)) {
-    launch_failed(b, index,
-                  "gave up after " + std::to_string(item.attempts) + " attempts: " + c.message);
+    const std::string failure =
+        "gave up after " + std::to_string(item.attempts) + " attempts (" +
+        std::to_string(item.unavailable) + " transient) in " +
+        std::to_string(static_cast<int64_t>(core::to_seconds(now - item.first_attempt))) +
+        " s: " + c.message;
+    if (item.in_doubt) {
+      queue_lookup(b, {index}, failure);  // its run may exist: find out before failing it
+      return;
+    }
+    launch_failed(b, index, failure);
     return;
   }
   metrics_.retries(c.reason).Increment();
-  item.last_error = c.message;
+  item.last_error = prefect::first_line(c.message);
+  if (item.last_error.size() != c.message.size()) {
+    log::debug("retrying a launch",
+               {{"batch_id", b.rec.id}, {"index", index}, {"error", c.message}});
+  }
   if (core::is_final(b.rec.state)) {
+    if (item.in_doubt) {
+      queue_lookup(b, {index}, "");
+      return;
+    }
     set_state(b, item, index, ItemState::kSkipped);
     return;
   }
@@ -935,6 +999,10 @@ void Engine::requeue_without_attempt(Batch& b, int64_t index, core::Duration del
   Item& item = b.items[index];
   item.attempts = std::max(0, item.attempts - 1);
   if (core::is_final(b.rec.state)) {
+    if (item.in_doubt) {
+      queue_lookup(b, {index}, "");
+      return;
+    }
     set_state(b, item, index, ItemState::kSkipped);
     return;
   }
@@ -1156,6 +1224,73 @@ void Engine::handle_cancel_child(Pending& p, const prefect::HttpResponse& /*r*/,
 }
 
 // ---------------------------------------------------------------------------------------------
+// Runs whose create may have succeeded unseen
+
+void Engine::queue_lookup(Batch& b, const std::vector<int64_t>& indexes,
+                          const std::string& failure) {
+  if (indexes.empty()) return;
+  auto p = std::make_shared<Pending>();
+  p->kind = ReqKind::kLookup;
+  p->batch = b.key;
+  p->failure = failure;
+  for (int64_t idx : indexes) {
+    Item& item = b.items[idx];
+    item.in_request = true;  // the lookup's answer decides, as a create's would
+    set_state(b, item, idx, ItemState::kRetryWait);
+    p->indexes.push_back(idx);
+    p->ids.push_back(idempotency_key(b, idx, item));
+  }
+  log::info("looking up runs whose create may have succeeded unseen",
+            {{"batch_id", b.rec.id}, {"runs", static_cast<int64_t>(indexes.size())}});
+  control_.push_back(std::move(p));
+  arm_wake(clock_.now());  // sent from the loop, not from inside the caller's state change
+}
+
+void Engine::handle_lookup(Pending& p, const prefect::HttpResponse& r,
+                           const prefect::Classification& c) {
+  auto it = batches_.find(p.batch);
+  if (it == batches_.end()) return;
+  Batch& b = *it->second;
+  auto runs =
+      c.verdict == prefect::Verdict::kOk ? prefect::parse_flow_run_list(r.body) : std::nullopt;
+  if (!runs) {
+    // Nothing is decided until Prefect answers: ask again, backing off up to 30 s.
+    p.attempts += 1;
+    if (c.verdict == prefect::Verdict::kCsrfInvalid) api_.invalidate_csrf_token();
+    log::debug("run lookup failed; asking again", {{"batch_id", b.rec.id}, {"error", c.message}});
+    requeue_control_after(p, core::backoff_delay(core::BackoffPolicy{std::chrono::seconds(1),
+                                                                     std::chrono::seconds(30), 2.0},
+                                                 std::min(p.attempts, 30), random_));
+    return;
+  }
+  std::unordered_map<std::string, const prefect::FlowRunInfo*> by_key;
+  for (const auto& run : *runs) by_key.emplace(run.idempotency_key, &run);
+  for (size_t i = 0; i < p.indexes.size(); ++i) {
+    const int64_t idx = p.indexes[i];
+    Item& item = b.items[idx];
+    item.in_request = false;
+    item.in_doubt = false;
+    if (core::is_final(item.state) || item.state == ItemState::kLaunched) continue;
+    auto f = by_key.find(p.ids[i]);
+    if (f != by_key.end()) {
+      log::info("found the run of an unanswered create; following it",
+                {{"batch_id", b.rec.id}, {"index", idx}, {"flow_run_id", f->second->id}});
+      item.flow_run_state = f->second->state_name;
+      launched(b, idx, f->second->id, true);
+    } else if (core::is_final(b.rec.state)) {
+      set_state(b, item, idx, ItemState::kSkipped);
+    } else if (!p.failure.empty()) {
+      launch_failed(b, idx, p.failure);
+    } else {
+      set_state(b, item, idx, ItemState::kPending);
+      make_ready(b, idx);
+    }
+  }
+  sync_ready(b);
+  check_finished(b);
+}
+
+// ---------------------------------------------------------------------------------------------
 // State changes
 
 void Engine::set_state(Batch& b, Item& item, int64_t index, ItemState to) {
@@ -1175,6 +1310,8 @@ void Engine::set_state(Batch& b, Item& item, int64_t index, ItemState to) {
 void Engine::launched(Batch& b, int64_t index, const std::string& flow_run_id, bool existing) {
   Item& item = b.items[index];
   item.flow_run_id = flow_run_id;
+  item.in_doubt = false;
+  item.settled = clock_.now();
   item.last_error.clear();
   item.spec.clear();
   item.spec.shrink_to_fit();
@@ -1192,10 +1329,18 @@ void Engine::launch_failed(Batch& b, int64_t index, const std::string& message) 
   Item& item = b.items[index];
   item.in_request = false;
   if (core::is_final(item.state)) return;  // e.g. SKIPPED when the batch failed meanwhile
-  item.last_error = message;
+  item.in_doubt = false;
+  item.settled = clock_.now();
+  // Prefect's message without the SQL statement and parameters; the full text in the debug log.
+  item.last_error = prefect::first_line(message);
   metrics_.launches("failed").Increment();
   set_state(b, item, index, ItemState::kLaunchFailed);
-  log::warn("launch failed", {{"batch_id", b.rec.id}, {"index", index}, {"error", message}});
+  log::warn("launch failed",
+            {{"batch_id", b.rec.id}, {"index", index}, {"error", item.last_error}});
+  if (item.last_error.size() != message.size()) {
+    log::debug("launch failed (full error)",
+               {{"batch_id", b.rec.id}, {"index", index}, {"error", message}});
+  }
   check_finished(b);
 }
 
@@ -1224,6 +1369,7 @@ void Engine::set_batch_state(Batch& b, BatchState s) {
   if (b.rec.state == s) return;
   metrics_.batches(b.rec.state).Decrement();
   metrics_.batches(s).Increment();
+  if (core::is_final(s)) metrics_.batches_finished(s).Increment();
   b.rec.state = s;
   touch(b);
 }
@@ -1241,12 +1387,21 @@ void Engine::check_finished(Batch& b) {
 }
 
 void Engine::skip_unlaunched(Batch& b) {
+  std::vector<int64_t> in_doubt;
   for (size_t i = 0; i < b.items.size(); ++i) {
     Item& item = b.items[i];
     if (item.in_request) continue;  // its answer decides
     if (item.state == ItemState::kPending || item.state == ItemState::kRetryWait) {
+      if (item.in_doubt) {
+        in_doubt.push_back(static_cast<int64_t>(i));  // its run may exist: look first
+        continue;
+      }
       set_state(b, item, static_cast<int64_t>(i), ItemState::kSkipped);
     }
+  }
+  for (size_t at = 0; at < in_doubt.size(); at += 200) {
+    const size_t end = std::min(in_doubt.size(), at + 200);
+    queue_lookup(b, std::vector<int64_t>(in_doubt.begin() + at, in_doubt.begin() + end), "");
   }
   b.ready.clear();
   for (auto& s : b.slots) s.waiting.clear();
@@ -1334,9 +1489,14 @@ void Engine::flush() {
     u.flow_run_id = item.flow_run_id;
     u.flow_run_state = item.flow_run_state;
     u.last_error = item.last_error;
-    if (item.relaunches > 0 || item.earlier_runs.is_array() || !item.parent_task_run_id.empty()) {
+    if (item.relaunches > 0 || item.earlier_runs.is_array() || !item.parent_task_run_id.empty() ||
+        item.unavailable > 0 || item.settled > item.first_attempt) {
       json d = {{"relaunches", item.relaunches}, {"earlier_runs", item.earlier_runs}};
       if (!item.parent_task_run_id.empty()) d["parent_task_run_id"] = item.parent_task_run_id;
+      if (item.unavailable > 0) d["transient_attempts"] = item.unavailable;
+      if (item.settled > item.first_attempt) {
+        d["waited_s"] = core::to_seconds(item.settled - item.first_attempt);
+      }
       u.detail_json = d.dump();
     }
     items.push_back(std::move(u));
@@ -1398,6 +1558,8 @@ void Engine::update_gauges() {
   metrics_.token_bucket_tokens().Set(bucket_.level());
   metrics_.paused_seconds_remaining().Set(core::to_seconds(backoff_.remaining()));
   metrics_.breaker_open().Set(breaker_.state() == core::CircuitBreaker::State::kOpen ? 1 : 0);
+  metrics_.set_breaker_state(breaker_.state_name());
+  metrics_.retry_budget_tokens().Set(budget_.balance());
   int64_t ready = 0;
   int64_t oldest_ms = 0;
   const int64_t now_ms = wall_.unix_ms();
@@ -1417,18 +1579,25 @@ void Engine::update_gauges() {
   std::map<std::string, int64_t> children;
   for (auto& [key, bp] : batches_) {
     Batch& b = *bp;
+    int64_t running = 0;
+    if (b.items_loaded && b.counts[static_cast<int>(ItemState::kLaunched)] > 0) {
+      for (const Item& item : b.items) {
+        if (item.state == ItemState::kLaunched && !item.flow_run_state.empty()) {
+          children[item.flow_run_state] += 1;
+          if (item.flow_run_state == "Running") ++running;
+        }
+      }
+    }
     if (core::is_final(b.rec.state)) {
       metrics_.remove_batch(b.rec.id);
     } else if (b.rec.total > 0) {
-      int64_t done = b.done();
-      metrics_.set_batch_progress(b.rec.id, static_cast<double>(done) / b.rec.total,
-                                  b.rec.total - done);
-    }
-    if (!b.items_loaded || b.counts[static_cast<int>(ItemState::kLaunched)] == 0) continue;
-    for (const Item& item : b.items) {
-      if (item.state == ItemState::kLaunched && !item.flow_run_state.empty()) {
-        children[item.flow_run_state] += 1;
-      }
+      const auto& c = b.counts;
+      const int64_t queued = c[static_cast<int>(ItemState::kPending)] +
+                             c[static_cast<int>(ItemState::kLaunching)] +
+                             c[static_cast<int>(ItemState::kRetryWait)];
+      metrics::BatchSample sample{core::to_seconds(clock_.now().time_since_epoch()), b.rec.total,
+                                  b.rec.total - queued, b.done()};
+      metrics_.update_batch(b.rec.id, sample, running);
     }
   }
   metrics_.set_children(children);
@@ -1454,7 +1623,19 @@ void Engine::drain(std::function<void()> done) {
 void Engine::maybe_finish_drain() {
   if (!draining_ || in_flight_ > 0 || !drain_done_) return;
   flush();
-  writer_.drain();
+  if (!writer_.caught_up()) {
+    // The store is slow or cannot be written: look again shortly instead of blocking this
+    // thread, so the drain deadline and a second signal still end the process. Holding the
+    // flush timer's slot keeps arm_flush from arming it meanwhile.
+    if (flush_timer_) timers_.cancel(*flush_timer_);
+    std::weak_ptr<bool> alive = alive_;
+    flush_timer_ = timers_.schedule(clock_.now() + std::chrono::milliseconds(50), [this, alive] {
+      if (alive.expired()) return;
+      flush_timer_.reset();
+      maybe_finish_drain();
+    });
+    return;
+  }
   for (auto* t : {&tick_timer_, &flush_timer_}) {
     if (*t) timers_.cancel(**t);
     t->reset();
@@ -1550,7 +1731,7 @@ std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
        i < static_cast<int64_t>(b->items.size()) && static_cast<int>(out.size()) < limit; ++i) {
     const Item& item = b->items[i];
     if (state && item.state != *state) continue;
-    out.push_back(run_view(item, i));
+    out.push_back(run_view(item, i, clock_.now()));
   }
   return out;
 }
@@ -1724,6 +1905,7 @@ bool Engine::ready(std::string* why) const {
     if (why) *why = "draining";
     return false;
   }
+  if (!writer_.healthy(why)) return false;
   if (writer_.queued() > 100) {
     if (why) *why = "store writes are falling behind";
     return false;
@@ -1743,7 +1925,28 @@ json Engine::status_json() const {
           {"bulk", bulk_supported_},
           {"active_batches", active},
           {"ready_items", ready_total_},
-          {"pending_retries", retries_.size()}};
+          {"pending_retries", retries_.size()},
+          {"retry_budget_tokens", budget_.balance()},
+          {"batches", batch_views()}};
+}
+
+json Engine::batch_views() const {
+  // Rates, ETA and running children of active batches, for the status page.
+  json out = json::object();
+  for (const auto& [k, b] : batches_) {
+    if (core::is_final(b->rec.state)) continue;
+    auto v = metrics_.batch_view(b->rec.id);
+    if (!v) continue;
+    out[b->rec.id] = {{"launch_rate", v->launch_rate},
+                      {"completion_rate", v->completion_rate},
+                      {"eta_s", v->eta_s ? json(*v->eta_s) : json(nullptr)},
+                      {"children_running", v->children_running},
+                      {"max_running", b->spec.limits.max_running ? json(*b->spec.limits.max_running)
+                                                                 : json(nullptr)},
+                      {"at_running_cap", b->spec.limits.max_running.has_value() &&
+                                             b->running() >= *b->spec.limits.max_running}};
+  }
+  return out;
 }
 
 }  // namespace floodgate::engine

@@ -15,6 +15,7 @@
 #include "core/circuit_breaker.h"
 #include "core/clock.h"
 #include "core/concurrency_limit.h"
+#include "core/contention_pause.h"
 #include "core/global_backoff.h"
 #include "core/launch_scheduler.h"
 #include "core/random.h"
@@ -28,6 +29,7 @@
 #include "metrics/metrics.h"
 #include "prefect/http_client.h"
 #include "prefect/prefect_api.h"
+#include "prefect/transient.h"
 #include "store/store.h"
 
 namespace floodgate::engine {
@@ -127,6 +129,8 @@ class Engine {
   /// Health for /readyz: false while the breaker is open or the store lags badly.
   bool ready(std::string* why) const;
   nlohmann::json status_json() const;
+  /// Launch rate, completion rate, ETA and running children of each active batch, by id.
+  nlohmann::json batch_views() const;
 
  private:
   enum class ReqKind {
@@ -137,7 +141,8 @@ class Engine {
     kCancelChild,
     kCsrf,
     kProbe,
-    kPlaceholder
+    kPlaceholder,
+    kLookup
   };
   struct Pending;
 
@@ -166,6 +171,11 @@ class Engine {
   void parent_read(Batch& b, const prefect::FlowRunInfo* run);
   void handle_cancel_child(Pending& p, const prefect::HttpResponse& r,
                            const prefect::Classification& c);
+  /// Looks the runs of items whose create may have succeeded unseen up by idempotency key
+  /// before they are reported LAUNCH_FAILED (`failure`) or SKIPPED (batch final): a run that
+  /// exists is followed as launched.
+  void queue_lookup(Batch& b, const std::vector<int64_t>& indexes, const std::string& failure);
+  void handle_lookup(Pending& p, const prefect::HttpResponse& r, const prefect::Classification& c);
   static core::RetryPolicy retry_policy(const BatchSpec& spec);
   /// Sends a control request (resolve, cancel) again after `delay`.
   void requeue_control_after(const Pending& p, core::Duration delay);
@@ -220,6 +230,8 @@ class Engine {
   core::GlobalBackoff backoff_;
   core::RetryBudget budget_;
   core::CircuitBreaker breaker_;
+  core::ContentionPause contention_;
+  prefect::OnceFilter unclassified_seen_;
   core::LaunchScheduler scheduler_;
 
   std::unordered_map<uint64_t, std::unique_ptr<Batch>> batches_;

@@ -10,7 +10,10 @@ StoreWriter::StoreWriter(store::Store& store, metrics::Metrics& metrics)
     : store_(store), metrics_(metrics), thread_([this] { run(); }) {}
 
 StoreWriter::~StoreWriter() {
-  drain();
+  // No unbounded wait here: the writer thread still writes everything queued while the store
+  // accepts writes, but once stopping it gives up on the first failed attempt (the shutdown
+  // deadline has passed by then; see Engine::maybe_finish_drain) and logs what it could not
+  // write.
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
@@ -36,10 +39,24 @@ size_t StoreWriter::queued() const {
   return queue_.size();
 }
 
-void StoreWriter::drain() {
+bool StoreWriter::caught_up() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return applied_.load() >= next_seq_ - 1;
+}
+
+bool StoreWriter::drain_for(std::chrono::milliseconds limit) {
   std::unique_lock<std::mutex> lock(mutex_);
   uint64_t target = next_seq_ - 1;
-  done_cv_.wait(lock, [&] { return applied_.load() >= target; });
+  return done_cv_.wait_for(lock, limit, [&] { return applied_.load() >= target; });
+}
+
+bool StoreWriter::healthy(std::string* why) const {
+  if (!failing_.load()) return true;
+  if (why) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    *why = "store cannot be written: " + last_error_;
+  }
+  return false;
 }
 
 void StoreWriter::run() {
@@ -63,6 +80,7 @@ void StoreWriter::run() {
                      std::make_move_iterator(j.batches.end()));
     }
     int failures = 0;
+    bool written = false;
     while (true) {
       auto start = std::chrono::steady_clock::now();
       try {
@@ -70,17 +88,45 @@ void StoreWriter::run() {
         metrics_.store_flushes().Increment();
         metrics_.store_flush_seconds().Observe(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        written = true;
         break;
       } catch (const std::exception& e) {
         ++failures;
+        lock.lock();
+        last_error_ = e.what();
+        failing_ = true;
+        if (stop_) break;  // shutting down: do not wait for the disk forever
         log::error("store write failed; retrying",
                    {{"error", e.what()}, {"attempt", failures}, {"items", items.size()}});
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 * failures, 2000)));
+        // Waits, but wakes at once for shutdown.
+        cv_.wait_for(lock, std::chrono::milliseconds(std::min(100 * failures, 2000)),
+                     [&] { return stop_; });
+        lock.unlock();
       }
     }
-    lock.lock();
-    applied_.store(jobs.back().seq);
-    done_cv_.notify_all();
+    if (written) {
+      if (failures > 0) log::info("store writes succeed again", {{"after_attempts", failures}});
+      lock.lock();
+      failing_ = false;
+      applied_.store(jobs.back().seq);
+      done_cv_.notify_all();
+      continue;
+    }
+    // Stopping with a write that fails (the lock is held): everything from here on is lost to
+    // the store. Items whose launch was requested are found again by their idempotency keys
+    // when floodgated next starts; batches were written when they were accepted.
+    size_t lost_items = items.size();
+    size_t lost_batches = batches.size();
+    for (const auto& j : queue_) {
+      lost_items += j.items.size();
+      lost_batches += j.batches.size();
+    }
+    queue_.clear();
+    log::error("store cannot be written; stopping without these changes",
+               {{"error", last_error_},
+                {"item_updates_not_written", lost_items},
+                {"batch_updates_not_written", lost_batches}});
+    return;
   }
 }
 

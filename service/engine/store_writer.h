@@ -1,10 +1,12 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -14,8 +16,8 @@
 namespace floodgate::engine {
 
 /// Applies batched item and batch changes to the store on its own thread, in order, so the
-/// engine never waits on the disk. A failed write is retried until it succeeds: nothing the
-/// engine hands over is dropped.
+/// engine never waits on the disk. A failed write is retried until it succeeds or the writer is
+/// destroyed: then what was not written is logged (counted), never silently dropped.
 class StoreWriter {
  public:
   StoreWriter(store::Store& store, metrics::Metrics& metrics);
@@ -27,9 +29,13 @@ class StoreWriter {
   uint64_t submit(std::vector<store::ItemUpdate> items, std::vector<store::BatchUpdate> batches);
   /// The highest sequence number written.
   uint64_t applied() const { return applied_.load(); }
-  /// Blocks until everything queued so far is written (for shutdown).
-  void drain();
+  /// True when everything queued so far is written.
+  bool caught_up() const;
+  /// Blocks until everything queued so far is written or `limit` passes; true when written.
+  bool drain_for(std::chrono::milliseconds limit);
   size_t queued() const;
+  /// False while the last write failed (disk full, read-only file...); `why` gets the error.
+  bool healthy(std::string* why = nullptr) const;
 
  private:
   struct Job {
@@ -47,6 +53,8 @@ class StoreWriter {
   std::deque<Job> queue_;
   uint64_t next_seq_ = 1;
   std::atomic<uint64_t> applied_{0};
+  std::atomic<bool> failing_{false};
+  std::string last_error_;  // guarded by mutex_
   bool stop_ = false;
   std::thread thread_;
 };

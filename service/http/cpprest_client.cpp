@@ -1,5 +1,6 @@
 #include "http/cpprest_client.h"
 
+#include <cpprest/containerstream.h>
 #include <cpprest/http_client.h>
 #include <openssl/err.h>
 #include <pplx/threadpool.h>
@@ -12,6 +13,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "http/url_redact.h"
 
 namespace floodgate::http {
 namespace {
@@ -65,10 +68,10 @@ web::web_proxy make_proxy(const std::string& proxy_url) {
   try {
     parsed = web::uri(proxy_url);
   } catch (const std::exception& e) {
-    throw std::invalid_argument("invalid proxy URL '" + proxy_url + "': " + e.what());
+    throw std::invalid_argument("invalid proxy URL '" + redact_url(proxy_url) + "': " + e.what());
   }
   if (parsed.scheme() != "http") {
-    throw std::invalid_argument("unsupported proxy URL '" + proxy_url +
+    throw std::invalid_argument("unsupported proxy URL '" + redact_url(proxy_url) +
                                 "': only http:// proxies are supported");
   }
   web::uri_builder address;
@@ -147,6 +150,13 @@ class Call {
     finish(std::move(response));
   }
 
+  /// Fails the call and closes its connection (the rest of the answer is not read).
+  void abort(std::string message) {
+    prefect::HttpResponse response;
+    response.error = what_ + ": " + std::move(message);
+    if (finish(std::move(response))) cancel_.cancel();
+  }
+
  private:
   prefect::HttpResponse timed_out_response() const {
     prefect::HttpResponse response;
@@ -185,19 +195,22 @@ class Call {
 class CpprestClient final : public prefect::HttpClient {
  public:
   explicit CpprestClient(const ClientOptions& options)
-      : base_url_(options.base_url), default_timeout_(options.request_timeout) {
+      : base_url_(redact_url(options.base_url)),
+        default_timeout_(options.request_timeout),
+        max_body_(options.max_response_bytes) {
+    // base_url_ only names calls in errors and logs, so it never holds the URL's userinfo.
     web::uri base;
     try {
       base = web::uri(options.base_url);
     } catch (const std::exception& e) {
-      throw std::invalid_argument("invalid base URL '" + options.base_url + "': " + e.what());
+      throw std::invalid_argument("invalid base URL '" + base_url_ + "': " + e.what());
     }
     if (base.scheme() != "http" && base.scheme() != "https") {
-      throw std::invalid_argument("invalid base URL '" + options.base_url +
+      throw std::invalid_argument("invalid base URL '" + base_url_ +
                                   "': the scheme must be http or https");
     }
     if (base.host().empty()) {
-      throw std::invalid_argument("invalid base URL '" + options.base_url + "': no host");
+      throw std::invalid_argument("invalid base URL '" + base_url_ + "': no host");
     }
     client_ = std::make_unique<http_client>(base, make_config(options));
     while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
@@ -229,9 +242,9 @@ class CpprestClient final : public prefect::HttpClient {
       boost::asio::post(io(), [call, error = std::current_exception()] { call->fail(error); });
       return;
     }
-    response.then([call](pplx::task<http_response> answered) {
+    response.then([call, max_body = max_body_](pplx::task<http_response> answered) {
       try {
-        read_body(call, answered.get());
+        read_body(call, answered.get(), max_body);
       } catch (...) {
         call->fail(std::current_exception());
       }
@@ -250,25 +263,65 @@ class CpprestClient final : public prefect::HttpClient {
     return message;
   }
 
-  // The status line and headers are in; the body may still be arriving.
-  static void read_body(const std::shared_ptr<Call>& call, const http_response& answer) {
+  // The status line and headers are in; the body may still be arriving. It is read in chunks so
+  // that an answer larger than `max_body` is dropped once the limit is passed, never buffered
+  // whole (a declared Content-Length beyond the limit is refused before reading anything).
+  static void read_body(const std::shared_ptr<Call>& call, const http_response& answer,
+                        size_t max_body) {
     auto result = std::make_shared<prefect::HttpResponse>();
     result->status = answer.status_code();
     for (const auto& [name, value] : answer.headers()) result->headers.emplace_back(name, value);
-    answer.extract_vector().then([call, result](pplx::task<std::vector<unsigned char>> body) {
+    if (max_body > 0 && answer.headers().content_length() > max_body) {
+      call->abort(too_large(max_body, answer.headers().content_length()));
+      return;
+    }
+    read_chunks(call, result, answer.body(), std::make_shared<Sink>(), max_body);
+  }
+
+  // The body read so far. container_buffer's vector grows by whole chunks ahead of the bytes
+  // actually written, so the count of bytes read is kept apart.
+  struct Sink {
+    concurrency::streams::container_buffer<std::vector<uint8_t>> buffer;
+    size_t size = 0;
+  };
+
+  static void read_chunks(const std::shared_ptr<Call>& call,
+                          const std::shared_ptr<prefect::HttpResponse>& result,
+                          concurrency::streams::istream body, const std::shared_ptr<Sink>& sink,
+                          size_t max_body) {
+    constexpr size_t kChunk = 64 * 1024;
+    body.read(sink->buffer, kChunk).then([=](pplx::task<size_t> read) {
+      size_t n = 0;
       try {
-        const auto bytes = body.get();
-        result->body.assign(bytes.begin(), bytes.end());
+        n = read.get();
       } catch (...) {
         call->fail(std::current_exception());
         return;
       }
-      call->succeed(std::move(*result));
+      sink->size += n;
+      if (max_body > 0 && sink->size > max_body) {
+        call->abort(too_large(max_body, 0));
+        return;
+      }
+      if (n == 0) {
+        const auto& bytes = sink->buffer.collection();
+        result->body.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(sink->size));
+        call->succeed(std::move(*result));
+        return;
+      }
+      read_chunks(call, result, body, sink, max_body);
     });
+  }
+
+  static std::string too_large(size_t max_body, uint64_t declared) {
+    return "answer body larger than the limit of " + std::to_string(max_body) +
+           " bytes (--max-prefect-response-bytes)" +
+           (declared ? "; Content-Length " + std::to_string(declared) : std::string());
   }
 
   std::string base_url_;
   std::chrono::milliseconds default_timeout_;
+  size_t max_body_;
   std::unique_ptr<http_client> client_;
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,9 @@ struct ClientOptions {
   bool verify_tls = true;
   std::string ca_file;    // optional PEM bundle, trusted in addition to the system store
   std::string proxy_url;  // already resolved (see select_proxy); empty = direct
+  // The largest answer body read from Prefect; a larger one ends the request with a transport
+  // error (retried like any other) instead of growing memory without bound. 0 = no limit.
+  size_t max_response_bytes = 16 * 1024 * 1024;
 };
 
 /// An HttpClient over cpprestsdk. Each request gets a whole-request deadline (its own timeout);

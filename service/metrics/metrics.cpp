@@ -124,14 +124,106 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
                           .Register(r);
   progress_family_ = &BuildGauge()
                           .Name("floodgate_batch_progress_ratio")
-                          .Help("Share of an active batch's items that are done (first 50 "
-                                "active batches; removed when the batch ends).")
+                          .Help(
+                              "Share of an active batch's items that are done (first 50 "
+                              "active batches; removed when the batch ends).")
                           .Register(r);
   remaining_family_ = &BuildGauge()
                            .Name("floodgate_batch_remaining_items")
-                           .Help("Items of an active batch not yet done (first 50 active "
-                                 "batches; removed when the batch ends).")
+                           .Help(
+                               "Items of an active batch not yet done (first 50 active "
+                               "batches; removed when the batch ends).")
                            .Register(r);
+  api_latency_family_ = &BuildHistogram()
+                             .Name("floodgate_api_request_duration_seconds")
+                             .Help("Time to answer a request to floodgate's REST API, by route.")
+                             .Register(r);
+  retry_budget_tokens_ = &BuildGauge()
+                              .Name("floodgate_retry_budget_tokens")
+                              .Help("Retries the retry budget allows now (0: retries wait).")
+                              .Register(r)
+                              .Add({});
+  breaker_state_family_ = &BuildGauge()
+                               .Name("floodgate_circuit_breaker_state")
+                               .Help(
+                                   "1 for the circuit breaker's current state (closed, open, "
+                                   "half_open), 0 for the others.")
+                               .Register(r);
+  for (const char* st : {"closed", "open", "half_open"}) {
+    breaker_state_family_->Add({{"state", st}}).Set(std::string_view(st) == "closed" ? 1 : 0);
+  }
+  batches_finished_family_ = &BuildCounter()
+                                  .Name("floodgate_batches_finished_total")
+                                  .Help("Batches that reached a final state, by that state.")
+                                  .Register(r);
+  for (int i = 0; i < core::kBatchStateCount; ++i) {
+    if (core::is_final(static_cast<core::BatchState>(i))) {
+      batches_finished_family_->Add({{"state", std::string(core::kBatchStateNames[i])}});
+    }
+  }
+  launch_rate_family_ = &BuildGauge()
+                             .Name("floodgate_batch_launch_rate")
+                             .Help(
+                                 "Items of an active batch started per second over the last "
+                                 "minute (first 50 active batches; removed when it ends).")
+                             .Register(r);
+  eta_family_ = &BuildGauge()
+                     .Name("floodgate_batch_eta_seconds")
+                     .Help(
+                         "Seconds until an active batch is done at its last minute's "
+                         "completion rate; absent while nothing completes.")
+                     .Register(r);
+  running_family_ = &BuildGauge()
+                         .Name("floodgate_batch_children_running")
+                         .Help("Children of an active batch that Prefect last showed Running.")
+                         .Register(r);
+}
+
+prometheus::Histogram& Metrics::api_request_duration(const std::string& route) {
+  return api_latency_family_->Add({{"route", route}}, kLatencyBuckets);
+}
+
+void Metrics::set_breaker_state(std::string_view state) {
+  for (const char* st : {"closed", "open", "half_open"}) {
+    breaker_state_family_->Add({{"state", st}}).Set(state == st ? 1 : 0);
+  }
+}
+
+prometheus::Counter& Metrics::batches_finished(core::BatchState s) {
+  return batches_finished_family_->Add({{"state", std::string(core::to_string(s))}});
+}
+
+void Metrics::update_batch(const std::string& batch_id, const BatchSample& sample,
+                           int64_t children_running) {
+  const int64_t remaining = sample.total - sample.done;
+  set_batch_progress(
+      batch_id, sample.total > 0 ? static_cast<double>(sample.done) / sample.total : 0, remaining);
+  auto it = batch_rates_.find(batch_id);
+  if (it == batch_rates_.end()) {
+    if (batch_rates_.size() >= kMaxBatchSeries) return;
+    it = batch_rates_.emplace(batch_id, BatchRates{}).first;
+    it->second.launch_rate = &launch_rate_family_->Add({{"batch_id", batch_id}});
+    it->second.running = &running_family_->Add({{"batch_id", batch_id}});
+  }
+  BatchRates& br = it->second;
+  br.rate.add(sample);
+  br.view = BatchView{br.rate.launch_rate(), br.rate.completion_rate(), br.rate.eta_s(),
+                      children_running};
+  br.launch_rate->Set(br.view.launch_rate);
+  br.running->Set(static_cast<double>(children_running));
+  if (br.view.eta_s) {
+    if (br.eta == nullptr) br.eta = &eta_family_->Add({{"batch_id", batch_id}});
+    br.eta->Set(*br.view.eta_s);
+  } else if (br.eta != nullptr) {
+    eta_family_->Remove(br.eta);
+    br.eta = nullptr;
+  }
+}
+
+std::optional<Metrics::BatchView> Metrics::batch_view(const std::string& batch_id) const {
+  auto it = batch_rates_.find(batch_id);
+  if (it == batch_rates_.end()) return std::nullopt;
+  return it->second.view;
 }
 
 void Metrics::set_children(const std::map<std::string, int64_t>& by_state) {
@@ -163,6 +255,12 @@ void Metrics::set_batch_progress(const std::string& batch_id, double done_ratio,
 }
 
 void Metrics::remove_batch(const std::string& batch_id) {
+  if (auto r = batch_rates_.find(batch_id); r != batch_rates_.end()) {
+    launch_rate_family_->Remove(r->second.launch_rate);
+    running_family_->Remove(r->second.running);
+    if (r->second.eta != nullptr) eta_family_->Remove(r->second.eta);
+    batch_rates_.erase(r);
+  }
   auto it = batch_series_.find(batch_id);
   if (it == batch_series_.end()) return;
   progress_family_->Remove(it->second.first);

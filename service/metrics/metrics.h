@@ -9,9 +9,11 @@
 #include <array>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/states.h"
+#include "metrics/batch_rate.h"
 
 namespace floodgate::metrics {
 
@@ -46,6 +48,28 @@ class Metrics {
   prometheus::Counter& store_flushes() { return *store_flushes_; }
   prometheus::Histogram& store_flush_seconds() { return *store_flush_seconds_; }
   prometheus::Counter& api_requests(const std::string& route, int status);
+  /// Time from a request's arrival to its answer, by route template.
+  prometheus::Histogram& api_request_duration(const std::string& route);
+  /// Retry tokens the retry budget holds now.
+  prometheus::Gauge& retry_budget_tokens() { return *retry_budget_tokens_; }
+  /// Sets the breaker's state series: 1 for the current state ("closed", "open", "half_open").
+  void set_breaker_state(std::string_view state);
+  /// Batches that reached a final state, by that state.
+  prometheus::Counter& batches_finished(core::BatchState s);
+
+  /// What the status page and the per-batch series show for an active batch.
+  struct BatchView {
+    double launch_rate = 0;      // items started per second (last minute)
+    double completion_rate = 0;  // items finished per second (last minute)
+    std::optional<double> eta_s;
+    int64_t children_running = 0;
+  };
+  /// Records an active batch's counts (called once a second); sets its progress, remaining,
+  /// launch rate, ETA and running-children series (first kMaxBatchSeries batches only).
+  void update_batch(const std::string& batch_id, const BatchSample& sample,
+                    int64_t children_running);
+  /// The last view of an active batch, if it has one.
+  std::optional<BatchView> batch_view(const std::string& batch_id) const;
 
   /// Children by the Prefect state name last seen ("Scheduled", "Running", "Late", ...).
   void set_children(const std::map<std::string, int64_t>& by_state);
@@ -81,6 +105,21 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* remaining_family_;
   std::map<std::string, prometheus::Gauge*> children_;
   std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> batch_series_;
+  prometheus::Family<prometheus::Histogram>* api_latency_family_;
+  prometheus::Gauge* retry_budget_tokens_;
+  prometheus::Family<prometheus::Gauge>* breaker_state_family_;
+  prometheus::Family<prometheus::Counter>* batches_finished_family_;
+  prometheus::Family<prometheus::Gauge>* launch_rate_family_;
+  prometheus::Family<prometheus::Gauge>* eta_family_;
+  prometheus::Family<prometheus::Gauge>* running_family_;
+  struct BatchRates {
+    BatchRate rate{60};
+    BatchView view;
+    prometheus::Gauge* launch_rate = nullptr;
+    prometheus::Gauge* eta = nullptr;  // present only while an ETA is known
+    prometheus::Gauge* running = nullptr;
+  };
+  std::map<std::string, BatchRates> batch_rates_;
 };
 
 }  // namespace floodgate::metrics

@@ -119,6 +119,7 @@ Classification classify(const HttpResponse& response,
   const int s = response.status;
   if (s == 0) {
     c.verdict = Verdict::kRetryable;
+    c.transient = true;
     c.reason = response.timed_out ? "timeout" : "connection";
     c.message = response.error.empty() ? std::string("no answer from Prefect") : response.error;
     return c;
@@ -130,12 +131,19 @@ Classification classify(const HttpResponse& response,
   if (!retry_after.empty()) c.retry_after = core::parse_retry_after(retry_after, wall_now);
   if (s == 429 || (s == 503 && c.retry_after)) {
     c.verdict = Verdict::kRateLimited;
-  } else if (s == 408 || s >= 500) {
+    c.transient = true;
+  } else if (s == 408 || (s >= 500 && s < 600)) {
     c.verdict = Verdict::kRetryable;
+    c.transient = true;
   } else if (s == 403 && c.message.find("CSRF") != std::string::npos) {
     c.verdict = Verdict::kCsrfInvalid;
-  } else {
+  } else if (s >= 400 && s < 500) {
     c.verdict = Verdict::kPermanent;
+  } else {
+    // 1xx, 3xx or no HTTP status at all: nothing says the run is refused.
+    c.verdict = Verdict::kRetryable;
+    c.transient = true;
+    c.unclassified = true;
   }
   return c;
 }
@@ -324,6 +332,17 @@ HttpRequest PrefectApi::create_flow_run_bulk(const std::string& deployment_id,
 HttpRequest PrefectApi::filter_flow_runs(const std::vector<std::string>& ids) const {
   json body = {{"flow_runs", {{"id", {{"any_", ids}}}}},
                {"limit", static_cast<int>(std::min<size_t>(ids.size(), 200))},
+               {"offset", 0},
+               {"sort", "ID_DESC"}};
+  return make("POST", "/flow_runs/filter", body.dump());
+}
+
+HttpRequest PrefectApi::filter_flow_runs_by_keys(
+    const std::vector<std::string>& keys, const std::vector<std::string>& deployment_ids) const {
+  json runs = {{"idempotency_key", {{"any_", keys}}}};
+  if (!deployment_ids.empty()) runs["deployment_id"] = {{"any_", deployment_ids}};
+  json body = {{"flow_runs", runs},
+               {"limit", static_cast<int>(std::clamp<size_t>(keys.size(), 1, 200))},
                {"offset", 0},
                {"sort", "ID_DESC"}};
   return make("POST", "/flow_runs/filter", body.dump());

@@ -40,6 +40,11 @@ struct Classification {
   std::string reason;   // short label for metrics: "timeout", "connection", "http_503", ...
   std::string message;  // for humans: Prefect's own detail, or the transport error
   std::optional<core::Duration> retry_after;
+  // Prefect said "not now", not "no" (transport error, timeout, 408, 429, 5xx, database
+  // contention): waited out within max_elapsed_s, never counted against max_attempts.
+  bool transient = false;
+  // An answer none of the rules recognise, treated as transient; logged in full once.
+  bool unclassified = false;
 };
 
 /// Sorts a response into a verdict; `wall_now` resolves an HTTP-date Retry-After.
@@ -121,6 +126,10 @@ class PrefectApi {
   HttpRequest create_flow_run(const std::string& deployment_id, std::string body) const;
   HttpRequest create_flow_run_bulk(const std::string& deployment_id, std::string body) const;
   HttpRequest filter_flow_runs(const std::vector<std::string>& ids) const;
+  /// The runs of the given deployments that carry one of `keys` as idempotency key (at most
+  /// 200 keys): finds a run whose create timed out or lost its answer.
+  HttpRequest filter_flow_runs_by_keys(const std::vector<std::string>& keys,
+                                       const std::vector<std::string>& deployment_ids) const;
   HttpRequest cancel_flow_run(const std::string& flow_run_id, const std::string& transition_id,
                               const std::string& message) const;
   HttpRequest create_task_run(const nlohmann::json& body) const;

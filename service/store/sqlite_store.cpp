@@ -65,11 +65,15 @@ CREATE TABLE items (
 ) WITHOUT ROWID;
 CREATE INDEX items_by_state ON items (batch_seq, state, idx);
 )sql",
+    // 2: the name of the API token that submitted each batch ('' for older batches).
+    R"sql(
+ALTER TABLE batches ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr std::string_view kInsertBatch =
     "INSERT INTO batches (id, spec, state, total, created_at, updated_at, finished_at, version, "
-    "idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    "idempotency_key, submitted_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 constexpr std::string_view kInsertItem =
     "INSERT INTO items (batch_seq, idx, state, attempts, flow_run_id, flow_run_state, "
     "last_error, detail, spec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
@@ -84,7 +88,7 @@ constexpr std::string_view kUpdateBatch =
 
 #define FLOODGATE_BATCH_COLUMNS                                                        \
   "SELECT seq, id, spec, state, total, created_at, updated_at, finished_at, version, " \
-  "idempotency_key FROM batches "
+  "idempotency_key, submitted_by FROM batches "
 constexpr std::string_view kGetBatch = FLOODGATE_BATCH_COLUMNS "WHERE id = ?1";
 constexpr std::string_view kListBatches =
     FLOODGATE_BATCH_COLUMNS "WHERE seq > ?1 ORDER BY seq LIMIT ?2";
@@ -140,6 +144,7 @@ BatchRecord read_batch(const Statement& stmt) {
   b.finished_at_ms = stmt.column_int64(7);
   b.version = stmt.column_int64(8);
   b.idempotency_key = stmt.column_optional_text(9);
+  b.submitted_by = stmt.column_text(10);
   return b;
 }
 
@@ -202,6 +207,14 @@ SqliteStore::SqliteStore(const std::string& path) {
   const bool in_memory = path == kMemory;
   writer_ = std::make_unique<SqliteConnection>(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   try {
+    // SQLite quietly opens a file it may not write (permissions, an immutable or read-only
+    // mounted file) read-only; floodgate would then accept batches it can never record.
+    if (sqlite3_db_readonly(writer_->handle(), "main") == 1) {
+      throw StoreError(
+          "the database file is read-only (check its permissions, its directory's, whether it "
+          "is immutable (lsattr) and whether its file system is mounted read-only); floodgate "
+          "needs to write it");
+    }
     configure_writer();
     migrate();
     if (!in_memory) {
@@ -310,6 +323,7 @@ InsertResult SqliteStore::insert_batch(const BatchRecord& batch,
   insert.bind(7, batch.finished_at_ms);
   insert.bind(8, batch.version);
   insert.bind(9, batch.idempotency_key);
+  insert.bind(10, batch.submitted_by);
   insert.run();
   const int64_t seq = sqlite3_last_insert_rowid(db.handle());
 

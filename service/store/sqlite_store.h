@@ -26,7 +26,7 @@ class WalCheckpointer;
 class SqliteStore final : public Store {
  public:
   /// Schema version this build writes (kept in PRAGMA user_version).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   /// Opens or creates the database file at `path` (":memory:" for a private in-memory
   /// database) and brings its schema up to date. The parent directory must exist.

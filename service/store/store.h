@@ -29,7 +29,8 @@ struct BatchRecord {
   int64_t finished_at_ms = 0;
   int64_t version = 0;
   std::optional<std::string> idempotency_key;
-  int64_t seq = 0;  // insertion order, assigned by the store
+  int64_t seq = 0;                // insertion order, assigned by the store
+  std::string submitted_by = {};  // name of the API token that submitted it; "" without auth
 };
 
 /// One item (one child run) as persisted.

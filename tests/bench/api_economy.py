@@ -11,13 +11,18 @@ less health/ready probes, after a reset, for:
   floodgate          floodgated with its defaults, one batch, track true, bulk enabled on the fake
   floodgate+subflow  the same with parent_flow_run_id (one placeholder task run per child, as
                      run_deployment(as_subflow=True) makes; the bulk endpoint creates none)
-  run_deployment     a simulation of Prefect's run_deployment with as_subflow, per child:
-                     GET /deployments/name/{flow}/{name}, POST /task_runs/ (placeholder),
-                     POST /deployments/{id}/create_flow_run, then GET /flow_runs/{id} at once
-                     and every 5 s until the state is final; all children concurrently
-                     (asyncio), as a parent's asyncio.gather runs them.
+  run_deployment+subflow  a simulation of Prefect's run_deployment with a parent
+                     (as_subflow=True), per child: GET /deployments/name/{flow}/{name}, POST
+                     /task_runs/ (placeholder), POST /deployments/{id}/create_flow_run, then GET
+                     /flow_runs/{id} at once and every 5 s until the state is final; all children
+                     concurrently (asyncio), as a parent's asyncio.gather runs them.
+  run_deployment     the same without a parent (as_subflow=False): no placeholder task run.
+Like is compared with like: floodgate against run_deployment without a parent, and
+floodgate+subflow against run_deployment+subflow.
 The analytic count of run_deployment for a run that ends L s after it is created:
-  3 + (floor(L / 5) + 1) reads   (resolve, placeholder, create; reads at 0, 5, ..., >= L).
+  3 + (floor(L / 5) + 1) with a parent (resolve, placeholder, create; reads at 0, 5, ..., >= L),
+  2 + (floor(L / 5) + 1) without.
+The raw results go to docs/bench-results/api_economy.json (tests/bench/render_tables.py).
 Standard library only.
 """
 
@@ -81,7 +86,7 @@ def run_floodgate(fake: bl.Fake, args, subflow: bool) -> dict:
                 m, "floodgate_prefect_requests_total").items() if v}}
 
 
-async def run_deployment_sim(fake: bl.Fake, args, parent: str) -> dict:
+async def run_deployment_sim(fake: bl.Fake, args, parent: str | None) -> dict:
     pool = bl.Pool("127.0.0.1", fake.port)
     reads = []
     lifetimes = []
@@ -90,14 +95,19 @@ async def run_deployment_sim(fake: bl.Fake, args, parent: str) -> dict:
         timeout = 60
         s, _, d = await pool.request("GET", "/api/deployments/name/demo-flow/demo", None, timeout)
         dep = json.loads(d)
+        body = {"parameters": {"child": i}, "state": {"type": "SCHEDULED", "name": "Scheduled"}}
+        if parent is None:
+            return await create_and_wait(dep, body)
         task = {"flow_run_id": parent, "task_key": "prefect.deployments.flow_runs.run_deployment.demo-flow-demo",
                 "dynamic_key": str(i), "name": "demo-flow/demo", "state": {"type": "PENDING", "name": "Pending"},
                 "task_inputs": {}, "empirical_policy": {"retries": 0, "retry_delay": 0}}
         s, _, d = await pool.request("POST", "/api/task_runs/", json.dumps(task).encode(), timeout)
         assert s in (200, 201), (s, d)
-        task_id = json.loads(d)["id"]
-        body = {"parameters": {"child": i}, "state": {"type": "SCHEDULED", "name": "Scheduled"},
-                "parent_task_run_id": task_id}
+        body["parent_task_run_id"] = json.loads(d)["id"]
+        await create_and_wait(dep, body)
+
+    async def create_and_wait(dep: dict, body: dict) -> None:
+        timeout = 60
         s, _, d = await pool.request("POST", f"/api/deployments/{dep['id']}/create_flow_run",
                                      json.dumps(body).encode(), timeout)
         assert s in (200, 201), (s, d)
@@ -119,15 +129,16 @@ async def run_deployment_sim(fake: bl.Fake, args, parent: str) -> dict:
     return {"elapsed_s": time.time() - t0, "reads": reads, "lifetimes": lifetimes}
 
 
-def run_sim(fake: bl.Fake, args) -> dict:
+def run_sim(fake: bl.Fake, args, subflow: bool) -> dict:
     fake.reset({"bulk_enabled": True, "run_schedule": schedule(args)})
-    parent = make_parent(fake)
+    parent = make_parent(fake) if subflow else None
     base = api_requests(fake.stats())
     r = asyncio.run(run_deployment_sim(fake, args, parent))
     stats = fake.stats()
     n = api_requests(stats) - base
     reads = r["reads"]
-    return {"label": "run_deployment (simulated)", "children": args.sim_children, "requests": n,
+    return {"label": "run_deployment+subflow (simulated)" if subflow else "run_deployment (simulated)",
+            "children": args.sim_children, "requests": n,
             "per_child": n / args.sim_children, "elapsed_s": r["elapsed_s"],
             "reads_per_child": {"min": min(reads), "max": max(reads), "mean": sum(reads) / len(reads)},
             "by_endpoint": stats["requests"]}
@@ -144,23 +155,26 @@ def main() -> None:
     ap.add_argument("--running-ms", type=int, default=58000)
     ap.add_argument("--poll-s", type=float, default=5, help="run_deployment's poll_interval (analytic)")
     ap.add_argument("--no-subflow", action="store_true", help="skip floodgate with parent_flow_run_id")
+    ap.add_argument("--record", default="api_economy",
+                    help="write docs/bench-results/<RECORD>.json ('' for a trial run: not recorded)")
     ap.add_argument("--fake-port", type=int, default=18203)
     ap.add_argument("--fg-port", type=int, default=18083)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/bench-economy"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/bench-economy"), help="logs and report")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     bl.raise_fd_limit()
     life_s = (args.scheduled_ms + args.pending_ms + args.running_ms) / 1000
-    analytic = 3 + (math.floor(life_s / args.poll_s) + 1)
-    results = {"machine_start": bl.machine(), "argv": sys.argv, "rows": [],
-               "analytic_run_deployment_per_child": analytic}
+    reads = math.floor(life_s / args.poll_s) + 1
+    analytic, analytic_noparent = 3 + reads, 2 + reads
+    results = {"machine_start": bl.machine(), "provenance": bl.provenance(), "argv": sys.argv,
+               "rows": [], "life_s": life_s, "analytic_run_deployment_per_child": analytic,
+               "analytic_run_deployment_no_parent_per_child": analytic_noparent}
     fake = bl.Fake(args.fake_port, args.out / "fake.log")
     try:
         for rep in range(args.reps):
-            runs = [lambda: run_floodgate(fake, args, False)]
+            runs = [lambda: run_floodgate(fake, args, False), lambda: run_sim(fake, args, False)]
             if not args.no_subflow:
-                runs.append(lambda: run_floodgate(fake, args, True))
-            runs.append(lambda: run_sim(fake, args))
+                runs += [lambda: run_floodgate(fake, args, True), lambda: run_sim(fake, args, True)]
             for f in runs:
                 load = bl.load1()
                 r = f()
@@ -184,13 +198,23 @@ def main() -> None:
         per_s = (f"{per['median']:.3f}" if per["n"] == 1
                  else f"{per['median']:.3f} [{per['min']:.3f}-{per['max']:.3f}]")
         lines.append(f"| {label} | {rs[0]['children']} | {req['median']:.0f} | {per_s} | {el['median']:.1f} |")
-    lines.append(f"| run_deployment (analytic: 3 + floor({life_s:g}/{args.poll_s:g}) + 1 reads) | - | - | "
+    lines.append(f"| run_deployment (analytic: 2 + floor({life_s:g}/{args.poll_s:g}) + 1 reads) | - | - | "
+                 f"{analytic_noparent} | - |")
+    lines.append(f"| run_deployment+subflow (analytic: 3 + floor({life_s:g}/{args.poll_s:g}) + 1 reads) | - | - | "
                  f"{analytic} | - |")
-    fg = bl.spread([r["per_child"] for r in rows if r["label"] == "floodgate"])["median"]
-    sim = bl.spread([r["per_child"] for r in rows if r["label"].startswith("run_deployment")])["median"]
+
+    def med(label: str):
+        return bl.spread([r["per_child"] for r in rows if r["label"] == label])["median"]
+    fg, sim = med("floodgate"), med("run_deployment (simulated)")
     lines += ["", f"target floodgate (bulk) <= 0.1 requests per child: {'MET' if fg <= 0.1 else 'NOT MET'} "
-              f"({fg:.3f}); run_deployment simulated {sim:.2f}, analytic {analytic}; ratio "
-              f"run_deployment/floodgate = {sim / fg:.0f}x",
+              f"({fg:.3f})",
+              f"like for like, no parent: run_deployment {sim:.2f} vs floodgate {fg:.3f} per child "
+              f"({sim / fg:.0f}x)"]
+    fgs, sims = med("floodgate+subflow"), med("run_deployment+subflow (simulated)")
+    if fgs is not None and sims is not None:
+        lines.append(f"like for like, with a parent: run_deployment {sims:.2f} vs floodgate {fgs:.3f} "
+                     f"per child ({sims / fgs:.0f}x)")
+    lines += [
               f"machine: nproc={results['machine_start']['nproc']}, load at start "
               f"{results['machine_start']['load']}, at end {results['machine_end']['load']}"]
     for r in rows:
@@ -201,6 +225,8 @@ def main() -> None:
     print("\n" + report)
     (args.out / "report.md").write_text(report + "\n")
     (args.out / "results.json").write_text(json.dumps(results))
+    if args.record:
+        print("raw results:", bl.write_result(args.record, results))
 
 
 if __name__ == "__main__":

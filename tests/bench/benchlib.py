@@ -23,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("BUILD", ROOT / "build" / "ci"))
 FLOODGATED = Path(os.environ.get("FLOODGATED", BUILD / "service" / "floodgated"))
-FAKE = Path(os.environ.get("FAKE", "/tmp/bench-fake"))
+# The fake is built from this checkout's source at every run (go build is incremental), never
+# taken from a binary left over from another build; FAKE names one explicitly.
+FAKE_GIVEN = "FAKE" in os.environ
+FAKE = Path(os.environ.get("FAKE", BUILD / "bin" / "fake-prefect"))
 DEPLOYMENT_ID = "00000000-0000-4000-8000-000000000001"
 CREATE_PATH = f"/api/deployments/{DEPLOYMENT_ID}/create_flow_run"
 
@@ -38,6 +41,33 @@ def machine() -> dict:
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     return {"nproc": os.cpu_count(), "load": " ".join(load)}
+
+
+def provenance() -> dict:
+    """What a result was measured on: the commit (and whether the tree had changes), the
+    machine's core count and load, and when."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.rstrip("\n")
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed), "changed_files": changed,
+            "nproc": os.cpu_count(), "load_start": machine()["load"],
+            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def write_result(name: str, doc: dict) -> Path:
+    """Writes a small result document to docs/bench-results/<name>.json (the tables in
+    docs/benchmarks.md are rendered from these by tests/bench/render_tables.py)."""
+    out = ROOT / "docs" / "bench-results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = dict(doc)
+    doc.setdefault("provenance", provenance())
+    doc["provenance"]["load_end"] = machine()["load"]
+    out.write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
+    return out
 
 
 def load1() -> float:
@@ -186,11 +216,14 @@ class Fake:
     """The Go fake Prefect, started once per benchmark."""
 
     def __init__(self, port: int, log: Path):
-        if not FAKE.exists():
+        if not FAKE_GIVEN:
             if shutil.which("go") is None:
-                raise SystemExit(f"no {FAKE} and no go to build it")
+                raise SystemExit("go is needed to build tests/fake_prefect (or set FAKE)")
+            FAKE.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(["go", "build", "-o", str(FAKE), "."], cwd=ROOT / "tests" / "fake_prefect",
                            check=True)
+        elif not FAKE.exists():
+            raise SystemExit(f"FAKE={FAKE} does not exist")
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen([str(FAKE), "--listen", f"127.0.0.1:{port}"],

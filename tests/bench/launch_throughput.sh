@@ -23,7 +23,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build/ci}
 FLOODGATED=${FLOODGATED:-$BUILD/service/floodgated}
 LOOP=${LOOP:-$BUILD/tests/bench/bench_cpprest_loop}
-FAKE=${FAKE:-/tmp/bench-fake}
+FAKE=${FAKE:-}
 REPS=${REPS:-3}
 RUNS=${RUNS:-50000}
 BIG_RUNS=${BIG_RUNS:-100000}
@@ -42,7 +42,10 @@ for tool in wrk curl jq python3; do
 done
 [[ -x $FLOODGATED ]] || { echo "missing $FLOODGATED (build it first)" >&2; exit 2; }
 [[ -x $LOOP ]] || { echo "missing $LOOP: cmake --build $BUILD --target bench_cpprest_loop" >&2; exit 2; }
-if [[ ! -x $FAKE ]]; then
+# The fake is built from this checkout at every run (incremental), never reused from elsewhere.
+if [[ -z $FAKE ]]; then
+  FAKE=$BUILD/bin/fake-prefect
+  mkdir -p "$BUILD/bin"
   (cd "$ROOT/tests/fake_prefect" && go build -o "$FAKE" .)
 fi
 
@@ -253,9 +256,12 @@ for rep in $(seq 1 "$REPS"); do
 done
 echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$WORK/results.jsonl" <<'EOF'
+python3 - "$WORK/results.jsonl" "$ROOT" <<'EOF'
 import json, statistics, sys
+sys.path.insert(0, sys.argv[2] + "/tests/bench")
+import benchlib as bl
 rows = [json.loads(l) for l in open(sys.argv[1])]
+print("raw results:", bl.write_result("launch_throughput", {"rows": rows, "argv": sys.argv}))
 def vals(label, key):
     return [r[key] for r in rows if r["label"] == label and r.get(key) is not None]
 def med(label, key):

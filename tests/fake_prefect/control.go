@@ -66,6 +66,8 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		out := append([]setStateRecord{}, s.store.setStates...)
 		s.store.mu.Unlock()
 		resp = jsonResp(200, map[string]any{"set_states": out})
+	case "GET /_fake/peaks":
+		resp = jsonResp(200, s.Peaks())
 	case "GET /_fake/timeline":
 		resp = jsonResp(200, map[string]any{"buckets": s.stats.timeline()})
 	case "POST /_fake/clock":
@@ -161,7 +163,7 @@ func (s *Server) ctlRunState(rawID string, body []byte) response {
 	if r == nil {
 		return detailResp(404, "Flow run not found")
 	}
-	r.manual = &manualState{typ: req.Type, name: req.Name, message: req.Message, at: now}
+	r.setManual(&manualState{typ: req.Type, name: req.Name, message: req.Message, at: now}, now)
 	return runResp(200, runView{r, r.stateAt(now)})
 }
 

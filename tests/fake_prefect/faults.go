@@ -127,8 +127,15 @@ func (s *Server) preFaults(w http.ResponseWriter, r *http.Request, cfg *Config) 
 	}
 	if cfg.WriteLockMs > 0 && isWrite(r) {
 		// A SQLite-backed Prefect has one writer at a time; a write transaction that cannot
-		// get the lock fails with "database is locked", which Prefect answers with 503.
-		if !s.writeLock.TryLock() {
+		// get the lock within SQLite's busy timeout fails with "database is locked", which
+		// Prefect answers with 503.
+		switch s.acquireWriteLock(ctx, msDur(float64(cfg.WriteLockWaitMs))) {
+		case lockGone:
+			if release != nil {
+				release()
+			}
+			return nil, true, outGone
+		case lockBusy:
 			if release != nil {
 				release()
 			}
@@ -138,7 +145,7 @@ func (s *Server) preFaults(w http.ResponseWriter, r *http.Request, cfg *Config) 
 		}
 		inner := release
 		release = func() {
-			s.writeLock.Unlock()
+			<-s.writeLock
 			if inner != nil {
 				inner()
 			}
@@ -149,6 +156,36 @@ func (s *Server) preFaults(w http.ResponseWriter, r *http.Request, cfg *Config) 
 		}
 	}
 	return release, false, 0
+}
+
+type lockResult int
+
+const (
+	lockHeld lockResult = iota
+	lockBusy
+	lockGone
+)
+
+// acquireWriteLock takes the write lock, waiting up to wait for it (SQLite's busy timeout).
+func (s *Server) acquireWriteLock(ctx context.Context, wait time.Duration) lockResult {
+	select {
+	case s.writeLock <- struct{}{}:
+		return lockHeld
+	default:
+	}
+	if wait <= 0 {
+		return lockBusy
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case s.writeLock <- struct{}{}:
+		return lockHeld
+	case <-t.C:
+		return lockBusy
+	case <-ctx.Done():
+		return lockGone
+	}
 }
 
 // isWrite: a request that writes to Prefect's database (filter reads are POSTs too).

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // POST /flow_runs/filter and POST /task_runs/filter.
@@ -13,16 +14,12 @@ import (
 var (
 	frFilterTop = setOf("flow_runs", "flows", "deployments", "task_runs", "work_pools",
 		"work_pool_queues", "sort", "limit", "offset")
-	frFilterKeys = setOf("id", "name", "tags", "state", "idempotency_key", "parent_task_run_id",
-		"deployment_id", "operator", "start_time", "expected_start_time", "next_scheduled_start_time",
-		"parent_flow_run_id", "work_queue_name", "flow_version")
 	frSorts = []string{"ID_DESC", "START_TIME_ASC", "START_TIME_DESC", "EXPECTED_START_TIME_ASC",
 		"EXPECTED_START_TIME_DESC", "NAME_ASC", "NAME_DESC", "NEXT_SCHEDULED_START_TIME_ASC", "END_TIME_DESC"}
-	trFilterTop  = setOf("flows", "flow_runs", "task_runs", "deployments", "sort", "limit", "offset")
-	trFilterKeys = setOf("id", "name", "tags", "state", "start_time", "expected_start_time",
-		"subflow_runs", "flow_run_id", "operator")
+	trFilterTop = setOf("flows", "flow_runs", "task_runs", "deployments", "sort", "limit", "offset")
+	// schemas/sorting.py TaskRunSort (3.9.1).
 	trSorts = []string{"ID_DESC", "EXPECTED_START_TIME_ASC", "EXPECTED_START_TIME_DESC", "NAME_ASC",
-		"NAME_DESC", "NEXT_SCHEDULED_START_TIME_ASC", "END_TIME_DESC"}
+		"NAME_DESC", "NEXT_SCHEDULED_START_TIME_ASC", "END_TIME_DESC", "DURATION_DESC", "DURATION_ASC"}
 )
 
 // page holds the common limit/offset/sort of filter bodies.
@@ -81,134 +78,6 @@ func toSet(l []string) map[string]bool {
 	return m
 }
 
-// frFilter is the parsed flow_runs part of a filter body; nil maps mean
-// "no condition".
-type frFilter struct {
-	idList                                         []string
-	ids, notIDs, keys, ptrs, deps, types, notTypes map[string]bool
-	stateNames, names                              map[string]bool
-	ptrNull, depNull                               *bool
-	tagsAll                                        []string
-	tagsNull                                       *bool
-}
-
-func parseFRFilter(raw json.RawMessage, errs *[]valErr) frFilter {
-	var f frFilter
-	at := []any{"body", "flow_runs"}
-	m, e := decodeObject(raw, at, true)
-	if e != nil {
-		*errs = append(*errs, e...)
-		return f
-	}
-	if e := checkKeys(m, frFilterKeys, at); e != nil {
-		*errs = append(*errs, e...)
-		return f
-	}
-	sub := func(field string, allowed map[string]bool) obj {
-		raw, ok := m.get(field)
-		if !ok || isNull(raw) {
-			return nil
-		}
-		inner, e := decodeObject(raw, loc(at, field), true)
-		if e == nil {
-			e = checkKeys(inner, allowed, loc(at, field))
-		}
-		if e != nil {
-			*errs = append(*errs, e...)
-			return nil
-		}
-		return inner
-	}
-	list := func(m obj, key string, a []any) (map[string]bool, []string) {
-		if raw, ok := m.get(key); !ok || isNull(raw) {
-			return nil, nil
-		}
-		l := optStrings(m, key, a, errs)
-		return toSet(l), l
-	}
-	if id := sub("id", setOf("any_", "not_any_")); id != nil {
-		f.ids, f.idList = list(id, "any_", loc(at, "id"))
-		f.notIDs, _ = list(id, "not_any_", loc(at, "id"))
-	}
-	if k := sub("idempotency_key", setOf("any_", "not_any_")); k != nil {
-		f.keys, _ = list(k, "any_", loc(at, "idempotency_key"))
-	}
-	if p := sub("parent_task_run_id", setOf("any_", "is_null_", "operator")); p != nil {
-		f.ptrs, _ = list(p, "any_", loc(at, "parent_task_run_id"))
-		f.ptrNull = optBool(p, "is_null_", loc(at, "parent_task_run_id"), errs)
-	}
-	if p := sub("deployment_id", setOf("any_", "is_null_", "operator")); p != nil {
-		f.deps, _ = list(p, "any_", loc(at, "deployment_id"))
-		f.depNull = optBool(p, "is_null_", loc(at, "deployment_id"), errs)
-	}
-	if p := sub("name", setOf("any_", "like_")); p != nil {
-		f.names, _ = list(p, "any_", loc(at, "name"))
-	}
-	if p := sub("tags", setOf("all_", "any_", "is_null_", "operator")); p != nil {
-		_, f.tagsAll = list(p, "all_", loc(at, "tags"))
-		f.tagsNull = optBool(p, "is_null_", loc(at, "tags"), errs)
-	}
-	if stm := sub("state", setOf("type", "name", "operator")); stm != nil {
-		sat := loc(at, "state")
-		if raw, ok := stm.get("type"); ok && !isNull(raw) {
-			if t, e := decodeObject(raw, loc(sat, "type"), true); e != nil {
-				*errs = append(*errs, e...)
-			} else if e := checkKeys(t, setOf("any_", "not_any_"), loc(sat, "type")); e != nil {
-				*errs = append(*errs, e...)
-			} else {
-				f.types, _ = list(t, "any_", loc(sat, "type"))
-				f.notTypes, _ = list(t, "not_any_", loc(sat, "type"))
-			}
-		}
-		if raw, ok := stm.get("name"); ok && !isNull(raw) {
-			if t, e := decodeObject(raw, loc(sat, "name"), true); e != nil {
-				*errs = append(*errs, e...)
-			} else if e := checkKeys(t, setOf("any_", "not_any_"), loc(sat, "name")); e != nil {
-				*errs = append(*errs, e...)
-			} else {
-				f.stateNames, _ = list(t, "any_", loc(sat, "name"))
-			}
-		}
-	}
-	return f
-}
-
-func (f *frFilter) match(r *flowRun, st runState) bool {
-	if f.ids != nil && !f.ids[r.id] || f.notIDs != nil && f.notIDs[r.id] {
-		return false
-	}
-	if f.keys != nil && (r.idemKey == nil || !f.keys[*r.idemKey]) {
-		return false
-	}
-	if f.ptrs != nil && (r.parentTaskRunID == nil || !f.ptrs[*r.parentTaskRunID]) {
-		return false
-	}
-	if f.ptrNull != nil && *f.ptrNull != (r.parentTaskRunID == nil) {
-		return false
-	}
-	if f.deps != nil && !f.deps[r.deployID] || f.depNull != nil && *f.depNull {
-		return false
-	}
-	if f.names != nil && !f.names[r.name] {
-		return false
-	}
-	for _, t := range f.tagsAll {
-		if !slices.Contains(r.tags, t) {
-			return false
-		}
-	}
-	if f.tagsNull != nil && *f.tagsNull != (len(r.tags) == 0) {
-		return false
-	}
-	if f.types != nil && !f.types[st.typ] || f.notTypes != nil && f.notTypes[st.typ] {
-		return false
-	}
-	if f.stateNames != nil && !f.stateNames[st.name] {
-		return false
-	}
-	return true
-}
-
 func filterBody(body []byte) (obj, []valErr) {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return obj{}, nil
@@ -225,32 +94,41 @@ func hFlowRunsFilter(s *Server, _ *http.Request, _ []string, body []byte) respon
 		return resp422(errs...)
 	}
 	pg := parsePage(m, frSorts, &errs)
-	var f frFilter
-	if raw, ok := m.get("flow_runs"); ok && !isNull(raw) {
-		f = parseFRFilter(raw, &errs)
-	}
+	f := parseFlowRunsBody(m, &errs)
 	if errs != nil {
 		return resp422(errs...)
 	}
-	if n := int64(len(f.idList)); n > 0 {
+	var idList []string
+	if id := f.runs.sub("id"); id != nil && id.has("any_") && !f.runs.or {
+		idList = id.strs("any_")
+	}
+	if n := int64(len(idList)); n > 0 {
 		s.stats.add(func(s *stats) { s.filterMaxIDs = max(s.filterMaxIDs, n) })
+	}
+	var keyList []string
+	if k := f.runs.sub("idempotency_key"); k != nil && k.has("any_") && !f.runs.or {
+		keyList = k.strs("any_")
 	}
 	now := s.now()
 	st := s.store
 	st.mu.Lock()
 	var cands []*flowRun
 	switch {
-	case f.ids != nil:
-		seen := make(map[string]bool, len(f.idList))
-		for _, id := range f.idList {
-			if r := st.runByID[lowerID(id)]; r != nil && !seen[r.id] {
+	case idList != nil:
+		seen := make(map[string]bool, len(idList))
+		for _, id := range idList {
+			if r := st.runByID[id]; r != nil && !seen[r.id] {
 				seen[r.id] = true
 				cands = append(cands, r)
 			}
 		}
-	case f.keys != nil:
-		for k := range f.keys {
-			cands = append(cands, st.byKey[k]...)
+	case keyList != nil:
+		seen := make(map[string]bool, len(keyList))
+		for _, k := range keyList {
+			if !seen[k] {
+				seen[k] = true
+				cands = append(cands, st.byKey[k]...)
+			}
 		}
 	default:
 		cands = st.runs
@@ -264,7 +142,7 @@ func hFlowRunsFilter(s *Server, _ *http.Request, _ []string, body []byte) respon
 	hits := make([]hit, 0, min(len(cands), 256))
 	for _, r := range cands {
 		rs := r.stateAt(now)
-		if f.match(r, rs) {
+		if f.match(st, r, rs, now) {
 			hits = append(hits, hit{r, len(states)})
 			states = append(states, rs)
 		}
@@ -299,23 +177,7 @@ func hTaskRunsFilter(s *Server, _ *http.Request, _ []string, body []byte) respon
 		return resp422(errs...)
 	}
 	pg := parsePage(m, trSorts, &errs)
-	var ids, frIDs map[string]bool
-	if raw, ok := m.get("task_runs"); ok && !isNull(raw) {
-		at := []any{"body", "task_runs"}
-		tm, e := decodeObject(raw, at, true)
-		if e == nil {
-			e = checkKeys(tm, trFilterKeys, at)
-		}
-		if e != nil {
-			return resp422(e...)
-		}
-		if l, ok := anyList(tm, "id", setOf("any_", "not_any_"), at, &errs); ok {
-			ids = toSet(l)
-		}
-		if l, ok := anyList(tm, "flow_run_id", setOf("any_", "is_null_"), at, &errs); ok {
-			frIDs = toSet(l)
-		}
-	}
+	f := parseFlowRunsBody(m, &errs)
 	if errs != nil {
 		return resp422(errs...)
 	}
@@ -325,13 +187,9 @@ func hTaskRunsFilter(s *Server, _ *http.Request, _ []string, body []byte) respon
 	defer st.mu.Unlock()
 	var hits []*taskRun
 	for _, t := range st.taskRuns {
-		if ids != nil && !ids[t.id] {
-			continue
+		if f.matchTask(st, t, now) {
+			hits = append(hits, t)
 		}
-		if frIDs != nil && (t.flowRunID == nil || !frIDs[*t.flowRunID]) {
-			continue
-		}
-		hits = append(hits, t)
 	}
 	switch pg.sort {
 	case "ID_DESC":
@@ -349,4 +207,89 @@ func hTaskRunsFilter(s *Server, _ *http.Request, _ []string, body []byte) respon
 		out = append(out, st.taskView(t, now))
 	}
 	return jsonResp(200, out)
+}
+
+// flowRunsBody is a parsed filter body: the members of read_flow_runs
+// (api/flow_runs.py) and read_task_runs (api/task_runs.py), nil when absent.
+type flowRunsBody struct {
+	flows, runs, tasks, deployments, pools, queues *fnode
+}
+
+func parseFlowRunsBody(m obj, errs *[]valErr) flowRunsBody {
+	var b flowRunsBody
+	for _, x := range []struct {
+		key  string
+		spec *fmodel
+		dst  **fnode
+	}{{"flows", specFlow, &b.flows}, {"flow_runs", specFlowRun, &b.runs}, {"task_runs", specTaskRun, &b.tasks},
+		{"deployments", specDeployment, &b.deployments}, {"work_pools", specWorkPool, &b.pools},
+		{"work_pool_queues", specWorkQueue, &b.queues}} {
+		if raw, ok := m.get(x.key); ok && !isNull(raw) {
+			*x.dst = parseFilterModel(raw, x.spec, []any{"body", x.key}, errs)
+		}
+	}
+	return b
+}
+
+// match applies the body to a flow run as models/flow_runs.py
+// _apply_flow_run_filters does: the flow run filter, then an EXISTS for each
+// other filter given (deployment, work pool, work queue, flow, task run).
+func (b *flowRunsBody) match(st *store, r *flowRun, rs runState, now time.Time) bool {
+	if !st.matchFlowRun(b.runs, r, rs) {
+		return false
+	}
+	if b.deployments != nil && !st.matchDeployment(b.deployments, r) {
+		return false
+	}
+	if b.pools != nil && !matchWorkPool(b.pools, r) {
+		return false
+	}
+	if b.queues != nil && !matchWorkQueue(b.queues, r) {
+		return false
+	}
+	if b.flows != nil && !st.matchFlow(b.flows, r) {
+		return false
+	}
+	if b.tasks != nil {
+		found := false
+		for _, t := range st.taskRuns {
+			if t.flowRunID != nil && *t.flowRunID == r.id && st.matchTaskRun(b.tasks, t, now) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// matchTask applies the body to a task run as models/task_runs.py
+// _apply_task_run_filters does: the task run filter, then EXISTS through its
+// flow run for the flow run, flow and deployment filters.
+func (b *flowRunsBody) matchTask(st *store, t *taskRun, now time.Time) bool {
+	if !st.matchTaskRun(b.tasks, t, now) {
+		return false
+	}
+	if b.runs == nil && b.flows == nil && b.deployments == nil && b.pools == nil && b.queues == nil {
+		return true
+	}
+	var r *flowRun
+	if t.flowRunID != nil {
+		r = st.runByID[*t.flowRunID]
+	}
+	if r == nil {
+		return false
+	}
+	if b.runs != nil && !st.matchFlowRun(b.runs, r, r.stateAt(now)) {
+		return false
+	}
+	if b.deployments != nil && !st.matchDeployment(b.deployments, r) {
+		return false
+	}
+	if b.flows != nil && !st.matchFlow(b.flows, r) {
+		return false
+	}
+	return true
 }

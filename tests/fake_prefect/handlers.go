@@ -63,10 +63,13 @@ func (s *Server) csrfValid(r *http.Request) bool {
 
 // --- deployments ---
 
-// pathUUID validates and normalises an id taken from the path.
+// pathUUID validates and normalises an id taken from the path. Prefect's
+// routes declare the id as "/{id:uuid}" (api/flow_runs.py, api/task_runs.py,
+// api/deployments.py): a path that is not a UUID matches no route, and
+// Starlette answers 404 {"detail": "Not Found"}, not a 422.
 func pathUUID(raw string) (string, *response) {
 	if !isUUID(raw) {
-		r := resp422(valErr{Loc: []any{"path", "id"}, Msg: "Input should be a valid UUID", Type: "uuid_parsing"})
+		r := detailResp(404, "Not Found")
 		return "", &r
 	}
 	id := strings.ToLower(raw)
@@ -165,13 +168,31 @@ func hCreateFlowRun(s *Server, _ *http.Request, args []string, body []byte) resp
 		}
 		return detailResp(409, "Error creating flow run: "+msg)
 	}
-	if c.idemKey != nil {
+	// models/flow_runs.py create_flow_run: "if not flow_run.idempotency_key"
+	// inserts directly, so an empty key is no key for deduplication; the
+	// unique index on (flow_id, idempotency_key) then refuses a second ""
+	// in the same flow, and api/server.py integrity_exception_handler
+	// answers 409.
+	if c.idemKey != nil && *c.idemKey == "" {
+		if st.idem[d.FlowID+"\x00"] != nil {
+			st.mu.Unlock()
+			return detailResp(409, "Data integrity conflict. This usually means a unique or foreign key "+
+				"constraint was violated. See server logs for details.")
+		}
+	} else if c.idemKey != nil {
 		if ex := st.idem[d.FlowID+"\x00"+*c.idemKey]; ex != nil {
 			v := runView{ex, ex.stateAt(now)}
 			st.mu.Unlock()
 			s.stats.addCreated(0, 1, 0, now)
 			return runResp(200, v)
 		}
+	}
+	if roll(s.cfg.Load().BulkItemErrorRate) {
+		// The same contention that fails a run of a bulk create fails a single create's
+		// insert; Prefect answers a locked database with 503.
+		st.mu.Unlock()
+		s.stats.add(func(s *stats) { s.faults.Locked++ })
+		return response{status: 503, body: []byte(`{"exception_message":"Service Unavailable"}`)}
 	}
 	run := newRun(d, &c, p, now, sc)
 	st.insertRun(run)
@@ -222,9 +243,10 @@ func hCreateFlowRunBulk(s *Server, _ *http.Request, args []string, body []byte) 
 		return detailResp(400, "Cannot create more than 100 flow runs in a single request")
 	}
 	now := s.now()
-	sc := s.cfg.Load().RunSchedule
+	cfg := s.cfg.Load()
+	sc := cfg.RunSchedule
 	results := make([]bulkResult, len(reqs))
-	var created, existing, noKey int64
+	var created, existing, noKey, contended int64
 	st := s.store
 	st.mu.Lock()
 	d := st.deployments[id]
@@ -249,6 +271,14 @@ func hCreateFlowRunBulk(s *Server, _ *http.Request, args []string, body []byte) 
 				continue
 			}
 		}
+		if roll(cfg.BulkItemErrorRate) {
+			// The run's insert lost to another writer: Prefect reports str(exc) for it and
+			// goes on with the others; nothing was created for it.
+			e := cfg.BulkItemError
+			results[i] = bulkResult{Status: "FAILED", Error: &e}
+			contended++
+			continue
+		}
 		run := newRun(d, c, p, now, sc)
 		st.insertRun(run)
 		results[i] = bulkResult{FlowRunID: &run.id, Status: "CREATED"}
@@ -259,6 +289,9 @@ func hCreateFlowRunBulk(s *Server, _ *http.Request, args []string, body []byte) 
 	}
 	st.mu.Unlock()
 	s.stats.addCreated(created, existing, noKey, now)
+	if contended > 0 {
+		s.stats.add(func(s *stats) { s.faults.BulkItem += contended })
+	}
 	return jsonResp(200, map[string]any{"results": results})
 }
 

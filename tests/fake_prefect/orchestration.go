@@ -104,7 +104,7 @@ func hSetState(s *Server, _ *http.Request, args []string, body []byte) response 
 	}
 	accept := func(ms *manualState) response {
 		record("ACCEPT")
-		r.manual = ms
+		r.setManual(ms, now)
 		sj := runState{typ: ms.typ, name: ms.name, message: ms.message, at: ms.at, tid: ms.tid}.json()
 		return jsonResp(201, setStateResult{Status: "ACCEPT", State: &sj, Details: map[string]string{"type": "accept_details"}})
 	}
@@ -124,7 +124,7 @@ func hSetState(s *Server, _ *http.Request, args []string, body []byte) response 
 	}
 	if prop.typ == stCancelling {
 		if cur.typ == stScheduled || cur.typ == stPaused { // BypassCancellingFlowRunsWithNoInfra
-			r.manual = &manualState{typ: stCancelled, name: "Cancelled", at: now}
+			r.setManual(&manualState{typ: stCancelled, name: "Cancelled", at: now}, now)
 			return reject(r.stateAt(now), "Scheduled flow run has no infrastructure to terminate.")
 		}
 		// A worker would now kill the infrastructure and mark the run

@@ -104,6 +104,7 @@ type flowRun struct {
 	final                      string
 	schedName                  string
 	manual                     *manualState
+	endedAt                    time.Time // first final, once a later manual state replaced it
 }
 
 // runState is a computed view of a run at some instant.

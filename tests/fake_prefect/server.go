@@ -19,8 +19,9 @@ type Server struct {
 	store   *store
 	stats   *stats
 	limiter *limiter
-	// Held by a write while write_lock_ms is set (the SQLite model).
-	writeLock sync.Mutex
+	// Held by a write while write_lock_ms is set (the SQLite model): a one-slot channel, so
+	// that a write can wait for it with a deadline (SQLite's busy timeout).
+	writeLock chan struct{}
 
 	// Clock: nowFn (settable by tests) plus an offset moved by /_fake/clock.
 	nowFn    func() time.Time
@@ -28,7 +29,7 @@ type Server struct {
 }
 
 func NewServer() *Server {
-	s := &Server{store: newStore(), limiter: &limiter{}, nowFn: time.Now}
+	s := &Server{store: newStore(), limiter: &limiter{}, nowFn: time.Now, writeLock: make(chan struct{}, 1)}
 	s.cfg.Store(defaultConfig())
 	s.stats = newStats(s.now())
 	return s
@@ -244,7 +245,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, rest string) {
 			return
 		}
 	}
-	resp := rt.h(s, r, args, body)
+	resp := mangle2xx(rt, rt.h(s, r, args, body))
 	if faulty && rt.lossy && resp.status < 300 && roll(cfg.LostResponseRate) {
 		if resp.pooled != nil {
 			putBuf(resp.pooled)

@@ -190,7 +190,7 @@ func TestCreateValidation(t *testing.T) {
 	h := newHarness(t)
 	st, out, _ := h.do("POST", demoCreate, `{"name":"x","bogus":1}`)
 	expect(t, st, out, 422)
-	want := `{"detail":[{"loc":["body","bogus"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"}]}`
+	want := `{"exception_detail":[{"loc":["body","bogus"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"}],"exception_message":"Invalid request received.","request_body":null}`
 	if string(out) != want {
 		t.Fatalf("got %s want %s", out, want)
 	}
@@ -260,7 +260,7 @@ func TestFilter(t *testing.T) {
 	}
 	st, out, _ := h.do("POST", "/api/flow_runs/filter", `{"limit":201}`)
 	expect(t, st, out, 422)
-	if want := `{"detail":[{"loc":["body","limit"],"msg":"Input should be less than or equal to 200","type":"less_than_equal"}]}`; string(out) != want {
+	if want := `{"exception_detail":[{"loc":["body","limit"],"msg":"Input should be less than or equal to 200","type":"less_than_equal"}],"exception_message":"Invalid request received.","request_body":null}`; string(out) != want {
 		t.Fatalf("got %s", out)
 	}
 	st, out, _ = h.do("POST", "/api/flow_runs/filter", `{"flow_runs":{"nope":{}}}`)
@@ -840,4 +840,155 @@ func TestControlRunsStatesAndSetStateLog(t *testing.T) {
 	if s := h.stats(); s.FilterMaxIDs != 0 {
 		t.Fatalf("filter_max_ids after reset %d", s.FilterMaxIDs)
 	}
+}
+
+func TestPeaksAreExactNotSampled(t *testing.T) {
+	h := newHarness(t)
+	h.config(`{"run_schedule":{"scheduled_ms":0,"pending_ms":0,"running_ms":1000}}`)
+	create := func(tag string) string {
+		st, out, _ := h.do("POST", demoCreate, map[string]any{"tags": []string{tag}})
+		expect(t, st, out, 201)
+		return decode[run](t, out).ID
+	}
+	peaks := func() peaksJSON {
+		_, out, _ := h.do("GET", "/_fake/peaks", nil)
+		return decode[peaksJSON](t, out)
+	}
+	create("floodgate-batch:a")
+	create("floodgate-batch:a")
+	// One millisecond of overlap: a sampler would miss it, the sweep does not.
+	h.clock.advance(999 * time.Millisecond)
+	create("floodgate-batch:a")
+	h.clock.advance(5 * time.Second)
+	if p := peaks().ByTag["floodgate-batch:a"]; p != 3 {
+		t.Fatalf("peak %d, want 3", p)
+	}
+	// A run that ends at the instant the next one starts does not overlap it.
+	create("floodgate-batch:b")
+	h.clock.advance(time.Second)
+	create("floodgate-batch:b")
+	// A final state set by hand ends a run's interval; a run never final counts until now.
+	id := create("floodgate-batch:c")
+	h.clock.advance(10 * time.Millisecond)
+	st, out, _ := h.do("POST", "/_fake/runs/"+id+"/state", `{"type":"FAILED"}`)
+	expect(t, st, out, 200)
+	h.clock.advance(10 * time.Millisecond)
+	create("floodgate-batch:c")
+	h.config(`{"run_schedule":null}`)
+	create("floodgate-batch:d")
+	h.clock.advance(time.Hour)
+	create("floodgate-batch:d")
+	p := peaks()
+	if p.ByTag["floodgate-batch:b"] != 1 || p.ByTag["floodgate-batch:c"] != 1 || p.ByTag["floodgate-batch:d"] != 2 {
+		t.Fatalf("peaks %+v", p.ByTag)
+	}
+	// A second final state does not move the end: set COMPLETED twice, far apart.
+	e := create("floodgate-batch:e")
+	h.clock.advance(10 * time.Millisecond)
+	h.do("POST", "/_fake/runs/"+e+"/state", `{"type":"COMPLETED"}`)
+	h.clock.advance(time.Hour)
+	create("floodgate-batch:e")
+	h.do("POST", "/_fake/runs/"+e+"/state", `{"type":"COMPLETED"}`)
+	p = peaks()
+	if p.ByTag["floodgate-batch:e"] != 1 {
+		t.Fatalf("peak after a second COMPLETED %+v", p.ByTag)
+	}
+	if p.ByFlow[demoFlowID] != 3 {
+		t.Fatalf("flow peak %+v", p.ByFlow)
+	}
+}
+
+func TestWriteLockWaitsLikeSQLiteBusyTimeout(t *testing.T) {
+	h := newHarness(t)
+	// The holder keeps the lock 300 ms; a second write waits for it (busy timeout 1 s) and
+	// succeeds, a third with a busy timeout shorter than the wait answers 503 after it.
+	h.config(`{"write_lock_ms": 300, "write_lock_wait_ms": 1000}`)
+	first := make(chan int, 1)
+	go func() {
+		resp, err := h.http.Client().Post(h.http.URL+demoCreate, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			first <- -1
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	st, out, _ := h.do("POST", demoCreate, `{}`)
+	expect(t, st, out, 201)
+	if el := time.Since(start); el < 150*time.Millisecond {
+		t.Fatalf("the second write should have waited for the lock, took %v", el)
+	}
+	if st := <-first; st != 201 {
+		t.Fatalf("the write holding the lock: %d", st)
+	}
+	h.config(`{"write_lock_ms": 400, "write_lock_wait_ms": 100}`)
+	go h.http.Client().Post(h.http.URL+demoCreate, "application/json", strings.NewReader("{}"))
+	time.Sleep(50 * time.Millisecond)
+	start = time.Now()
+	st, out, _ = h.do("POST", demoCreate, `{}`)
+	expect(t, st, out, 503)
+	if el := time.Since(start); el < 90*time.Millisecond {
+		t.Fatalf("the 503 should come after the busy timeout, came after %v", el)
+	}
+	if s := h.stats(); s.Faults.Locked != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestBulkItemContentionErrors(t *testing.T) {
+	h := newHarness(t)
+	bulk := "/api/deployments/" + demoDeploymentID + "/create_flow_run/bulk"
+	h.config(`{"bulk_item_error_rate": 1}`)
+	st, out, _ := h.do("POST", bulk, `[{"idempotency_key":"a"},{"idempotency_key":"b"}]`)
+	expect(t, st, out, 200)
+	res := decode[struct {
+		Results []bulkResult `json:"results"`
+	}](t, out)
+	if len(res.Results) != 2 {
+		t.Fatalf("results %s", out)
+	}
+	for _, r := range res.Results {
+		if r.Status != "FAILED" || r.FlowRunID != nil || r.Error == nil ||
+			!strings.HasPrefix(*r.Error, "(sqlite3.OperationalError) database is locked\n[SQL: INSERT INTO flow_run") {
+			t.Fatalf("result %s", out)
+		}
+	}
+	if s := h.stats(); s.Created != 0 || s.Runs != 0 || s.Faults.BulkItem != 2 {
+		t.Fatalf("nothing may be created for a contended run: %+v", s)
+	}
+	// A run that already exists is found before the insert that would contend.
+	h.config(`{"bulk_item_error_rate": 0}`)
+	st, out, _ = h.do("POST", bulk, `[{"idempotency_key":"a"}]`)
+	expect(t, st, out, 200)
+	h.config(`{"bulk_item_error_rate": 1, "bulk_item_error": "(sqlalchemy.dialects.postgresql.asyncpg.Error) deadlock detected"}`)
+	st, out, _ = h.do("POST", bulk, `[{"idempotency_key":"a"},{"idempotency_key":"c"}]`)
+	expect(t, st, out, 200)
+	res = decode[struct {
+		Results []bulkResult `json:"results"`
+	}](t, out)
+	if res.Results[0].Status != "CREATED" || res.Results[1].Status != "FAILED" ||
+		*res.Results[1].Error != "(sqlalchemy.dialects.postgresql.asyncpg.Error) deadlock detected" {
+		t.Fatalf("results %s", out)
+	}
+	if st, _, _ := h.do("POST", "/_fake/config", `{"bulk_item_error_rate": 2}`); st != 400 {
+		t.Fatalf("a rate above 1 was accepted: %d", st)
+	}
+}
+
+func TestContentionRateFailsSingleCreatesWith503(t *testing.T) {
+	h := newHarness(t)
+	h.config(`{"bulk_item_error_rate": 1}`)
+	st, out, _ := h.do("POST", demoCreate, `{"idempotency_key":"s"}`)
+	expect(t, st, out, 503)
+	if !strings.Contains(string(out), "Service Unavailable") {
+		t.Fatalf("body %s", out)
+	}
+	if s := h.stats(); s.Runs != 0 || s.Faults.Locked != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	h.config(`{"bulk_item_error_rate": 0}`)
+	st, out, _ = h.do("POST", demoCreate, `{"idempotency_key":"s"}`)
+	expect(t, st, out, 201)
 }

@@ -23,6 +23,7 @@ type faultCounts struct {
 	LostResponse int64 `json:"lost_response"`
 	Overflow     int64 `json:"overflow"`
 	Locked       int64 `json:"locked"`
+	BulkItem     int64 `json:"bulk_item"` // runs of a bulk create failed with bulk_item_error
 }
 
 // stats is guarded by its own mutex, separate from the store's, so that

@@ -6,12 +6,26 @@ import (
 
 // Task runs: the placeholders run_deployment creates in a parent flow run.
 
+// taskRunCreateKeys are TaskRunCreate's fields (Prefect 3.9.1
+// src/prefect/server/schemas/actions.py); ActionBaseModel forbids others.
+var taskRunCreateKeys = setOf("id", "state", "name", "flow_run_id", "task_key", "dynamic_key",
+	"cache_key", "cache_expiration", "task_version", "empirical_policy", "tags", "labels", "task_inputs")
+
 func hCreateTaskRun(s *Server, _ *http.Request, _ []string, body []byte) response {
 	at := []any{"body"}
 	m, errs := decodeObject(body, at, false)
 	if errs != nil {
 		return resp422(errs...)
 	}
+	if errs = checkKeys(m, taskRunCreateKeys, at); errs != nil {
+		return resp422(errs...)
+	}
+	// tags, empirical_policy and task_inputs are not Optional in TaskRunCreate.
+	notNullFields(m, at, &errs, "tags", "task_inputs")
+	notNull(m, "empirical_policy", "model_type", "Input should be a valid dictionary or instance of TaskRunPolicy", at, &errs)
+	optStrings(m, "tags", at, &errs)
+	optObject(m, "task_inputs", at, &errs)
+	optUUID(m, "id", at, &errs)
 	flowRunID := optUUID(m, "flow_run_id", at, &errs)
 	taskKey := optString(m, "task_key", at, &errs)
 	dynKey := optString(m, "dynamic_key", at, &errs)

@@ -16,8 +16,14 @@ type valErr struct {
 	Type string `json:"type"`
 }
 
+// Prefect answers a request validation error with its own handler
+// (src/prefect/server/api/server.py validation_exception_handler), not
+// FastAPI's {"detail": [...]}: {"exception_message": "Invalid request
+// received.", "exception_detail": [...], "request_body": ...}. The fake
+// leaves request_body null.
 func resp422(errs ...valErr) response {
-	return jsonResp(422, map[string]any{"detail": errs})
+	return jsonResp(422, map[string]any{"exception_message": "Invalid request received.",
+		"exception_detail": errs, "request_body": nil})
 }
 
 func loc(prefix []any, more ...any) []any {
@@ -186,6 +192,30 @@ func anyList(m obj, field string, allowed map[string]bool, at []any, errs *[]val
 	return l, true
 }
 
+// notNull reports a JSON null given for a field whose pydantic type does not
+// allow None: Prefect's schemas/actions.py declares DeploymentFlowRunCreate's
+// parameters and context as Dict[str, Any], tags as List[str] and
+// empirical_policy as FlowRunPolicy (default_factory, not Optional), so
+// {"tags": null} is a 422, not "no tags".
+func notNull(m obj, key, typ, msg string, at []any, errs *[]valErr) {
+	if raw, ok := m.get(key); ok && kind(raw) == 'n' {
+		*errs = append(*errs, valErr{Loc: loc(at, key), Msg: msg, Type: typ})
+	}
+}
+
+func notNullFields(m obj, at []any, errs *[]valErr, fields ...string) {
+	for _, f := range fields {
+		switch f {
+		case "tags":
+			notNull(m, f, "list_type", "Input should be a valid list", at, errs)
+		case "empirical_policy":
+			notNull(m, f, "model_type", "Input should be a valid dictionary or instance of FlowRunPolicy", at, errs)
+		default:
+			notNull(m, f, "dict_type", "Input should be a valid dictionary", at, errs)
+		}
+	}
+}
+
 // Create-flow-run bodies.
 
 var createKeys = setOf("state", "name", "parameters", "enforce_parameter_schema", "context", "tags",
@@ -221,6 +251,7 @@ func parseCreate(raw []byte, at []any, validated bool) (createReq, []valErr) {
 	if errs = checkKeys(m, createKeys, at); errs != nil {
 		return c, errs
 	}
+	notNullFields(m, at, &errs, "parameters", "context", "tags", "empirical_policy")
 	c.name = optString(m, "name", at, &errs)
 	c.params = optObject(m, "parameters", at, &errs)
 	c.enforce = optBool(m, "enforce_parameter_schema", at, &errs)

@@ -13,6 +13,7 @@ import collections
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,6 +30,11 @@ FINAL_BATCH_STATES = {"COMPLETED", "FAILED", "CANCELLED"}
 FINAL_ITEM_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED", "LAUNCH_FAILED", "SKIPPED"}
 DEMO_DEPLOYMENT = "demo-flow/demo"
 DEMO_DEPLOYMENT_ID = "00000000-0000-4000-8000-000000000001"
+# A line of a sanitizer report: "ERROR: AddressSanitizer: ...", "WARNING: ThreadSanitizer: ...",
+# "ERROR: LeakSanitizer: ...", or UBSan's "file:line:col: runtime error: ...".
+SANITIZER_REPORT = re.compile(
+    r"(ERROR|WARNING): (Address|Leak|Thread|Memory|UndefinedBehavior)Sanitizer"
+    r"|^\S+:\d+:\d+: runtime error: ")
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,6 +295,12 @@ class FakePrefect:
     def advance_clock(self, ms: int) -> None:
         self._call("POST", "/_fake/clock", {"advance_ms": ms})
 
+    def unfinished_peak(self, batch_id: str) -> int:
+        """The most runs of the batch that were unfinished at one instant on the fake: exact
+        (a sweep over each run's timeline), so a breach of max_running however short shows."""
+        peaks = self._call("GET", "/_fake/peaks")["unfinished_peak_by_tag"]
+        return int(peaks.get(f"floodgate-batch:{batch_id}", 0))
+
     def runs_of(self, batch_id: str) -> list[dict]:
         tag = f"floodgate-batch:{batch_id}"
         return [r for r in self.runs() if tag in r["tags"]]
@@ -405,6 +417,15 @@ class Floodgated:
                 self.kill()
         return self.start()
 
+    def sanitizer_reports(self) -> list[str]:
+        """Sanitizer reports (ASan, LSan, UBSan, TSan) in this process's log: a build with
+        sanitizers (scripts/sanitizers.sh) writes them to stderr, which goes to the log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if SANITIZER_REPORT.search(line)]
+
     def stop(self) -> None:
         if self.running:
             self.proc.kill()
@@ -413,3 +434,9 @@ class Floodgated:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 pass
+        # Fails the test (in its teardown) when floodgated reported a sanitizer error at any
+        # time, even if the test's own assertions passed.
+        reports = self.sanitizer_reports()
+        if reports:
+            raise AssertionError(f"{self.name}: sanitizer report(s) in {self.log_path}:\n"
+                                 + "\n".join(reports[:10]) + "\n" + tail(self.log_path, 60))

@@ -74,7 +74,8 @@ def test_pause_and_resume(api, fake):
     r = api.control(b["id"], "pause")
     assert r.status == 200 and r.json["state"] == "PAUSED", r
     assert api.control(b["id"], "pause").status in (200, 409)
-    time.sleep(0.4)  # requests in flight settle
+    # Requests in flight settle: nothing LAUNCHING any more (every answer handled).
+    wait_until(lambda: api.batch(b["id"])["counts"]["LAUNCHING"] == 0, 30, what="in-flight settled")
     n = len(fake.runs_of(b["id"]))
     time.sleep(1.0)
     assert len(fake.runs_of(b["id"])) == n, "runs were launched while PAUSED"
@@ -93,20 +94,29 @@ def test_pause_and_resume(api, fake):
 
 
 def test_patch_launch_rate_speeds_up_a_batch(api, fake):
-    total = 40
+    total = 200
     b = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * total,
                     "limits": {"launches_per_second": 2, "burst": 1}})
+    wait_until(lambda: len(fake.runs()) >= 2, 30, what="launches at 2/s")
+    t_slow, n0 = time.monotonic(), len(fake.runs())
     time.sleep(1.5)
-    n_slow = len(fake.runs())
-    assert 1 <= n_slow <= 6, f"{n_slow} runs in 1.5 s at 2/s"
+    n_slow = len(fake.runs()) - n0
+    slow_s = time.monotonic() - t_slow
+    # An upper bound only (a loaded machine launches fewer, never more): 2/s, burst 1.
+    print(f"{n_slow} runs in {slow_s:.2f}s at 2/s")
+    assert n_slow <= 2 * slow_s + 2, f"{n_slow} runs in {slow_s:.2f}s at 2/s"
     r = api.patch(b["id"], {"limits": {"launches_per_second": 500, "burst": 50}})
     assert r.status == 200, r
     assert r.json["limits"]["launches_per_second"] == 500
     assert r.json["limits"]["burst"] == 50
     t0 = time.monotonic()
-    final = api.wait_state(b["id"], timeout=15)
+    final = api.wait_state(b["id"], timeout=60)
+    took = time.monotonic() - t0
+    print(f"the rest launched in {took:.2f}s at 500/s")
     assert final["state"] == "COMPLETED"
-    assert time.monotonic() - t0 < 3, "the new launch rate did not take effect"
+    # Time is what is tested: at the old 2/s the ~190 left would take ~95 s; at 500/s well
+    # under a second. The bound is generous and still tells them apart.
+    assert took < 45, f"the new launch rate did not take effect ({took:.1f}s)"
     assert api.batch(b["id"])["limits"]["launches_per_second"] == 500
 
 
@@ -204,16 +214,21 @@ def test_priority_shares_launches_between_batches(start_floodgated, fake):
     fake.config(latency_ms=20)
     big = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 2000})
     wait_until(lambda: fake.stats()["runs"] >= 20, 10, what="the big batch started")
+    big_before = api.batch(big["id"])["counts"]["LAUNCHED"]
     small = api.submit({"deployment": DEMO_DEPLOYMENT, "track": False, "runs": [{}] * 20,
                         "priority": 10})
     t0 = time.monotonic()
-    done = api.wait_state(small["id"], timeout=20)
+    done = api.wait_state(small["id"], timeout=60)
     took = time.monotonic() - t0
     assert done["state"] == "COMPLETED"
     big_now = api.batch(big["id"])
-    print(f"small batch done in {took:.2f}s while the big one had {big_now['counts']['LAUNCHED']} launched")
+    big_during = big_now["counts"]["LAUNCHED"] - big_before
+    print(f"small batch done in {took:.2f}s; the big one launched {big_during} meanwhile "
+          f"({big_now['counts']['LAUNCHED']} in all)")
     assert big_now["state"] == "RUNNING", "make the big batch bigger: it finished first"
-    assert took < 2.0
+    # Counted, not timed: a starved small batch would wait for the big one's ~1980 remaining
+    # launches; shared launches let it finish while the big one launches a few hundred at most.
+    assert big_during < 400, big_during
     api.control(big["id"], "cancel")
 
 
@@ -271,6 +286,7 @@ def test_cancel_children_moves_running_children_to_cancelling(api, fake):
     for run in fake.runs_of(b["id"]):
         assert run["state_type"] == "CANCELLING", run
     assert len(fake.runs_of(b["id"])) == cap
+    assert fake.unfinished_peak(b["id"]) <= cap
 
 
 def test_paused_batch_keeps_tracking_children(api, fake):
@@ -295,3 +311,4 @@ def test_paused_batch_keeps_tracking_children(api, fake):
         fake.set_run_state(run["id"], "COMPLETED")
     final = api.wait_state(b["id"], timeout=30)
     assert final["state"] == "COMPLETED" and final["counts"]["COMPLETED"] == total, final
+    assert fake.unfinished_peak(b["id"]) <= cap

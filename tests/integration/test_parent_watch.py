@@ -187,12 +187,13 @@ def test_nothing_is_launched_under_a_parent_that_has_ended(api, fake, on_cancel)
     total = 3
     b = api.submit({"deployment": DEMO_DEPLOYMENT, "parent_flow_run_id": parent,
                     "on_cancel": on_cancel,
-                    "limits": {"launches_per_second": 0.1, "burst": 1},
+                    "limits": {"launches_per_second": 0.01, "burst": 1},
                     "runs": [{"parameters": {"i": i}} for i in range(total)]})
-    wait_until(lambda: api.batch(b["id"])["counts"]["COMPLETED"] == 1, 15, 0.1,
+    wait_until(lambda: api.batch(b["id"])["counts"]["COMPLETED"] == 1, 30, 0.1,
                what="the first child completed")
     fake.set_run_state(parent, "COMPLETED")
-    final = api.wait_state(b["id"], "CANCELLED", timeout=8)  # before the next launch is due
+    # The next launch is due 100 s after the first: no race with a loaded machine.
+    final = api.wait_state(b["id"], "CANCELLED", timeout=60)
     c = final["counts"]
     assert c["COMPLETED"] == 1 and c["SKIPPED"] == total - 1, c
     time.sleep(1)

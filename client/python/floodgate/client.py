@@ -159,6 +159,8 @@ class FloodgateClient:
         outage_tolerance_s: How long :meth:`wait` keeps trying while floodgate cannot be reached
             (e.g. during a restart), once it has seen the batch.
         headers: Extra headers sent with every request (e.g. ``Authorization`` for an ingress).
+        token: floodgate API token, sent as ``Authorization: Bearer``. Defaults to the
+            ``FLOODGATE_TOKEN`` environment variable; none when neither is set.
 
     Every method raises :class:`~floodgate.FloodgateError` when floodgate answers with an
     error and :class:`~floodgate.FloodgateConnectionError` when it cannot be reached.
@@ -174,6 +176,7 @@ class FloodgateClient:
         max_backoff_s: float = 10.0,
         outage_tolerance_s: float = 300.0,
         headers: Optional[Mapping[str, str]] = None,
+        token: Optional[str] = None,
     ) -> None:
         self.base_url = _normalize_url(base_url or os.environ.get("FLOODGATE_URL") or DEFAULT_URL)
         if timeout <= 0:
@@ -186,6 +189,9 @@ class FloodgateClient:
         self.max_backoff_s = float(max_backoff_s)
         self.outage_tolerance_s = float(outage_tolerance_s)
         self.headers: Dict[str, str] = dict(headers or {})
+        token = token if token is not None else os.environ.get("FLOODGATE_TOKEN")
+        if token and not any(k.lower() == "authorization" for k in self.headers):
+            self.headers["Authorization"] = f"Bearer {token}"
         self._opener = urllib.request.build_opener()
         self._sleep: Callable[[float], None] = time.sleep
 

@@ -191,7 +191,10 @@ class Run:
         flow_run_id: The Prefect flow run id once the child exists, else ``None``.
         flow_run_state: The child's Prefect state name (e.g. ``"Completed"``), if known.
         attempts: Create attempts made for the current launch.
-        last_error: The last error floodgate saw for this item, if any.
+        last_error: The last error floodgate saw for this item, if any (first line only).
+        transient_attempts: Attempts Prefect answered "not now" (locked database, 5xx,
+            timeout, ...): bounded by ``retry.max_elapsed_s`` only, not ``max_attempts``.
+        waited_s: Seconds from the first attempt to the launch (or until now).
         earlier_runs: Earlier children of this item (crash re-launches and redrives), each
             ``{"flow_run_id": ..., "state": ...}``.
         parent_task_run_id: The placeholder task run in the parent flow (as_subflow only).
@@ -206,6 +209,8 @@ class Run:
     last_error: Optional[str]
     earlier_runs: List[Dict[str, Any]] = field(default_factory=list)
     parent_task_run_id: Optional[str] = None
+    transient_attempts: int = 0
+    waited_s: float = 0.0
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -221,6 +226,8 @@ class Run:
             last_error=_opt_str(data.get("last_error")),
             earlier_runs=[dict(e) for e in earlier if isinstance(e, Mapping)],
             parent_task_run_id=_opt_str(data.get("parent_task_run_id")),
+            transient_attempts=_int(data.get("transient_attempts")),
+            waited_s=float(data.get("waited_s") or 0.0),
             raw=dict(data),
         )
 

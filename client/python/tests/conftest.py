@@ -4,7 +4,9 @@
 - The fake is built with ``go build`` from ``<repo>/tests/fake_prefect`` into a temp folder
   (or taken from ``FAKE_PREFECT_BIN`` when set).
 
-Tests that need these are skipped, with the reason, when the binary or Go is missing.
+Tests that need these are skipped, with the reason, when the binary or Go is missing, except
+in CI (``CI`` set to a true value, or ``FLOODGATE_REQUIRE_PREREQS=1`` as scripts/test.sh sets):
+there a missing prerequisite fails the tests, so that a suite that ran nothing cannot pass.
 """
 
 from __future__ import annotations
@@ -32,6 +34,18 @@ REPO = PKG_ROOT.parent.parent
 sys.path.insert(0, str(PKG_ROOT))
 
 from floodgate import FloodgateClient  # noqa: E402
+
+def _strict() -> bool:
+    flags = (os.environ.get("CI", ""), os.environ.get("FLOODGATE_REQUIRE_PREREQS", ""))
+    return any(f.strip().lower() in ("1", "true", "yes") for f in flags)
+
+
+def missing_prerequisite(reason: str) -> None:
+    """Skips the test, or fails it in CI (see the module's docstring)."""
+    if _strict():
+        pytest.fail(f"prerequisite missing in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
 
 FAST_SCHEDULE = {"scheduled_ms": 50, "pending_ms": 50, "running_ms": 100}
 
@@ -141,10 +155,12 @@ def floodgated_bin() -> str:
 def fake_prefect_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
     given = os.environ.get("FAKE_PREFECT_BIN")
     if given:
+        if not os.access(given, os.X_OK):
+            missing_prerequisite(f"FAKE_PREFECT_BIN={given} is not an executable file")
         return given
     go = shutil.which("go")
     if go is None:
-        pytest.skip("go is not installed: cannot build tests/fake_prefect")
+        missing_prerequisite("go is not installed: cannot build tests/fake_prefect")
     out = tmp_path_factory.mktemp("fake-prefect") / "fake-prefect"
     subprocess.run([go, "build", "-o", str(out), "."], cwd=REPO / "tests/fake_prefect",
                    check=True, capture_output=True, timeout=300)
@@ -173,7 +189,7 @@ def fake(fake_prefect_bin: str) -> Iterator[FakePrefect]:
 def _start_floodgated(fake: FakePrefect, folder: Path) -> Floodgated:
     binary = floodgated_bin()
     if not os.access(binary, os.X_OK):
-        pytest.skip(f"floodgated binary not found at {binary} (set FLOODGATED_BIN)")
+        missing_prerequisite(f"floodgated binary not found at {binary} (set FLOODGATED_BIN)")
     last: Optional[Exception] = None
     for _ in range(3):  # a free port can be taken between the check and the bind
         port = free_port()

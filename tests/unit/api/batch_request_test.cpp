@@ -612,3 +612,126 @@ TEST(BatchPatchTest, ARejectedPatchChangesNothing) {
 
 }  // namespace
 }  // namespace floodgate::api
+
+// ---------------------------------------------------------------------------------------------
+// Hostile text (issue 11): checked before any tree is built
+
+namespace floodgate::api {
+namespace {
+
+Parsed parse_text(const std::string& text, RequestLimits limits = {}) {
+  Parsed p;
+  p.request = parse_batch_request(std::string_view(text), limits, p.errors);
+  return p;
+}
+
+TEST(BatchRequestTextTest, DeepNestingInsideEveryRunFieldIsRefusedByName) {
+  for (const char* field : {"parameters", "job_variables"}) {
+    std::string body = std::string(R"({"deployment": "f/d", "runs": [{}, {")") + field + R"(": )";
+    body += std::string(100000, '[') + std::string(100000, ']') + "}]}";
+    Parsed p = parse_text(body);
+    ASSERT_FALSE(p.request.has_value());
+    ASSERT_FALSE(p.errors.empty());
+    EXPECT_EQ(p.errors.front().field.rfind(std::string("runs[1].") + field, 0), 0u)
+        << p.errors.front().field;
+    EXPECT_TRUE(p.errors.front().malformed);
+  }
+  std::string objects = R"({"deployment": "f/d", "runs": [{"parameters": )";
+  for (int i = 0; i < 70000; ++i) objects += R"({"a":)";
+  Parsed p = parse_text(objects);
+  ASSERT_FALSE(p.errors.empty());
+  EXPECT_EQ(p.errors.front().field.rfind("runs[0].parameters.a", 0), 0u) << p.errors.front().field;
+}
+
+TEST(BatchRequestTextTest, DepthLimitIsConfigurable) {
+  const std::string body = R"({"deployment": "f/d", "runs": [{"parameters": {"a": [[1]]}}]})";
+  RequestLimits limits;
+  limits.max_depth = 6;
+  EXPECT_TRUE(parse_text(body, limits).request.has_value());
+  limits.max_depth = 5;
+  Parsed p = parse_text(body, limits);
+  ASSERT_FALSE(p.errors.empty());
+  EXPECT_EQ(p.errors.front().field, "runs[0].parameters.a[0]");
+}
+
+TEST(BatchRequestTextTest, ParametersKeepTheirValuesExactly) {
+  const std::string body =
+      R"({"deployment": "f/d", "runs": [{"parameters": {"i": 9223372036854775807,
+          "u": 18446744073709551615, "n": -9223372036854775808, "f": 0.1, "e": 1.5e300,
+          "s": "\u00e9"}}]})";
+  Parsed p = parse_text(body);
+  ASSERT_TRUE(p.request.has_value()) << describe(p.errors);
+  EXPECT_EQ(p.request->run_specs[0],
+            R"({"parameters":{"e":1.5e+300,"f":0.1,"i":9223372036854775807,)"
+            R"("n":-9223372036854775808,"s":"é","u":18446744073709551615}})");
+}
+
+TEST(BatchRequestTextTest, NumbersThatWouldChangeAreRefused) {
+  for (const char* number : {"123456789012345678901234567890", "1e400", "-1e400", "1e-400",
+                             "0.1000000000000000000000000001"}) {
+    const std::string body =
+        std::string(R"({"deployment": "f/d", "runs": [{"parameters": {"x": )") + number + "}}]}";
+    Parsed p = parse_text(body);
+    ASSERT_FALSE(p.request.has_value()) << number;
+    ASSERT_FALSE(p.errors.empty());
+    EXPECT_EQ(p.errors.front().field, "runs[0].parameters.x") << number;
+    EXPECT_TRUE(p.errors.front().malformed) << number;
+  }
+  // Anywhere in the body, not only in runs.
+  Parsed p = parse_text(R"({"deployment": "f/d", "priority": 1e400, "runs": [{}]})");
+  ASSERT_FALSE(p.errors.empty());
+  EXPECT_EQ(p.errors.front().field, "priority");
+}
+
+TEST(BatchRequestTextTest, ARunLargerThanTheLimitIsRefused) {
+  RequestLimits limits;
+  limits.max_run_bytes = 1024;
+  const std::string big = R"({"deployment": "f/d", "runs": [{}, {"parameters": {"a": ")" +
+                          std::string(2000, 'x') + R"("}}]})";
+  Parsed p = parse_text(big, limits);
+  ASSERT_FALSE(p.errors.empty());
+  EXPECT_EQ(p.errors.front().field, "runs[1]");
+  EXPECT_NE(p.errors.front().message.find("--max-run-bytes"), std::string::npos);
+}
+
+TEST(BatchRequestTextTest, TooManyRunsIsRefusedBeforeAnyRunIsParsed) {
+  std::string body = R"({"deployment": "f/d", "runs": [)";
+  for (int i = 0; i < 1000; ++i) body += i ? ",{}" : "{}";
+  body += "]}";
+  RequestLimits limits;
+  limits.max_runs = 999;
+  Parsed p = parse_text(body, limits);
+  ASSERT_FALSE(p.errors.empty());
+  EXPECT_EQ(p.errors.front().field, "runs");
+  EXPECT_NE(p.errors.front().message.find("1000"), std::string::npos);
+}
+
+TEST(BatchRequestTextTest, LargeBatchFieldsAndUnknownFieldsAreRefused) {
+  std::string tags = R"({"deployment": "f/d", "runs": [{}], "tags": [)";
+  for (int i = 0; i < 20000; ++i) tags += i ? ",\"t\"" : "\"t\"";
+  tags += "]}";
+  Parsed p = parse_text(tags);
+  ASSERT_FALSE(p.errors.empty());
+  EXPECT_EQ(p.errors.front().field, "tags");
+  p = parse_text(R"({"deployment": "f/d", "runs": [{}], "x": [1], "y": 2})");
+  EXPECT_TRUE(has_error(p.errors, "x"));
+  EXPECT_TRUE(has_error(p.errors, "y"));
+}
+
+TEST(BatchRequestTextTest, NonObjectsAreNamed) {
+  Parsed p = parse_text("[1]");
+  ASSERT_FALSE(p.errors.empty());
+  EXPECT_EQ(p.errors.front().field, "body");
+  EXPECT_NE(p.errors.front().message.find("array"), std::string::npos);
+  p = parse_text(R"({"deployment": "f/d", "runs": "x"})");
+  ASSERT_FALSE(p.errors.empty());
+  EXPECT_EQ(p.errors.front().field, "runs");
+  EXPECT_NE(p.errors.front().message.find("string"), std::string::npos);
+  p = parse_text("{\"runs\": [}");
+  ASSERT_FALSE(p.errors.empty());
+  EXPECT_EQ(p.errors.front().field, "body");
+  EXPECT_TRUE(p.errors.front().malformed);
+}
+
+}  // namespace
+}  // namespace floodgate::api

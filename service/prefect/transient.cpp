@@ -1,0 +1,154 @@
+#include "prefect/transient.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <nlohmann/json.hpp>
+
+namespace floodgate::prefect {
+
+namespace {
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+bool contains_any(const std::string& haystack, const std::string_view* needles, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (haystack.find(needles[i]) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Lower-case fragments of the errors SQLAlchemy raises for a contended or unreachable database,
+// as str(exc) prints them: "(sqlite3.OperationalError) database is locked", "(sqlalchemy.dialects
+// .postgresql.asyncpg.Error) <class 'asyncpg.exceptions.SerializationError'>: could not
+// serialize access due to concurrent update", "... DeadlockDetectedError'>: deadlock detected",
+// "... LockNotAvailableError'>: could not obtain lock on row ...", "... QueryCanceledError'>:
+// canceling statement due to lock timeout", "QueuePool limit of size 5 overflow 10 reached,
+// connection timed out", "connection was closed in the middle of operation".
+constexpr std::array<std::string_view, 22> kContention = {
+    "database is locked",
+    "database table is locked",
+    "sqlite_busy",
+    "operationalerror",
+    "could not serialize",
+    "serializationerror",
+    "serialization failure",
+    "deadlock",
+    "lock timeout",
+    "locknotavailable",
+    "could not obtain lock",
+    "lock not available",
+    "querycancelederror",
+    "statement timeout",
+    "queuepool limit",
+    "timeouterror",
+    "timed out",
+    "too many connections",
+    "remaining connection slots",
+    "connection was closed",
+    "connectiondoesnotexisterror",
+    "cannotconnectnowerror",
+};
+
+// Prefect's own words for a run it will not create, whatever the load: "Parameter validation
+// failed for run ...", "Validation failed for field ...", "Flow run parameters must be less than
+// 512KiB when serialized.", "Cannot create flow run in work queue ...", "Error hydrating flow run
+// parameters", "Deployment ... not found", "... jsonschema ...".
+constexpr std::array<std::string_view, 9> kRejection = {
+    "validation", "schema",        "512kib",    "cannot create flow run", "hydrat",
+    "not found",  "invalid value", "malformed", "work queue",
+};
+
+}  // namespace
+
+bool is_contention_text(std::string_view text) {
+  return contains_any(lower(text), kContention.data(), kContention.size());
+}
+
+bool is_rejection_text(std::string_view text) {
+  return contains_any(lower(text), kRejection.data(), kRejection.size());
+}
+
+Classification classify_bulk_item(std::string_view error) {
+  Classification c;
+  // Contention first: SQLAlchemy's text of a locked insert quotes the run's parameters, which
+  // may contain any word.
+  const std::string head = first_line(error, 100000);
+  if (is_contention_text(head)) {
+    c.verdict = Verdict::kRetryable;
+    c.transient = true;
+    c.reason = "bulk_contention";
+    c.message = "Prefect could not create the run: " + std::string(error);
+  } else if (is_rejection_text(head)) {
+    c.verdict = Verdict::kPermanent;
+    c.reason = "bulk_rejected";
+    c.message = "Prefect rejected the run: " + std::string(error);
+  } else {
+    c.verdict = Verdict::kRetryable;
+    c.transient = true;
+    c.unclassified = true;
+    c.reason = "bulk_item_error";
+    c.message = "Prefect could not create the run: " + std::string(error);
+  }
+  return c;
+}
+
+int bulk_contention_count(const std::string& body) {
+  if (body.find("FAILED") == std::string::npos) return 0;
+  auto results = parse_bulk_results(body);
+  if (!results) return 0;
+  int n = 0;
+  for (const auto& r : *results) {
+    if (!r.created && classify_bulk_item(r.error).reason == "bulk_contention") ++n;
+  }
+  return n;
+}
+
+bool is_locked_database(const HttpResponse& response) {
+  if (response.status != 503) return false;
+  auto j = nlohmann::json::parse(response.body, nullptr, false);
+  return j.is_object() && j.contains("exception_message");
+}
+
+bool may_have_created(const HttpResponse& response) {
+  if (response.status == 0) {
+    // Failing to write the request on a connection the server had closed sends nothing.
+    return response.timed_out ||
+           response.error.find("Failed to write request body") == std::string::npos;
+  }
+  // SQLite's and PostgreSQL's contention roll the transaction back and Prefect answers 503; any
+  // other 5xx may come from a proxy in front of a server that committed.
+  return response.status >= 500 && response.status != 503;
+}
+
+std::string first_line(std::string_view text, size_t max_chars) {
+  size_t end = text.find_first_of("\r\n");
+  std::string_view line = text.substr(0, end);
+  // SQLAlchemy puts the statement on the next line; some drivers keep it on the same one.
+  for (std::string_view marker : {std::string_view(" [SQL: "), std::string_view(" [parameters: ")}) {
+    size_t at = line.find(marker);
+    if (at != std::string_view::npos) line = line.substr(0, at);
+  }
+  while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) {
+    line.remove_suffix(1);
+  }
+  if (line.size() <= max_chars) return std::string(line);
+  // Cut on a UTF-8 character boundary.
+  size_t cut = max_chars;
+  while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(line.substr(0, cut)) + "\u2026";
+}
+
+bool OnceFilter::first(std::string_view text) {
+  std::string key(text);
+  if (seen_.count(key) != 0) return false;
+  if (seen_.size() < max_entries_) seen_.insert(std::move(key));
+  return true;
+}
+
+}  // namespace floodgate::prefect

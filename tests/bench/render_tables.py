@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Re-renders the result tables of docs/benchmarks.md from the raw results in docs/bench-results/.
+
+    python3 tests/bench/render_tables.py            # rewrite the marked blocks in place
+    python3 tests/bench/render_tables.py --check    # exit 1 if the document is out of date
+
+Each benchmark script writes docs/bench-results/<name>.json (with the commit it ran on, the
+machine's core count and load, and the command). This script replaces the text between
+`<!-- bench-results:<name> -->` and `<!-- /bench-results:<name> -->` in docs/benchmarks.md with
+the tables rendered from that file, so every figure in those blocks comes from a committed raw
+result. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import benchlib as bl  # noqa: E402
+
+DOC = bl.ROOT / "docs" / "benchmarks.md"
+RESULTS = bl.ROOT / "docs" / "bench-results"
+
+
+def provenance_line(doc: dict) -> str:
+    p = doc.get("provenance", {})
+    commit = (p.get("commit") or "?")[:12] + (" (with uncommitted changes)" if p.get("dirty") else "")
+    argv = " ".join(Path(doc["argv"][0]).name if i == 0 else a for i, a in enumerate(doc.get("argv", [])))
+    return (f"Measured {p.get('utc', '?')} at commit `{commit}` on {p.get('nproc', '?')} cores, load "
+            f"average {p.get('load_start', '?')} at the start and {p.get('load_end', '?')} at the end; "
+            f"command `{argv}`; raw results `docs/bench-results/{doc['_name']}.json`.")
+
+
+def render_overload(doc: dict) -> list[str]:
+    import overload as ov  # the same table code as the benchmark's own report
+    rows = doc["rows"]
+    out = [provenance_line(doc), ""]
+    probe = doc.get("capacity_probe", {})
+    out += [f"Capacity (ideal = children / capacity): **{doc['capacity']:.1f} creates/s**, the best of "
+            + ", ".join(f"{k} in flight {v:.0f}/s" for k, v in probe.items()) + ".", ""]
+    cfg = doc["overload_config"]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        vr = [r for r in rows if r["variant"] == variant]
+        if variant in ("faults", "faults+lost"):
+            title = "unlimited server, 20% 503 + 5% dropped connections" + (
+                " + 2% lost responses" if variant == "faults+lost" else "")
+        else:
+            title = (f"overload, overflow={variant} (C={cfg['capacity']}, {cfg['service_time_ms']:g} ms + "
+                     f"{cfg['service_time_per_queued_ms']:g} ms x queue, queue limit {cfg['queue_limit']})")
+        out += ov.table(vr, title)
+    return out
+
+
+def render_api_economy(doc: dict) -> list[str]:
+    rows = doc["rows"]
+    out = [provenance_line(doc), "",
+           "| pattern | parent flow | children | API requests (median) | per child: median [min-max] | elapsed s |",
+           "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for label in dict.fromkeys(r["label"] for r in rows):
+        rs = [r for r in rows if r["label"] == label]
+        req = bl.spread([r["requests"] for r in rs])
+        per = bl.spread([r["per_child"] for r in rs])
+        el = bl.spread([r["elapsed_s"] for r in rs])
+        per_s = (f"{per['median']:.3f}" if per["n"] == 1
+                 else f"{per['median']:.3f} [{per['min']:.3f}-{per['max']:.3f}]")
+        parent = "yes" if "subflow" in label else "no"
+        out.append(f"| {label} | {parent} | {rs[0]['children']} | {req['median']:.0f} | {per_s} | "
+                   f"{el['median']:.1f} |")
+    life = doc.get("life_s")
+    if life is not None:
+        out.append(f"| run_deployment, analytic | no | - | - | "
+                   f"{doc['analytic_run_deployment_no_parent_per_child']} | - |")
+        out.append(f"| run_deployment+subflow, analytic | yes | - | - | "
+                   f"{doc['analytic_run_deployment_per_child']} | - |")
+
+    def med(label: str):
+        return bl.spread([r["per_child"] for r in rows if r["label"] == label])["median"]
+    out.append("")
+    for name, fg, rd in (("without a parent", "floodgate", "run_deployment (simulated)"),
+                         ("with a parent", "floodgate+subflow", "run_deployment+subflow (simulated)")):
+        a, b = med(fg), med(rd)
+        if a and b:
+            out.append(f"- Like for like, {name}: run_deployment {b:.2f} requests per child, floodgate "
+                       f"{a:.3f} ({b / a:.0f}x).")
+    return out
+
+
+def render_launch_throughput(doc: dict) -> list[str]:
+    rows = doc["rows"]
+    out = [provenance_line(doc), "",
+           "| repetition | label | rate (runs or requests/s) | load at start |", "| ---: | --- | ---: | ---: |"]
+    for r in rows:
+        if r.get("rate") is not None:
+            out.append(f"| {r.get('rep')} | {r['label']} | {r['rate']:.1f} | {r.get('load', '-')} |")
+    return out
+
+
+RENDER = {"overload": render_overload, "api_economy": render_api_economy,
+          "launch_throughput": render_launch_throughput}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    text = DOC.read_text()
+    new = text
+    for path in sorted(RESULTS.glob("*.json")):
+        name = path.stem
+        if name not in RENDER:
+            continue
+        doc = json.loads(path.read_text())
+        doc["_name"] = name
+        block = "\n".join(RENDER[name](doc))
+        pat = re.compile(rf"(<!-- bench-results:{re.escape(name)} -->\n).*?(<!-- /bench-results:{re.escape(name)} -->)",
+                         re.S)
+        if not pat.search(new):
+            print(f"no <!-- bench-results:{name} --> block in {DOC}", file=sys.stderr)
+            continue
+        new = pat.sub(lambda m: m.group(1) + block + "\n" + m.group(2), new)
+    if args.check:
+        if new != text:
+            print(f"{DOC} is out of date: run tests/bench/render_tables.py", file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
