@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -503,6 +504,111 @@ TEST(EngineTest, ALongPollAnswersOnChangeOrAtItsDeadline) {
   EXPECT_EQ(calls, 1);
   h.advance(200ms);
   EXPECT_EQ(calls, 2);
+}
+
+// Advances simulated time a second at a time until batch `id` has ended (at most `limit`), so
+// that its items are still in memory (the engine frees them 30 s after the end).
+void advance_until_done(EngineHarness& h, const std::string& id, core::Duration limit) {
+  const auto end = h.clock.now() + limit;
+  while (h.clock.now() < end && h.state(id) != "COMPLETED" && h.state(id) != "FAILED") {
+    h.advance(1s);
+  }
+}
+
+TEST(EngineTest, ABulkWithLockedRunsLaunchesEveryRunOnce) {
+  EngineHarness h;
+  // Prefect on SQLite refuses each even run of the bulk creates twice with "database is
+  // locked" (per run, in a 201 answer) before it takes it.
+  std::map<int, int> refused;
+  h.prefect.lock_bulk_item = [&](const json& body) {
+    const int i = body["parameters"]["i"].get<int>();
+    if (i % 2 != 0 || refused[i] >= 2) return false;
+    refused[i] += 1;
+    return true;
+  };
+  h.start();
+  auto spec = spec_for();
+  spec.retry.max_attempts = 2;  // contention is "not now": it counts against max_elapsed_s only
+  auto id = h.submit(spec, 10);
+  advance_until_done(h, id, 120s);
+  EXPECT_EQ(h.state(id), "COMPLETED");
+  EXPECT_EQ(h.count(id, "LAUNCHED"), 10);
+  EXPECT_EQ(h.prefect.runs.size(), 10u);
+  EXPECT_EQ(h.prefect.sent("POST", "/create_flow_run/bulk").size(), h.prefect.creates());
+  std::map<std::string, int> sends;
+  for (const auto& b : h.prefect.create_bodies()) sends[b["idempotency_key"]] += 1;
+  ASSERT_EQ(sends.size(), 10u);
+  const auto runs = h.runs(id);
+  ASSERT_EQ(runs.size(), 10u);
+  for (int i = 0; i < 10; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(sends["floodgate:" + id + ":" + std::to_string(i)], i % 2 == 0 ? 3 : 1);
+    EXPECT_EQ(runs[i].attempts, i % 2 == 0 ? 3 : 1);
+    EXPECT_EQ(runs[i].transient_attempts, i % 2 == 0 ? 2 : 0);
+    EXPECT_FALSE(runs[i].flow_run_id.empty());
+  }
+  std::set<std::string> run_ids;
+  for (const auto& r : runs) run_ids.insert(r.flow_run_id);
+  EXPECT_EQ(run_ids.size(), 10u);
+}
+
+// A single create whose every answer is lost (a timeout after Prefect made the run, or before
+// the request reached it) until max_elapsed_s has passed.
+struct UnansweredCreate {
+  EngineHarness h{[] {
+    auto o = EngineHarness::defaults();
+    o.use_bulk = false;
+    return o;
+  }()};
+  std::string id;
+
+  explicit UnansweredCreate(bool reaches_prefect) {
+    h.start();
+    for (int n = 0; n < 100; ++n) {
+      h.prefect.script("POST", "/create_flow_run", transport_error(true), reaches_prefect);
+    }
+    auto spec = spec_for();
+    spec.retry.max_attempts = 3;  // timeouts do not count against it
+    spec.retry.max_elapsed_s = 20;
+    id = h.submit(spec, 1);
+    advance_until_done(h, id, 60s);
+  }
+  std::vector<json> lookups() const {
+    std::vector<json> out;
+    for (const auto& r : h.prefect.sent("POST", "/flow_runs/filter")) {
+      json f = json::parse(r.body)["flow_runs"];
+      if (f.contains("idempotency_key")) out.push_back(f["idempotency_key"]["any_"]);
+    }
+    return out;
+  }
+};
+
+TEST(EngineTest, ACreateUnansweredUntilMaxElapsedIsFoundByItsKey) {
+  UnansweredCreate t(/*reaches_prefect=*/true);
+  auto& h = t.h;
+  EXPECT_EQ(h.state(t.id), "COMPLETED");
+  EXPECT_EQ(h.count(t.id, "LAUNCHED"), 1);
+  EXPECT_EQ(h.count(t.id, "LAUNCH_FAILED"), 0);
+  EXPECT_EQ(h.prefect.runs.size(), 1u);
+  EXPECT_GT(h.prefect.creates(), 3u);  // more tries than max_attempts: all were timeouts
+  const auto lookups = t.lookups();
+  ASSERT_EQ(lookups.size(), 1u);
+  EXPECT_EQ(lookups[0], json::array({"floodgate:" + t.id + ":0"}));
+  const auto runs = h.runs(t.id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].flow_run_id, "run-1");
+  EXPECT_EQ(runs[0].transient_attempts, runs[0].attempts);
+}
+
+TEST(EngineTest, ACreateThatNeverArrivedFailsOnceTheLookupFindsNothing) {
+  UnansweredCreate t(/*reaches_prefect=*/false);
+  auto& h = t.h;
+  EXPECT_EQ(h.count(t.id, "LAUNCH_FAILED"), 1);
+  EXPECT_EQ(h.prefect.runs.size(), 0u);
+  EXPECT_EQ(t.lookups().size(), 1u);
+  const auto runs = h.runs(t.id);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_NE(runs[0].last_error.find("gave up after"), std::string::npos);
 }
 
 }  // namespace

@@ -166,6 +166,8 @@ class FakePrefect final : public prefect::HttpClient {
   bool down = false;             // 503 to every write (POST)
   bool bulk_endpoint = true;     // false: 404 Not Found on the bulk path
   std::string reject_parameter;  // a create whose parameters contain this key gets 422
+  // A bulk element for which this says true fails with "database is locked" (not created).
+  std::function<bool(const json& body)> lock_bulk_item;
 
  private:
   static std::string lower(std::string s) {
@@ -217,6 +219,14 @@ class FakePrefect final : public prefect::HttpClient {
       const std::string dep = p.substr(13, p.size() - 13 - bulk_suffix.size());
       json results = json::array();
       for (const auto& b : json::parse(req.body)) {
+        if (lock_bulk_item && lock_bulk_item(b)) {
+          // How Prefect on SQLite reports one contended run of a bulk create.
+          results.push_back({{"status", "FAILED"},
+                             {"error",
+                              "(sqlite3.OperationalError) database is locked\n[SQL: INSERT INTO "
+                              "flow_run ...]\n[parameters: ...]"}});
+          continue;
+        }
         auto [status, run] = create(dep, b);
         if (run) {
           results.push_back({{"flow_run_id", run->id}, {"status", "CREATED"}});
@@ -239,9 +249,16 @@ class FakePrefect final : public prefect::HttpClient {
       return answer(201, {{"id", "task-" + std::to_string(task_runs)}});
     }
     if (req.method == "POST" && p == "/flow_runs/filter") {
-      json ids = json::parse(req.body)["flow_runs"]["id"]["any_"];
+      const json filter = json::parse(req.body)["flow_runs"];
       json out = json::array();
-      for (const auto& id : ids) {
+      if (filter.contains("idempotency_key")) {  // a lookup of creates that got no answer
+        for (const auto& key : filter["idempotency_key"]["any_"]) {
+          auto it = by_key.find(key.get<std::string>());
+          if (it != by_key.end()) out.push_back(run_json(runs.at(it->second)));
+        }
+        return answer(200, out);
+      }
+      for (const auto& id : filter["id"]["any_"]) {
         auto it = runs.find(id.get<std::string>());
         if (it != runs.end()) out.push_back(run_json(it->second));
       }
