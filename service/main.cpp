@@ -7,11 +7,13 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <sstream>
 
 #include "api/auth.h"
 #include "api/router.h"
 #include "app/config.h"
+#include "engine/asio_timer_queue.h"
 #include "engine/engine.h"
 #include "http/cpprest_client.h"
 #include "http/cpprest_server.h"
@@ -95,7 +97,14 @@ int run(const floodgate::Config& cfg) {
   eopts.use_bulk = cfg.bulk;
   eopts.retry_budget_ratio = cfg.retry_budget_ratio;
   prefect::Credentials creds{cfg.prefect_api_key, cfg.prefect_auth_string};
-  engine::Engine engine(io, eopts, *store, *client, creds, metrics);
+  // The engine's only sources of time and randomness, and its only timers.
+  core::SteadyClock clock;
+  core::SystemWallClock wall_clock;
+  std::random_device seed_source;
+  core::MtRandom random((static_cast<uint64_t>(seed_source()) << 32) ^ seed_source());
+  engine::AsioTimerQueue timers(io);
+  engine::Engine engine({clock, wall_clock, random, timers}, eopts, *store, *client, creds,
+                        metrics);
 
   api::ApiOptions aopts;
   aopts.limits.max_runs = cfg.max_runs_per_batch;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 
 namespace floodgate::core {
 
@@ -31,6 +32,43 @@ class SimulatedClock final : public Clock {
 
  private:
   TimePoint now_;
+};
+
+/// Source of wall-clock time, for timestamps shown to users and HTTP dates; passed in like Clock.
+class WallClock {
+ public:
+  virtual ~WallClock() = default;
+  virtual std::chrono::system_clock::time_point now() const = 0;
+  /// Unix milliseconds now.
+  int64_t unix_ms() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(now().time_since_epoch()).count();
+  }
+};
+
+/// The real wall clock.
+class SystemWallClock final : public WallClock {
+ public:
+  std::chrono::system_clock::time_point now() const override {
+    return std::chrono::system_clock::now();
+  }
+};
+
+/// Wall time that follows a simulated monotonic clock from a fixed start.
+class SimulatedWallClock final : public WallClock {
+ public:
+  explicit SimulatedWallClock(const Clock& clock, std::chrono::system_clock::time_point start =
+                                                      std::chrono::system_clock::time_point{} +
+                                                      std::chrono::milliseconds(1'800'000'000'000))
+      : clock_(clock), origin_(clock.now()), start_(start) {}
+  std::chrono::system_clock::time_point now() const override {
+    return start_ +
+           std::chrono::duration_cast<std::chrono::system_clock::duration>(clock_.now() - origin_);
+  }
+
+ private:
+  const Clock& clock_;
+  TimePoint origin_;
+  std::chrono::system_clock::time_point start_;
 };
 
 inline double to_seconds(Duration d) { return std::chrono::duration<double>(d).count(); }

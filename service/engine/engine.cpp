@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <bit>
-#include <boost/asio/post.hpp>
-#include <random>
 
+#include "engine/batch.h"
+#include "engine/batch_view.h"
 #include "engine/time_format.h"
 #include "metrics/log.h"
 
@@ -15,12 +15,6 @@ using core::ItemState;
 using nlohmann::json;
 
 namespace {
-
-uint64_t seed_from(uint64_t seed) {
-  if (seed != 0) return seed;
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
 
 std::string new_uuid(core::Random& random) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -56,82 +50,6 @@ const char* endpoint_name(int kind) {
 
 }  // namespace
 
-struct Engine::Item {
-  ItemState state = ItemState::kPending;
-  bool dirty = false;
-  bool in_request = false;
-  uint16_t slot = 0;
-  int32_t attempts = 0;
-  int32_t relaunches = 0;
-  int32_t unavailable = 0;  // transient attempts: Prefect busy or out of reach, not a verdict
-  bool in_doubt = false;    // a create that may have made the run got no answer saying so
-  core::TimePoint first_attempt{};
-  core::TimePoint settled{};  // launched or failed: the end of its wait
-  std::string flow_run_id;
-  std::string flow_run_state;
-  std::string last_error;
-  std::string parent_task_run_id;  // the placeholder in the parent flow run (as_subflow)
-  std::string spec;                // the run's spec JSON; released once the run exists
-  json earlier_runs;               // ids of runs of earlier attempts (re-launches), null when none
-};
-
-struct Engine::Slot {
-  enum class State { kUnresolved, kResolving, kResolved, kFailed };
-  prefect::DeploymentRef ref;
-  std::string text;  // as the user wrote it
-  State state = State::kUnresolved;
-  std::string id;
-  std::string error;
-  std::vector<int64_t> waiting;
-  int attempts = 0;
-  int transient = 0;  // attempts Prefect answered "not now": bounded by max_elapsed_s only
-  core::TimePoint first_attempt{};
-};
-
-struct Engine::Batch {
-  uint64_t key = 0;
-  store::BatchRecord rec;
-  BatchSpec spec;
-  std::vector<Item> items;
-  bool items_loaded = true;
-  std::vector<Slot> slots;
-  std::deque<int64_t> ready;
-  std::array<int64_t, core::kItemStateCount> counts{};
-  bool dirty = false;
-  int64_t failures = 0;
-  std::string batch_tag;
-  uint64_t final_flush_seq = 0;
-  // Tracking cadence, per batch: shortens while children finish, stretches while none do.
-  core::Duration track_interval{};
-  core::TimePoint next_track{};
-  int track_outstanding = 0;
-  bool track_saw_final = false;
-  // Parent watch: when a read last found the parent not yet final; launches wait for a fresh
-  // one (kParentRecheck) so nothing is launched under a parent that has ended.
-  core::TimePoint parent_seen_running{};
-  bool parent_read_outstanding = false;
-  core::TimePoint finished_steady{};
-  struct Waiter {
-    int64_t after;
-    std::function<void(json)> fn;
-    std::shared_ptr<boost::asio::steady_timer> timer;
-  };
-  std::vector<std::shared_ptr<Waiter>> waiters;
-
-  int64_t running() const {
-    return counts[static_cast<int>(ItemState::kLaunching)] +
-           (spec.track ? counts[static_cast<int>(ItemState::kLaunched)] : 0);
-  }
-  int64_t done() const {
-    int64_t n = 0;
-    for (int i = 0; i < core::kItemStateCount; ++i) {
-      auto s = static_cast<ItemState>(i);
-      if (core::is_final(s) || (!spec.track && s == ItemState::kLaunched)) n += counts[i];
-    }
-    return n;
-  }
-};
-
 struct Engine::Pending {
   ReqKind kind = ReqKind::kCreate;
   uint64_t batch = 0;
@@ -147,15 +65,17 @@ struct Engine::Pending {
   core::TimePoint first_sent{};
 };
 
-Engine::Engine(boost::asio::io_context& io, EngineOptions options, store::Store& store,
+Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store,
                prefect::HttpClient& http, prefect::Credentials credentials,
                metrics::Metrics& metrics)
-    : io_(io),
+    : clock_(runtime.clock),
+      wall_(runtime.wall),
+      random_(runtime.random),
+      timers_(runtime.timers),
       options_(std::move(options)),
       store_(store),
       http_(http),
       metrics_(metrics),
-      random_(seed_from(options_.random_seed)),
       api_(std::move(credentials), options_.csrf_client_id),
       writer_(store, metrics),
       bucket_(clock_, options_.rate,
@@ -170,24 +90,28 @@ Engine::Engine(boost::asio::io_context& io, EngineOptions options, store::Store&
       budget_(clock_, options_.retry_budget_ratio, options_.retry_budget_min_per_s),
       breaker_(clock_, random_, core::CircuitBreaker::Options{}),
       scheduler_(clock_),
-      wake_timer_(io),
-      flush_timer_(io),
-      tick_timer_(io),
-      track_timer_(io),
       alive_(std::make_shared<bool>(true)) {
   api_.set_timeout(options_.request_timeout);
   bulk_supported_ = options_.use_bulk;
 }
 
-Engine::~Engine() { *alive_ = false; }
+Engine::~Engine() {
+  *alive_ = false;
+  for (auto* t : {&wake_timer_, &flush_timer_, &tick_timer_, &track_timer_}) {
+    if (*t) timers_.cancel(**t);
+  }
+  for (auto& [key, b] : batches_) {
+    for (auto& w : b->waiters) timers_.cancel(w->timer);
+  }
+}
 
-void Engine::post(std::function<void()> fn) { boost::asio::post(io_, std::move(fn)); }
+void Engine::post(std::function<void()> fn) { timers_.post(std::move(fn)); }
 
-Engine::Batch* Engine::find(const std::string& id) {
+Batch* Engine::find(const std::string& id) {
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : batches_.at(it->second).get();
 }
-const Engine::Batch* Engine::find(const std::string& id) const {
+const Batch* Engine::find(const std::string& id) const {
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : batches_.at(it->second).get();
 }
@@ -244,13 +168,13 @@ void Engine::init_batch(Batch& b, std::vector<std::string> run_specs,
   auto slot_for = [&](const std::string& text) -> uint16_t {
     auto it = slot_of.find(text);
     if (it != slot_of.end()) return it->second;
-    Slot s;
+    DeploymentSlot s;
     s.text = text;
     auto ref = prefect::parse_deployment_ref(text);
     if (ref) {
       s.ref = *ref;
     } else {
-      s.state = Slot::State::kFailed;
+      s.state = DeploymentSlot::State::kFailed;
       s.error = "deployment '" + text + "' is neither \"flow/deployment\" nor an id";
     }
     b.slots.push_back(std::move(s));
@@ -349,16 +273,16 @@ std::string Engine::idempotency_key(const Batch& b, int64_t index, const Item& i
 
 void Engine::make_ready(Batch& b, int64_t index) {
   Item& item = b.items[index];
-  Slot& slot = b.slots[item.slot];
+  DeploymentSlot& slot = b.slots[item.slot];
   switch (slot.state) {
-    case Slot::State::kResolved:
+    case DeploymentSlot::State::kResolved:
       b.ready.push_back(index);
       break;
-    case Slot::State::kFailed:
+    case DeploymentSlot::State::kFailed:
       launch_failed(b, index, slot.error);
       return;
-    case Slot::State::kUnresolved: {
-      slot.state = Slot::State::kResolving;
+    case DeploymentSlot::State::kUnresolved: {
+      slot.state = DeploymentSlot::State::kResolving;
       auto p = std::make_shared<Pending>();
       p->kind = ReqKind::kResolve;
       p->batch = b.key;
@@ -366,7 +290,7 @@ void Engine::make_ready(Batch& b, int64_t index) {
       control_.push_back(std::move(p));
       [[fallthrough]];
     }
-    case Slot::State::kResolving:
+    case DeploymentSlot::State::kResolving:
       slot.waiting.push_back(index);
       break;
   }
@@ -408,11 +332,12 @@ int Engine::effective_limit() const {
 void Engine::arm_wake(core::TimePoint when) {
   if (wake_at_ && *wake_at_ <= when) return;
   wake_at_ = when;
-  wake_timer_.expires_after(std::max(core::Duration(0), when - clock_.now()));
+  if (wake_timer_) timers_.cancel(*wake_timer_);
   std::weak_ptr<bool> alive = alive_;
-  wake_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-    if (ec || alive.expired()) return;
+  wake_timer_ = timers_.schedule(when, [this, alive] {
+    if (alive.expired()) return;
     wake_at_.reset();
+    wake_timer_.reset();
     on_wake();
   });
 }
@@ -600,7 +525,7 @@ bool Engine::send_launch() {
     scheduler_.set_ready(b.key, 0);
     return true;  // the scheduler's view was stale; try again
   }
-  const Slot& s = b.slots[slot];
+  const DeploymentSlot& s = b.slots[slot];
   const auto now = clock_.now();
   if (b.rec.state == BatchState::kQueued) set_batch_state(b, BatchState::kRunning);
   json bodies = json::array();
@@ -641,26 +566,14 @@ void Engine::send_placeholder(Batch& b, const std::shared_ptr<Pending>& p, int64
   // and the child is created with it as parent_task_run_id. The dynamic key names the batch
   // too, so two batches from one parent never share a placeholder.
   Item& item = b.items[index];
-  const Slot& s = b.slots[item.slot];
-  std::string deployment_name = s.ref.id.empty() ? s.ref.flow_name + "/" + s.ref.name : s.text;
-  std::string slug;
-  for (char c : deployment_name) {
-    auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u)) {
-      slug += static_cast<char>(std::tolower(u));
-    } else if (!slug.empty() && slug.back() != '-') {
-      slug += '-';
-    }
-  }
-  while (!slug.empty() && slug.back() == '-') slug.pop_back();
-  json body = {{"flow_run_id", b.spec.parent_flow_run_id},
-               {"task_key", "prefect.deployments.flow_runs.run_deployment." + slug},
-               {"dynamic_key", "floodgate:" + b.rec.id + ":" + std::to_string(index)},
-               {"name", deployment_name + "-" + std::to_string(index)},
-               {"state", {{"type", "PENDING"}, {"name", "Pending"}}},
-               {"task_inputs", json::object()},
-               {"tags", b.spec.tags},
-               {"empirical_policy", {{"retries", 0}, {"retry_delay", 0}}}};
+  const DeploymentSlot& s = b.slots[item.slot];
+  prefect::PlaceholderContext ctx;
+  ctx.parent_flow_run_id = b.spec.parent_flow_run_id;
+  ctx.deployment_name = s.ref.id.empty() ? s.ref.flow_name + "/" + s.ref.name : s.text;
+  ctx.dynamic_key = "floodgate:" + b.rec.id + ":" + std::to_string(index);
+  ctx.index = index;
+  ctx.tags = &b.spec.tags;
+  json body = prefect::build_placeholder_body(ctx);
   const auto now = clock_.now();
   if (b.rec.state == BatchState::kQueued) set_batch_state(b, BatchState::kRunning);
   if (item.attempts == 0) {
@@ -747,7 +660,7 @@ void Engine::send(ReqKind kind, prefect::HttpRequest request, std::shared_ptr<Pe
   std::weak_ptr<bool> alive = alive_;
   http_.send(std::move(request), [this, alive, pending](prefect::HttpResponse response) {
     if (alive.expired()) return;
-    boost::asio::post(io_, [this, alive, pending, r = std::move(response)]() mutable {
+    timers_.post([this, alive, pending, r = std::move(response)]() mutable {
       if (alive.expired()) return;
       on_response(pending, std::move(r));
     });
@@ -761,7 +674,7 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
   metrics_.in_flight_limit().Set(effective_limit());
   const auto now = clock_.now();
   const core::Duration rtt = now - p.sent;
-  auto c = prefect::classify(response, std::chrono::system_clock::now());
+  auto c = prefect::classify(response, wall_.now());
 
   auto& rm = request_metrics(p.kind);
   rm.latency->Observe(core::to_seconds(rtt));
@@ -771,8 +684,7 @@ void Engine::on_response(std::shared_ptr<Pending> pending, prefect::HttpResponse
   // A pooled connection the server already closed fails at once while writing: that says
   // nothing about Prefect's health or load. Send again (same idempotency key) at no cost.
   const bool stale_connection =
-      response.status == 0 && !response.timed_out &&
-      response.error.find("Failed to write request body") != std::string::npos;
+      response.status == 0 && response.transport == prefect::TransportError::kStaleConnection;
   if (stale_connection && (p.kind == ReqKind::kCreate || p.kind == ReqKind::kCreateBulk ||
                            p.kind == ReqKind::kPlaceholder)) {
     scheduler_.on_request_done(p.batch);
@@ -879,10 +791,9 @@ core::RetryPolicy Engine::retry_policy(const BatchSpec& spec) {
 }
 
 void Engine::requeue_control_after(const Pending& p, core::Duration delay) {
-  auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
   std::weak_ptr<bool> alive = alive_;
   auto pending = std::make_shared<Pending>(p);
-  timer->async_wait([this, alive, timer, pending](const boost::system::error_code&) {
+  timers_.schedule(clock_.now() + delay, [this, alive, pending] {
     if (alive.expired()) return;
     control_.push_back(pending);
     pump();
@@ -894,9 +805,9 @@ void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
   auto it = batches_.find(p.batch);
   if (it == batches_.end()) return;
   Batch& b = *it->second;
-  Slot& slot = b.slots[p.slot];
+  DeploymentSlot& slot = b.slots[p.slot];
   auto fail = [&](const std::string& message) {
-    slot.state = Slot::State::kFailed;
+    slot.state = DeploymentSlot::State::kFailed;
     slot.error = "deployment '" + slot.text + "': " + message;
     auto waiting = std::move(slot.waiting);
     slot.waiting.clear();
@@ -908,7 +819,7 @@ void Engine::handle_resolve(Pending& p, const prefect::HttpResponse& r,
       fail("Prefect's answer is not a deployment");
       return;
     }
-    slot.state = Slot::State::kResolved;
+    slot.state = DeploymentSlot::State::kResolved;
     slot.id = d->id;
     auto waiting = std::move(slot.waiting);
     slot.waiting.clear();
@@ -980,7 +891,7 @@ void Engine::handle_bulk(Pending& p, const prefect::HttpResponse& r,
   if (it == batches_.end()) return;
   Batch& b = *it->second;
   for (int64_t idx : p.indexes) b.items[idx].in_request = false;
-  if ((r.status == 404 && r.body.find("Not Found") != std::string::npos) || r.status == 405) {
+  if (prefect::is_missing_bulk_endpoint(r)) {
     // A server without the bulk endpoint: fall back to single creates from now on.
     if (bulk_supported_) log::warn("Prefect has no bulk create endpoint; using single creates");
     bulk_supported_ = false;
@@ -1103,13 +1014,11 @@ void Engine::requeue_without_attempt(Batch& b, int64_t index, core::Duration del
 // Tracking
 
 void Engine::schedule_tracking() {
-  if (track_armed_ || draining_) return;
-  track_armed_ = true;
-  track_timer_.expires_after(options_.track_interval_min);
+  if (track_timer_ || draining_) return;
   std::weak_ptr<bool> alive = alive_;
-  track_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-    if (ec || alive.expired()) return;
-    track_armed_ = false;
+  track_timer_ = timers_.schedule(clock_.now() + options_.track_interval_min, [this, alive] {
+    if (alive.expired()) return;
+    track_timer_.reset();
     bool queued_any = false;
     const auto now = clock_.now();
     {
@@ -1437,7 +1346,7 @@ void Engine::launch_failed(Batch& b, int64_t index, const std::string& message) 
 
 void Engine::touch(Batch& b) {
   b.rec.version += 1;
-  b.rec.updated_at_ms = wall_ms();
+  b.rec.updated_at_ms = wall_.unix_ms();
   if (!b.dirty) {
     b.dirty = true;
     dirty_batches_.push_back(b.key);
@@ -1451,7 +1360,7 @@ void Engine::mark_dirty(Batch& b, int64_t index) {
   if (!item.dirty) {
     item.dirty = true;
     dirty_items_.emplace_back(b.key, index);
-    if (dirty_items_.size() >= options_.flush_max_items) flush(false);
+    if (dirty_items_.size() >= options_.flush_max_items) flush();
   }
   arm_flush();
 }
@@ -1501,7 +1410,7 @@ void Engine::skip_unlaunched(Batch& b) {
 void Engine::finish(Batch& b, BatchState state) {
   if (b.items_loaded) skip_unlaunched(b);
   scheduler_.remove_batch(b.key);
-  b.rec.finished_at_ms = wall_ms();
+  b.rec.finished_at_ms = wall_.unix_ms();
   b.finished_steady = clock_.now();
   set_batch_state(b, state);
   log::info("batch finished", {{"batch_id", b.rec.id},
@@ -1537,8 +1446,8 @@ void Engine::notify_waiters(Batch& b) {
   json view;
   for (auto& w : b.waiters) {
     if (b.rec.version > w->after) {
-      if (view.is_null()) view = to_json(b);
-      w->timer->cancel();
+      if (view.is_null()) view = batch_view(b);
+      timers_.cancel(w->timer);
       auto fn = std::move(w->fn);
       w->fn = nullptr;
       if (fn) fn(view);
@@ -1553,18 +1462,16 @@ void Engine::notify_waiters(Batch& b) {
 // Persistence
 
 void Engine::arm_flush() {
-  if (flush_armed_) return;
-  flush_armed_ = true;
-  flush_timer_.expires_after(options_.flush_interval);
+  if (flush_timer_) return;
   std::weak_ptr<bool> alive = alive_;
-  flush_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-    if (ec || alive.expired()) return;
-    flush_armed_ = false;
-    flush(false);
+  flush_timer_ = timers_.schedule(clock_.now() + options_.flush_interval, [this, alive] {
+    if (alive.expired()) return;
+    flush_timer_.reset();
+    flush();
   });
 }
 
-void Engine::flush(bool /*force*/) {
+void Engine::flush() {
   if (dirty_items_.empty() && dirty_batches_.empty()) return;
   std::vector<store::ItemUpdate> items;
   items.reserve(dirty_items_.size());
@@ -1634,10 +1541,10 @@ void Engine::tick() {
     std::vector<Item>().swap(b.items);
     b.items_loaded = false;
   }
-  tick_timer_.expires_after(std::chrono::seconds(1));
   std::weak_ptr<bool> alive = alive_;
-  tick_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
-    if (ec || alive.expired()) return;
+  tick_timer_ = timers_.schedule(now + std::chrono::seconds(1), [this, alive] {
+    if (alive.expired()) return;
+    tick_timer_.reset();
     tick();
   });
 }
@@ -1655,7 +1562,7 @@ void Engine::update_gauges() {
   metrics_.retry_budget_tokens().Set(budget_.balance());
   int64_t ready = 0;
   int64_t oldest_ms = 0;
-  const int64_t now_ms = wall_ms();
+  const int64_t now_ms = wall_.unix_ms();
   for (auto& [key, bp] : batches_) {
     if (core::is_final(bp->rec.state)) continue;
     ready += static_cast<int64_t>(bp->ready.size());
@@ -1704,35 +1611,42 @@ void Engine::update_gauges() {
 void Engine::drain(std::function<void()> done) {
   draining_ = true;
   drain_done_ = std::move(done);
-  wake_timer_.cancel();
-  track_timer_.cancel();
+  for (auto* t : {&wake_timer_, &track_timer_}) {
+    if (*t) timers_.cancel(**t);
+    t->reset();
+  }
+  wake_at_.reset();
   log::info("draining", {{"in_flight", in_flight_}});
   maybe_finish_drain();
 }
 
 void Engine::maybe_finish_drain() {
   if (!draining_ || in_flight_ > 0 || !drain_done_) return;
-  flush(true);
+  flush();
   if (!writer_.caught_up()) {
     // The store is slow or cannot be written: look again shortly instead of blocking this
-    // thread, so the drain deadline and a second signal still end the process.
-    flush_armed_ = true;  // keeps arm_flush off the timer meanwhile
-    flush_timer_.expires_after(std::chrono::milliseconds(50));
-    flush_timer_.async_wait(
-        [this, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec) {
-          if (!ec && !alive.expired()) maybe_finish_drain();
-        });
+    // thread, so the drain deadline and a second signal still end the process. Holding the
+    // flush timer's slot keeps arm_flush from arming it meanwhile.
+    if (flush_timer_) timers_.cancel(*flush_timer_);
+    std::weak_ptr<bool> alive = alive_;
+    flush_timer_ = timers_.schedule(clock_.now() + std::chrono::milliseconds(50), [this, alive] {
+      if (alive.expired()) return;
+      flush_timer_.reset();
+      maybe_finish_drain();
+    });
     return;
   }
-  tick_timer_.cancel();
-  flush_timer_.cancel();
+  for (auto* t : {&tick_timer_, &flush_timer_}) {
+    if (*t) timers_.cancel(**t);
+    t->reset();
+  }
   for (auto& [key, bp] : batches_) {
     // Answer long-polls now, while the listener can still carry the answers.
     auto waiters = std::move(bp->waiters);
     bp->waiters.clear();
-    json view = to_json(*bp);
+    json view = batch_view(*bp);
     for (auto& w : waiters) {
-      w->timer->cancel();
+      timers_.cancel(w->timer);
       auto fn = std::move(w->fn);
       w->fn = nullptr;
       if (fn) fn(view);
@@ -1758,29 +1672,9 @@ const BatchSpec* Engine::spec_of(const std::string& id) const {
   return b ? &b->spec : nullptr;
 }
 
-json Engine::to_json(const Batch& b) const {
-  json counts = json::object();
-  for (int i = 0; i < core::kItemStateCount; ++i) {
-    counts[std::string(core::kItemStateNames[i])] = b.counts[i];
-  }
-  json j = engine::to_json(b.spec);
-  j["id"] = b.rec.id;
-  j["state"] = std::string(core::to_string(b.rec.state));
-  j["total"] = b.rec.total;
-  j["counts"] = std::move(counts);
-  j["created_at"] = format_time_ms(b.rec.created_at_ms);
-  j["updated_at"] = format_time_ms(b.rec.updated_at_ms);
-  j["finished_at"] = b.rec.finished_at_ms ? json(format_time_ms(b.rec.finished_at_ms)) : json();
-  j["version"] = b.rec.version;
-  j["idempotency_key"] = b.rec.idempotency_key ? json(*b.rec.idempotency_key) : json();
-  j["failures"] = b.failures;
-  j["tolerated_failures"] = failure_allowance(b.spec, b.rec.total);
-  return j;
-}
-
 json Engine::batch_json(const std::string& id) const {
   const Batch* b = find(id);
-  return b ? to_json(*b) : json();
+  return b ? batch_view(*b) : json();
 }
 
 json Engine::stored_batch_json(const store::BatchRecord& record) {
@@ -1792,7 +1686,7 @@ json Engine::stored_batch_json(const store::BatchRecord& record) {
     b.counts[i] = counts[i];
     if (core::is_failure(static_cast<ItemState>(i))) b.failures += counts[i];
   }
-  return to_json(b);
+  return batch_view(b);
 }
 
 void Engine::wait_for_change(const std::string& id, int64_t after_version,
@@ -1803,17 +1697,16 @@ void Engine::wait_for_change(const std::string& id, int64_t after_version,
     return;
   }
   if (b->rec.version > after_version || wait.count() <= 0 || draining_) {
-    fn(to_json(*b));
+    fn(batch_view(*b));
     return;
   }
   auto w = std::make_shared<Batch::Waiter>();
   w->after = after_version;
   w->fn = std::move(fn);
-  w->timer = std::make_shared<boost::asio::steady_timer>(io_, wait);
   b->waiters.push_back(w);
   std::weak_ptr<bool> alive = alive_;
   uint64_t key = b->key;
-  w->timer->async_wait([this, alive, w, key](const boost::system::error_code&) {
+  w->timer = timers_.schedule(clock_.now() + wait, [this, alive, w, key] {
     if (alive.expired() || !w->fn) return;
     auto callback = std::move(w->fn);
     w->fn = nullptr;
@@ -1824,7 +1717,7 @@ void Engine::wait_for_change(const std::string& id, int64_t after_version,
     }
     auto& ws = it->second->waiters;
     ws.erase(std::remove(ws.begin(), ws.end(), w), ws.end());
-    callback(to_json(*it->second));
+    callback(batch_view(*it->second));
   });
 }
 
@@ -1838,28 +1731,7 @@ std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
        i < static_cast<int64_t>(b->items.size()) && static_cast<int>(out.size()) < limit; ++i) {
     const Item& item = b->items[i];
     if (state && item.state != *state) continue;
-    RunView v;
-    v.index = i;
-    v.state = item.state;
-    v.flow_run_id = item.flow_run_id;
-    v.flow_run_state = item.flow_run_state;
-    v.attempts = item.attempts;
-    v.last_error = item.last_error;
-    v.transient_attempts = item.unavailable;
-    if (item.settled > item.first_attempt) {
-      v.waited_s = core::to_seconds(item.settled - item.first_attempt);
-    } else if (item.attempts > 0 &&
-               (item.state == ItemState::kLaunching || item.state == ItemState::kRetryWait ||
-                item.state == ItemState::kPending)) {
-      v.waited_s = std::max(0.0, core::to_seconds(clock_.now() - item.first_attempt));
-    }
-    if (item.earlier_runs.is_array() || !item.parent_task_run_id.empty()) {
-      json d = json::object();
-      if (item.earlier_runs.is_array()) d["earlier_runs"] = item.earlier_runs;
-      if (!item.parent_task_run_id.empty()) d["parent_task_run_id"] = item.parent_task_run_id;
-      v.detail_json = d.dump();
-    }
-    out.push_back(std::move(v));
+    out.push_back(run_view(item, i, clock_.now()));
   }
   return out;
 }
@@ -1891,7 +1763,7 @@ std::vector<std::pair<int64_t, json>> Engine::held_batches(std::optional<BatchSt
   std::vector<std::pair<int64_t, json>> out;
   for (const auto& [key, b] : batches_) {
     if (b->rec.seq <= after_seq || (state && b->rec.state != *state)) continue;
-    out.emplace_back(b->rec.seq, to_json(*b));
+    out.emplace_back(b->rec.seq, batch_view(*b));
   }
   std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   return out;
@@ -1978,7 +1850,7 @@ Engine::ControlAnswer Engine::redrive(const std::string& id) {
   b->rec.finished_at_ms = 0;
   b->slots.erase(b->slots.begin() + 1, b->slots.end());
   for (auto& s : b->slots) {
-    if (s.state == Slot::State::kFailed) s.state = Slot::State::kUnresolved;
+    if (s.state == DeploymentSlot::State::kFailed) s.state = DeploymentSlot::State::kUnresolved;
   }
   set_batch_state(*b, BatchState::kRunning);
   scheduler_.add_batch(b->key, quota_of(b->spec));
@@ -1990,9 +1862,9 @@ Engine::ControlAnswer Engine::redrive(const std::string& id) {
       if (j.is_object() && j.contains("deployment") && j["deployment"].is_string()) {
         const std::string text = j["deployment"].get<std::string>();
         auto found = std::find_if(b->slots.begin(), b->slots.end(),
-                                  [&](const Slot& s) { return s.text == text; });
+                                  [&](const DeploymentSlot& s) { return s.text == text; });
         if (found == b->slots.end()) {
-          Slot s;
+          DeploymentSlot s;
           s.text = text;
           if (auto ref = prefect::parse_deployment_ref(text)) s.ref = *ref;
           b->slots.push_back(std::move(s));

@@ -1,8 +1,6 @@
 #pragma once
 
 #include <array>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -23,8 +21,10 @@
 #include "core/random.h"
 #include "core/retry_budget.h"
 #include "core/states.h"
+#include "core/timer_queue.h"
 #include "core/token_bucket.h"
 #include "engine/batch_spec.h"
+#include "engine/batch_view.h"
 #include "engine/store_writer.h"
 #include "metrics/metrics.h"
 #include "prefect/http_client.h"
@@ -33,6 +33,9 @@
 #include "store/store.h"
 
 namespace floodgate::engine {
+
+struct Batch;
+struct Item;
 
 /// Global limits and knobs of the engine.
 struct EngineOptions {
@@ -53,28 +56,23 @@ struct EngineOptions {
   std::chrono::milliseconds track_interval_min{1000};
   std::chrono::milliseconds track_interval_max{15000};
   std::string csrf_client_id = "floodgate";
-  uint64_t random_seed = 0;  // 0 = from std::random_device
 };
 
-/// A run of a batch as shown by the API.
-struct RunView {
-  int64_t index = 0;
-  core::ItemState state = core::ItemState::kPending;
-  std::string flow_run_id;
-  std::string flow_run_state;
-  int32_t attempts = 0;
-  std::string last_error;
-  std::string detail_json;
-  int32_t transient_attempts = 0;  // attempts Prefect answered "not now" (busy, timeout, ...)
-  double waited_s = 0;             // from the first attempt to the launch (or until now)
+/// Where the engine reads the time and randomness from, and how it waits: real clocks and
+/// Boost.Asio timers in production, a simulated clock and a manual queue in tests.
+struct EngineRuntime {
+  core::Clock& clock;
+  core::WallClock& wall;
+  core::Random& random;
+  core::TimerQueue& timers;
 };
 
-/// Drives batches from PENDING to their final state on a single thread (an io_context run by
-/// one thread): picks what to send through the core's limits, sends it with the HttpClient,
-/// takes answers back on its own thread, and persists changes in batched transactions.
+/// Drives batches from PENDING to their final state on a single thread (the one that runs the
+/// runtime's timer queue): picks what to send through the core's limits, sends it with the
+/// HttpClient, takes answers back on its own thread, and persists changes in batched transactions.
 class Engine {
  public:
-  Engine(boost::asio::io_context& io, EngineOptions options, store::Store& store,
+  Engine(EngineRuntime runtime, EngineOptions options, store::Store& store,
          prefect::HttpClient& http, prefect::Credentials credentials, metrics::Metrics& metrics);
   ~Engine();
 
@@ -87,10 +85,9 @@ class Engine {
   /// Stops sending new requests, waits for those in flight (bounded by the request timeout),
   /// writes everything to the store, then calls `done` (engine thread).
   void drain(std::function<void()> done);
-  bool draining() const { return draining_; }
 
-  /// Takes a batch just committed to the store (engine thread). `slots[i]` says which
-  /// entry of `deployments` item i uses.
+  /// Takes a batch just committed to the store (engine thread); `run_specs[i]` is item i's spec
+  /// JSON (a run may name its own deployment).
   void add_batch(store::BatchRecord record, BatchSpec spec, std::vector<std::string> run_specs);
 
   // --- Reads and control, engine thread ---
@@ -100,7 +97,8 @@ class Engine {
   /// JSON for a batch not held in memory (finished before this process started).
   nlohmann::json stored_batch_json(const store::BatchRecord& record);
   int64_t batch_version(const std::string& id) const;
-  /// Calls `fn(batch_json)` when the batch's version exceeds `after_version`, or at `deadline`.
+  /// Calls `fn(batch_json)` once: when the batch's version exceeds `after_version`, or after
+  /// `wait` (null JSON when the batch is unknown).
   void wait_for_change(const std::string& id, int64_t after_version, std::chrono::milliseconds wait,
                        std::function<void(nlohmann::json)> fn);
   /// Items of a held batch; nullopt when the batch's items are not in memory.
@@ -134,13 +132,7 @@ class Engine {
   /// Launch rate, completion rate, ETA and running children of each active batch, by id.
   nlohmann::json batch_views() const;
 
-  /// Effective defaults shown in batch JSON.
-  const EngineOptions& options() const { return options_; }
-
  private:
-  struct Batch;
-  struct Item;
-  struct Slot;
   enum class ReqKind {
     kResolve,
     kCreate,
@@ -207,7 +199,7 @@ class Engine {
   void queue_cancel_child(Batch& b, const std::string& flow_run_id);
   void set_batch_state(Batch& b, core::BatchState s);
   void mark_dirty(Batch& b, int64_t index);
-  void flush(bool force);
+  void flush();
   void arm_flush();
   void tick();
   void update_gauges();
@@ -216,20 +208,20 @@ class Engine {
   void init_batch(Batch& b, std::vector<std::string> run_specs,
                   const std::vector<store::ItemRecord>* stored);
   void activate(Batch& b);
-  nlohmann::json to_json(const Batch& b) const;
   core::BatchQuota quota_of(const BatchSpec& spec) const;
   std::string idempotency_key(const Batch& b, int64_t index, const Item& item) const;
   Batch* find(const std::string& id);
   const Batch* find(const std::string& id) const;
   void maybe_finish_drain();
 
-  boost::asio::io_context& io_;
+  core::Clock& clock_;
+  core::WallClock& wall_;
+  core::Random& random_;
+  core::TimerQueue& timers_;
   EngineOptions options_;
   store::Store& store_;
   prefect::HttpClient& http_;
   metrics::Metrics& metrics_;
-  core::SteadyClock clock_;
-  core::MtRandom random_;
   prefect::PrefectApi api_;
   StoreWriter writer_;
 
@@ -263,13 +255,11 @@ class Engine {
   int retry_credit_ = 0;  // items already paid for by a retry-budget token
   int64_t ready_total_ = 0;
 
-  boost::asio::steady_timer wake_timer_;
+  std::optional<core::TimerQueue::Id> wake_timer_;
   std::optional<core::TimePoint> wake_at_;
-  boost::asio::steady_timer flush_timer_;
-  bool flush_armed_ = false;
-  boost::asio::steady_timer tick_timer_;
-  boost::asio::steady_timer track_timer_;
-  bool track_armed_ = false;
+  std::optional<core::TimerQueue::Id> flush_timer_;
+  std::optional<core::TimerQueue::Id> tick_timer_;
+  std::optional<core::TimerQueue::Id> track_timer_;
 
   std::vector<std::pair<uint64_t, int64_t>> dirty_items_;
   std::vector<uint64_t> dirty_batches_;

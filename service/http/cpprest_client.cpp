@@ -19,7 +19,6 @@
 namespace floodgate::http {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using web::http::http_request;
 using web::http::http_response;
 using web::http::client::http_client;
@@ -114,11 +113,7 @@ class Call {
  public:
   Call(std::function<void(prefect::HttpResponse)> done, std::string what,
        std::chrono::milliseconds timeout)
-      : done_(std::move(done)),
-        what_(std::move(what)),
-        timeout_(timeout),
-        started_(Clock::now()),
-        deadline_(io()) {}
+      : done_(std::move(done)), what_(std::move(what)), timeout_(timeout), deadline_(io()) {}
 
   static void arm_deadline(const std::shared_ptr<Call>& call) {
     call->deadline_.expires_after(call->timeout_);
@@ -138,12 +133,19 @@ class Call {
       return;
     }
     prefect::HttpResponse response;
-    response.error = what_ + ": " + describe(error);
+    const std::string text = describe(error);
+    // cpprest says so only in its text: a pooled connection closed by the server fails at once
+    // while the request is written.
+    response.transport = text.find("Failed to write request body") != std::string::npos
+                             ? prefect::TransportError::kStaleConnection
+                             : prefect::TransportError::kOther;
+    response.error = what_ + ": " + text;
     finish(std::move(response));
   }
 
   void fail(std::string message) {
     prefect::HttpResponse response;
+    response.transport = prefect::TransportError::kOther;
     response.error = what_ + ": " + std::move(message);
     finish(std::move(response));
   }
@@ -174,7 +176,6 @@ class Call {
       boost::system::error_code ignored;
       deadline_.cancel(ignored);
     }
-    response.latency = Clock::now() - started_;
     try {
       done_(std::move(response));
     } catch (...) {
@@ -186,7 +187,6 @@ class Call {
   std::function<void(prefect::HttpResponse)> done_;
   std::string what_;
   std::chrono::milliseconds timeout_;
-  Clock::time_point started_;
   pplx::cancellation_token_source cancel_;
   boost::asio::steady_timer deadline_;
   std::atomic<bool> finished_{false};

@@ -19,14 +19,22 @@ struct HttpRequest {
   std::chrono::milliseconds timeout{std::chrono::seconds(30)};
 };
 
+/// Why no HTTP answer arrived, as the HTTP client (service/http) sorts it, so nothing above it
+/// reads a library's error text.
+enum class TransportError {
+  kNone,             // an HTTP answer arrived
+  kOther,            // refused, reset, DNS, TLS, ...
+  kStaleConnection,  // the request could not be written on a pooled connection the peer closed
+};
+
 /// The answer, or a transport failure (status 0 with `error` set).
 struct HttpResponse {
   int status = 0;
   std::string body;
   Headers headers;
-  std::string error;       // set when no HTTP answer arrived
-  bool timed_out = false;  // the whole-request timeout expired
-  std::chrono::nanoseconds latency{0};
+  std::string error;                                 // set when no HTTP answer arrived
+  bool timed_out = false;                            // the whole-request timeout expired
+  TransportError transport = TransportError::kNone;  // set with `error` when not timed out
 
   /// Case-insensitive header lookup; empty when absent.
   std::string header(const std::string& name) const;

@@ -266,6 +266,32 @@ json build_create_body(const json& run_spec, const CreateContext& ctx) {
   return body;
 }
 
+json build_placeholder_body(const PlaceholderContext& ctx) {
+  std::string slug;
+  for (char c : ctx.deployment_name) {
+    auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u)) {
+      slug += static_cast<char>(std::tolower(u));
+    } else if (!slug.empty() && slug.back() != '-') {
+      slug += '-';
+    }
+  }
+  while (!slug.empty() && slug.back() == '-') slug.pop_back();
+  return {{"flow_run_id", ctx.parent_flow_run_id},
+          {"task_key", "prefect.deployments.flow_runs.run_deployment." + slug},
+          {"dynamic_key", ctx.dynamic_key},
+          {"name", ctx.deployment_name + "-" + std::to_string(ctx.index)},
+          {"state", {{"type", "PENDING"}, {"name", "Pending"}}},
+          {"task_inputs", json::object()},
+          {"tags", ctx.tags != nullptr ? json(*ctx.tags) : json::array()},
+          {"empirical_policy", {{"retries", 0}, {"retry_delay", 0}}}};
+}
+
+bool is_missing_bulk_endpoint(const HttpResponse& response) {
+  return (response.status == 404 && response.body.find("Not Found") != std::string::npos) ||
+         response.status == 405;
+}
+
 PrefectApi::PrefectApi(Credentials credentials, std::string csrf_client_id)
     : authorization_(authorization_header(credentials)),
       csrf_client_id_(std::move(csrf_client_id)) {}

@@ -102,6 +102,21 @@ struct CreateContext {
 /// work_queue_name) as accepted by the REST API.
 nlohmann::json build_create_body(const nlohmann::json& run_spec, const CreateContext& ctx);
 
+/// What the placeholder task run of a child under a parent flow run is made of.
+struct PlaceholderContext {
+  std::string parent_flow_run_id;
+  std::string deployment_name;  // "flow/deployment", or the id as the user wrote it
+  std::string dynamic_key;      // unique per batch and item
+  int64_t index = 0;
+  const std::vector<std::string>* tags = nullptr;
+};
+/// The task run body that stands in the parent for one child, as run_deployment(as_subflow=True)
+/// makes it: the child is then created with the task run as its parent_task_run_id.
+nlohmann::json build_placeholder_body(const PlaceholderContext& ctx);
+
+/// An answer to a bulk create that says the server has no bulk endpoint (older Prefect).
+bool is_missing_bulk_endpoint(const HttpResponse& response);
+
 /// Builds requests to one Prefect API: paths, bodies, auth and CSRF headers.
 class PrefectApi {
  public:

@@ -308,9 +308,9 @@ InsertResult SqliteStore::insert_batch(const BatchRecord& batch,
   Transaction tx(db, Transaction::Mode::kImmediate, what);
 
   if (batch.idempotency_key) {
-    Statement find(db, kBatchByKey, what);
-    find.bind(1, *batch.idempotency_key);
-    if (find.step()) return InsertResult{false, find.column_text(0)};
+    Statement by_key(db, kBatchByKey, what);
+    by_key.bind(1, *batch.idempotency_key);
+    if (by_key.step()) return InsertResult{false, by_key.column_text(0)};
   }
 
   Statement insert(db, kInsertBatch, what);
@@ -485,10 +485,10 @@ std::vector<std::pair<int64_t, std::string>> SqliteStore::load_item_specs(
   Transaction tx(db, Transaction::Mode::kDeferred, "loading item specs");
   int64_t seq = 0;
   {
-    Statement find(db, kSeqOf, "loading item specs");
-    find.bind(1, batch_id);
-    if (!find.step()) return result;
-    seq = find.column_int64(0);
+    Statement seq_of(db, kSeqOf, "loading item specs");
+    seq_of.bind(1, batch_id);
+    if (!seq_of.step()) return result;
+    seq = seq_of.column_int64(0);
   }
   Statement stmt(db, kItemSpec, "loading item specs");
   stmt.bind(1, seq);

@@ -813,5 +813,36 @@ TEST(PrefectApiCsrfTest, InvalidateStopsSendingTheToken) {
   EXPECT_FALSE(header(api.create_flow_run(kUuid, "{}"), "Prefect-Csrf-Token").has_value());
 }
 
+TEST(PlaceholderBodyTest, StandsForTheChildAsRunDeploymentDoes) {
+  std::vector<std::string> tags{"team-a"};
+  PlaceholderContext ctx;
+  ctx.parent_flow_run_id = "parent-1";
+  ctx.deployment_name = "My Flow/nightly_etl";
+  ctx.dynamic_key = "floodgate:b1:7";
+  ctx.index = 7;
+  ctx.tags = &tags;
+  nlohmann::json j = build_placeholder_body(ctx);
+  EXPECT_EQ(j["flow_run_id"], "parent-1");
+  EXPECT_EQ(j["task_key"], "prefect.deployments.flow_runs.run_deployment.my-flow-nightly-etl");
+  EXPECT_EQ(j["dynamic_key"], "floodgate:b1:7");
+  EXPECT_EQ(j["name"], "My Flow/nightly_etl-7");
+  EXPECT_EQ(j["state"]["type"], "PENDING");
+  EXPECT_EQ(j["tags"], nlohmann::json::array({"team-a"}));
+  EXPECT_EQ(j["empirical_policy"]["retries"], 0);
+}
+
+TEST(MissingBulkEndpointTest, OnlyARouteNotFoundOrAMethodNotAllowed) {
+  HttpResponse r;
+  r.status = 404;
+  r.body = R"({"detail":"Not Found"})";
+  EXPECT_TRUE(is_missing_bulk_endpoint(r));
+  r.body = R"({"detail":"Deployment not found"})";
+  EXPECT_FALSE(is_missing_bulk_endpoint(r));
+  r.status = 405;
+  EXPECT_TRUE(is_missing_bulk_endpoint(r));
+  r.status = 503;
+  EXPECT_FALSE(is_missing_bulk_endpoint(r));
+}
+
 }  // namespace
 }  // namespace floodgate::prefect

@@ -1,0 +1,100 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/states.h"
+#include "core/timer_queue.h"
+#include "engine/batch_spec.h"
+#include "prefect/prefect_api.h"
+#include "store/store.h"
+
+namespace floodgate::engine {
+
+/// One child run of a batch, as the engine holds it.
+struct Item {
+  core::ItemState state = core::ItemState::kPending;
+  bool dirty = false;
+  bool in_request = false;
+  uint16_t slot = 0;
+  int32_t attempts = 0;
+  int32_t relaunches = 0;
+  int32_t unavailable = 0;  // transient attempts: Prefect busy or out of reach, not a verdict
+  bool in_doubt = false;    // a create that may have made the run got no answer saying so
+  core::TimePoint first_attempt{};
+  core::TimePoint settled{};  // launched or failed: the end of its wait
+  std::string flow_run_id;
+  std::string flow_run_state;
+  std::string last_error;
+  std::string parent_task_run_id;  // the placeholder in the parent flow run (as_subflow)
+  std::string spec;                // the run's spec JSON; released once the run exists
+  nlohmann::json earlier_runs;     // ids of runs of earlier attempts (re-launches), null when none
+};
+
+/// One deployment a batch launches into, resolved once for the items that name it.
+struct DeploymentSlot {
+  enum class State { kUnresolved, kResolving, kResolved, kFailed };
+  prefect::DeploymentRef ref;
+  std::string text;  // as the user wrote it
+  State state = State::kUnresolved;
+  std::string id;
+  std::string error;
+  std::vector<int64_t> waiting;
+  int attempts = 0;
+  int transient = 0;  // attempts Prefect answered "not now": bounded by max_elapsed_s only
+  core::TimePoint first_attempt{};
+};
+
+/// A batch held in memory: its record, spec, items and the engine's bookkeeping of it.
+struct Batch {
+  uint64_t key = 0;
+  store::BatchRecord rec;
+  BatchSpec spec;
+  std::vector<Item> items;
+  bool items_loaded = true;
+  std::vector<DeploymentSlot> slots;
+  std::deque<int64_t> ready;
+  std::array<int64_t, core::kItemStateCount> counts{};
+  bool dirty = false;
+  int64_t failures = 0;
+  std::string batch_tag;
+  uint64_t final_flush_seq = 0;
+  // Tracking cadence, per batch: shortens while children finish, stretches while none do.
+  core::Duration track_interval{};
+  core::TimePoint next_track{};
+  int track_outstanding = 0;
+  bool track_saw_final = false;
+  // Parent watch: when a read last found the parent not yet final; launches wait for a fresh
+  // one (kParentRecheck) so nothing is launched under a parent that has ended.
+  core::TimePoint parent_seen_running{};
+  bool parent_read_outstanding = false;
+  core::TimePoint finished_steady{};
+  struct Waiter {
+    int64_t after;
+    std::function<void(nlohmann::json)> fn;
+    core::TimerQueue::Id timer = 0;
+  };
+  std::vector<std::shared_ptr<Waiter>> waiters;
+
+  int64_t running() const {
+    return counts[static_cast<int>(core::ItemState::kLaunching)] +
+           (spec.track ? counts[static_cast<int>(core::ItemState::kLaunched)] : 0);
+  }
+  int64_t done() const {
+    int64_t n = 0;
+    for (int i = 0; i < core::kItemStateCount; ++i) {
+      auto s = static_cast<core::ItemState>(i);
+      if (core::is_final(s) || (!spec.track && s == core::ItemState::kLaunched)) n += counts[i];
+    }
+    return n;
+  }
+};
+
+}  // namespace floodgate::engine
