@@ -36,7 +36,8 @@ def main() -> int:
         try:
             fg.start()
             base = f"http://127.0.0.1:{fg.port}"
-            cmd = [st, "run", str(REPO / "proto" / "openapi.yaml"), "--url", base,
+            cmd = [st, "--config-file", str(HERE / "schemathesis.toml"), "run",
+                   str(REPO / "proto" / "openapi.yaml"), "--url", base,
                    "--checks", "all", "--max-examples", max_examples,
                    "--max-time", os.environ.get("ST_MAX_TIME", "240"),
                    "--request-timeout", "30", "--seed", os.environ.get("ST_SEED", "1"),
