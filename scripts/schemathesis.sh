@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The OpenAPI conformance lane: schemathesis (PyPI, pinned, in .venv-schemathesis) against a live
 # floodgated with the fake Prefect, from proto/openapi.yaml, stateful links included
-# (tests/schemathesis/run.py). Kept short for CI: ST_MAX_EXAMPLES (default 20) examples per
+# (tests/schemathesis/run.py). Kept short for CI: ST_MAX_EXAMPLES (default 10) examples per
 # operation. Needs FLOODGATED_BIN and FAKE_PREFECT_BIN (as the integration tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."

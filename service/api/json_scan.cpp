@@ -107,7 +107,14 @@ std::optional<std::string> number_problem(std::string_view token, bool integral)
   }
   // The text floodgate will send is what its JSON library writes for this double.
   const std::string sent = nlohmann::json(v).dump();
-  if (!(decimal_of(token) == decimal_of(sent))) {
+  // Its Grisu2 output is not always the shortest text for the double (2.552812738932589e+16 is
+  // written 2.5528127389325888e+16): both read back as the same double, so a token equal to the
+  // shortest round-trip text also reaches Prefect unchanged.
+  char shortest[64];
+  auto sr = std::to_chars(shortest, shortest + sizeof shortest, v, std::chars_format::scientific);
+  const auto want = decimal_of(token);
+  if (!(want == decimal_of(sent)) &&
+      !(sr.ec == std::errc() && want == decimal_of(std::string_view(shortest, sr.ptr)))) {
     return "the number " + shorten(token) +
            " has more precision than a 64-bit float carries and would reach Prefect as " + sent +
            "; send it as a string";

@@ -139,13 +139,14 @@ engine::RunView view_of(const store::ItemRecord& r) {
 
 }  // namespace
 
-ServerResponse problem(int status, const std::string& detail, const std::string& field,
+ServerResponse problem(int status, const std::string& detail,
+                       const std::optional<std::string>& field,
                        const std::vector<FieldError>& errors) {
   json j = {{"type", "about:blank"},
             {"title", title_for(status)},
             {"status", status},
             {"detail", detail}};
-  if (!field.empty()) j["field"] = field;
+  if (field) j["field"] = *field;
   if (!errors.empty()) {
     json list = json::array();
     for (const auto& e : errors) list.push_back({{"field", e.field}, {"message", e.message}});
@@ -647,7 +648,8 @@ void Router::control(const std::string& id, const std::string& action, const Ser
   if (auto bad = refuse_body(req, false)) return respond(std::move(*bad));
   if (!req.body.empty()) {
     if (auto bad = check_json(req.body, options_.limits.max_depth)) {
-      return respond(problem(400, bad->field + ": " + bad->message, bad->field));
+      return respond(problem(400, bad->field + ": " + bad->message,
+                             bad->field.empty() ? std::nullopt : std::optional(bad->field)));
     }
     json body = json::parse(req.body, nullptr, false);
     if (body.is_discarded() || !body.is_object()) {
@@ -693,7 +695,8 @@ void Router::control(const std::string& id, const std::string& action, const Ser
 void Router::patch_batch(const std::string& id, const ServerRequest& req, Responder respond) {
   if (auto bad = refuse_body(req, true)) return respond(std::move(*bad));
   if (auto bad = check_json(req.body, options_.limits.max_depth)) {
-    return respond(problem(400, bad->field + ": " + bad->message, bad->field));
+    return respond(problem(400, bad->field + ": " + bad->message,
+                           bad->field.empty() ? std::nullopt : std::optional(bad->field)));
   }
   json body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) return respond(problem(400, "body is not valid JSON", "body"));

@@ -75,7 +75,9 @@ class Router {
 };
 
 /// An application/problem+json response (RFC 9457) naming the field at fault.
-ServerResponse problem(int status, const std::string& detail, const std::string& field = "",
+/// `field` is left out only when absent: an empty name is a real key (a body member named "").
+ServerResponse problem(int status, const std::string& detail,
+                       const std::optional<std::string>& field = std::nullopt,
                        const std::vector<FieldError>& errors = {});
 
 /// Parses a query string into decoded key/value pairs.

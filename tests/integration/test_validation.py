@@ -55,6 +55,7 @@ BAD_BODIES = [
     ("deployment-id-not-uuid", body(deployment=..., deployment_id="nope"), 422, "deployment_id"),
     ("run-deployment-bad", body(runs=[{"deployment": "x"}]), 422, "runs[0].deployment"),
     ("unknown-top-level", body(foo=1), 422, "foo"),
+    ("unknown-empty-name", body(**{"": 1}), 422, ""),
     ("unknown-run-field", body(runs=[GOOD_RUN, {"bar": 1}]), 422, "runs[1].bar"),
     ("unknown-limits-field", body(limits={"max_running": 5, "speed": 1}), 422, "limits.speed"),
     ("unknown-retry-field", body(retry={"tries": 3}), 422, "retry.tries"),
@@ -169,6 +170,9 @@ BAD_QUERIES = [
     ("{batch}", {"wait_s": "-1"}, "wait_s"),
     ("{batch}", {"wait_s": "100000"}, "wait_s"),
     ("{batch}", {"after_version": "x"}, "after_version"),
+    ("{batch}", {"after_version": "-1"}, "after_version"),
+    ("{batch}", {"after_version": "1000000000000000000"}, "after_version"),
+    ("{batch}/runs", {"after": "-1"}, "after"),
     ("{batch}/runs", {"state": "RUNNING"}, "state"),
     ("{batch}/runs", {"limit": "-1"}, "limit"),
     ("{batch}/runs", {"limit": "1.5"}, "limit"),
@@ -242,6 +246,8 @@ def test_control_bodies_are_validated(api, fake):
     assert_problem(api.control(bid, "cancel", {"on_cancel": "explode"}), 422, "on_cancel")
     assert_problem(api.control(bid, "cancel", {"reason": "x"}), 422, "reason")
     assert_problem(api.control(bid, "pause", {"on_cancel": "abandon"}), 422, "on_cancel")
+    # A member named "" is named too (the spec requires `field` on every 422).
+    assert_problem(api.control(bid, "pause", {"": 1}), 422, "")
     assert_problem(api.patch(bid, {"limits": {"max_running": 0}}), 422, "limits.max_running")
     assert_problem(api.patch(bid, {"deployment": "a/b"}), 422, "deployment")
     assert_problem(api.patch(bid, {"retry": {"initial_delay_s": 9, "max_delay_s": 1}}), 422, "retry.max_delay_s")

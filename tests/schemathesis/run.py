@@ -3,8 +3,8 @@ examples, coverage, fuzzing and the stateful phase (the spec's links: createBatc
 listRuns, updateBatch, pause/resume/cancel). Any server error or contract failure fails the run.
 
 Usage: python tests/schemathesis/run.py [extra schemathesis args]
-Env: FLOODGATED_BIN, FAKE_PREFECT_BIN (as the integration tests), ST_MAX_EXAMPLES (default 20),
-ST_MAX_TIME (seconds, default 240: the whole run's budget), ST_SEED (default 1), ST_BIN (the
+Env: FLOODGATED_BIN, FAKE_PREFECT_BIN (as the integration tests), ST_MAX_EXAMPLES (default 10),
+ST_MAX_TIME (seconds, default 150: the whole run's budget), ST_SEED (default 1), ST_BIN (the
 schemathesis executable; default: next to this Python)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> int:
     floodgated = Path(os.environ.get("FLOODGATED_BIN", REPO / "build/ci/service/floodgated"))
     fake_bin = Path(os.environ.get("FAKE_PREFECT_BIN", REPO / "build/ci/bin/fake-prefect"))
     st = os.environ.get("ST_BIN", str(Path(sys.executable).parent / "schemathesis"))
-    max_examples = os.environ.get("ST_MAX_EXAMPLES", "20")
+    max_examples = os.environ.get("ST_MAX_EXAMPLES", "10")
     with tempfile.TemporaryDirectory(prefix="fg-schemathesis-") as tmp:
         work = Path(tmp)
         fake = FakePrefect(fake_bin, work / "fake.log")
@@ -36,9 +36,10 @@ def main() -> int:
         try:
             fg.start()
             base = f"http://127.0.0.1:{fg.port}"
-            cmd = [st, "run", str(REPO / "proto" / "openapi.yaml"), "--url", base,
+            cmd = [st, "--config-file", str(HERE / "schemathesis.toml"), "run",
+                   str(REPO / "proto" / "openapi.yaml"), "--url", base,
                    "--checks", "all", "--max-examples", max_examples,
-                   "--max-time", os.environ.get("ST_MAX_TIME", "240"),
+                   "--max-time", os.environ.get("ST_MAX_TIME", "150"),
                    "--request-timeout", "30", "--seed", os.environ.get("ST_SEED", "1"),
                    *sys.argv[1:]]
             print("+", " ".join(cmd), flush=True)

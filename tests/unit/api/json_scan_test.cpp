@@ -82,8 +82,11 @@ TEST(JsonScanTest, OutOfRangeFloatsAreRefused) {
 }
 
 TEST(JsonScanTest, FloatsMustSurviveUnchanged) {
-  for (const char* ok : {"0.1", "1.5e3", "1.50", "100.0", "2.5E-3", "0.30000000000000004",
-                         "1.7976931348623157e308", "0e99999", "-0.0"}) {
+  for (const char* ok :
+       {"0.1", "1.5e3", "1.50", "100.0", "2.5E-3", "0.30000000000000004", "1.7976931348623157e308",
+        "0e99999", "-0.0",
+        // Shortest text of a double nlohmann writes longer (found by schemathesis).
+        "2.552812738932589e+16"}) {
     EXPECT_FALSE(check(ok).has_value()) << ok << ": " << check(ok)->message;
   }
   auto p = check("[3.14159265358979323846264338]");

@@ -90,6 +90,14 @@ TEST(ProblemTest, ProblemJsonWithFieldAndErrors) {
   EXPECT_EQ(body["errors"][1]["message"], "must be at least 1");
 }
 
+TEST(ProblemTest, AnEmptyFieldNameIsStillNamed) {
+  // A body member named "" is a real field: the 422 must still carry `field` (found by
+  // schemathesis; the spec requires `field` on every 422).
+  json body = json::parse(problem(422, ": unknown field", "").body);
+  ASSERT_TRUE(body.contains("field"));
+  EXPECT_EQ(body["field"], "");
+}
+
 TEST(ProblemTest, NoFieldNoErrorsLeavesThemOut) {
   ServerResponse r = problem(404, "no such endpoint: GET /v2");
   EXPECT_EQ(r.status, 404);
