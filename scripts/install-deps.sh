@@ -15,19 +15,8 @@ PACKAGES=(
 # Go toolchain below.
 PACKAGES+=(jq time wrk unzip ca-certificates)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-if ((${#missing[@]})); then
-  echo "installing Debian packages: ${missing[*]}"
-  SUDO=""
-  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$(dirname "$0")/lib/apt.sh"
+apt_install_missing "${PACKAGES[@]}"
 
 # The fake Prefect (tests/fake_prefect) needs the Go its go.mod names (go 1.26; its tests use
 # b.Loop). Debian 12 ships Go 1.19, so when no Go that new is found, a pinned toolchain is fetched
