@@ -11,6 +11,7 @@
 FROM debian:12 AS build
 WORKDIR /src
 COPY scripts/install-deps.sh scripts/install-deps.sh
+COPY scripts/lib/apt.sh scripts/lib/apt.sh
 RUN bash scripts/install-deps.sh
 COPY . .
 RUN cmake --preset ci >/dev/null && cmake --build --preset ci -j 2 --target floodgated
