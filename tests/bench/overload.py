@@ -140,45 +140,39 @@ async def advice(host: str, port: int, n: int, timeout: float, limit: int = 5,
             return await one_outside(body)
         return await one_inside(body)
 
+    async def try_once(body: bytes) -> tuple[str, bool]:
+        """One attempt: its outcome, and whether it is final (ok, or not worth retrying)."""
+        nonlocal attempts
+        attempts += 1
+        try:
+            status, _, _ = await pool.request("POST", bl.CREATE_PATH, body, timeout)
+        except TimeoutError:
+            return "timeout", False
+        except Exception:
+            return "connection error", False
+        if status in OK:
+            return "ok", True
+        return f"http {status}", status not in RETRYABLE
+
     async def one_outside(body: bytes) -> str:
         # Each attempt takes a slot; the backoff sleeps without one.
-        nonlocal attempts
         last = "?"
         for attempt in range(retries + 1):
             async with sem:
-                attempts += 1
-                try:
-                    status, _, _ = await pool.request("POST", bl.CREATE_PATH, body, timeout)
-                    if status in OK:
-                        return "ok"
-                    last = f"http {status}"
-                    if status not in RETRYABLE:
-                        return last
-                except TimeoutError:
-                    last = "timeout"
-                except Exception:
-                    last = "connection error"
+                last, final = await try_once(body)
+            if final:
+                return last
             if attempt < retries:
                 await asyncio.sleep(2 ** attempt + random.uniform(0, 1))
         return last
 
     async def one_inside(body: bytes) -> str:
-        nonlocal attempts
         last = "?"
         async with sem:  # retries happen inside the semaphore, as in a tenacity-wrapped call
             for attempt in range(retries + 1):
-                attempts += 1
-                try:
-                    status, _, _ = await pool.request("POST", bl.CREATE_PATH, body, timeout)
-                    if status in OK:
-                        return "ok"
-                    last = f"http {status}"
-                    if status not in RETRYABLE:
-                        return last
-                except TimeoutError:
-                    last = "timeout"
-                except Exception:
-                    last = "connection error"
+                last, final = await try_once(body)
+                if final:
+                    return last
                 if attempt < retries:
                     await asyncio.sleep(2 ** attempt + random.uniform(0, 1))
         return last
