@@ -14,6 +14,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# ccache: hash paths relative to the checkout, so that a clone in another folder (CI's) reuses
+# the objects of an earlier build of the same sources.
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1
+started=$(date +%s)
+lane_started=$started
 # install-deps.sh installs a pinned Go into /usr/local/lib/floodgate/go when no Go >= 1.26 is
 # found (Debian 12 ships 1.19); a Go in /usr/local/go comes next.
 export PATH="${FLOODGATE_GO_ROOT:-/usr/local/lib/floodgate/go}/bin:/usr/local/go/bin:$PATH"
@@ -26,10 +31,14 @@ echo "== build (preset ci: RelWithDebInfo, warnings are errors)"
 cmake --preset ci >/dev/null
 cmake --build --preset ci -j 2
 
-results=()
+results=("install and build: $(( $(date +%s) - started )) s")
+lane_started=$(date +%s)
 failed=0
-record() {  # name, exit code
-  results+=("$1: $([[ $2 -eq 0 ]] && echo ok || echo FAILED)")
+record() {  # name, exit code; also says how long the lane took since the previous one
+  local now
+  now=$(date +%s)
+  results+=("$1: $([[ $2 -eq 0 ]] && echo ok || echo FAILED) ($((now - lane_started)) s)")
+  lane_started=$now
   [[ $2 -eq 0 ]] || failed=1
 }
 
@@ -119,6 +128,6 @@ fi
 # ---- end of issue 13 lanes -------------------------------------------------------------------
 
 echo
-echo "== summary"
+echo "== summary ($(( $(date +%s) - started )) s in all)"
 printf '  %s\n' "${results[@]}"
 exit $failed
