@@ -155,20 +155,26 @@ def test_page_in_chromium_shows_rates_eta_running_links_and_the_running_cap(
 
 
 @pytest.mark.time_limit(90)
-@pytest.mark.parametrize("fault,expect", [
-    ({"rate_429": 1.0, "retry_after_s": 60}, "paused by Retry-After: Prefect asked to wait"),
-])
-def test_limiter_line_says_why_launching_stops(fake, start_floodgated, tmp_path, fault, expect):
+@pytest.mark.parametrize("fault,expect,engine_says", [
+    ({"rate_429": 1.0, "retry_after_s": 60}, "paused by Retry-After: Prefect asked to wait",
+     lambda e: e["paused_s"] > 0),
+    # Prefect unreachable, retries quick enough to fill the breaker's window: it opens.
+    ({"down": True}, "circuit breaker open: Prefect keeps failing",
+     lambda e: e["breaker"] == "open"),
+], ids=["retry_after", "breaker_open"])
+def test_limiter_line_says_why_launching_stops(fake, start_floodgated, tmp_path, fault, expect,
+                                               engine_says):
     fg = start_floodgated()
     fake.config(**fault)
     api = fg.client
     bid = api.submit({"deployment": DEMO_DEPLOYMENT, "tolerated_failure_percentage": 100,
-                      "runs": [{"parameters": {"i": i}} for i in range(60)]})["id"]
+                      "runs": [{"parameters": {"i": i}} for i in range(60)],
+                      "retry": {"initial_delay_s": 0.01, "max_delay_s": 0.05,
+                                "max_attempts": 1000}})["id"]
     base = f"http://127.0.0.1:{fg.port}"
 
     def held():
-        e = raw_request(base, "GET", "/readyz").json["engine"]
-        return e["paused_s"] > 0
+        return engine_says(raw_request(base, "GET", "/readyz").json["engine"])
 
     wait_until(held, 60, 0.2, what=expect)
     dom, log = browse(base + "/", tmp_path)
