@@ -18,6 +18,10 @@ ROOT=$(pwd)
 # the objects of an earlier build of the same sources.
 export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1
 started=$(date +%s)
+# Everything is also written to build/test-output.log; the summary ends with the names of the
+# tests that failed, found there (CI shows only the end of a long output).
+mkdir -p build
+exec > >(tee build/test-output.log) 2>&1
 lane_started=$started
 # install-deps.sh installs a pinned Go into /usr/local/lib/floodgate/go when no Go >= 1.26 is
 # found (Debian 12 ships 1.19); a Go in /usr/local/go comes next.
@@ -130,4 +134,9 @@ fi
 echo
 echo "== summary ($(( $(date +%s) - started )) s in all)"
 printf '  %s\n' "${results[@]}"
+if [[ $failed -ne 0 ]]; then
+  echo "== failed tests (from build/test-output.log)"
+  grep -aE '^(FAILED|ERROR) |\*\*\*(Failed|Exception)|Subprocess aborted|--- FAIL:' \
+    build/test-output.log | sort -u | head -60 || true
+fi
 exit $failed
