@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The chart lane of the test command: the Helm chart, the Dockerfile and the alert rules.
-#   - helm is built from the Go module proxy once and kept in .tools/bin (gitignored);
+#   - helm is built from the Go module proxy once and kept in /usr/local/lib/floodgate/tools;
 #   - a venv (.venv-chart) holds kubernetes-validate (Kubernetes' JSON schemas, offline) and pytest;
 #   - tests/chart: helm lint, helm template with the default values and every file in
 #     charts/floodgate/ci/, each manifest validated, security and unit assertions, the
@@ -16,14 +16,19 @@ HELM_VERSION=v3.22.0
 # prometheus brings promtool (here) and the server (the dashboard lane).
 bash scripts/observability-deps.sh  # prometheus (promtool, server), chromium
 
-mkdir -p .tools/bin
-# A stamp says which version the cached binary is (a go-install build reports only "v3.22").
-if [[ ! -x .tools/bin/helm ]] || [[ "$(cat .tools/bin/helm.version 2>/dev/null)" != "$HELM_VERSION" ]]; then
-  echo "building helm $HELM_VERSION with $(go version | cut -d' ' -f3) (once; cached in .tools/bin)"
-  GOBIN="$ROOT/.tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  echo "$HELM_VERSION" > .tools/bin/helm.version
+# helm is kept per version outside the checkout (next to the pinned Go that install-deps.sh
+# fetches), so a new clone on the same machine does not build it again (minutes on 2 cores);
+# .tools/ in the checkout when that folder cannot be written (not root).
+TOOLS="${FLOODGATE_TOOLS_DIR:-/usr/local/lib/floodgate/tools}/helm-$HELM_VERSION"
+if ! mkdir -p "$TOOLS" 2>/dev/null || [[ ! -w "$TOOLS" ]]; then
+  TOOLS="$ROOT/.tools/helm-$HELM_VERSION"
+  mkdir -p "$TOOLS"
 fi
-export HELM_BIN="$ROOT/.tools/bin/helm"
+if [[ ! -x "$TOOLS/helm" ]]; then
+  echo "building helm $HELM_VERSION with $(go version | cut -d' ' -f3) (once; kept in $TOOLS)"
+  GOBIN="$TOOLS" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+export HELM_BIN="$TOOLS/helm"
 "$HELM_BIN" version --short
 
 VENV="$ROOT/.venv-chart"

@@ -73,7 +73,7 @@ set +e
 record integration $?
 set -e
 
-# --- Lane c-k8s: Helm chart, Dockerfile steps, alert rules (helm cached in .tools/bin) ---
+# --- Lane c-k8s: Helm chart, Dockerfile steps, alert rules (helm kept in /usr/local/lib/floodgate/tools) ---
 echo "== chart, image steps and alert rules (scripts/chart-test.sh)"
 set +e
 bash scripts/chart-test.sh
