@@ -24,6 +24,8 @@ fi
 
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j 2 --target "${TARGETS[@]/#/fuzz_}"
+# FUZZ_BUILD_ONLY=1 only builds the targets (scripts/test.sh builds them early).
+[[ "${FUZZ_BUILD_ONLY:-0}" == 1 ]] && exit 0
 
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"

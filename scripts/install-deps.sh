@@ -14,6 +14,8 @@ PACKAGES=(
 # The benchmarks (tests/bench) use jq, /usr/bin/time (package time) and wrk; unzip unpacks the
 # Go toolchain below.
 PACKAGES+=(jq time wrk unzip ca-certificates)
+# The fuzz lane (scripts/fuzz.sh): clang and libFuzzer's runtime.
+PACKAGES+=(clang-14 libclang-rt-14-dev)
 
 source "$(dirname "$0")/lib/apt.sh"
 apt_install_missing "${PACKAGES[@]}"

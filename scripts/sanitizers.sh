@@ -13,6 +13,7 @@
 # Run from the repository root as scripts/test.sh does; needs the fake Prefect at
 # build/ci/bin/fake-prefect (or FAKE_PREFECT_BIN) and the test venv (VENV).
 # SANITIZERS=asan or =tsan runs one half; SANITIZER_IT_FILES overrides the integration subset.
+# SANITIZERS_BUILD_ONLY=1 with one half named only builds it (scripts/test.sh builds both early).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -37,6 +38,7 @@ if [[ " $WHICH " == *" asan "* ]]; then
   cmake --preset asan >/dev/null
   cmake --build --preset asan -j 2
   echo "   asan build: $(( $(t) - s )) s"
+  [[ "${SANITIZERS_BUILD_ONLY:-0}" == 1 ]] && exit 0
 
   echo "== sanitizers: unit tests under ASan + UBSan"
   s=$(t)
@@ -61,6 +63,7 @@ if [[ " $WHICH " == *" tsan "* ]]; then
   cmake --preset tsan >/dev/null
   cmake --build --preset tsan -j 2 --target test_store test_engine
   echo "   tsan build: $(( $(t) - s )) s"
+  [[ "${SANITIZERS_BUILD_ONLY:-0}" == 1 ]] && exit 0
   echo "== sanitizers: unit tests of the threaded parts under TSan"
   s=$(t)
   # setarch -R: TSan in GCC 12 cannot map its shadow memory with the kernel's high-entropy

@@ -52,6 +52,20 @@ ctest --preset ci -j 2 --timeout 300 --no-tests=error
 record unit $?
 set -e
 
+# The sanitizer and fuzz builds (each a full compile, the longest steps of this command) start
+# now in the background at a low priority, while the next lanes mostly wait on sockets and
+# servers; their lanes below find them built. A failed build is reported by its lane, which
+# builds again and shows the error. FLOODGATE_HARDEN_LANES=0 skips them.
+prebuild_pid=""
+if [[ "${FLOODGATE_HARDEN_LANES:-1}" != "0" ]]; then
+  (
+    nice -n 10 env SANITIZERS=asan SANITIZERS_BUILD_ONLY=1 bash scripts/sanitizers.sh &&
+      nice -n 10 env SANITIZERS=tsan SANITIZERS_BUILD_ONLY=1 bash scripts/sanitizers.sh &&
+      nice -n 10 env FUZZ_BUILD_ONLY=1 bash scripts/fuzz.sh
+  ) >build/prebuild.log 2>&1 &
+  prebuild_pid=$!
+fi
+
 echo "== fake Prefect tests"
 set +e
 (cd tests/fake_prefect && go vet ./... && go test ./...)
@@ -109,6 +123,9 @@ fi
 # ---- issue 13 lanes (sanitizers, fuzzing, OpenAPI conformance); self-contained --------------
 # FLOODGATE_HARDEN_LANES=0 skips them (say so when you report results).
 if [[ "${FLOODGATE_HARDEN_LANES:-1}" != "0" ]]; then
+  echo "== waiting for the sanitizer and fuzz builds started after the unit tests"
+  wait "$prebuild_pid" || echo "   (that build failed: see build/prebuild.log; the lanes build again)"
+  tail -n 3 build/prebuild.log || true
   echo "== sanitizers lane (scripts/sanitizers.sh: ASan+UBSan unit + integration subset, TSan)"
   set +e
   FLOODGATE_TEST_VENV="$VENV" FAKE_PREFECT_BIN="$FAKE_PREFECT_BIN" bash scripts/sanitizers.sh
