@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,9 +18,30 @@ import pytest
 
 from harness import DEMO_DEPLOYMENT, assert_exactly_once, tail, wait_until
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("chattr") is None,
-    reason="needs root (mount, chattr +i)")
+
+
+def _cannot_here() -> str | None:
+    """Why these tests cannot run on this machine, or None. Being root is not enough: a container
+    without CAP_SYS_ADMIN cannot mount, one without CAP_LINUX_IMMUTABLE cannot chattr +i. The
+    probe does what the tests do, on a tmpfs of its own, and names what failed."""
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        return "needs root and chattr (mount a tmpfs, chattr +i)"
+    probe = Path(tempfile.mkdtemp(prefix="fg-disk-probe-"))
+    try:
+        for cmd in (["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
+                    ["touch", str(probe / "f")], ["chattr", "+i", str(probe / "f")],
+                    ["chattr", "-i", str(probe / "f")]):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                return f"`{' '.join(cmd[:2])}` is not permitted here: {r.stderr.strip()}"
+        return None
+    finally:
+        subprocess.run(["umount", "-l", str(probe)], capture_output=True)
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+_WHY_NOT = _cannot_here()
+pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=str(_WHY_NOT))
 
 RETRY = {"max_attempts": 20, "initial_delay_s": 0.05, "max_delay_s": 1}
 
@@ -150,19 +172,20 @@ def test_immutable_database_file_while_running_then_writable_again(start_floodga
 
 
 @pytest.mark.time_limit(60)
-def test_start_on_an_immutable_database_is_refused_clearly(start_floodgated, fake):
-    fg = start_floodgated()
+def test_start_on_an_immutable_database_is_refused_clearly(start_floodgated, fake, small_fs):
+    # On the tmpfs: chattr works there on every machine that can mount one (not on overlayfs).
+    fg = start_floodgated("--db", f"sqlite:///{small_fs}/fg.db")
     b = fg.client.submit(batch(3))
     fg.client.wait_state(b["id"])
     assert fg.terminate() == 0
-    subprocess.run(["chattr", "+i", str(fg.db_path)], check=True)
+    subprocess.run(["chattr", "+i", str(small_fs / "fg.db")], check=True)
     try:
         with pytest.raises(RuntimeError) as failed:
             fg.start()
         assert "floodgated exited with 1" in str(failed.value), failed.value
         assert "the database file is read-only" in tail(fg.log_path), tail(fg.log_path)
     finally:
-        subprocess.run(["chattr", "-i", str(fg.db_path)], check=False)
+        subprocess.run(["chattr", "-i", str(small_fs / "fg.db")], check=False)
 
 
 @pytest.mark.time_limit(60)
