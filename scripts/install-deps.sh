@@ -16,6 +16,8 @@ PACKAGES=(
 PACKAGES+=(jq time wrk unzip ca-certificates)
 # The fuzz lane (scripts/fuzz.sh): clang and libFuzzer's runtime.
 PACKAGES+=(clang-14 libclang-rt-14-dev)
+# The failing-disk tests (tests/integration/test_disk.py) mount a tmpfs and use chattr.
+PACKAGES+=(mount e2fsprogs)
 
 source "$(dirname "$0")/lib/apt.sh"
 apt_install_missing "${PACKAGES[@]}"
