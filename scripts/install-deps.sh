@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libcpprest-dev libboost-system-dev libboost-dev libssl-dev zlib1g-dev
   nlohmann-json3-dev prometheus-cpp-dev libsqlite3-dev sqlite3
+  libpq-dev
   libgtest-dev libgmock-dev
   python3 python3-venv python3-pip curl procps
   chromium openssl
@@ -14,6 +15,8 @@ PACKAGES=(
 # The benchmarks (tests/bench) use jq, /usr/bin/time (package time) and wrk; unzip unpacks the
 # Go toolchain below.
 PACKAGES+=(jq time wrk unzip ca-certificates)
+# The PostgreSQL store's tests run a throw-away server (scripts/pg-cluster.sh).
+PACKAGES+=(postgresql)
 
 source "$(dirname "$0")/lib/apt.sh"
 apt_install_missing "${PACKAGES[@]}"
