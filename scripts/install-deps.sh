@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libcpprest-dev libboost-system-dev libboost-dev libssl-dev zlib1g-dev
   nlohmann-json3-dev prometheus-cpp-dev libsqlite3-dev sqlite3
+  libpq-dev
   libgtest-dev libgmock-dev
   python3 python3-venv python3-pip curl procps
   chromium openssl
@@ -18,6 +19,8 @@ PACKAGES+=(jq time wrk unzip ca-certificates)
 PACKAGES+=(clang-14 libclang-rt-14-dev)
 # The failing-disk tests (tests/integration/test_disk.py) mount a tmpfs and use chattr.
 PACKAGES+=(mount e2fsprogs)
+# The PostgreSQL store's tests run a throw-away server (scripts/pg-cluster.sh).
+PACKAGES+=(postgresql)
 
 source "$(dirname "$0")/lib/apt.sh"
 apt_install_missing "${PACKAGES[@]}"

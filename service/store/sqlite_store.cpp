@@ -69,6 +69,22 @@ CREATE INDEX items_by_state ON items (batch_seq, state, idx);
     R"sql(
 ALTER TABLE batches ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
 )sql",
+    // 3: a ledger of migrations, as the PostgreSQL store keeps; versions 1 and 2 predate it
+    // (applied_at 0: unknown).
+    R"sql(
+CREATE TABLE schema_migrations (
+  version    INTEGER PRIMARY KEY,
+  name       TEXT    NOT NULL,
+  applied_at INTEGER NOT NULL
+);
+INSERT INTO schema_migrations (version, name, applied_at) VALUES
+  (1, 'batches and items', 0), (2, 'batches.submitted_by', 0);
+)sql",
+};
+
+// Names of the migrations from version 3 on, recorded in schema_migrations as they run.
+constexpr std::array<const char*, SqliteStore::kSchemaVersion - 2> kMigrationNames = {
+    "schema_migrations",
 };
 
 constexpr std::string_view kInsertBatch =
@@ -275,8 +291,16 @@ void SqliteStore::migrate() {
   }
   if (version == kSchemaVersion) return;  // the destructor ends the transaction
   for (int v = version; v < kSchemaVersion; ++v) {
-    db.exec(kMigrations[static_cast<size_t>(v)],
-            "upgrading the schema to version " + std::to_string(v + 1));
+    const std::string step = "upgrading the schema to version " + std::to_string(v + 1);
+    db.exec(kMigrations[static_cast<size_t>(v)], step);
+    if (v + 1 < 3) continue;
+    Statement record(db,
+                     "INSERT INTO schema_migrations (version, name, applied_at) "
+                     "VALUES (?1, ?2, CAST(strftime('%s', 'now') AS INTEGER) * 1000)",
+                     step);
+    record.bind(1, int64_t{v + 1});
+    record.bind(2, std::string_view(kMigrationNames[static_cast<size_t>(v - 2)]));
+    record.run();
   }
   // PRAGMA takes no bound parameters; both values are our own integers.
   db.exec(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str(),

@@ -25,8 +25,9 @@ class WalCheckpointer;
 /// batch or item are skipped (see skipped_updates()); only database failures throw.
 class SqliteStore final : public Store {
  public:
-  /// Schema version this build writes (kept in PRAGMA user_version).
-  static constexpr int kSchemaVersion = 2;
+  /// Schema version this build writes (kept in PRAGMA user_version, which decides; each
+  /// migration also leaves a row in the schema_migrations table, for people and tools).
+  static constexpr int kSchemaVersion = 3;
 
   /// Opens or creates the database file at `path` (":memory:" for a private in-memory
   /// database) and brings its schema up to date. The parent directory must exist.

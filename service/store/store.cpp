@@ -4,6 +4,8 @@
 #include <cctype>
 #include <string_view>
 
+#include "store/database_url.h"
+#include "store/postgres_store.h"
 #include "store/sqlite_store.h"
 
 namespace floodgate::store {
@@ -11,23 +13,7 @@ namespace {
 
 constexpr std::string_view kAcceptedForms =
     "expected sqlite:///absolute/path.db, sqlite://./relative.db, sqlite://relative.db, "
-    "sqlite://:memory: or postgresql://user@host/database";
-
-// Hides the password of "scheme://user:password@host/..." so it never lands in a log line.
-std::string redact(std::string_view url) {
-  const size_t authority = url.find("://");
-  if (authority == std::string_view::npos) return std::string(url);
-  const size_t start = authority + 3;
-  const size_t end = std::min(url.find_first_of("/?#", start), url.size());
-  const size_t at = url.rfind('@', end == 0 ? 0 : end - 1);
-  if (at == std::string_view::npos || at < start) return std::string(url);
-  const size_t colon = url.find(':', start);
-  if (colon == std::string_view::npos || colon > at) return std::string(url);
-  std::string out(url.substr(0, colon + 1));
-  out += "***";
-  out += url.substr(at);
-  return out;
-}
+    "sqlite://:memory: or postgresql://user:password@host:port/database";
 
 std::string lowercase(std::string_view s) {
   std::string out(s);
@@ -60,10 +46,11 @@ std::unique_ptr<Store> open_store(const std::string& url) {
     return std::make_unique<SqliteStore>(path);
   }
   if (scheme == "postgresql" || scheme == "postgres") {
-    throw StoreError("PostgreSQL store is not built in yet (database URL '" + redact(url) +
-                     "'); use a sqlite:// URL for now");
+    // libpq reads the URL itself, so its options (sslmode, connect_timeout, ...) pass through;
+    // it knows the scheme only in lower case.
+    return std::make_unique<PostgresStore>(scheme + url.substr(scheme_end));
   }
-  throw StoreError("unsupported database URL '" + redact(url) + "'; " +
+  throw StoreError("unsupported database URL '" + redact_database_url(url) + "'; " +
                    std::string(kAcceptedForms));
 }
 

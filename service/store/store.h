@@ -127,7 +127,8 @@ class Store {
 };
 
 /// Opens the store named by a URL: "sqlite:///abs/path.db", "sqlite://./rel.db",
-/// "sqlite://:memory:". Throws StoreError with a clear message on a bad URL or failure to open.
+/// "sqlite://:memory:", "postgresql://user:pass@host:port/db?sslmode=...". Throws StoreError with a
+/// clear message on a bad URL or failure to open.
 std::unique_ptr<Store> open_store(const std::string& url);
 
 }  // namespace floodgate::store

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 
+#include "store/database_url.h"
 #include "store/sqlite_store.h"
 #include "store/store.h"
 #include "store_test_support.h"
@@ -79,14 +80,34 @@ TEST(OpenStoreTest, SchemeIsCaseInsensitive) {
   EXPECT_NE(open_store("SQLite://:memory:"), nullptr);
 }
 
-TEST(OpenStoreTest, PostgresqlIsNotBuiltInYet) {
-  for (const std::string url : {"postgresql://floodgate:s3cret@db:5432/floodgate",
-                                "postgres://floodgate:s3cret@db/floodgate"}) {
+// Port 1 on loopback refuses at once: no server needed. (With a server: test_store_postgres.)
+TEST(OpenStoreTest, UnreachablePostgresqlIsAClearErrorWithoutThePassword) {
+  for (const std::string url : {"postgresql://floodgate:s3cret@127.0.0.1:1/floodgate",
+                                "postgres://floodgate:s3cret@127.0.0.1:1/floodgate?sslmode=disable",
+                                "postgresql://floodgate@127.0.0.1:1/floodgate?password=s3cret"}) {
+    SCOPED_TRACE(url);
     const std::string error = error_of(url);
-    EXPECT_TRUE(error.starts_with("PostgreSQL store is not built in yet")) << error;
+    EXPECT_TRUE(error.starts_with("cannot open PostgreSQL database at ")) << error;
+    EXPECT_TRUE(contains(error, "Connection refused")) << error;
     EXPECT_FALSE(contains(error, "s3cret")) << error;  // the password never shows
-    EXPECT_TRUE(contains(error, "floodgate:***@db")) << error;
+    EXPECT_TRUE(contains(error, "floodgate:***@127.0.0.1:1") || contains(error, "password=***"))
+        << error;
   }
+  // libpq's own options pass through: a bad sslmode is libpq's error, not floodgate's.
+  const std::string bad_option = error_of("postgresql://u:s3cret@127.0.0.1:1/db?sslmode=often");
+  EXPECT_TRUE(contains(bad_option, "sslmode")) << bad_option;
+  EXPECT_FALSE(contains(bad_option, "s3cret")) << bad_option;
+}
+
+TEST(OpenStoreTest, RedactsDatabaseUrls) {
+  EXPECT_EQ(redact_database_url("postgresql://u:p%40ss@h:5432/db?sslmode=require"),
+            "postgresql://u:***@h:5432/db?sslmode=require");
+  EXPECT_EQ(redact_database_url("postgres://h/db?user=u&Password=x&sslmode=verify-full"),
+            "postgres://h/db?user=u&Password=***&sslmode=verify-full");
+  EXPECT_EQ(redact_database_url("postgresql://h/db?password=x"), "postgresql://h/db?password=***");
+  EXPECT_EQ(redact_database_url("postgresql://u@h/db"), "postgresql://u@h/db");
+  EXPECT_EQ(redact_database_url("sqlite:///var/lib/floodgate.db"),
+            "sqlite:///var/lib/floodgate.db");
 }
 
 TEST(OpenStoreTest, BadUrlsNameTheUrlAndTheAcceptedForms) {

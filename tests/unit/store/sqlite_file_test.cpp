@@ -24,6 +24,7 @@ using core::BatchState;
 using core::ItemState;
 using testing::make_batch;
 using testing::make_items;
+using testing::Stopwatch;
 using testing::TempDir;
 
 // Direct access with the C API, as an operator would with the sqlite3 shell.
@@ -65,31 +66,6 @@ class RawDb {
 
  private:
   sqlite3* db_ = nullptr;
-};
-
-// Wall time and this thread's CPU time: on a loaded machine the CPU time shows the store's own
-// cost, the wall time adds waiting for the disk (fsync) and for the scheduler.
-class Stopwatch {
- public:
-  Stopwatch() { restart(); }
-  void restart() {
-    wall_ = std::chrono::steady_clock::now();
-    cpu_ = cpu_now();
-  }
-  double wall_ms() const {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_)
-        .count();
-  }
-  double cpu_ms() const { return cpu_now() - cpu_; }
-
- private:
-  static double cpu_now() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-  }
-  std::chrono::steady_clock::time_point wall_;
-  double cpu_ = 0;
 };
 
 TEST(SqliteFileDeathTest, KillDashNineLosesNothingAccepted) {
@@ -279,6 +255,59 @@ TEST(SqliteFileTest, SchemaVersionIsCheckedOnOpen) {
     EXPECT_NE(std::string(e.what()).find("schema version 99 is newer"), std::string::npos)
         << e.what();
   }
+}
+
+TEST(SqliteFileTest, MigrationsAreRecordedInSchemaMigrations) {
+  TempDir dir;
+  const std::string path = dir.file("ledger.db");
+  SqliteStore(path).insert_batch(make_batch("b"), {});
+  SqliteStore(path).insert_batch(make_batch("c"), {});  // reopening migrates nothing
+  RawDb raw(path);
+  EXPECT_EQ(raw.query("SELECT version, name FROM schema_migrations ORDER BY version"),
+            "1|batches and items\n2|batches.submitted_by\n3|schema_migrations");
+  EXPECT_EQ(raw.query("SELECT count(*) FROM schema_migrations WHERE version = 3 AND "
+                      "applied_at > 1700000000000"),
+            "1");
+}
+
+// A file written by a floodgate of schema version 2 (before schema_migrations existed) opens,
+// keeps its batches and gains the ledger.
+TEST(SqliteFileTest, UpgradesAVersion2Database) {
+  TempDir dir;
+  const std::string path = dir.file("v2.db");
+  {
+    RawDb raw(path);
+    raw.exec(R"sql(
+CREATE TABLE batches (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, spec TEXT NOT NULL,
+  state TEXT NOT NULL, total INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL, finished_at INTEGER NOT NULL DEFAULT 0,
+  version INTEGER NOT NULL DEFAULT 0, idempotency_key TEXT UNIQUE);
+CREATE INDEX batches_by_state ON batches (state, seq);
+CREATE TABLE items (
+  batch_seq INTEGER NOT NULL REFERENCES batches (seq), idx INTEGER NOT NULL,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+  flow_run_id TEXT NOT NULL DEFAULT '', flow_run_state TEXT NOT NULL DEFAULT '',
+  last_error TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '', spec TEXT NOT NULL,
+  PRIMARY KEY (batch_seq, idx)) WITHOUT ROWID;
+CREATE INDEX items_by_state ON items (batch_seq, state, idx);
+ALTER TABLE batches ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
+INSERT INTO batches (id, spec, state, total, created_at, updated_at, submitted_by)
+  VALUES ('old', '{}', 'RUNNING', 1, 1, 1, 'team-a');
+INSERT INTO items (batch_seq, idx, state, spec) VALUES (1, 0, 'LAUNCHED', '{"name":"x"}');
+PRAGMA application_id = 1181511535;
+PRAGMA user_version = 2;
+)sql");
+  }
+  SqliteStore store(path);
+  EXPECT_EQ(store.schema_version(), 3);
+  const auto old = store.get_batch("old");
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->submitted_by, "team-a");
+  EXPECT_EQ(store.load_items("old", true).at(0).spec_json, R"({"name":"x"})");
+  EXPECT_EQ(RawDb(path).query("SELECT version, applied_at > 0 FROM schema_migrations "
+                              "ORDER BY version"),
+            "1|0\n2|0\n3|1");
 }
 
 TEST(SqliteFileTest, RefusesAnotherProgramsDatabase) {

@@ -1,7 +1,9 @@
 #pragma once
 
 #include <stdlib.h>  // mkdtemp
+#include <time.h>    // clock_gettime
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -65,5 +67,31 @@ inline std::vector<ItemRecord> make_items(int64_t n) {
   }
   return items;
 }
+
+/// Wall time and this thread's CPU time, for the timing tests.
+// On a loaded machine the CPU time shows the store's own cost, the wall time adds waiting for
+// the disk (fsync), the scheduler and, for PostgreSQL, the server.
+class Stopwatch {
+ public:
+  Stopwatch() { restart(); }
+  void restart() {
+    wall_ = std::chrono::steady_clock::now();
+    cpu_ = cpu_now();
+  }
+  double wall_ms() const {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_)
+        .count();
+  }
+  double cpu_ms() const { return cpu_now() - cpu_; }
+
+ private:
+  static double cpu_now() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+  }
+  std::chrono::steady_clock::time_point wall_;
+  double cpu_ = 0;
+};
 
 }  // namespace floodgate::store::testing

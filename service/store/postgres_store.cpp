@@ -1,0 +1,379 @@
+#include "store/postgres_store.h"
+
+#include <algorithm>
+#include <string_view>
+#include <unordered_map>
+
+#include "store/database_url.h"
+#include "store/pg_connection.h"
+#include "store/postgres_schema.h"
+
+namespace floodgate::store {
+namespace {
+
+using core::BatchState;
+using core::ItemState;
+
+constexpr std::string_view kInsertBatch =
+    "INSERT INTO batches (id, spec, state, total, created_at, updated_at, finished_at, version, "
+    "idempotency_key, submitted_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq";
+constexpr std::string_view kBatchByKey = "SELECT id FROM batches WHERE idempotency_key = $1";
+constexpr std::string_view kCopyItems =
+    "COPY items (batch_seq, idx, state, attempts, flow_run_id, flow_run_state, last_error, "
+    "detail, spec) FROM STDIN";
+// All item updates of one apply() in one statement: one round trip instead of one per item.
+constexpr std::string_view kUpdateItems =
+    "UPDATE items AS i SET state = u.state, attempts = u.attempts, flow_run_id = u.flow_run_id, "
+    "flow_run_state = u.flow_run_state, last_error = u.last_error, detail = u.detail "
+    "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[], "
+    "$7::text[], $8::text[]) AS u (batch_id, idx, state, attempts, flow_run_id, flow_run_state, "
+    "last_error, detail) JOIN batches AS b ON b.id = u.batch_id "
+    "WHERE i.batch_seq = b.seq AND i.idx = u.idx";
+constexpr std::string_view kUpdateBatch =
+    "UPDATE batches SET state = $2, updated_at = $3, finished_at = $4, version = $5, "
+    "spec = coalesce($6, spec) WHERE id = $1";
+
+#define FLOODGATE_BATCH_COLUMNS                                                        \
+  "SELECT seq, id, spec, state, total, created_at, updated_at, finished_at, version, " \
+  "idempotency_key, submitted_by FROM batches "
+constexpr std::string_view kGetBatch = FLOODGATE_BATCH_COLUMNS "WHERE id = $1";
+// LIMIT NULL is no limit.
+constexpr std::string_view kListBatches =
+    FLOODGATE_BATCH_COLUMNS "WHERE seq > $1 ORDER BY seq LIMIT $2";
+constexpr std::string_view kListBatchesInState =
+    FLOODGATE_BATCH_COLUMNS "WHERE state = $3 AND seq > $1 ORDER BY seq LIMIT $2";
+constexpr std::string_view kUnfinishedBatches =
+    FLOODGATE_BATCH_COLUMNS "WHERE state IN ('QUEUED', 'RUNNING', 'PAUSED') ORDER BY seq";
+#undef FLOODGATE_BATCH_COLUMNS
+
+constexpr bool unfinished_states_match_core() {
+  for (int i = 0; i < core::kBatchStateCount; ++i) {
+    const auto s = static_cast<BatchState>(i);
+    const bool listed =
+        s == BatchState::kQueued || s == BatchState::kRunning || s == BatchState::kPaused;
+    if (listed == core::is_final(s)) return false;
+  }
+  return true;
+}
+static_assert(unfinished_states_match_core(),
+              "kUnfinishedBatches must list exactly the batch states that are not final");
+
+#define FLOODGATE_ITEM_COLUMNS \
+  "SELECT idx, state, attempts, flow_run_id, flow_run_state, last_error, detail"
+#define FLOODGATE_ITEMS_OF_BATCH \
+  " FROM items WHERE batch_seq = (SELECT seq FROM batches WHERE id = $1)"
+constexpr std::string_view kLoadItems =
+    FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH " ORDER BY idx";
+constexpr std::string_view kLoadItemsWithSpec =
+    FLOODGATE_ITEM_COLUMNS ", spec" FLOODGATE_ITEMS_OF_BATCH " ORDER BY idx";
+constexpr std::string_view kListItems =
+    FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH " AND idx > $2 ORDER BY idx LIMIT $3";
+constexpr std::string_view kListItemsInState = FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH
+    " AND state = $4 AND idx > $2 ORDER BY idx LIMIT $3";
+constexpr std::string_view kCountItems =
+    "SELECT state, count(*)" FLOODGATE_ITEMS_OF_BATCH " GROUP BY state";
+constexpr std::string_view kItemSpecs =
+    "SELECT idx, spec" FLOODGATE_ITEMS_OF_BATCH " AND idx = ANY ($2::bigint[])";
+#undef FLOODGATE_ITEMS_OF_BATCH
+#undef FLOODGATE_ITEM_COLUMNS
+
+BatchRecord read_batch(const PgResult& r, int row) {
+  BatchRecord b;
+  b.seq = r.int64(row, 0);
+  b.id = r.text(row, 1);
+  b.spec_json = r.text(row, 2);
+  const std::string state = r.text(row, 3);
+  const auto parsed = core::parse_batch_state(state);
+  if (!parsed) throw StoreError("batch " + b.id + " has unknown state '" + state + "' stored");
+  b.state = *parsed;
+  b.total = r.int64(row, 4);
+  b.created_at_ms = r.int64(row, 5);
+  b.updated_at_ms = r.int64(row, 6);
+  b.finished_at_ms = r.int64(row, 7);
+  b.version = r.int64(row, 8);
+  b.idempotency_key = r.optional_text(row, 9);
+  b.submitted_by = r.text(row, 10);
+  return b;
+}
+
+std::vector<BatchRecord> read_batches(const PgResult& r) {
+  std::vector<BatchRecord> out;
+  out.reserve(static_cast<size_t>(r.rows()));
+  for (int row = 0; row < r.rows(); ++row) out.push_back(read_batch(r, row));
+  return out;
+}
+
+std::vector<ItemRecord> read_items(const PgResult& r, const std::string& batch_id, bool with_spec) {
+  std::vector<ItemRecord> out;
+  out.reserve(static_cast<size_t>(r.rows()));
+  for (int row = 0; row < r.rows(); ++row) {
+    ItemRecord item;
+    item.index = r.int64(row, 0);
+    const std::string state = r.text(row, 1);
+    const auto parsed = core::parse_item_state(state);
+    if (!parsed) {
+      throw StoreError("item " + std::to_string(item.index) + " of batch " + batch_id +
+                       " has unknown state '" + state + "' stored");
+    }
+    item.state = *parsed;
+    item.attempts = static_cast<int32_t>(r.int64(row, 2));
+    item.flow_run_id = r.text(row, 3);
+    item.flow_run_state = r.text(row, 4);
+    item.last_error = r.text(row, 5);
+    item.detail_json = r.text(row, 6);
+    if (with_spec) item.spec_json = r.text(row, 7);
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+// "No limit" (negative) is SQL NULL.
+PgParams& add_limit(PgParams& params, int limit) {
+  return limit < 0 ? params.add_null() : params.add(int64_t{limit});
+}
+
+// Array literals for the parameters of kUpdateItems, one per column.
+class ItemColumns {
+ public:
+  void add(const ItemUpdate& u) {
+    const bool first = batch_ids_.empty();
+    for (std::string* column : {&batch_ids_, &indexes_, &states_, &attempts_, &run_ids_,
+                                &run_states_, &errors_, &details_}) {
+      *column += first ? '{' : ',';
+    }
+    append_array_element(batch_ids_, u.batch_id);
+    indexes_ += std::to_string(u.index);
+    append_array_element(states_, core::to_string(u.state));
+    attempts_ += std::to_string(u.attempts);
+    append_array_element(run_ids_, u.flow_run_id);
+    append_array_element(run_states_, u.flow_run_state);
+    append_array_element(errors_, u.last_error);
+    append_array_element(details_, u.detail_json);
+  }
+  PgParams params() {
+    PgParams p;
+    for (std::string* column : {&batch_ids_, &indexes_, &states_, &attempts_, &run_ids_,
+                                &run_states_, &errors_, &details_}) {
+      *column += '}';
+      p.add(*column);
+    }
+    return p;
+  }
+
+ private:
+  std::string batch_ids_, indexes_, states_, attempts_, run_ids_, run_states_, errors_, details_;
+};
+
+}  // namespace
+
+PostgresStore::PostgresStore(const std::string& url, Options options) {
+  try {
+    pool_ = std::make_unique<PgPool>(url, std::max<size_t>(options.connections, 1));
+    auto conn = pool_->acquire();
+    const PgResult encoding = conn->exec("SHOW server_encoding", "reading the encoding");
+    if (encoding.text(0, 0) != "UTF8") {
+      throw StoreError("the database's encoding is " + encoding.text(0, 0) +
+                       "; floodgate needs a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8')");
+    }
+    if (options.exclusive) {
+      instance_lock_ = std::make_unique<PgConnection>(url);
+      if (!try_instance_lock(*instance_lock_)) {
+        throw StoreError(
+            "another floodgated is running against this database and schema (it holds the "
+            "instance advisory lock); several replicas are not supported yet");
+      }
+    }
+    migrate_postgres(*conn);
+  } catch (const StoreError& e) {
+    throw StoreError("cannot open PostgreSQL database at " + redact_database_url(url) + ": " +
+                     e.what());
+  }
+}
+
+PostgresStore::~PostgresStore() = default;
+
+InsertResult PostgresStore::insert_batch(const BatchRecord& batch,
+                                         const std::vector<ItemRecord>& items) {
+  const std::string what = "inserting batch " + batch.id;
+  std::lock_guard lock(write_mutex_);
+  auto conn = pool_->acquire();
+  PgTransaction tx(*conn, what);
+  PgParams params;
+  params.add(batch.id)
+      .add(batch.spec_json)
+      .add(core::to_string(batch.state))
+      .add(batch.total)
+      .add(batch.created_at_ms)
+      .add(batch.updated_at_ms)
+      .add(batch.finished_at_ms)
+      .add(batch.version)
+      .add(batch.idempotency_key)
+      .add(batch.submitted_by);
+  // ON CONFLICT waits for a concurrent insert of the same key to commit or roll back, so
+  // exactly one insert of a key wins, also across processes.
+  const PgResult inserted = conn->run(kInsertBatch, params, what);
+  if (inserted.rows() == 0) {
+    const PgResult existing = conn->run(kBatchByKey, PgParams().add(batch.idempotency_key), what);
+    if (existing.rows() == 0) throw StoreError(what + ": idempotency key taken but not found");
+    return InsertResult{false, existing.text(0, 0)};
+  }
+  if (!items.empty()) {
+    const std::string seq = std::to_string(inserted.int64(0, 0));
+    std::string rows;
+    for (const ItemRecord& item : items) {
+      rows += seq;
+      rows += '\t';
+      rows += std::to_string(item.index);
+      rows += '\t';
+      rows += core::to_string(item.state);
+      rows += '\t';
+      rows += std::to_string(item.attempts);
+      for (const std::string* field : {&item.flow_run_id, &item.flow_run_state, &item.last_error,
+                                       &item.detail_json, &item.spec_json}) {
+        rows += '\t';
+        append_copy_field(rows, *field);
+      }
+      rows += '\n';
+    }
+    conn->copy_in(kCopyItems, rows, what);
+  }
+  tx.commit();
+  return InsertResult{true, batch.id};
+}
+
+void PostgresStore::apply(const std::vector<ItemUpdate>& items,
+                          const std::vector<BatchUpdate>& batches) {
+  if (items.empty() && batches.empty()) return;
+  // One statement updates each row once, so of several updates to one item the last one is
+  // kept, as if they ran in order.
+  std::vector<const ItemUpdate*> latest;
+  latest.reserve(items.size());
+  {
+    std::unordered_map<std::string_view, std::unordered_map<int64_t, size_t>> slot;
+    for (const ItemUpdate& u : items) {
+      auto [it, fresh] = slot[u.batch_id].try_emplace(u.index, latest.size());
+      if (fresh) {
+        latest.push_back(&u);
+      } else {
+        latest[it->second] = &u;
+      }
+    }
+  }
+  ItemColumns columns;
+  for (const ItemUpdate* u : latest) columns.add(*u);
+
+  std::lock_guard lock(write_mutex_);
+  auto conn = pool_->acquire();
+  const std::string_view what = "applying updates";
+  PgTransaction tx(*conn, what);
+  // Item progress may be lost on a server crash (not on a floodgated crash): relaunches reuse
+  // the deterministic idempotency keys and tracking re-reads the children's states, as with
+  // SQLite's synchronous=NORMAL. Accepted batches (insert_batch) keep synchronous commits.
+  conn->exec("SET LOCAL synchronous_commit = off", what);
+  int64_t skipped = 0;
+  if (!latest.empty()) {
+    const PgResult r = conn->run(kUpdateItems, columns.params(), what);
+    skipped += static_cast<int64_t>(latest.size()) - r.changed();
+  }
+  for (const BatchUpdate& u : batches) {
+    PgParams p;
+    p.add(u.id)
+        .add(core::to_string(u.state))
+        .add(u.updated_at_ms)
+        .add(u.finished_at_ms)
+        .add(u.version)
+        .add(u.spec_json);
+    if (conn->run(kUpdateBatch, p, what).changed() == 0) ++skipped;
+  }
+  tx.commit();
+  if (skipped > 0) skipped_updates_.fetch_add(skipped, std::memory_order_relaxed);
+}
+
+std::optional<BatchRecord> PostgresStore::get_batch(const std::string& id) {
+  auto conn = pool_->acquire();
+  const PgResult r = conn->run(kGetBatch, PgParams().add(id), "reading a batch");
+  if (r.rows() == 0) return std::nullopt;
+  return read_batch(r, 0);
+}
+
+std::vector<BatchRecord> PostgresStore::list_batches(std::optional<core::BatchState> state,
+                                                     int64_t after_seq, int limit) {
+  PgParams p;
+  p.add(after_seq);
+  add_limit(p, limit);
+  if (state) p.add(core::to_string(*state));
+  auto conn = pool_->acquire();
+  return read_batches(conn->run(state ? kListBatchesInState : kListBatches, p, "listing batches"));
+}
+
+std::vector<BatchRecord> PostgresStore::load_unfinished_batches() {
+  auto conn = pool_->acquire();
+  return read_batches(conn->run(kUnfinishedBatches, PgParams(), "loading unfinished batches"));
+}
+
+std::vector<ItemRecord> PostgresStore::load_items(const std::string& batch_id, bool with_spec) {
+  auto conn = pool_->acquire();
+  return read_items(conn->run(with_spec ? kLoadItemsWithSpec : kLoadItems, PgParams().add(batch_id),
+                              "loading items"),
+                    batch_id, with_spec);
+}
+
+std::vector<ItemRecord> PostgresStore::list_items(const std::string& batch_id,
+                                                  std::optional<core::ItemState> state,
+                                                  int64_t after_index, int limit) {
+  PgParams p;
+  p.add(batch_id).add(after_index);
+  add_limit(p, limit);
+  if (state) p.add(core::to_string(*state));
+  auto conn = pool_->acquire();
+  return read_items(conn->run(state ? kListItemsInState : kListItems, p, "listing items"), batch_id,
+                    false);
+}
+
+std::array<int64_t, core::kItemStateCount> PostgresStore::count_items(const std::string& batch_id) {
+  std::array<int64_t, core::kItemStateCount> counts{};
+  auto conn = pool_->acquire();
+  const PgResult r = conn->run(kCountItems, PgParams().add(batch_id), "counting items");
+  for (int row = 0; row < r.rows(); ++row) {
+    const std::string state = r.text(row, 0);
+    const auto parsed = core::parse_item_state(state);
+    if (!parsed) {
+      throw StoreError("batch " + batch_id + " has items in unknown state '" + state + "'");
+    }
+    counts[static_cast<size_t>(*parsed)] = r.int64(row, 1);
+  }
+  return counts;
+}
+
+std::vector<std::pair<int64_t, std::string>> PostgresStore::load_item_specs(
+    const std::string& batch_id, const std::vector<int64_t>& indexes) {
+  std::vector<std::pair<int64_t, std::string>> result;
+  if (indexes.empty()) return result;
+  std::string array = "{";
+  for (const int64_t index : indexes) {
+    if (array.size() > 1) array += ',';
+    array += std::to_string(index);
+  }
+  array += '}';
+  std::unordered_map<int64_t, std::string> specs;
+  {
+    auto conn = pool_->acquire();
+    const PgResult r =
+        conn->run(kItemSpecs, PgParams().add(batch_id).add(array), "loading item specs");
+    specs.reserve(static_cast<size_t>(r.rows()));
+    for (int row = 0; row < r.rows(); ++row) specs.emplace(r.int64(row, 0), r.text(row, 1));
+  }
+  result.reserve(indexes.size());
+  for (const int64_t index : indexes) {
+    if (auto it = specs.find(index); it != specs.end()) result.emplace_back(index, it->second);
+  }
+  return result;
+}
+
+int PostgresStore::schema_version() {
+  auto conn = pool_->acquire();
+  return postgres_schema_version(*conn);
+}
+
+}  // namespace floodgate::store

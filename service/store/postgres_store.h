@@ -1,0 +1,73 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "store/store.h"
+
+namespace floodgate::store {
+
+class PgConnection;
+class PgPool;
+
+/// The shared store: batches and items in a PostgreSQL database, reached through a small pool
+/// of libpq connections. The schema is brought up to date at open (see postgres_schema.h).
+///
+/// One floodgated per database (and schema) for now: with `exclusive` the store holds a
+/// session advisory lock for its whole life and refuses to open while another process holds
+/// it. Updates in apply() that name an unknown batch or item are skipped (see
+/// skipped_updates()); only database failures throw.
+class PostgresStore final : public Store {
+ public:
+  struct Options {
+    size_t connections = 4;  // the pool's size: one writer at a time plus concurrent readers
+    bool exclusive = true;   // hold the instance lock (see above)
+  };
+
+  /// Connects to the libpq URL `url` ("postgresql://user:pass@host:port/db?sslmode=...") and
+  /// migrates the schema. Throws StoreError ("cannot open PostgreSQL database at URL: reason",
+  /// the password never shown).
+  PostgresStore(const std::string& url, Options options);
+  explicit PostgresStore(const std::string& url) : PostgresStore(url, Options{}) {}
+  ~PostgresStore() override;
+  PostgresStore(const PostgresStore&) = delete;
+  PostgresStore& operator=(const PostgresStore&) = delete;
+
+  InsertResult insert_batch(const BatchRecord& batch,
+                            const std::vector<ItemRecord>& items) override;
+  void apply(const std::vector<ItemUpdate>& items,
+             const std::vector<BatchUpdate>& batches) override;
+  std::optional<BatchRecord> get_batch(const std::string& id) override;
+  std::vector<BatchRecord> list_batches(std::optional<core::BatchState> state, int64_t after_seq,
+                                        int limit) override;
+  std::vector<BatchRecord> load_unfinished_batches() override;
+  std::vector<ItemRecord> load_items(const std::string& batch_id, bool with_spec) override;
+  std::vector<ItemRecord> list_items(const std::string& batch_id,
+                                     std::optional<core::ItemState> state, int64_t after_index,
+                                     int limit) override;
+  std::array<int64_t, core::kItemStateCount> count_items(const std::string& batch_id) override;
+  std::vector<std::pair<int64_t, std::string>> load_item_specs(
+      const std::string& batch_id, const std::vector<int64_t>& indexes) override;
+
+  /// The schema version of the open database (the highest row of schema_migrations).
+  int schema_version();
+  /// How many item and batch updates apply() skipped because their batch or item is unknown.
+  int64_t skipped_updates() const { return skipped_updates_.load(std::memory_order_relaxed); }
+
+ private:
+  std::unique_ptr<PgPool> pool_;
+  std::unique_ptr<PgConnection> instance_lock_;  // holds the advisory lock; null if !exclusive
+  // Writes go one at a time, as with SQLite: the engine has one writer anyway, and it keeps two
+  // applies from taking row locks in different orders.
+  std::mutex write_mutex_;
+  std::atomic<int64_t> skipped_updates_{0};
+};
+
+}  // namespace floodgate::store
