@@ -43,6 +43,9 @@ type Config struct {
 	CancelDelayMs        int64  `json:"cancel_delay_ms"`
 	MaxBodyBytes         int64  `json:"max_body_bytes"`
 	RequireContentLength bool   `json:"require_content_length"`
+	// APIRoot, when set (e.g. "/api/accounts/a/workspaces/w", Prefect Cloud's form), is the only
+	// API root served; any other path is 404, so a test sees a client that loses the prefix.
+	APIRoot string `json:"api_root"`
 
 	RunSchedule *Schedule `json:"run_schedule"`
 

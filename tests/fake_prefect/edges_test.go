@@ -285,3 +285,18 @@ func TestPrefectsRealPerItemBulkErrors(t *testing.T) {
 		t.Fatalf("got %s", out)
 	}
 }
+
+func TestAPIRootServesOnlyTheConfiguredCloudPrefix(t *testing.T) {
+	h := newHarness(t)
+	root := "/api/accounts/0b7c1f4e-2d3a-4c5b-8e9f-a1b2c3d4e5f6/workspaces/1c8d2a5f-3e4b-4d6c-9fa0-b2c3d4e5f6a7"
+	h.config(`{"api_root":"` + root + `"}`)
+	st, out, _ := h.do("POST", root+"/deployments/"+demoDeploymentID+"/create_flow_run", `{}`)
+	expect(t, st, out, 201)
+	for _, p := range []string{"/api/deployments/" + demoDeploymentID + "/create_flow_run",
+		"/api/accounts/x/workspaces/y/deployments/" + demoDeploymentID + "/create_flow_run"} {
+		st, out, _ = h.do("POST", p, `{}`)
+		expect(t, st, out, 404)
+	}
+	st, out, _ = h.do("GET", root+"/health", nil)
+	expect(t, st, out, 200)
+}

@@ -176,7 +176,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveControl(w, r)
 		return
 	}
-	rest, ok := apiPrefix(r.URL.EscapedPath())
+	esc := r.URL.EscapedPath()
+	rest, ok := apiPrefix(esc)
+	if root := s.cfg.Load().APIRoot; ok && root != "" && esc != root && !strings.HasPrefix(esc, root+"/") {
+		ok = false // only the configured root answers: a client that drops part of it sees 404
+	}
 	if !ok {
 		writeResp(w, response{status: 404, body: detailBody("Not Found")})
 		return
