@@ -33,6 +33,8 @@ struct Config {
   double connect_timeout_s = 10;
   double request_timeout_s = 30;
   size_t max_prefect_response_bytes = 16 * 1024 * 1024;
+  // Below Prefect Cloud's 5 MiB request limit (prefect::kDefaultMaxPrefectBodyBytes).
+  size_t max_prefect_body_bytes = 4 * 1024 * 1024;
   bool bulk = true;
   size_t max_body_bytes = 16 * 1024 * 1024;
   size_t max_runs_per_batch = 100000;

@@ -1,99 +1,33 @@
 #include "prefect/transient.h"
 
-#include <algorithm>
-#include <array>
 #include <cctype>
 #include <nlohmann/json.hpp>
 
+#include "prefect/bulk_errors.h"
+
 namespace floodgate::prefect {
-
-namespace {
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-bool contains_any(const std::string& haystack, const std::string_view* needles, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    if (haystack.find(needles[i]) != std::string::npos) return true;
-  }
-  return false;
-}
-
-// Lower-case fragments of the errors SQLAlchemy raises for a contended or unreachable database,
-// as str(exc) prints them: "(sqlite3.OperationalError) database is locked", "(sqlalchemy.dialects
-// .postgresql.asyncpg.Error) <class 'asyncpg.exceptions.SerializationError'>: could not
-// serialize access due to concurrent update", "... DeadlockDetectedError'>: deadlock detected",
-// "... LockNotAvailableError'>: could not obtain lock on row ...", "... QueryCanceledError'>:
-// canceling statement due to lock timeout", "QueuePool limit of size 5 overflow 10 reached,
-// connection timed out", "connection was closed in the middle of operation".
-constexpr std::array<std::string_view, 22> kContention = {
-    "database is locked",
-    "database table is locked",
-    "sqlite_busy",
-    "operationalerror",
-    "could not serialize",
-    "serializationerror",
-    "serialization failure",
-    "deadlock",
-    "lock timeout",
-    "locknotavailable",
-    "could not obtain lock",
-    "lock not available",
-    "querycancelederror",
-    "statement timeout",
-    "queuepool limit",
-    "timeouterror",
-    "timed out",
-    "too many connections",
-    "remaining connection slots",
-    "connection was closed",
-    "connectiondoesnotexisterror",
-    "cannotconnectnowerror",
-};
-
-// Prefect's own words for a run it will not create, whatever the load: "Parameter validation
-// failed for run ...", "Validation failed for field ...", "Flow run parameters must be less than
-// 512KiB when serialized.", "Cannot create flow run in work queue ...", "Error hydrating flow run
-// parameters", "Deployment ... not found", "... jsonschema ...".
-constexpr std::array<std::string_view, 9> kRejection = {
-    "validation",    "schema",    "512kib",     "cannot create flow run", "hydrat", "not found",
-    "invalid value", "malformed", "work queue",
-};
-
-}  // namespace
-
-bool is_contention_text(std::string_view text) {
-  return contains_any(lower(text), kContention.data(), kContention.size());
-}
-
-bool is_rejection_text(std::string_view text) {
-  return contains_any(lower(text), kRejection.data(), kRejection.size());
-}
 
 Classification classify_bulk_item(std::string_view error) {
   Classification c;
-  // Contention first: SQLAlchemy's text of a locked insert quotes the run's parameters, which
-  // may contain any word.
-  const std::string head = first_line(error, 100000);
-  if (is_contention_text(head)) {
-    c.verdict = Verdict::kRetryable;
-    c.transient = true;
-    c.reason = "bulk_contention";
-    c.message = "Prefect could not create the run: " + std::string(error);
-  } else if (is_rejection_text(head)) {
-    c.verdict = Verdict::kPermanent;
-    c.reason = "bulk_rejected";
-    c.message = "Prefect rejected the run: " + std::string(error);
-  } else {
-    c.verdict = Verdict::kRetryable;
-    c.transient = true;
-    c.unclassified = true;
-    c.reason = "bulk_item_error";
-    c.message = "Prefect could not create the run: " + std::string(error);
+  const BulkError e = classify_bulk_error(error);
+  c.message = "Prefect could not create the run: " + std::string(error);
+  switch (e.kind) {
+    case BulkErrorClass::kContention:
+      c.verdict = Verdict::kRetryable;
+      c.transient = true;
+      c.reason = "bulk_contention";
+      break;
+    case BulkErrorClass::kRejected:
+      c.verdict = Verdict::kPermanent;
+      c.reason = "bulk_rejected";
+      c.message = "Prefect rejected the run: " + std::string(error);
+      break;
+    case BulkErrorClass::kUnknown:
+      c.verdict = Verdict::kRetryable;
+      c.transient = true;
+      c.unclassified = true;
+      c.reason = "bulk_item_error";
+      break;
   }
   return c;
 }

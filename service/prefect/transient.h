@@ -17,18 +17,10 @@ namespace floodgate::prefect {
 // ...]\n[parameters: ...]"} (str() of SQLAlchemy's exception). On PostgreSQL the same load shows
 // as serialization failures, deadlocks and lock timeouts.
 
-/// Whether an error text from Prefect's server names database contention or a database that is
-/// momentarily out of reach (SQLite busy/locked, PostgreSQL serialization, deadlock, lock
-/// timeout, pool exhaustion, dropped database connection).
-bool is_contention_text(std::string_view text);
-
-/// Whether an error text is Prefect's verdict on the run itself (parameters that fail the
-/// deployment's schema, a run too large, a work queue that refuses it).
-bool is_rejection_text(std::string_view text);
-
-/// How one FAILED element of a bulk create must be treated: kPermanent for a rejection of the
-/// run ("bulk_rejected"), otherwise kRetryable and transient: "bulk_contention" for database
-/// contention, "bulk_item_error" (unclassified = true) for any text not recognised.
+/// How one FAILED element of a bulk create must be treated (classes in bulk_errors.h):
+/// kPermanent for Prefect's verdict on the run ("bulk_rejected"), otherwise kRetryable and
+/// transient: "bulk_contention" for database contention, "bulk_item_error" (unclassified = true)
+/// for any text not recognised.
 Classification classify_bulk_item(std::string_view error);
 
 /// How many FAILED elements of a bulk create answer name database contention; cheap when none

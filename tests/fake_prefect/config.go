@@ -21,6 +21,16 @@ type Schedule struct {
 	// "AwaitingConcurrencySlot".
 	Late          bool   `json:"late"`
 	ScheduledName string `json:"scheduled_name,omitempty"`
+
+	// Edges (edges.go). NeverStartRate: the share of runs that never start, staying in
+	// NeverStartState ("SCHEDULED", the default, or "PENDING"). StartRate: workers start at
+	// most this many runs a second (0 = no limit). BurstCrashStarts: a run whose start has
+	// this many starts or more in the second before it crashes CrashAfterMs after starting.
+	NeverStartRate   float64 `json:"never_start_rate,omitempty"`
+	NeverStartState  string  `json:"never_start_state,omitempty"`
+	StartRate        float64 `json:"start_rate,omitempty"`
+	BurstCrashStarts int     `json:"burst_crash_starts,omitempty"`
+	CrashAfterMs     int64   `json:"crash_after_ms,omitempty"`
 }
 
 // Config is the whole run-time configuration. It is immutable once
@@ -33,6 +43,9 @@ type Config struct {
 	CancelDelayMs        int64  `json:"cancel_delay_ms"`
 	MaxBodyBytes         int64  `json:"max_body_bytes"`
 	RequireContentLength bool   `json:"require_content_length"`
+	// APIRoot, when set (e.g. "/api/accounts/a/workspaces/w", Prefect Cloud's form), is the only
+	// API root served; any other path is 404, so a test sees a client that loses the prefix.
+	APIRoot string `json:"api_root"`
 
 	RunSchedule *Schedule `json:"run_schedule"`
 
@@ -142,6 +155,14 @@ func (c *Config) validate() error {
 		}
 		if s.FailRate+s.CrashRate+s.CancelRate > 1.0000001 {
 			return fmt.Errorf("run_schedule: crash_rate + fail_rate + cancel_rate must be <= 1")
+		}
+		if s.NeverStartRate < 0 || s.NeverStartRate > 1 || s.StartRate < 0 || s.BurstCrashStarts < 0 ||
+			s.CrashAfterMs < 0 {
+			return fmt.Errorf("run_schedule: never_start_rate must be within 0..1; start_rate, " +
+				"burst_crash_starts and crash_after_ms >= 0")
+		}
+		if s.NeverStartState != "" && s.NeverStartState != stScheduled && s.NeverStartState != stPending {
+			return fmt.Errorf("run_schedule: never_start_state must be SCHEDULED or PENDING")
 		}
 	}
 	for k, v := range rates {

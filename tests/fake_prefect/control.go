@@ -86,6 +86,16 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			if id, ok = strings.CutSuffix(id, "/state"); ok {
 				resp = s.ctlRunState(id, body)
 			}
+		} else if ok && r.Method == "DELETE" && !strings.Contains(id, "/") {
+			// A run deleted in Prefect (the UI, an API client, a retention job): gone from
+			// reads and filters, not counted.
+			s.store.mu.Lock()
+			deleted := s.store.deleteRun(id)
+			s.store.mu.Unlock()
+			resp = response{status: 204}
+			if !deleted {
+				resp = detailResp(404, "Flow run not found")
+			}
 		}
 	}
 	writeResp(w, resp)
@@ -228,6 +238,9 @@ type deploymentReq struct {
 	Enforce       bool                       `json:"enforce_parameter_schema"`
 	Parameters    map[string]json.RawMessage `json:"parameters"`
 	WorkQueueName string                     `json:"work_queue_name"`
+	// Edges (edges.go): a deployment concurrency limit, and a deployment without a work pool.
+	ConcurrencyLimit int  `json:"concurrency_limit"`
+	NoWorkPool       bool `json:"no_work_pool"`
 }
 
 func (s *Server) ctlDeployment(body []byte) response {
@@ -245,7 +258,11 @@ func (s *Server) ctlDeployment(body []byte) response {
 	}
 	d := &deployment{ID: req.ID, Name: req.Name, FlowName: req.FlowName, FlowID: req.FlowID,
 		Tags: req.Tags, WorkQueueName: req.WorkQueueName, Required: req.Required,
-		Enforce: req.Enforce, Defaults: req.Parameters, PropTypes: map[string]string{}}
+		Enforce: req.Enforce, Defaults: req.Parameters, PropTypes: map[string]string{},
+		ConcurrencyLimit: req.ConcurrencyLimit, NoWorkPool: req.NoWorkPool}
+	if req.ConcurrencyLimit < 0 {
+		return detailResp(400, "bad deployment: concurrency_limit must be >= 0")
+	}
 	if d.ID == "" {
 		d.ID = newUUID()
 	}

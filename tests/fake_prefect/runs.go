@@ -36,6 +36,8 @@ type deployment struct {
 	ID, Name, FlowName, FlowID string
 	Tags                       []string
 	WorkQueueName              string
+	ConcurrencyLimit           int  // > 0: at most this many runs PENDING or RUNNING (edges.go)
+	NoWorkPool                 bool // a deployment without a work pool (e.g. from flow.serve())
 	Required                   []string
 	PropTypes                  map[string]string // property -> JSON schema "type"
 	PropOrder                  []string          // sorted keys of PropTypes
@@ -53,6 +55,7 @@ type deploymentJSON struct {
 	ParameterOpenAPISchema map[string]any             `json:"parameter_openapi_schema"`
 	EnforceParameterSchema bool                       `json:"enforce_parameter_schema"`
 	Parameters             map[string]json.RawMessage `json:"parameters"`
+	ConcurrencyLimit       *int                       `json:"concurrency_limit"`
 }
 
 func (d *deployment) render(properties map[string]json.RawMessage) {
@@ -68,9 +71,14 @@ func (d *deployment) render(properties map[string]json.RawMessage) {
 	if defaults == nil {
 		defaults = map[string]json.RawMessage{}
 	}
+	var limit *int
+	if d.ConcurrencyLimit > 0 {
+		limit = &d.ConcurrencyLimit
+	}
 	d.JSON, _ = json.Marshal(deploymentJSON{
 		ID: d.ID, Name: d.Name, FlowID: d.FlowID, Tags: d.Tags, WorkQueueName: d.WorkQueueName,
 		ParameterOpenAPISchema: schema, EnforceParameterSchema: d.Enforce, Parameters: defaults,
+		ConcurrencyLimit: limit,
 	})
 }
 
@@ -103,6 +111,8 @@ type flowRun struct {
 	tPending, tRunning, tFinal time.Time
 	final                      string
 	schedName                  string
+	tAwait                     time.Time // non-zero: "AwaitingConcurrencySlot" from then to tPending
+	finalMsg                   string    // the final state's message (a crash's)
 	manual                     *manualState
 	endedAt                    time.Time // first final, once a later manual state replaced it
 }
@@ -136,13 +146,16 @@ func (r *flowRun) stateAt(now time.Time) runState {
 	}
 	switch {
 	case !r.hasSchedule || now.Before(r.tPending):
+		if !r.tAwait.IsZero() && !now.Before(r.tAwait) {
+			return runState{typ: stScheduled, name: "AwaitingConcurrencySlot", at: r.tAwait}
+		}
 		return runState{typ: stScheduled, name: r.schedName, at: r.created}
 	case now.Before(r.tRunning):
 		return runState{typ: stPending, name: "Pending", at: r.tPending}
 	case now.Before(r.tFinal):
 		return runState{typ: stRunning, name: "Running", at: r.tRunning, start: r.tRunning, runCount: 1}
 	default:
-		st = runState{typ: r.final, name: stateNames[r.final], at: r.tFinal, end: r.tFinal}
+		st = runState{typ: r.final, name: stateNames[r.final], message: r.finalMsg, at: r.tFinal, end: r.tFinal}
 		if r.final == stCancelled && r.tRunning.Equal(r.tFinal) {
 			return st // cancelled before it ran
 		}
@@ -204,6 +217,7 @@ func (r *flowRun) applySchedule(sc *Schedule, ov fakeOverrides) {
 type fakeOverrides struct {
 	any                               bool
 	final                             string
+	neverStart                        string // "SCHEDULED" or "PENDING": __fake_never_start
 	scheduledMs, pendingMs, runningMs int64
 }
 
@@ -269,6 +283,8 @@ type store struct {
 	taskByKey    map[string]*taskRun // flow run "\x00" task key "\x00" dynamic key
 	csrf         map[string]csrfToken
 	setStates    []setStateRecord // every validated set_state request, in order
+	nextSeq      int              // runs' creation order (deleted runs leave gaps)
+	edges        edgeState
 }
 
 const (
@@ -297,6 +313,8 @@ func (st *store) reset() {
 	st.taskByKey = map[string]*taskRun{}
 	st.csrf = map[string]csrfToken{}
 	st.setStates = nil
+	st.nextSeq = 0
+	st.edges.reset()
 	d := &deployment{ID: demoDeploymentID, Name: "demo", FlowName: "demo-flow", FlowID: demoFlowID,
 		Tags: []string{}, WorkQueueName: "default"}
 	st.putDeployment(d, nil)
@@ -332,7 +350,8 @@ func (st *store) putDeployment(d *deployment, properties map[string]json.RawMess
 
 // insertRun adds a new run to every index. Must be called with mu held.
 func (st *store) insertRun(r *flowRun) {
-	r.seq = len(st.runs)
+	r.seq = st.nextSeq
+	st.nextSeq++
 	st.runs = append(st.runs, r)
 	st.runByID[r.id] = r
 	if r.idemKey != nil {

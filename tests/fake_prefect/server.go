@@ -70,6 +70,7 @@ var (
 	rtBulk       = &route{label: "create_flow_run_bulk", method: "POST", h: hCreateFlowRunBulk, lossy: true}
 	rtFRFilter   = &route{label: "flow_runs_filter", method: "POST", h: hFlowRunsFilter}
 	rtReadFR     = &route{label: "read_flow_run", method: "GET", h: hReadFlowRun}
+	rtDeleteFR   = &route{label: "delete_flow_run", method: "DELETE", h: hDeleteFlowRun}
 	rtSetState   = &route{label: "set_state", method: "POST", h: hSetState}
 	rtTaskCreate = &route{label: "task_runs", method: "POST", h: hCreateTaskRun, lossy: true}
 	rtTRFilter   = &route{label: "task_runs_filter", method: "POST", h: hTaskRunsFilter}
@@ -136,6 +137,8 @@ func matchRoute(method, escPath string) (*route, []string, int) {
 		switch {
 		case n == 2 && segs[1] == "filter":
 			rt = rtFRFilter
+		case n == 2 && method == "DELETE":
+			rt, args = rtDeleteFR, segs[1:2]
 		case n == 2:
 			rt, args = rtReadFR, segs[1:2]
 		case n == 3 && segs[2] == "set_state":
@@ -173,7 +176,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveControl(w, r)
 		return
 	}
-	rest, ok := apiPrefix(r.URL.EscapedPath())
+	esc := r.URL.EscapedPath()
+	rest, ok := apiPrefix(esc)
+	if root := s.cfg.Load().APIRoot; ok && root != "" && esc != root && !strings.HasPrefix(esc, root+"/") {
+		ok = false // only the configured root answers: a client that drops part of it sees 404
+	}
 	if !ok {
 		writeResp(w, response{status: 404, body: detailBody("Not Found")})
 		return

@@ -341,7 +341,7 @@ func TestBulk(t *testing.T) {
 	dep := decode[map[string]any](t, out)
 	st, out, _ = h.do("POST", "/api/deployments/"+dep["id"].(string)+"/create_flow_run/bulk", `[{"parameters":{"n":1}},{"parameters":{}}]`)
 	expect(t, st, out, 200)
-	if !strings.Contains(string(out), `"status":"FAILED","error":"Validation failed for field 'n'`) ||
+	if !strings.Contains(string(out), `"status":"FAILED","error":"Parameter validation failed: Validation failed for field 'n'`) ||
 		!strings.Contains(string(out), `"status":"CREATED","error":null`) {
 		t.Fatalf("got %s", out)
 	}

@@ -23,7 +23,8 @@ type faultCounts struct {
 	LostResponse int64 `json:"lost_response"`
 	Overflow     int64 `json:"overflow"`
 	Locked       int64 `json:"locked"`
-	BulkItem     int64 `json:"bulk_item"` // runs of a bulk create failed with bulk_item_error
+	BulkItem     int64 `json:"bulk_item"`   // runs of a bulk create failed with bulk_item_error
+	BurstCrash   int64 `json:"burst_crash"` // runs set to crash because they started in a burst
 }
 
 // stats is guarded by its own mutex, separate from the store's, so that

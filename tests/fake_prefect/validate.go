@@ -410,6 +410,14 @@ func parseOverrides(params map[string]json.RawMessage) fakeOverrides {
 			}
 		}
 	}
+	if raw, ok := params["__fake_never_start"]; ok {
+		var s string
+		json.Unmarshal(raw, &s)
+		s = strings.ToUpper(s)
+		if s == stScheduled || s == stPending {
+			ov.neverStart, ov.any = s, true
+		}
+	}
 	num("__fake_scheduled_ms", &ov.scheduledMs)
 	num("__fake_pending_ms", &ov.pendingMs)
 	num("__fake_running_ms", &ov.runningMs)

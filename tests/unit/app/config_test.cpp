@@ -52,6 +52,8 @@ TEST(ConfigTest, DefaultsSuitASelfHostedServer) {
   EXPECT_LE(c.min_in_flight, c.max_in_flight);
   EXPECT_FALSE(c.show_help);
   EXPECT_FALSE(c.show_version);
+  // Bulk creates must stay below Prefect Cloud's 5 MiB request limit.
+  EXPECT_LT(c.max_prefect_body_bytes, 5u * 1024 * 1024);
 }
 
 TEST(ConfigTest, FlagWithSeparateValue) {
@@ -96,6 +98,7 @@ TEST(ConfigTest, EveryFlagIsAccepted) {
                     "--connect-timeout=2.5",
                     "--request-timeout=45",
                     "--bulk=false",
+                    "--max-prefect-body-bytes=1048576",
                     "--max-body-bytes=1048576",
                     "--max-runs-per-batch=500",
                     "--retry-budget-ratio=0.5",
@@ -121,6 +124,7 @@ TEST(ConfigTest, EveryFlagIsAccepted) {
   EXPECT_DOUBLE_EQ(c.connect_timeout_s, 2.5);
   EXPECT_DOUBLE_EQ(c.request_timeout_s, 45);
   EXPECT_FALSE(c.bulk);
+  EXPECT_EQ(c.max_prefect_body_bytes, 1048576u);
   EXPECT_EQ(c.max_body_bytes, 1048576u);
   EXPECT_EQ(c.max_runs_per_batch, 500u);
   EXPECT_DOUBLE_EQ(c.retry_budget_ratio, 0.5);
@@ -322,6 +326,7 @@ const std::vector<BadValue>& bad_values() {
       {"request-timeout", "nan"},
       {"request-timeout", "inf"},
       {"bulk", "2"},
+      {"max-prefect-body-bytes", "1000"},
       {"max-body-bytes", "1000"},
       {"max-runs-per-batch", "0"},
       {"max-runs-per-batch", "10000001"},
@@ -428,6 +433,7 @@ TEST(ConfigTest, UsageListsEveryFlagAndVariable) {
                            "connect-timeout",
                            "request-timeout",
                            "bulk",
+                           "max-prefect-body-bytes",
                            "max-body-bytes",
                            "max-runs-per-batch",
                            "retry-budget-ratio",

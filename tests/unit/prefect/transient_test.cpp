@@ -31,15 +31,6 @@ const std::string kPgLockTimeout =
 const std::string kPool =
     "QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00";
 
-TEST(TransientTest, ContentionTextsOfSqliteAndPostgres) {
-  for (const auto& t : {kSqliteLocked, kPgSerialize, kPgDeadlock, kPgLockTimeout, kPool}) {
-    EXPECT_TRUE(is_contention_text(t)) << t;
-  }
-  EXPECT_TRUE(is_contention_text("(sqlite3.OperationalError) database table is locked"));
-  EXPECT_FALSE(is_contention_text("Parameter validation failed for run 'x': 'a' is required"));
-  EXPECT_FALSE(is_contention_text("something odd"));
-}
-
 TEST(TransientTest, BulkItemContentionIsTransientEvenWhenItsParametersSayValidation) {
   // The parameters quoted after the first line must not make a locked insert a rejection.
   Classification c = classify_bulk_item(kSqliteLocked);
@@ -51,26 +42,6 @@ TEST(TransientTest, BulkItemContentionIsTransientEvenWhenItsParametersSayValidat
   for (const auto& t : {kPgSerialize, kPgDeadlock, kPgLockTimeout, kPool}) {
     EXPECT_EQ(classify_bulk_item(t).reason, "bulk_contention") << t;
   }
-}
-
-TEST(TransientTest, BulkItemRejectionsAreVerdicts) {
-  for (const char* t : {"Parameter validation failed for run 'demo-1': 'x' is a required property",
-                        "Flow run parameters must be less than 512KiB when serialized.",
-                        "Cannot create flow run in work queue 'paused' because it is paused",
-                        "Error hydrating flow run parameters: Invalid jinja"}) {
-    Classification c = classify_bulk_item(t);
-    EXPECT_EQ(c.verdict, Verdict::kPermanent) << t;
-    EXPECT_FALSE(c.transient) << t;
-    EXPECT_EQ(c.reason, "bulk_rejected") << t;
-  }
-}
-
-TEST(TransientTest, AnUnknownBulkItemErrorIsTransientAndFlagged) {
-  Classification c = classify_bulk_item("KeyError: 'flow_id'");
-  EXPECT_EQ(c.verdict, Verdict::kRetryable);
-  EXPECT_TRUE(c.transient);
-  EXPECT_TRUE(c.unclassified);
-  EXPECT_EQ(c.reason, "bulk_item_error");
 }
 
 TEST(TransientTest, BulkContentionCount) {
