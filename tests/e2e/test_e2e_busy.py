@@ -52,7 +52,8 @@ def test_g_busy_prefect_with_services_worker_and_cpu_hog(prefect_env, floodgate)
         worker_tag = f"e2e-busy-worker-{int(time.time())}"
         for i in range(WORKER_N):
             prefect.post(f"/deployments/{light['id']}/create_flow_run",
-                         {"parameters": {"x": i, "sleep_s": 1.0}, "tags": [worker_tag]})
+                         {"parameters": {"x": i, "sleep_s": 1.0}, "tags": [worker_tag]},
+                         timeout=90)
 
         t0 = time.monotonic()
         b = floodgate.client.submit({"deployment": "demo-flow/idle",
