@@ -266,8 +266,14 @@ PY
 prefect_env_server_healthy() { _fg_http_ok "http://$FG_PREFECT_HOST:$FG_PREFECT_PORT/api/health"; }
 
 prefect_env_wait_health() {  # [timeout_s]
-  local timeout="${1:-$FG_PREFECT_START_TIMEOUT}" start=$SECONDS pid
+  local timeout="${1:-$FG_PREFECT_START_TIMEOUT}" start=$SECONDS pid next_note=30
   while ! prefect_env_server_healthy; do
+    # A first start migrates a new database (and with the UI on, prepares its files): a minute
+    # of CPU, several on a busy machine. Say so, rather than sit silent.
+    if ((SECONDS - start >= next_note)); then
+      _fg_log "still waiting for the Prefect server ($((SECONDS - start)) s of ${timeout} s; load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
+      next_note=$((next_note + 30))
+    fi
     if ! pid="$(_fg_read_pid server)"; then
       _fg_log "the Prefect server exited; last lines of $FG_PREFECT_RUN_DIR/logs/server.log:"
       tail -n 30 "$FG_PREFECT_RUN_DIR/logs/server.log" >&2 2>/dev/null || true
