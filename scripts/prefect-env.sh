@@ -42,6 +42,8 @@
 #                            is an orchestration rule and stays.               (false)
 #   FG_PREFECT_SERVER_LOG_LEVEL  the server's (uvicorn's) log level; INFO logs every request
 #                            with its status (an access log)                   (WARNING)
+#   FG_PREFECT_LOG_RETRYABLE_ERRORS  true: the server logs each error it answers 503 for
+#                            (database locked/busy, ...) with its traceback     (false)
 #   FG_PREFECT_IDLE_POOL     also create this process pool, which no worker polls, and deploy
 #                            demo-flow/idle on it (runs stay SCHEDULED until someone sets
 #                            their state through the API)                      ()
@@ -68,6 +70,7 @@ FG_PREFECT_START_TIMEOUT="${FG_PREFECT_START_TIMEOUT:-180}"
 FG_PREFECT_EXTRA_PIP="${FG_PREFECT_EXTRA_PIP:-}"
 FG_PREFECT_LEAN="${FG_PREFECT_LEAN:-false}"
 FG_PREFECT_SERVER_LOG_LEVEL="${FG_PREFECT_SERVER_LOG_LEVEL:-WARNING}"
+FG_PREFECT_LOG_RETRYABLE_ERRORS="${FG_PREFECT_LOG_RETRYABLE_ERRORS:-false}"
 FG_PREFECT_IDLE_POOL="${FG_PREFECT_IDLE_POOL:-}"
 FG_PREFECT_FLOWS_DIR="${FG_PREFECT_FLOWS_DIR:-$FG_ROOT/tests/e2e/flows}"
 
@@ -95,6 +98,9 @@ prefect_env_export() {
   export PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT=false
   export PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED=false
   export PREFECT_SERVER_LOGGING_LEVEL="${PREFECT_SERVER_LOGGING_LEVEL:-WARNING}"
+  # A 503 from the server is one of its "retryable" exceptions (SQLite busy/locked, any other
+  # DBAPIError); Prefect logs them, with the traceback, only when asked.
+  export PREFECT_SERVER_LOG_RETRYABLE_ERRORS="$FG_PREFECT_LOG_RETRYABLE_ERRORS"
   export PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS=false
   export PREFECT_CLI_PROMPT=false
   export PREFECT_CLI_COLORS=false
@@ -260,8 +266,14 @@ PY
 prefect_env_server_healthy() { _fg_http_ok "http://$FG_PREFECT_HOST:$FG_PREFECT_PORT/api/health"; }
 
 prefect_env_wait_health() {  # [timeout_s]
-  local timeout="${1:-$FG_PREFECT_START_TIMEOUT}" start=$SECONDS pid
+  local timeout="${1:-$FG_PREFECT_START_TIMEOUT}" start=$SECONDS pid next_note=30
   while ! prefect_env_server_healthy; do
+    # A first start migrates a new database (and with the UI on, prepares its files): a minute
+    # of CPU, several on a busy machine. Say so, rather than sit silent.
+    if ((SECONDS - start >= next_note)); then
+      _fg_log "still waiting for the Prefect server ($((SECONDS - start)) s of ${timeout} s; load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
+      next_note=$((next_note + 30))
+    fi
     if ! pid="$(_fg_read_pid server)"; then
       _fg_log "the Prefect server exited; last lines of $FG_PREFECT_RUN_DIR/logs/server.log:"
       tail -n 30 "$FG_PREFECT_RUN_DIR/logs/server.log" >&2 2>/dev/null || true

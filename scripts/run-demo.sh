@@ -14,19 +14,31 @@
 #   5. submits a batch of 100 runs of demo-flow/demo and shows its progress until it ends.
 # Everything stays up until `run-demo.sh stop`.
 #
-# Knobs (environment): DEMO_RUNS (100), DEMO_MAX_RUNNING (8), DEMO_SLEEP_S (2),
-# FG_PREFECT_WORKER_LIMIT (8), DEMO_REQUEST_TIMEOUT_S (60), FLOODGATE_DEMO_PORT (8080),
-# FG_PREFECT_PORT (4200), FLOODGATED (use this binary, skip the build), DEMO_SKIP_APT=1 (never
-# call apt-get), DEMO_TIMEOUT_S (1800).
+# Knobs (environment): DEMO_RUNS (100), DEMO_SLEEP_S (2), DEMO_MAX_RUNNING and
+# FG_PREFECT_WORKER_LIMIT (both 2 per CPU core, 2 to 8: 4 on a 2-core machine),
+# DEMO_REQUEST_TIMEOUT_S (60), DEMO_STALL_S (600), DEMO_TIMEOUT_S (0: none),
+# FG_PREFECT_START_TIMEOUT (900: seconds for the Prefect server and worker to come up; a
+# first start migrates a new database, 20 s on an idle machine, over 3 minutes at load 17),
+# FLOODGATE_DEMO_PORT (8080), FG_PREFECT_PORT (4200), FLOODGATED (use this binary, skip the
+# build), DEMO_SKIP_APT=1 (never call apt-get).
 #
-# The defaults are for a small machine that does other work too: each child is a Python process
-# that spends seconds of CPU starting Prefect's engine, and every child's state changes are
-# writes to the server's one SQLite database. More children at once than the machine has room
-# for only makes them slower and the database busier ("database is locked" -> 503, which
-# floodgate waits out, never counting it against a run's attempts). 8 at a time keeps a 2-core
-# machine responsive; raise DEMO_MAX_RUNNING and FG_PREFECT_WORKER_LIMIT together on a bigger
-# one. floodgated waits 60 s for an answer, as Prefect's own client does: a busy SQLite server
-# answers slowly rather than not at all.
+# The defaults are for a small machine that does other work too. Each child is a Python process
+# that spends 3-5 s of CPU starting Prefect's engine, and every child's state changes are writes
+# to the server's one SQLite database, so the worker's pace is the machine's: on 2 idle cores
+# about 0.4 children a second, with two CPU hogs and builds beside it (load 15-20) 0.1 a second
+# or less, and 100 children then take 15-30 minutes. That is slow, not stuck; the watch
+# therefore has no fixed time limit: it waits while the batch moves (a child changes state in
+# floodgate or in Prefect), prints every 30 s what it waits for (floodgate's counts, the
+# children's states in Prefect, the rate and ETA, the load average), and gives up only when
+# nothing moved for DEMO_STALL_S (exit 4; the batch goes on in floodgated). DEMO_TIMEOUT_S
+# sets a hard limit if you want one.
+# Two children per core run at once (DEMO_MAX_RUNNING = FG_PREFECT_WORKER_LIMIT): more only
+# makes each child slower and the database busier ("database is locked" -> 503, which
+# floodgate waits out, never counting it against a run's attempts, but which the worker and
+# the children's own Prefect clients retry with back-offs of seconds), and a batch that
+# launches more than the worker runs leaves children SCHEDULED, where Prefect's late-runs
+# service writes a "Late" state for each. floodgated waits 60 s for an answer, as Prefect's
+# own client does: a busy SQLite server answers slowly rather than not at all.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,16 +49,23 @@ FG_PID_FILE="$RUN_DIR/floodgated.pid"
 FG_LOG="$RUN_DIR/floodgated.log"
 FG_DB="$RUN_DIR/floodgate.db"
 DEMO_RUNS="${DEMO_RUNS:-100}"
-DEMO_MAX_RUNNING="${DEMO_MAX_RUNNING:-8}"
+# Two children per CPU core, at least 2, at most 8 (see above).
+DEMO_CONCURRENCY=$(( $(nproc 2>/dev/null || echo 2) * 2 ))
+if ((DEMO_CONCURRENCY < 2)); then DEMO_CONCURRENCY=2; fi
+if ((DEMO_CONCURRENCY > 8)); then DEMO_CONCURRENCY=8; fi
+DEMO_MAX_RUNNING="${DEMO_MAX_RUNNING:-$DEMO_CONCURRENCY}"
 DEMO_REQUEST_TIMEOUT_S="${DEMO_REQUEST_TIMEOUT_S:-60}"
 DEMO_SLEEP_S="${DEMO_SLEEP_S:-2}"
-DEMO_TIMEOUT_S="${DEMO_TIMEOUT_S:-1800}"
+DEMO_TIMEOUT_S="${DEMO_TIMEOUT_S:-0}"
+DEMO_STALL_S="${DEMO_STALL_S:-600}"
 
 export FG_PREFECT_PORT="${FG_PREFECT_PORT:-4200}"
 export FG_PREFECT_RUN_DIR="${FG_PREFECT_RUN_DIR:-$RUN_DIR/prefect}"
 export FG_PREFECT_UI="${FG_PREFECT_UI:-true}"
 export FG_PREFECT_POOL="${FG_PREFECT_POOL:-floodgate-demo}"
-export FG_PREFECT_WORKER_LIMIT="${FG_PREFECT_WORKER_LIMIT:-8}"
+export FG_PREFECT_WORKER_LIMIT="${FG_PREFECT_WORKER_LIMIT:-$DEMO_CONCURRENCY}"
+# A first start of Prefect's server on a busy machine can take minutes (see prefect-env.sh).
+export FG_PREFECT_START_TIMEOUT="${FG_PREFECT_START_TIMEOUT:-900}"
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -163,47 +182,13 @@ PY="$FG_PREFECT_VENV/bin/python"
 
 submit_and_watch() {
   say "submitting $DEMO_RUNS runs of demo-flow/demo (max_running $DEMO_MAX_RUNNING, each sleeps ${DEMO_SLEEP_S}s)"
+  # Waits while the batch moves (see scripts/demo_watch.py): a status line every 30 s (redrawn
+  # in place on a terminal) with floodgate's counts, the children's states in Prefect and the
+  # machine's load; gives up only when nothing moved for DEMO_STALL_S.
   local rc=0
-  if [[ -f "$ROOT/client/python/floodgate/__main__.py" ]]; then
-    PYTHONPATH="$ROOT/client/python${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m floodgate --url "$FG_URL" \
-      submit demo-flow/demo --params "{\"x\": \"{index}\", \"sleep_s\": $DEMO_SLEEP_S}" \
-      --count "$DEMO_RUNS" --max-running "$DEMO_MAX_RUNNING" --tag floodgate-demo \
-      --wait --timeout "$DEMO_TIMEOUT_S" || rc=$?
-  else
-    # No CLI: the REST API with a small progress loop (standard library only).
-    "$PY" - "$FG_URL" "$DEMO_RUNS" "$DEMO_MAX_RUNNING" "$DEMO_SLEEP_S" "$DEMO_TIMEOUT_S" <<'PY' || rc=$?
-import json, sys, time, urllib.request
-url, n, max_running, sleep_s, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-def call(path, body=None, t=60):
-    req = urllib.request.Request(url + path, method="POST" if body is not None else "GET",
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    return json.load(urllib.request.urlopen(req, timeout=t))
-b = call("/v1/batches", {"deployment": "demo-flow/demo", "tags": ["floodgate-demo"],
-                         "runs": [{"parameters": {"x": i, "sleep_s": sleep_s}} for i in range(n)],
-                         "limits": {"max_running": max_running}})
-print(f"batch {b['id']}")
-deadline = time.monotonic() + timeout
-tty = sys.stdout.isatty()
-while True:
-    c = b["counts"]
-    done = sum(c.get(k, 0) for k in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED", "LAUNCH_FAILED", "SKIPPED"))
-    width = 40
-    fill = int(width * done / max(1, b["total"]))
-    line = (f"{b['state']:<9} [{'#' * fill}{'.' * (width - fill)}] {done}/{b['total']}  "
-            f"running {c.get('LAUNCHED', 0) + c.get('LAUNCHING', 0)}  ok {c.get('COMPLETED', 0)}  "
-            f"failed {c.get('FAILED', 0) + c.get('CRASHED', 0) + c.get('LAUNCH_FAILED', 0)}")
-    sys.stdout.write(("\r" + line + "\x1b[K") if tty else line + "\n")
-    sys.stdout.flush()
-    if b["state"] in ("COMPLETED", "FAILED", "CANCELLED"):
-        print()
-        sys.exit(0 if b["state"] == "COMPLETED" else 1)
-    if time.monotonic() > deadline:
-        print(f"\nstill {b['state']} after {timeout:.0f}s")
-        sys.exit(4)
-    b = call(f"/v1/batches/{b['id']}?wait_s=2&after_version={b['version']}")
-PY
-  fi
+  "$PY" "$ROOT/scripts/demo_watch.py" "$FG_URL" "$FG_PREFECT_API_URL" --deployment demo-flow/demo \
+    --runs "$DEMO_RUNS" --max-running "$DEMO_MAX_RUNNING" --sleep-s "$DEMO_SLEEP_S" \
+    --tag floodgate-demo --stall-s "$DEMO_STALL_S" --timeout-s "$DEMO_TIMEOUT_S" || rc=$?
   return "$rc"
 }
 

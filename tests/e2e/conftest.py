@@ -16,6 +16,7 @@ Environment knobs:
   FLOODGATED              path of the binary (default: build/{ci,release,debug}/service/floodgated)
   FG_E2E_PREFECT_PORT     port of the test Prefect server (4210)
   FG_E2E_RUN_DIR          run dir of the test Prefect (<repo>/.run/e2e-prefect)
+  FG_E2E_START_TIMEOUT    seconds to wait for the server and the worker to come up (600)
   FG_E2E_WORKER_LIMIT     concurrent flow runs of the worker (5; more means more SQLite write
                           races in the server, 503s and client back-offs, not more throughput)
   FG_E2E_KEEP_PREFECT=1   leave server and worker running after the session (faster reruns)
@@ -63,6 +64,9 @@ class PrefectEnv:
             FG_PREFECT_IDLE_POOL=self.idle_pool,
             FG_PREFECT_LEAN="true",
             FG_PREFECT_WORKER_LIMIT=os.environ.get("FG_E2E_WORKER_LIMIT", "5"),
+            # A first start migrates a new database: 20 s on an idle machine, over 3 minutes
+            # at load 19 (seen on a shared 2-core machine); the wait ends as soon as it is up.
+            FG_PREFECT_START_TIMEOUT=os.environ.get("FG_E2E_START_TIMEOUT", "600"),
         )
         self.api = Prefect(self.api_url)
 

@@ -35,19 +35,37 @@ class HttpError(Exception):
 
 
 # What a SQLite-backed Prefect answers when a write lost the race for the database lock
-# ("database is locked"): nothing was written, and Prefect's own client retries it.
-PREFECT_RETRYABLE_503 = '"exception_message":"Service Unavailable"'
+# ("database is locked", SQLITE_BUSY; prefect/server/api/server.py,
+# custom_internal_exception_handler): nothing was written, and Prefect's own client retries it.
+PREFECT_RETRYABLE_503 = {"exception_message": "Service Unavailable"}
+
+
+def is_prefect_retryable_503(status: int, text: str) -> bool:
+    """Prefect's "try again" answer. Compared as JSON, not as text: an earlier version of this
+    check stripped the blanks from the body and then looked for "Service Unavailable" (with its
+    blank), so it never matched and no 503 was ever retried."""
+    if status != 503:
+        return False
+    try:
+        return json.loads(text) == PREFECT_RETRYABLE_503
+    except ValueError:
+        return False
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 60.0,
-         headers: dict | None = None, retries_503: int = 6) -> tuple[int, Any]:
-    """One JSON request. Prefect's retryable 503 is retried, as Prefect's client does (up to
-    `retries_503` times, waiting 0.5, 1, 2, ... s): the tests' own calls to the server must
-    not fail on a lock the worker or the children happened to hold."""
+         headers: dict | None = None, retry_503_s: float = 60.0) -> tuple[int, Any]:
+    """One JSON request. Prefect's retryable 503 is retried, as Prefect's client does, for up
+    to `retry_503_s` seconds (waiting 0.5, 1, 2, 4, then 5 s between tries): the tests' own
+    calls to the server must not fail on a lock that Prefect's services, the worker or the
+    children happened to hold. A busy SQLite server answers a write whose transaction read
+    first and lost the lock at once (SQLITE_BUSY without waiting), so these come in bursts
+    while other writers are busy, not one in a while."""
     data = None if body is None else json.dumps(body).encode()
     h = {"Content-Type": "application/json", "Accept": "application/json"}
     h.update(headers or {})
-    for attempt in range(retries_503 + 1):
+    deadline = time.monotonic() + retry_503_s
+    attempt = 0
+    while True:
         req = urllib.request.Request(url, data=data, method=method, headers=h)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -55,12 +73,12 @@ def http(method: str, url: str, body: Any = None, timeout: float = 60.0,
                 return resp.status, (json.loads(raw) if raw else None)
         except urllib.error.HTTPError as e:
             text = e.read().decode(errors="replace")
-            if (e.code == 503 and PREFECT_RETRYABLE_503 in text.replace(" ", "")
-                    and attempt < retries_503):
-                time.sleep(0.5 * 2 ** attempt)
+            pause = min(5.0, 0.5 * 2 ** attempt)
+            if is_prefect_retryable_503(e.code, text) and time.monotonic() + pause < deadline:
+                attempt += 1
+                time.sleep(pause)
                 continue
             raise HttpError(e.code, text, url) from None
-    raise AssertionError("unreachable")
 
 
 def wait_until(what: str, pred: Callable[[], Any], timeout: float, interval: float = 0.5):

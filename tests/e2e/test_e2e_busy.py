@@ -7,10 +7,22 @@ API, starts the worker on it with a few dozen real children to run, and a CPU ho
 on this 2-core machine. floodgate then launches 100 more children; every one must be created
 exactly once and the batch must end COMPLETED. The lean server and worker are restored after.
 
-NOT PASSING YET, so opt-in (FG_E2E_BUSY=1): in its first runs the test's own set-up (the worker's
-children, created directly with Prefect's API) got 503 "Service Unavailable" on every create for
-minutes, even with 40 retries; floodgate's part was never reached. Until that is understood the
-case stays out of the test command; issue 10 is open for it.
+One setting differs from Prefect's defaults, and why: runs count as late after an hour instead
+of 15 s (PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS; the late-runs service stays on). The
+worker's children queue behind its 5 slots and floodgate's wait for the Completer, so dozens of
+runs pass the 15 s at once, and Prefect 3.9.1's late-runs service then livelocks a SQLite
+server under CPU load: it marks each late run in its own docket task, in a transaction that
+reads first and writes after, so the tasks keep failing each other with "database is locked"
+(an immediate SQLITE_BUSY: a read transaction cannot wait for the write lock) and are retried
+at once. Seen in this case's first runs: ~110 failed mark_flow_run_late a minute for as long
+as the runs stayed late, and meanwhile every other read-then-write failed too, floodgate's
+creates and bulk creates, the worker's heartbeats and label updates, and direct creates (0 of
+8 singles and 0 of 6 bulks by hand). No client gets a write in while that lasts; it is
+Prefect's to fix, not something floodgate could wait out within a test.
+
+(The case's earlier failures in its own set-up, before floodgate's part, were the tests' HTTP
+helper: its check for Prefect's retryable 503 never matched, so no 503 was retried; fixed in
+helpers.http.)
 """
 
 from __future__ import annotations
@@ -29,14 +41,21 @@ from test_e2e import (assert_exactly_once, assert_final_completed, demo_runs, me
 BUSY_N = int(os.environ.get("FG_E2E_BUSY_N", "100"))
 WORKER_N = int(os.environ.get("FG_E2E_BUSY_WORKER_N", "30"))
 
+# Runs count as late after an hour (see the docstring): the late-runs service stays on.
+LATE_AFTER_S = os.environ.get("FG_E2E_BUSY_LATE_AFTER_S", "3600")
+
+# Opt-in for its cost, not because it fails: two server restarts, a worker start and 130
+# children take several minutes on 2 cores (see tests/e2e/README.md for the measured time),
+# more than the test command can spare.
 pytestmark = pytest.mark.skipif(os.environ.get("FG_E2E_BUSY") != "1",
-                                reason="opt-in (FG_E2E_BUSY=1): does not pass yet, see the docstring")
+                                reason="opt-in (FG_E2E_BUSY=1): several minutes, see the docstring")
 
 
 def test_g_busy_prefect_with_services_worker_and_cpu_hog(prefect_env, floodgate):
     prefect = prefect_env.api
     lean_env = prefect_env.env
-    busy_env = dict(lean_env, FG_PREFECT_LEAN="false")
+    busy_env = dict(lean_env, FG_PREFECT_LEAN="false",
+                    PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS=LATE_AFTER_S)
     hog = None
     try:
         prefect_env.worker_stop()
@@ -52,7 +71,8 @@ def test_g_busy_prefect_with_services_worker_and_cpu_hog(prefect_env, floodgate)
         worker_tag = f"e2e-busy-worker-{int(time.time())}"
         for i in range(WORKER_N):
             prefect.post(f"/deployments/{light['id']}/create_flow_run",
-                         {"parameters": {"x": i, "sleep_s": 1.0}, "tags": [worker_tag]})
+                         {"parameters": {"x": i, "sleep_s": 1.0}, "tags": [worker_tag]},
+                         timeout=90)
 
         t0 = time.monotonic()
         b = floodgate.client.submit({"deployment": "demo-flow/idle",
