@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (Debian packages, Go check, Python venvs),
-# builds, and runs every suite:
+# builds, checks the source sizes (tests/check_sizes.py) and runs every suite:
 #   unit (GoogleTest, simulated clock), the fake Prefect's own tests, integration (the real
 #   floodgated against a fault-injecting fake Prefect), the Python client's tests, and the
 #   end-to-end tests against a real Prefect server (tests/e2e, scripts/e2e.sh): it installs a
@@ -45,6 +45,14 @@ record() {  # name, exit code; also says how long the lane took since the previo
   lane_started=$now
   [[ $2 -eq 0 ]] || failed=1
 }
+
+# --- Issue 12: source sizes (no file in service/ over 600 lines, no function over 60) ---
+echo "== source sizes (tests/check_sizes.py)"
+set +e
+python3 tests/check_sizes_test.py -q && python3 tests/check_sizes.py
+record sizes $?
+set -e
+# --- end source sizes ---
 
 echo "== unit tests"
 set +e

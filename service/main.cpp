@@ -117,6 +117,7 @@ int run(const floodgate::Config& cfg) {
   aopts.token_rate = cfg.token_rate;
   aopts.origins.tls = !cfg.tls_cert.empty();
   aopts.prefect_ui_url = cfg.prefect_ui_url;
+  aopts.wall_clock = &wall_clock;
   api::Router router(aopts, engine, *store, metrics);
   http::ServerOptions sopts{cfg.listen_host,      cfg.listen_port, cfg.max_body_bytes,
                             cfg.max_parse_memory, cfg.tls_cert,    cfg.tls_key};

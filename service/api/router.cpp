@@ -5,11 +5,12 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <random>
 
 #include "api/json_scan.h"
 #include "api/request_guard.h"
 #include "api/status_page.h"
-#include "engine/time_format.h"
+#include "core/uuid.h"
 #include "metrics/log.h"
 
 namespace floodgate::api {
@@ -196,7 +197,7 @@ Router::Router(ApiOptions options, engine::Engine& engine, store::Store& store,
       engine_(engine),
       store_(store),
       metrics_(metrics),
-      random_(std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32)) {}
+      random_((static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}()) {}
 
 std::optional<double> Router::over_rate(const std::string& caller) {
   if (options_.token_rate <= 0) return std::nullopt;
@@ -215,22 +216,8 @@ std::optional<double> Router::over_rate(const std::string& caller) {
 }
 
 std::string Router::new_batch_id() {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::lock_guard<std::mutex> lock(random_mutex_);
-  uint64_t a = random_();
-  uint64_t b = random_();
-  std::string s(36, '-');
-  int bit = 0;
-  for (int i = 0; i < 36; ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) continue;
-    uint64_t& src = bit < 64 ? a : b;
-    int v = static_cast<int>((src >> (bit % 64)) & 15);
-    bit += 4;
-    if (i == 14) v = 4;
-    if (i == 19) v = 8 | (v & 3);
-    s[i] = kHex[v];
-  }
-  return s;
+  return core::new_uuid(random_);
 }
 
 namespace {
@@ -433,7 +420,7 @@ void Router::post_batch(const ServerRequest& req, const std::string& submitted_b
   rec.spec_json = engine::to_json(parsed->spec).dump();
   rec.state = core::BatchState::kQueued;
   rec.total = static_cast<int64_t>(parsed->run_specs.size());
-  rec.created_at_ms = rec.updated_at_ms = engine::wall_ms();
+  rec.created_at_ms = rec.updated_at_ms = wall_clock().unix_ms();
   rec.version = 1;
   rec.idempotency_key = idem;
   rec.submitted_by = submitted_by;

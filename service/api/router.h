@@ -5,7 +5,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <string>
 
 #include "api/auth.h"
@@ -13,6 +12,7 @@
 #include "api/http_server.h"
 #include "api/request_guard.h"
 #include "core/clock.h"
+#include "core/random.h"
 #include "core/token_bucket.h"
 #include "engine/engine.h"
 #include "metrics/metrics.h"
@@ -31,6 +31,8 @@ struct ApiOptions {
   /// Requests per second each API token may make (0: no limit); bursts of twice that, at least 2.
   double token_rate = 50;
   const core::Clock* clock = nullptr;  // for the per-token buckets; the steady clock if null
+  /// For batches' creation times; the system clock if null.
+  const core::WallClock* wall_clock = nullptr;
 };
 
 /// floodgate's REST API: routing, validation, JSON mapping. Runs on the listener's threads;
@@ -70,8 +72,12 @@ class Router {
   core::SteadyClock steady_clock_;
   std::mutex buckets_mutex_;
   std::map<std::string, core::TokenBucket> buckets_;
+  const core::WallClock& wall_clock() const {
+    return options_.wall_clock != nullptr ? *options_.wall_clock : system_wall_clock_;
+  }
+  core::SystemWallClock system_wall_clock_;
   std::mutex random_mutex_;
-  std::mt19937_64 random_;
+  core::MtRandom random_;  // batch ids; listener threads share it under random_mutex_
 };
 
 /// An application/problem+json response (RFC 9457) naming the field at fault.

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
+#include "core/time_format.h"
 #include "engine/batch.h"
-#include "engine/time_format.h"
 
 namespace floodgate::engine {
 
@@ -19,9 +19,10 @@ json batch_view(const Batch& b) {
   j["state"] = std::string(core::to_string(b.rec.state));
   j["total"] = b.rec.total;
   j["counts"] = std::move(counts);
-  j["created_at"] = format_time_ms(b.rec.created_at_ms);
-  j["updated_at"] = format_time_ms(b.rec.updated_at_ms);
-  j["finished_at"] = b.rec.finished_at_ms ? json(format_time_ms(b.rec.finished_at_ms)) : json();
+  j["created_at"] = core::format_time_ms(b.rec.created_at_ms);
+  j["updated_at"] = core::format_time_ms(b.rec.updated_at_ms);
+  j["finished_at"] =
+      b.rec.finished_at_ms ? json(core::format_time_ms(b.rec.finished_at_ms)) : json();
   j["version"] = b.rec.version;
   j["idempotency_key"] = b.rec.idempotency_key ? json(*b.rec.idempotency_key) : json();
   j["failures"] = b.failures;

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <bit>
 
+#include "core/uuid.h"
 #include "engine/batch.h"
 #include "engine/batch_view.h"
-#include "engine/time_format.h"
 #include "metrics/log.h"
 
 namespace floodgate::engine {
@@ -15,19 +15,6 @@ using core::ItemState;
 using nlohmann::json;
 
 namespace {
-
-std::string new_uuid(core::Random& random) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s(36, '-');
-  for (int i = 0; i < 36; ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) continue;
-    int v = static_cast<int>(random.uniform01() * 16) & 15;
-    if (i == 14) v = 4;
-    if (i == 19) v = 8 | (v & 3);
-    s[i] = kHex[v];
-  }
-  return s;
-}
 
 core::Duration ms(int64_t n) { return std::chrono::milliseconds(n); }
 
@@ -1427,7 +1414,7 @@ void Engine::queue_cancel_child(Batch& b, const std::string& flow_run_id) {
   p->kind = ReqKind::kCancelChild;
   p->batch = b.key;
   p->child_id = flow_run_id;
-  p->transition_id = new_uuid(random_);
+  p->transition_id = core::new_uuid(random_);
   control_.push_back(std::move(p));
 }
 

@@ -1,10 +1,11 @@
 #include "metrics/log.h"
 
 #include <atomic>
-#include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <mutex>
+
+#include "core/clock.h"
+#include "core/time_format.h"
 
 namespace floodgate::log {
 
@@ -12,19 +13,6 @@ namespace {
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 std::mutex g_mutex;
 constexpr const char* kNames[] = {"debug", "info", "warn", "error"};
-
-std::string timestamp() {
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[80];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms.count()));
-  return buf;
-}
 }  // namespace
 
 bool set_level(std::string_view name) {
@@ -39,8 +27,9 @@ bool set_level(std::string_view name) {
 
 void write(Level level, std::string_view msg, const nlohmann::json& fields) {
   if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
-  nlohmann::json line = {
-      {"ts", timestamp()}, {"level", kNames[static_cast<int>(level)]}, {"msg", std::string(msg)}};
+  nlohmann::json line = {{"ts", core::format_time_ms(core::SystemWallClock().unix_ms())},
+                         {"level", kNames[static_cast<int>(level)]},
+                         {"msg", std::string(msg)}};
   if (fields.is_object()) {
     for (auto it = fields.begin(); it != fields.end(); ++it) line[it.key()] = it.value();
   }

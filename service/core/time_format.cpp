@@ -1,14 +1,9 @@
-#include "engine/time_format.h"
+#include "core/time_format.h"
 
+#include <cstdio>
 #include <ctime>
 
-namespace floodgate::engine {
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+namespace floodgate::core {
 
 std::string format_time_ms(int64_t unix_ms) {
   std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
@@ -21,4 +16,4 @@ std::string format_time_ms(int64_t unix_ms) {
   return buf;
 }
 
-}  // namespace floodgate::engine
+}  // namespace floodgate::core
