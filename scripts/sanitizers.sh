@@ -3,10 +3,12 @@
 # `asan`) and its threaded parts under ThreadSanitizer (preset `tsan`). Any report fails the lane:
 #   1. asan: every unit test (ctest), then a short subset of the integration suite against the
 #      ASan floodgated (the harness fails a test whose floodgated log holds a sanitizer report);
-#   2. tsan: the unit tests of the threaded parts (store and WAL checkpointer, the store writer).
-#      Not the HTTP adapters: libcpprest.so is not built with TSan, so its atomic reference counts
-#      are invisible and TSan reports races inside cpprestsdk's own task objects (seen on the
-#      first full run); their threading is covered by the ASan lane and the integration suite.
+#   2. tsan: the unit tests of the threaded parts (store and WAL checkpointer, the store writer,
+#      floodgate's HTTP listener: test_http_server, Boost.Beast being header-only and so built
+#      with TSan too). Not the cpprest client adapter (test_http): libcpprest.so is not built with
+#      TSan, so its atomic reference counts are invisible and TSan reports races inside
+#      cpprestsdk's own task objects; its threading is covered by the ASan lane and the
+#      integration suite.
 # The only exceptions: UBSan's vptr check in the three files that include cpprestsdk's headers
 # (see CMakeLists.txt) and one leak inside cpprestsdk (tests/sanitizers/lsan.supp). Run from the repository root as scripts/test.sh does; needs the
 # fake Prefect at build/ci/bin/fake-prefect (or FAKE_PREFECT_BIN) and the test venv (VENV).
@@ -53,7 +55,7 @@ if [[ " $WHICH " == *" tsan "* ]]; then
   echo "== sanitizers: tsan build (threaded parts' unit tests)"
   s=$(t)
   cmake --preset tsan >/dev/null
-  cmake --build --preset tsan -j 2 --target test_store test_engine
+  cmake --build --preset tsan -j 2 --target test_store test_engine test_http_server
   echo "   tsan build: $(( $(t) - s )) s"
   echo "== sanitizers: unit tests of the threaded parts under TSan"
   s=$(t)
@@ -63,6 +65,9 @@ if [[ " $WHICH " == *" tsan "* ]]; then
   setarch "$(uname -m)" -R build/tsan/tests/unit/test_store --gtest_brief=1 || failed=1
   setarch "$(uname -m)" -R build/tsan/tests/unit/test_engine --gtest_brief=1 \
     --gtest_filter='StoreWriter.*' || failed=1
+  # The listener: its connections' strands, the Responder called from other threads, stop()
+  # with requests in flight, the connection cap and the timeouts.
+  setarch "$(uname -m)" -R build/tsan/tests/unit/test_http_server --gtest_brief=1 || failed=1
   echo "   tsan unit tests: $(( $(t) - s )) s"
 fi
 
