@@ -9,7 +9,7 @@
 #      TSan, so its atomic reference counts are invisible and TSan reports races inside
 #      cpprestsdk's own task objects; its threading is covered by the ASan lane and the
 #      integration suite.
-# The only exceptions: UBSan's vptr check in the three files that include cpprestsdk's headers
+# The only exceptions: UBSan's vptr check in the two files that include cpprestsdk's headers
 # (see CMakeLists.txt) and one leak inside cpprestsdk (tests/sanitizers/lsan.supp). Run from the repository root as scripts/test.sh does; needs the
 # fake Prefect at build/ci/bin/fake-prefect (or FAKE_PREFECT_BIN) and the test venv (VENV).
 # SANITIZERS=asan or =tsan runs one half; SANITIZER_IT_FILES overrides the integration subset.
