@@ -3,15 +3,17 @@
 # `asan`) and its threaded parts under ThreadSanitizer (preset `tsan`). Any report fails the lane:
 #   1. asan: every unit test (ctest), then a short subset of the integration suite against the
 #      ASan floodgated (the harness fails a test whose floodgated log holds a sanitizer report);
-#   2. tsan: the unit tests of the threaded parts (store and WAL checkpointer, the store writer).
-#      Not the HTTP adapters: libcpprest.so is not built with TSan, so its atomic reference counts
-#      are invisible and TSan reports races inside cpprestsdk's own task objects (seen on the
-#      first full run); their threading is covered by the ASan lane and the integration suite.
-# The only exceptions: UBSan's vptr check in the three files that include cpprestsdk's headers
+#   2. tsan: the unit tests of the threaded parts (store and WAL checkpointer, the store writer,
+#      floodgate's HTTP listener: test_http_server, Boost.Beast being header-only and so built
+#      with TSan too). Not the cpprest client adapter (test_http): libcpprest.so is not built with
+#      TSan, so its atomic reference counts are invisible and TSan reports races inside
+#      cpprestsdk's own task objects; its threading is covered by the ASan lane and the
+#      integration suite.
+# The only exceptions: UBSan's vptr check in the two files that include cpprestsdk's headers
 # (see CMakeLists.txt), one leak inside cpprestsdk (tests/sanitizers/lsan.supp) and, for the
-# cpprest adapter tests only, leaks inside cpprest's pplx tasks (tests/sanitizers/lsan-cpprest.supp).
-# Run from the repository root as scripts/test.sh does; needs the fake Prefect at
-# build/ci/bin/fake-prefect (or FAKE_PREFECT_BIN) and the test venv (VENV).
+# cpprest client adapter's tests only (test_http), leaks inside cpprest's pplx tasks
+# (tests/sanitizers/lsan-cpprest.supp). Run from the repository root as scripts/test.sh does;
+# needs the fake Prefect at build/ci/bin/fake-prefect (or FAKE_PREFECT_BIN) and the test venv.
 # SANITIZERS=asan or =tsan runs one half; SANITIZER_IT_FILES overrides the integration subset.
 # SANITIZERS_BUILD_ONLY=1 with one half named only builds it (scripts/test.sh builds both early).
 set -euo pipefail
@@ -61,7 +63,7 @@ if [[ " $WHICH " == *" tsan "* ]]; then
   echo "== sanitizers: tsan build (threaded parts' unit tests)"
   s=$(t)
   cmake --preset tsan >/dev/null
-  cmake --build --preset tsan -j 2 --target test_store test_engine
+  cmake --build --preset tsan -j 2 --target test_store test_engine test_http_server
   echo "   tsan build: $(( $(t) - s )) s"
   [[ "${SANITIZERS_BUILD_ONLY:-0}" == 1 ]] && exit 0
   echo "== sanitizers: unit tests of the threaded parts under TSan"
@@ -72,6 +74,9 @@ if [[ " $WHICH " == *" tsan "* ]]; then
   setarch "$(uname -m)" -R build/tsan/tests/unit/test_store --gtest_brief=1 || failed=1
   setarch "$(uname -m)" -R build/tsan/tests/unit/test_engine --gtest_brief=1 \
     --gtest_filter='StoreWriter.*' || failed=1
+  # The listener: its connections' strands, the Responder called from other threads, stop()
+  # with requests in flight, the connection cap and the timeouts.
+  setarch "$(uname -m)" -R build/tsan/tests/unit/test_http_server --gtest_brief=1 || failed=1
   echo "   tsan unit tests: $(( $(t) - s )) s"
 fi
 

@@ -1,5 +1,7 @@
 // floodgated: launches Prefect deployment runs in batches through layered limits.
 
+#include <sys/resource.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -15,8 +17,8 @@
 #include "app/config.h"
 #include "engine/asio_timer_queue.h"
 #include "engine/engine.h"
+#include "http/beast_server.h"
 #include "http/cpprest_client.h"
-#include "http/cpprest_server.h"
 #include "http/proxy.h"
 #include "http/thread_pool.h"
 #include "http/url_redact.h"
@@ -50,6 +52,28 @@ std::vector<floodgate::api::ApiToken> load_tokens(const floodgate::Config& cfg) 
   std::stringstream text;
   text << in.rdbuf();
   return floodgate::api::parse_api_tokens(text.str(), cfg.api_tokens_file);
+}
+
+/// The connection limit that fits the open-file limit: raises the soft limit as far as the
+/// hard one allows, then keeps room for the store, logs and connections toward Prefect.
+size_t connection_limit(int wanted, int max_in_flight) {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0) return static_cast<size_t>(wanted);
+  if (files.rlim_cur < files.rlim_max) {
+    rlimit raised = files;
+    raised.rlim_cur = files.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) files = raised;
+  }
+  const rlim_t reserve = 64 + static_cast<rlim_t>(max_in_flight);
+  if (files.rlim_cur == RLIM_INFINITY || files.rlim_cur >= reserve + static_cast<rlim_t>(wanted)) {
+    return static_cast<size_t>(wanted);
+  }
+  const auto fits = files.rlim_cur > reserve + 16 ? files.rlim_cur - reserve : 16;
+  floodgate::log::warn("--max-connections lowered to fit the open-file limit",
+                       {{"max_connections", wanted},
+                        {"open_file_limit", static_cast<int64_t>(files.rlim_cur)},
+                        {"now", static_cast<int64_t>(fits)}});
+  return static_cast<size_t>(fits);
 }
 
 bool is_loopback(const std::string& host) {
@@ -121,8 +145,14 @@ int run(const floodgate::Config& cfg) {
   api::Router router(aopts, engine, *store, metrics);
   http::ServerOptions sopts{cfg.listen_host,      cfg.listen_port, cfg.max_body_bytes,
                             cfg.max_parse_memory, cfg.tls_cert,    cfg.tls_key};
+  sopts.header_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(cfg.header_timeout_s * 1000));
+  sopts.body_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.body_timeout_s * 1000));
+  sopts.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.idle_timeout_s * 1000));
+  sopts.max_connections = connection_limit(cfg.max_connections, cfg.max_in_flight);
+  sopts.threads = static_cast<size_t>(cfg.http_threads);
   auto server =
-      http::make_cpprest_server(sopts, [&router](api::ServerRequest req, api::Responder respond) {
+      http::make_http_server(sopts, [&router](api::ServerRequest req, api::Responder respond) {
         router.handle(std::move(req), std::move(respond));
       });
 

@@ -238,6 +238,28 @@ const std::vector<Option>& options() {
        [](Config& c, const std::string&, const std::string& v) { c.tls_cert = v; }},
       {"tls-key", "PEM private key for --tls-cert",
        [](Config& c, const std::string&, const std::string& v) { c.tls_key = v; }},
+      {"header-timeout",
+       "seconds a request's head may take from its first byte (a new connection's: from the "
+       "accept, TLS handshake included); then the connection is closed (10)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.header_timeout_s = parse_number(n, v, 0.1, 3600);
+       }},
+      {"body-timeout",
+       "seconds a request's body may take after its head, and a client to take the answer; then "
+       "the connection is closed (60)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.body_timeout_s = parse_number(n, v, 0.1, 3600);
+       }},
+      {"idle-timeout", "seconds a kept-alive connection may wait for its next request (60)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.idle_timeout_s = parse_number(n, v, 0.1, 3600);
+       }},
+      {"max-connections",
+       "connections open at once; more are answered 503 and closed (1000; lowered to fit the "
+       "process's open-file limit)",
+       [](Config& c, const std::string& n, const std::string& v) {
+         c.max_connections = parse_int(n, v, 1, 1000000);
+       }},
       {"token-rate",
        "requests each API token may make: N/s, N/min or off; bursts of twice that, at least 2 "
        "(50/s)",
@@ -265,7 +287,8 @@ const std::vector<Option>& options() {
          }
          c.log_level = v;
        }},
-      {"http-threads", "threads for HTTP I/O (8)",
+      {"http-threads",
+       "threads for HTTP I/O: the Prefect client's and, as many, the listener's (8)",
        [](Config& c, const std::string& n, const std::string& v) {
          c.http_threads = parse_int(n, v, 1, 256);
        }},

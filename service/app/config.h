@@ -49,6 +49,10 @@ struct Config {
   bool public_status = false;  // /metrics and / without a token
   std::string tls_cert;        // serve https with this PEM chain and --tls-key
   std::string tls_key;
+  double header_timeout_s = 10;  // the listener's limits (see http::ServerOptions)
+  double body_timeout_s = 60;
+  double idle_timeout_s = 60;
+  int max_connections = 1000;
   double token_rate = 50;  // requests/s per API token; 0 = no limit
   double retry_budget_ratio = 0.2;
   bool tls_verify = true;

@@ -60,6 +60,31 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
+# floodgated's flags whose value is a secret (also in --flag=value form); URLs lose userinfo.
+SECRET_FLAGS = ("--prefect-api-key", "--prefect-api-auth-string", "--api-tokens")
+
+
+def redact_command(args: list[str]) -> str:
+    """The command line as the log may show it: secret flag values and URL passwords hidden."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in args:
+        if hide_next:
+            shown.append("[redacted]")
+            hide_next = False
+            continue
+        flag, eq, _ = arg.partition("=")
+        if flag in SECRET_FLAGS:
+            if eq:
+                shown.append(f"{flag}=[redacted]")
+            else:
+                shown.append(arg)
+                hide_next = True
+            continue
+        shown.append(re.sub(r"(://)[^/@\s]*@", r"\1[redacted]@", arg))
+    return " ".join(shown)
+
+
 def tail(path: Path, lines: int = 60) -> str:
     try:
         data = Path(path).read_bytes()
@@ -365,7 +390,8 @@ class Floodgated:
                    if not k.startswith(("FLOODGATE_", "PREFECT_"))}
             env.update(self.env)
             with open(self.log_path, "ab") as log:
-                log.write(f"==== start #{self.starts + 1}: {' '.join(self.command())}\n".encode())
+                log.write(f"==== start #{self.starts + 1}: {redact_command(self.command())}\n"
+                          .encode())
                 log.flush()
                 self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=env)
             self.starts += 1

@@ -135,6 +135,29 @@ TEST(ConfigTest, EveryFlagIsAccepted) {
   EXPECT_DOUBLE_EQ(c.drain_timeout_s, 5);
 }
 
+TEST(ConfigTest, ListenerLimits) {
+  Config d = parse_config({}, {});
+  EXPECT_DOUBLE_EQ(d.header_timeout_s, 10);
+  EXPECT_DOUBLE_EQ(d.body_timeout_s, 60);
+  EXPECT_DOUBLE_EQ(d.idle_timeout_s, 60);
+  EXPECT_EQ(d.max_connections, 1000);
+  Config c = parse_config({"--header-timeout=0.5", "--body-timeout", "2", "--max-connections=7"},
+                          {{"FLOODGATE_IDLE_TIMEOUT", "3"}});
+  EXPECT_DOUBLE_EQ(c.header_timeout_s, 0.5);
+  EXPECT_DOUBLE_EQ(c.body_timeout_s, 2);
+  EXPECT_DOUBLE_EQ(c.idle_timeout_s, 3);
+  EXPECT_EQ(c.max_connections, 7);
+  for (const auto* bad :
+       {"--header-timeout=0", "--body-timeout=-1", "--idle-timeout=x", "--max-connections=0"}) {
+    EXPECT_THROW(parse_config({bad}, {}), ConfigError) << bad;
+  }
+  const auto text = usage();
+  for (const auto* flag :
+       {"--header-timeout", "--body-timeout", "--idle-timeout", "--max-connections"}) {
+    EXPECT_NE(text.find(flag), std::string::npos) << flag;
+  }
+}
+
 TEST(ConfigTest, HelpAndVersion) {
   EXPECT_TRUE(parse_config({"--help"}, {}).show_help);
   EXPECT_TRUE(parse_config({"-h"}, {}).show_help);
