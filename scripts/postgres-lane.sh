@@ -16,6 +16,8 @@ export FAKE_PREFECT_BIN="${FAKE_PREFECT_BIN:-$ROOT/build/ci/bin/fake-prefect}"
 trap 'bash scripts/pg-cluster.sh stop' EXIT
 FLOODGATE_TEST_PG_URL=$(bash scripts/pg-cluster.sh start)
 export FLOODGATE_TEST_PG_URL
+# test_postgres.py restarts the server mid-batch with this.
+export FLOODGATE_TEST_PG_RESTART="bash $ROOT/scripts/pg-cluster.sh restart"
 echo "postgres lane: cluster at $(sed -E 's#(://[^:/@]*:)[^@]*@#\1***@#' <<<"$FLOODGATE_TEST_PG_URL")"
 
 status=0

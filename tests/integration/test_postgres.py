@@ -1,6 +1,7 @@
 """floodgated on PostgreSQL (--db postgresql://...): a batch to COMPLETED, exactly once across a
-kill -9 and a restart on the same database, one floodgated per database, and the password kept
-out of the log.
+kill -9 and a restart on the same database, one floodgated per database, the password kept out
+of the log, and a restart of the server mid-batch waited out (FLOODGATE_TEST_PG_RESTART names
+the command that restarts it; scripts/postgres-lane.sh sets it).
 
 Needs a server: FLOODGATE_TEST_PG_URL (scripts/pg-cluster.sh start prints one). Without it the
 tests fail under CI (CI=true) and are skipped with the reason outside CI. Each test gets its own
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.parse
 import uuid
@@ -138,3 +140,60 @@ def test_a_second_floodgated_on_the_same_database_is_refused(start_floodgated, p
                 raise
             time.sleep(0.1)
     assert second.client.request("GET", "/healthz").status == 200
+
+
+RESTART_CMD = os.environ.get("FLOODGATE_TEST_PG_RESTART", "")
+
+
+@pytest.mark.time_limit(120)
+def test_a_server_restart_mid_batch_is_waited_out(start_floodgated, fake, pg_url):
+    """The server goes away mid-batch: writes fail and are retried, /readyz says not ready, and
+    once the server is back the batch completes, every child created once."""
+    if not RESTART_CMD:
+        reason = ("FLOODGATE_TEST_PG_RESTART (a command that restarts the test server, e.g. "
+                  "`bash scripts/pg-cluster.sh restart`) is not set")
+        if IN_CI:
+            pytest.fail(reason + " (CI=true: failing instead of skipping)")
+        pytest.skip(reason)
+    total = 400
+    fg = start_floodgated("--db", pg_url, "--bulk", "false", "--rate", "100/s")
+    b = fg.client.submit(batch(total))
+    wait_until(lambda: fake.stats()["runs"] >= total // 4, 60, 0.01, what="a quarter of the runs")
+    # /readyz, watched while the server restarts (and a moment after, until writes succeed).
+    readiness: list[int] = []
+    stop_watching = threading.Event()
+
+    def watch() -> None:
+        while not stop_watching.is_set():
+            readiness.append(fg.client.request("GET", "/readyz").status)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    subprocess.run(RESTART_CMD, shell=True, check=True, timeout=60)
+    runs_at_restart = fake.stats()["runs"]
+    final = fg.client.wait_state(b["id"], timeout=90)
+    assert final["state"] == "COMPLETED", final
+    assert_exactly_once(fake.runs(), b["id"], total)
+    log = fg.log_path.read_text(errors="replace")
+    assert "store write failed; retrying" in log, "the restart went unnoticed; nothing was tested"
+    wait_until(lambda: readiness and readiness[-1] == 200, 60,
+               what="/readyz ready again once writes succeed")
+    stop_watching.set()
+    watcher.join()
+    assert 503 in readiness, f"/readyz never said not ready during the outage: {set(readiness)}"
+    # Everything reaches the database once the server is back (the writer flushes every 50 ms;
+    # wait for it), and a floodgated started afresh on it (after kill -9) has nothing left to do.
+    wait_until(lambda: run_sql(pg_url, f"SELECT state FROM batches WHERE id = '{b['id']}'")
+               == "COMPLETED" and run_sql(pg_url, "SELECT count(*) FROM items WHERE state = "
+                                                  "'LAUNCHED' AND flow_run_id <> ''") == str(total),
+               30, what="the batch's end in the database")
+    before = fake.stats()
+    fg.kill()
+    fg.start()
+    again = fg.client.batch(b["id"])
+    assert again["state"] == "COMPLETED" and again["counts"]["LAUNCHED"] == total, again
+    after = fake.stats()
+    assert (after["runs"], after["existing"]) == (total, before["existing"]), (before, after)
+    print(f"restarted the server at {runs_at_restart} of {total} runs; "
+          f"{log.count('store write failed')} failed writes retried")
