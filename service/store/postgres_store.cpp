@@ -266,11 +266,10 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
   std::lock_guard lock(write_mutex_);
   auto conn = pool_->acquire();
   const std::string_view what = "applying updates";
-  PgTransaction tx(*conn, what);
   // Item progress may be lost on a server crash (not on a floodgated crash): relaunches reuse
   // the deterministic idempotency keys and tracking re-reads the children's states, as with
   // SQLite's synchronous=NORMAL. Accepted batches (insert_batch) keep synchronous commits.
-  conn->exec("SET LOCAL synchronous_commit = off", what);
+  PgTransaction tx(*conn, what, "BEGIN; SET LOCAL synchronous_commit = off");
   int64_t skipped = 0;
   if (!latest.empty()) {
     const PgResult r = conn->run(kUpdateItems, columns.params(), what);
