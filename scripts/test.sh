@@ -2,7 +2,8 @@
 # The test command: installs what the tests need (Debian packages, Go check, Python venvs),
 # builds, checks the source sizes (tests/check_sizes.py) and runs every suite:
 #   unit (GoogleTest, simulated clock), the fake Prefect's own tests, integration (the real
-#   floodgated against a fault-injecting fake Prefect), the Python client's tests, and the
+#   floodgated against a fault-injecting fake Prefect), the PostgreSQL store and floodgated on
+#   a throw-away PostgreSQL cluster, the Python client's tests, and the
 #   end-to-end tests against a real Prefect server (tests/e2e, scripts/e2e.sh): it installs a
 #   pinned Prefect into .venv-prefect (once, about two minutes), starts a Prefect server
 #   (SQLite, 127.0.0.1:4210) and a process worker, runs the cases and stops both; about
@@ -91,9 +92,20 @@ export FAKE_PREFECT_BIN="$ROOT/build/ci/bin/fake-prefect"
 
 echo "== integration tests"
 set +e
-"$VENV/bin/python" -m pytest tests/integration -q ${PYTEST_ARGS:-}
+# test_postgres.py needs the postgres lane's cluster; that lane runs it.
+"$VENV/bin/python" -m pytest tests/integration -q --ignore=tests/integration/test_postgres.py \
+  ${PYTEST_ARGS:-}
 record integration $?
 set -e
+
+# --- postgres lane (issue 16): a throw-away PostgreSQL cluster under build/pg, the store tests
+# on it and floodgated on it (scripts/postgres-lane.sh), about a minute ---
+echo "== PostgreSQL store and floodgated on PostgreSQL (scripts/postgres-lane.sh)"
+set +e
+FLOODGATE_TEST_VENV="$VENV" bash scripts/postgres-lane.sh
+record postgres $?
+set -e
+# --- end postgres lane ---
 
 # --- Lane c-k8s: Helm chart, Dockerfile steps, alert rules (helm kept in /usr/local/lib/floodgate/tools) ---
 echo "== chart, image steps and alert rules (scripts/chart-test.sh)"

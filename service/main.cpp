@@ -24,6 +24,7 @@
 #include "http/url_redact.h"
 #include "metrics/log.h"
 #include "metrics/metrics.h"
+#include "store/database_url.h"
 #include "store/store.h"
 
 extern char** environ;
@@ -163,7 +164,7 @@ int run(const floodgate::Config& cfg) {
              {"listen", cfg.listen_host + ":" + std::to_string(cfg.listen_port)},
              {"tls", !cfg.tls_cert.empty()},
              {"prefect_api_url", http::redact_url(cfg.prefect_api_url)},
-             {"db", http::redact_url(cfg.db)},
+             {"db", store::redact_database_url(cfg.db)},
              {"rate", cfg.rate_text},
              {"max_in_flight", cfg.max_in_flight},
              {"adaptive", cfg.adaptive},

@@ -7,6 +7,7 @@
 
 #include "core/token_bucket.h"
 #include "http/url_redact.h"
+#include "store/database_url.h"
 
 namespace floodgate {
 
@@ -116,11 +117,14 @@ const std::vector<Option>& options() {
          }
          c.prefect_auth_string = v;
        }},
-      {"db", "store URL: sqlite:///abs/path.db, sqlite://./rel.db (sqlite://./floodgate.db)",
+      {"db",
+       "store URL: sqlite:///abs/path.db, sqlite://./rel.db, or "
+       "postgresql://user:pass@host:port/db?sslmode=... (sqlite://./floodgate.db)",
        [](Config& c, const std::string& n, const std::string& v) {
          if (v.rfind("sqlite://", 0) != 0 && v.rfind("postgresql://", 0) != 0 &&
              v.rfind("postgres://", 0) != 0) {
-           throw ConfigError(n + ": '" + v + "' is not a sqlite:// or postgresql:// URL");
+           throw ConfigError(n + ": '" + store::redact_database_url(v) +
+                             "' is not a sqlite:// or postgresql:// URL");
          }
          c.db = v;
        }},

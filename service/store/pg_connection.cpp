@@ -300,8 +300,9 @@ void PgPool::give_back(std::unique_ptr<PgConnection> conn) {
   freed_.notify_one();
 }
 
-PgTransaction::PgTransaction(PgConnection& conn, std::string_view what) : conn_(conn), what_(what) {
-  conn_.exec("BEGIN", what_);
+PgTransaction::PgTransaction(PgConnection& conn, std::string_view what, std::string_view begin)
+    : conn_(conn), what_(what) {
+  conn_.exec(begin, what_);
 }
 
 PgTransaction::~PgTransaction() {

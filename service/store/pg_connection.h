@@ -134,7 +134,8 @@ class PgPool {
 /// A transaction on one connection that rolls back when it goes out of scope without commit().
 class PgTransaction {
  public:
-  PgTransaction(PgConnection& conn, std::string_view what);
+  /// Sends `begin` (a BEGIN, possibly followed by SET LOCAL ... in the same round trip).
+  PgTransaction(PgConnection& conn, std::string_view what, std::string_view begin = "BEGIN");
   ~PgTransaction();
   PgTransaction(const PgTransaction&) = delete;
   PgTransaction& operator=(const PgTransaction&) = delete;

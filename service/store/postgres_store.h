@@ -22,8 +22,9 @@ class PgPool;
 ///
 /// One floodgated per database (and schema) for now: with `exclusive` the store holds a
 /// session advisory lock for its whole life and refuses to open while another process holds
-/// it. Updates in apply() that name an unknown batch or item are skipped (see
-/// skipped_updates()); only database failures throw.
+/// it. When the server ends that session (a restart), the next write takes the lock again, and
+/// fails (StoreError) while another process holds it meanwhile. Updates in apply() that name an
+/// unknown batch or item are skipped (see skipped_updates()); only database failures throw.
 class PostgresStore final : public Store {
  public:
   struct Options {
@@ -62,8 +63,15 @@ class PostgresStore final : public Store {
   int64_t skipped_updates() const { return skipped_updates_.load(std::memory_order_relaxed); }
 
  private:
+  /// Takes the instance lock again if its session ended; caller holds write_mutex_.
+  void keep_instance_lock();
+
+  const std::string url_;
   std::unique_ptr<PgPool> pool_;
-  std::unique_ptr<PgConnection> instance_lock_;  // holds the advisory lock; null if !exclusive
+  // Holds the advisory lock; null if !exclusive, or after its session ended until the next
+  // write takes the lock again. Guarded by write_mutex_ after construction.
+  std::unique_ptr<PgConnection> instance_lock_;
+  bool exclusive_ = true;
   // Writes go one at a time, as with SQLite: the engine has one writer anyway, and it keeps two
   // applies from taking row locks in different orders.
   std::mutex write_mutex_;

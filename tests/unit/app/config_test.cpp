@@ -406,6 +406,15 @@ TEST(ConfigTest, UnknownFlag) {
 
 TEST(ConfigTest, MissingValue) { expect_error_naming({"--db"}, {}, "--db"); }
 
+TEST(ConfigTest, BadDatabaseUrlErrorHidesThePassword) {
+  const std::string error = error_of({"--db", "mysql://fg:s3cret@db/fg?password=s3cret"});
+  EXPECT_NE(error.find("--db"), std::string::npos) << error;
+  EXPECT_EQ(error.find("s3cret"), std::string::npos) << error;
+  EXPECT_NE(error.find("mysql://fg:***@db/fg?password=***"), std::string::npos) << error;
+  EXPECT_EQ(parse_config({"--db", "postgres://fg:pw@db:5432/fg?sslmode=require"}, {}).db,
+            "postgres://fg:pw@db:5432/fg?sslmode=require");
+}
+
 TEST(ConfigTest, StrayArgument) {
   expect_error_naming({"serve"}, {}, "serve");
   expect_error_naming({"-v"}, {}, "-v");

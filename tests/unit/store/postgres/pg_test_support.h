@@ -96,7 +96,8 @@ class PgTestSchema {
   explicit PgTestSchema(const std::string& base_url)
       : name_("fg_test_" + std::to_string(getpid()) + "_" + std::to_string(next_id())),
         base_url_(base_url),
-        url_(with_option(base_url, "options=-csearch_path%3D" + name_)) {
+        url_(with_option(with_option(base_url, "options=-csearch_path%3D" + name_),
+                         "application_name=" + name_)) {
     RawPg(base_url_).exec("CREATE SCHEMA " + name_);
   }
   ~PgTestSchema() {
@@ -108,8 +109,22 @@ class PgTestSchema {
   PgTestSchema& operator=(const PgTestSchema&) = delete;
 
   const std::string& name() const { return name_; }
-  /// The test database's URL with this schema first on the search_path.
+  /// The test database's URL with this schema first on the search_path, and the schema's name
+  /// as application_name (so a test can find its own sessions in pg_stat_activity).
   const std::string& url() const { return url_; }
+
+  /// Ends every session opened with url(), as a server restart would, and waits until the
+  /// server has let them go.
+  void terminate_sessions() const {
+    RawPg admin(base_url_);
+    const std::string mine = "application_name = '" + name_ + "' AND pid <> pg_backend_pid()";
+    admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE " + mine);
+    for (int i = 0; i < 500; ++i) {
+      if (admin.query("SELECT count(*) FROM pg_stat_activity WHERE " + mine) == "0") return;
+      usleep(10'000);
+    }
+    ADD_FAILURE() << "sessions of " << name_ << " still there";
+  }
 
  private:
   static int next_id() {

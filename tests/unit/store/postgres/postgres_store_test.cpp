@@ -218,11 +218,7 @@ TEST_F(PostgresStoreTest, ReconnectsAfterTheServerClosedItsConnections) {
   PostgresStore store(url(), shared());
   store.insert_batch(make_batch("b", 2), make_items(2));
   EXPECT_TRUE(store.get_batch("b").has_value());
-  // As a server restart or an administrator would: every floodgated session ends.
-  RawPg admin(*pg_test_url());
-  admin.exec(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
-      "'floodgated' AND pid <> pg_backend_pid()");
+  schema_->terminate_sessions();  // as a server restart or an administrator would
   // The pool notices the closed connections before using them and connects again.
   std::string error;
   for (int attempt = 0; attempt < 100; ++attempt) {
@@ -242,6 +238,55 @@ TEST_F(PostgresStoreTest, ReconnectsAfterTheServerClosedItsConnections) {
   u.state = ItemState::kLaunched;
   store.apply({u}, {});
   EXPECT_EQ(store.load_items("b", false)[1].state, ItemState::kLaunched);
+}
+
+// Retries `write` until the store's pooled connections have noticed that the server closed
+// them (the socket's end may arrive a moment after the server let the session go).
+template <typename Write>
+std::string retry_write(Write write) {
+  std::string error;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    try {
+      write();
+      return "";
+    } catch (const StoreError& e) {
+      error = e.what();
+      if (contains(error, "another floodgated")) return error;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  return error;
+}
+
+ItemUpdate launched(int64_t index) {
+  ItemUpdate u;
+  u.batch_id = "b";
+  u.index = index;
+  u.state = ItemState::kLaunched;
+  return u;
+}
+
+TEST_F(PostgresStoreTest, TheInstanceLockIsTakenAgainAfterTheServerEndedItsSession) {
+  PostgresStore store(url(), PostgresStore::Options{});
+  store.insert_batch(make_batch("b", 2), make_items(2));
+  schema_->terminate_sessions();
+  EXPECT_EQ(retry_write([&] { store.apply({launched(0)}, {}); }), "");
+  const std::string second = error_of(url(), PostgresStore::Options{});
+  EXPECT_TRUE(contains(second, "another floodgated is running")) << second;
+}
+
+TEST_F(PostgresStoreTest, WritesStopWhileAnotherFloodgatedTookTheLockMeanwhile) {
+  auto first = std::make_unique<PostgresStore>(url(), PostgresStore::Options{});
+  first->insert_batch(make_batch("b", 2), make_items(2));
+  schema_->terminate_sessions();
+  auto second = std::make_unique<PostgresStore>(url(), PostgresStore::Options{});
+  const std::string error = retry_write([&] { first->apply({launched(0)}, {}); });
+  EXPECT_TRUE(contains(error, "no longer writes")) << error;
+  EXPECT_THROW(first->insert_batch(make_batch("c"), {}), StoreError);
+  EXPECT_EQ(first->load_items("b", false)[0].state, ItemState::kPending);  // reads still work
+  second.reset();  // the other one is gone: writing may go on
+  EXPECT_EQ(retry_write([&] { first->apply({launched(1)}, {}); }), "");
+  EXPECT_EQ(first->load_items("b", false)[1].state, ItemState::kLaunched);
 }
 
 TEST_F(PostgresStoreTest, TextPostgresRefusesIsStoredWithReplacementCharacters) {
