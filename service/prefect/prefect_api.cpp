@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "core/global_backoff.h"
+#include "prefect/bulk_cancel.h"
 
 namespace floodgate::prefect {
 
@@ -358,6 +359,13 @@ HttpRequest PrefectApi::cancel_flow_run(const std::string& flow_run_id,
                  {"state_details", {{"transition_id", transition_id}}}}},
                {"force", false}};
   return make("POST", "/flow_runs/" + flow_run_id + "/set_state", body.dump());
+}
+
+HttpRequest PrefectApi::cancel_flow_runs_bulk(const std::vector<std::string>& flow_run_ids,
+                                              const std::string& transition_id,
+                                              const std::string& message) const {
+  return make("POST", "/flow_runs/bulk_set_state",
+              build_bulk_cancel_body(flow_run_ids, transition_id, message));
 }
 
 HttpRequest PrefectApi::create_task_run(const json& body) const {

@@ -132,6 +132,10 @@ class PrefectApi {
                                        const std::vector<std::string>& deployment_ids) const;
   HttpRequest cancel_flow_run(const std::string& flow_run_id, const std::string& transition_id,
                               const std::string& message) const;
+  /// POST /flow_runs/bulk_set_state cancelling up to 50 runs (bulk_cancel.h; servers >= 3.6.16).
+  HttpRequest cancel_flow_runs_bulk(const std::vector<std::string>& flow_run_ids,
+                                    const std::string& transition_id,
+                                    const std::string& message) const;
   HttpRequest create_task_run(const nlohmann::json& body) const;
   HttpRequest read_flow_run(const std::string& flow_run_id) const;
   HttpRequest health() const;

@@ -300,3 +300,14 @@ func TestAPIRootServesOnlyTheConfiguredCloudPrefix(t *testing.T) {
 	st, out, _ = h.do("GET", root+"/health", nil)
 	expect(t, st, out, 200)
 }
+
+func TestRequestsOutsideTheAPIRootAreCounted(t *testing.T) {
+	h := newHarness(t)
+	h.config(`{"api_root":"/api/accounts/a/workspaces/w"}`)
+	st, out, _ := h.do("GET", "/api/flow_runs/"+demoDeploymentID, nil)
+	expect(t, st, out, 404)
+	s := h.stats()
+	if s.Requests["other"] != 1 || s.Statuses["404"] != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}

@@ -179,7 +179,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	esc := r.URL.EscapedPath()
 	rest, ok := apiPrefix(esc)
 	if root := s.cfg.Load().APIRoot; ok && root != "" && esc != root && !strings.HasPrefix(esc, root+"/") {
-		ok = false // only the configured root answers: a client that drops part of it sees 404
+		// Only the configured root answers: a client that drops part of it gets 404, counted
+		// as "other" like any unknown path.
+		s.serveAPI(w, r, "/\x00outside-api-root")
+		return
 	}
 	if !ok {
 		writeResp(w, response{status: 404, body: detailBody("Not Found")})

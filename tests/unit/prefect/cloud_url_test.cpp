@@ -31,6 +31,7 @@ std::vector<std::pair<HttpRequest, std::string>> every_request(PrefectApi& api) 
       {api.filter_flow_runs({kRun}), "/flow_runs/filter"},
       {api.filter_flow_runs_by_keys({"k"}, {kDeployment}), "/flow_runs/filter"},
       {api.cancel_flow_run(kRun, "t", "m"), std::string("/flow_runs/") + kRun + "/set_state"},
+      {api.cancel_flow_runs_bulk({kRun}, "t", "m"), "/flow_runs/bulk_set_state"},
       {api.create_task_run(nlohmann::json::object()), "/task_runs/"},
       {api.read_flow_run(kRun), std::string("/flow_runs/") + kRun},
       {api.health(), "/health"},
