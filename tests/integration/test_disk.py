@@ -28,7 +28,10 @@ def _cannot_here() -> str | None:
         return "needs root and chattr (mount a tmpfs, chattr +i)"
     probe = Path(tempfile.mkdtemp(prefix="fg-disk-probe-"))
     try:
-        for cmd in (["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
+        plain = probe.parent / (probe.name + "-plain")  # the temp folder's own file system
+        for cmd in (["touch", str(plain)], ["chattr", "+i", str(plain)],
+                    ["chattr", "-i", str(plain)],
+                    ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
                     ["touch", str(probe / "f")], ["chattr", "+i", str(probe / "f")],
                     ["chattr", "-i", str(probe / "f")]):
             r = subprocess.run(cmd, capture_output=True, text=True)
@@ -38,6 +41,7 @@ def _cannot_here() -> str | None:
     finally:
         subprocess.run(["umount", "-l", str(probe)], capture_output=True)
         shutil.rmtree(probe, ignore_errors=True)
+        Path(str(probe) + "-plain").unlink(missing_ok=True)
 
 
 _WHY_NOT = _cannot_here()
@@ -148,14 +152,18 @@ def test_sigterm_while_the_disk_is_full_ends_within_the_drain_timeout(start_floo
 
 
 @pytest.mark.time_limit(120)
-def test_immutable_database_file_while_running_then_writable_again(start_floodgated, fake,
-                                                                    tmp_path):
+def test_immutable_database_file_while_running_then_writable_again(start_floodgated, fake):
     total = 120
+    # On the temp folder's own file system, not the tmpfs: tmpfs lets writes through descriptors
+    # that were open before chattr +i, ext4 refuses them.
     fg = start_floodgated("--rate", "30/s", "--bulk", "false")
+    db = fg.db_path
     b = fg.client.submit(batch(total))
     wait_until(lambda: fake.stats()["runs"] >= 10, 30, 0.02, what="10 runs on the fake")
-    files = [p for p in (fg.db_path, Path(f"{fg.db_path}-wal"), Path(f"{fg.db_path}-shm"))
-             if p.exists()]
+    # Not the -shm file: SQLite maps it into memory, and the kernel answers a write to a mapped
+    # page of an immutable file with SIGBUS, which no process survives (seen: floodgated exited
+    # with 135 in 2 runs of 8 while the test made -shm immutable too).
+    files = [p for p in (db, Path(f"{db}-wal")) if p.exists()]
     try:
         # The WAL file takes the item updates; making it (and the database) immutable makes
         # every write fail, even on the descriptors already open.
