@@ -81,6 +81,164 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
+floodgate::http::ClientOptions client_options(const floodgate::Config& cfg) {
+  floodgate::http::ClientOptions opts;
+  opts.base_url = cfg.prefect_api_url;
+  opts.connect_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
+  opts.request_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(cfg.request_timeout_s * 1000));
+  opts.max_response_bytes = cfg.max_prefect_response_bytes;
+  opts.verify_tls = cfg.tls_verify;
+  opts.ca_file = cfg.ca_file;
+  opts.proxy_url =
+      floodgate::http::select_proxy(cfg.prefect_api_url, floodgate::http::proxy_environment());
+  return opts;
+}
+
+floodgate::engine::EngineOptions engine_options(const floodgate::Config& cfg,
+                                                std::chrono::milliseconds request_timeout) {
+  floodgate::engine::EngineOptions eopts;
+  eopts.rate = cfg.rate;
+  eopts.burst = cfg.burst;
+  eopts.max_in_flight = cfg.max_in_flight;
+  eopts.min_in_flight = std::min(cfg.min_in_flight, cfg.max_in_flight);
+  eopts.initial_in_flight = std::clamp(16, eopts.min_in_flight, cfg.max_in_flight);
+  eopts.adaptive = cfg.adaptive;
+  eopts.limit_algorithm = cfg.limit_algorithm;
+  eopts.request_timeout = request_timeout;
+  eopts.use_bulk = cfg.bulk;
+  eopts.retry_budget_ratio = cfg.retry_budget_ratio;
+  return eopts;
+}
+
+floodgate::api::ApiOptions api_options(const floodgate::Config& cfg,
+                                       std::shared_ptr<const floodgate::api::Authenticator> auth,
+                                       const floodgate::core::WallClock& wall_clock) {
+  floodgate::api::ApiOptions aopts;
+  aopts.limits.max_runs = cfg.max_runs_per_batch;
+  aopts.limits.max_depth = cfg.max_json_depth;
+  aopts.limits.max_run_bytes = cfg.max_run_bytes;
+  aopts.origins.allowed_hosts = cfg.allowed_hosts;
+  aopts.origins.allowed_origins = cfg.allowed_origins;
+  aopts.auth = std::move(auth);
+  aopts.public_status = cfg.public_status;
+  aopts.token_rate = cfg.token_rate;
+  aopts.origins.tls = !cfg.tls_cert.empty();
+  aopts.prefect_ui_url = cfg.prefect_ui_url;
+  aopts.wall_clock = &wall_clock;
+  return aopts;
+}
+
+/// What the process does on signals and on its own clock while it serves: SIGHUP re-reads the
+/// tokens, SIGTERM or SIGINT drains and stops (a second one stops at once), and an API without
+/// tokens beyond loopback is warned about every minute.
+class ProcessControl {
+ public:
+  ProcessControl(boost::asio::io_context& io, const floodgate::Config& cfg,
+                 floodgate::api::Authenticator& auth, floodgate::api::Router& router,
+                 floodgate::engine::Engine& engine)
+      : io_(io),
+        cfg_(cfg),
+        auth_(auth),
+        router_(router),
+        engine_(engine),
+        insecure_warning_(io),
+        hangup_(io, SIGHUP),
+        signals_(io, SIGTERM, SIGINT),
+        drain_deadline_(io) {}
+
+  void start(bool open_network) {
+    if (open_network) warn_insecure({});
+    hangup_.async_wait([this](const auto& ec, int) { reload_tokens(ec); });
+    signals_.async_wait([this](const auto& ec, int sig) { on_stop_signal(ec, sig); });
+  }
+
+  void cancel() {
+    insecure_warning_.cancel();
+    hangup_.cancel();
+  }
+
+ private:
+  void warn_insecure(const boost::system::error_code& ec) {
+    if (ec || auth_.enabled()) return;
+    floodgate::log::warn(
+        "the API has no tokens and listens beyond loopback (--insecure-no-auth): "
+        "anyone who reaches it can launch runs",
+        {{"listen", cfg_.listen_host}});
+    insecure_warning_.expires_after(std::chrono::minutes(1));
+    insecure_warning_.async_wait([this](const auto& e) { warn_insecure(e); });
+  }
+
+  // A bad file keeps the tokens in use.
+  void reload_tokens(const boost::system::error_code& ec) {
+    if (ec) return;
+    try {
+      auth_.set_tokens(load_tokens(cfg_));
+      floodgate::log::info("API tokens reloaded",
+                           {{"api_tokens", static_cast<int64_t>(auth_.size())}});
+    } catch (const std::exception& e) {
+      floodgate::log::error("API tokens not reloaded; the previous ones stay in use",
+                            {{"error", e.what()}});
+    }
+    hangup_.async_wait([this](const auto& e, int) { reload_tokens(e); });
+  }
+
+  void on_stop_signal(const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (stopping_) {
+      floodgate::log::warn("second signal: stopping at once", {{"signal", sig}});
+      io_.stop();
+      return;
+    }
+    stopping_ = true;
+    floodgate::log::info("signal received: draining", {{"signal", sig}});
+    router_.stop_accepting();
+    drain_deadline_.expires_after(
+        std::chrono::milliseconds(static_cast<int64_t>(cfg_.drain_timeout_s * 1000)));
+    drain_deadline_.async_wait([this](const boost::system::error_code& e) {
+      if (!e) {
+        floodgate::log::warn("drain timed out; stopping with requests still in flight");
+        io_.stop();
+      }
+    });
+    engine_.drain([this] {
+      // Give the listener a moment to send the answers to long-polls released by the drain.
+      drain_deadline_.expires_after(std::chrono::milliseconds(250));
+      drain_deadline_.async_wait([this](const boost::system::error_code&) { io_.stop(); });
+      signals_.cancel();
+    });
+    signals_.async_wait([this](const auto& e, int s) { on_stop_signal(e, s); });
+  }
+
+  boost::asio::io_context& io_;
+  const floodgate::Config& cfg_;
+  floodgate::api::Authenticator& auth_;
+  floodgate::api::Router& router_;
+  floodgate::engine::Engine& engine_;
+  boost::asio::steady_timer insecure_warning_;
+  boost::asio::signal_set hangup_;
+  boost::asio::signal_set signals_;
+  boost::asio::steady_timer drain_deadline_;
+  bool stopping_ = false;
+};
+
+void log_started(const floodgate::Config& cfg, const floodgate::http::ClientOptions& client_opts,
+                 const floodgate::api::Authenticator& auth) {
+  using floodgate::http::redact_url;
+  floodgate::log::info("floodgated started",
+                       {{"version", FLOODGATE_VERSION},
+                        {"listen", cfg.listen_host + ":" + std::to_string(cfg.listen_port)},
+                        {"tls", !cfg.tls_cert.empty()},
+                        {"prefect_api_url", redact_url(cfg.prefect_api_url)},
+                        {"db", floodgate::store::redact_database_url(cfg.db)},
+                        {"rate", cfg.rate_text},
+                        {"max_in_flight", cfg.max_in_flight},
+                        {"adaptive", cfg.adaptive},
+                        {"proxy", client_opts.proxy_url.empty() ? "none" : "set"},
+                        {"api_tokens", static_cast<int64_t>(auth.size())}});
+}
+
 int run(const floodgate::Config& cfg) {
   using namespace floodgate;
   log::set_level(cfg.log_level);
@@ -96,31 +254,10 @@ int run(const floodgate::Config& cfg) {
 
   auto store = store::open_store(cfg.db);
   metrics::Metrics metrics(FLOODGATE_VERSION);
-
-  http::ClientOptions client_opts;
-  client_opts.base_url = cfg.prefect_api_url;
-  client_opts.connect_timeout =
-      std::chrono::milliseconds(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
-  client_opts.request_timeout =
-      std::chrono::milliseconds(static_cast<int64_t>(cfg.request_timeout_s * 1000));
-  client_opts.max_response_bytes = cfg.max_prefect_response_bytes;
-  client_opts.verify_tls = cfg.tls_verify;
-  client_opts.ca_file = cfg.ca_file;
-  client_opts.proxy_url = http::select_proxy(cfg.prefect_api_url, http::proxy_environment());
+  const http::ClientOptions client_opts = client_options(cfg);
   auto client = http::make_cpprest_client(client_opts);
 
   boost::asio::io_context io(1);
-  engine::EngineOptions eopts;
-  eopts.rate = cfg.rate;
-  eopts.burst = cfg.burst;
-  eopts.max_in_flight = cfg.max_in_flight;
-  eopts.min_in_flight = std::min(cfg.min_in_flight, cfg.max_in_flight);
-  eopts.initial_in_flight = std::clamp(16, eopts.min_in_flight, cfg.max_in_flight);
-  eopts.adaptive = cfg.adaptive;
-  eopts.limit_algorithm = cfg.limit_algorithm;
-  eopts.request_timeout = client_opts.request_timeout;
-  eopts.use_bulk = cfg.bulk;
-  eopts.retry_budget_ratio = cfg.retry_budget_ratio;
   prefect::Credentials creds{cfg.prefect_api_key, cfg.prefect_auth_string};
   // The engine's only sources of time and randomness, and its only timers.
   core::SteadyClock clock;
@@ -128,22 +265,11 @@ int run(const floodgate::Config& cfg) {
   std::random_device seed_source;
   core::MtRandom random((static_cast<uint64_t>(seed_source()) << 32) ^ seed_source());
   engine::AsioTimerQueue timers(io);
-  engine::Engine engine({clock, wall_clock, random, timers}, eopts, *store, *client, creds,
+  engine::Engine engine({clock, wall_clock, random, timers},
+                        engine_options(cfg, client_opts.request_timeout), *store, *client, creds,
                         metrics);
 
-  api::ApiOptions aopts;
-  aopts.limits.max_runs = cfg.max_runs_per_batch;
-  aopts.limits.max_depth = cfg.max_json_depth;
-  aopts.limits.max_run_bytes = cfg.max_run_bytes;
-  aopts.origins.allowed_hosts = cfg.allowed_hosts;
-  aopts.origins.allowed_origins = cfg.allowed_origins;
-  aopts.auth = auth;
-  aopts.public_status = cfg.public_status;
-  aopts.token_rate = cfg.token_rate;
-  aopts.origins.tls = !cfg.tls_cert.empty();
-  aopts.prefect_ui_url = cfg.prefect_ui_url;
-  aopts.wall_clock = &wall_clock;
-  api::Router router(aopts, engine, *store, metrics);
+  api::Router router(api_options(cfg, auth, wall_clock), engine, *store, metrics);
   http::ServerOptions sopts{cfg.listen_host,      cfg.listen_port, cfg.max_body_bytes,
                             cfg.max_parse_memory, cfg.tls_cert,    cfg.tls_key};
   sopts.header_timeout =
@@ -159,82 +285,11 @@ int run(const floodgate::Config& cfg) {
 
   engine.post([&engine] { engine.start(); });
   server->start();
-  log::info("floodgated started",
-            {{"version", FLOODGATE_VERSION},
-             {"listen", cfg.listen_host + ":" + std::to_string(cfg.listen_port)},
-             {"tls", !cfg.tls_cert.empty()},
-             {"prefect_api_url", http::redact_url(cfg.prefect_api_url)},
-             {"db", store::redact_database_url(cfg.db)},
-             {"rate", cfg.rate_text},
-             {"max_in_flight", cfg.max_in_flight},
-             {"adaptive", cfg.adaptive},
-             {"proxy", client_opts.proxy_url.empty() ? "none" : "set"},
-             {"api_tokens", static_cast<int64_t>(auth->size())}});
-
-  // Without tokens on a reachable address, say so now and every minute.
-  boost::asio::steady_timer insecure_warning(io);
-  std::function<void(const boost::system::error_code&)> warn_insecure =
-      [&](const boost::system::error_code& ec) {
-        if (ec || auth->enabled()) return;
-        log::warn(
-            "the API has no tokens and listens beyond loopback (--insecure-no-auth): "
-            "anyone who reaches it can launch runs",
-            {{"listen", cfg.listen_host}});
-        insecure_warning.expires_after(std::chrono::minutes(1));
-        insecure_warning.async_wait(warn_insecure);
-      };
-  if (open_network) warn_insecure({});
-
-  // SIGHUP re-reads the tokens; a bad file keeps the ones in use.
-  boost::asio::signal_set hangup(io, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> on_hangup = [&](const boost::system::
-                                                                                 error_code& ec,
-                                                                             int) {
-    if (ec) return;
-    try {
-      auth->set_tokens(load_tokens(cfg));
-      log::info("API tokens reloaded", {{"api_tokens", static_cast<int64_t>(auth->size())}});
-    } catch (const std::exception& e) {
-      log::error("API tokens not reloaded; the previous ones stay in use", {{"error", e.what()}});
-    }
-    hangup.async_wait(on_hangup);
-  };
-  hangup.async_wait(on_hangup);
-
-  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
-  boost::asio::steady_timer drain_deadline(io);
-  bool stopping = false;
-  std::function<void(const boost::system::error_code&, int)> on_signal =
-      [&](const boost::system::error_code& ec, int sig) {
-        if (ec) return;
-        if (stopping) {
-          log::warn("second signal: stopping at once", {{"signal", sig}});
-          io.stop();
-          return;
-        }
-        stopping = true;
-        log::info("signal received: draining", {{"signal", sig}});
-        router.stop_accepting();
-        drain_deadline.expires_after(
-            std::chrono::milliseconds(static_cast<int64_t>(cfg.drain_timeout_s * 1000)));
-        drain_deadline.async_wait([&](const boost::system::error_code& e) {
-          if (!e) {
-            log::warn("drain timed out; stopping with requests still in flight");
-            io.stop();
-          }
-        });
-        engine.drain([&] {
-          // Give the listener a moment to send the answers to long-polls released by the drain.
-          drain_deadline.expires_after(std::chrono::milliseconds(250));
-          drain_deadline.async_wait([&](const boost::system::error_code&) { io.stop(); });
-          signals.cancel();
-        });
-        signals.async_wait(on_signal);
-      };
-  signals.async_wait(on_signal);
+  log_started(cfg, client_opts, *auth);
+  ProcessControl control(io, cfg, *auth, router, engine);
+  control.start(open_network);
   io.run();
-  insecure_warning.cancel();
-  hangup.cancel();
+  control.cancel();
   server->stop();
   log::info("floodgated stopped");
   return 0;

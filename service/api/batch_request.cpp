@@ -208,9 +208,9 @@ void parse_priority(Checker& c, const json& body, engine::BatchSpec& spec) {
 
 namespace {
 
-// Validates the batch's own fields (everything but "runs") into `spec`.
-void parse_batch_fields(Checker& c, const json& body, engine::BatchSpec& spec, bool& has_dep,
-                        bool& has_id) {
+// Validates deployment or deployment_id (at most one) into `spec`; says which was given.
+void parse_deployment(Checker& c, const json& body, engine::BatchSpec& spec, bool& has_dep,
+                      bool& has_id) {
   has_dep = body.contains("deployment") && !body["deployment"].is_null();
   has_id = body.contains("deployment_id") && !body["deployment_id"].is_null();
   if (has_dep && has_id) {
@@ -225,7 +225,37 @@ void parse_batch_fields(Checker& c, const json& body, engine::BatchSpec& spec, b
       spec.deployment = *s;
     }
   }
+}
 
+void parse_on_cancel(Checker& c, const json& body, engine::BatchSpec& spec) {
+  if (body.contains("on_cancel")) {
+    auto s = c.string(body["on_cancel"], "on_cancel", 100);
+    if (s && *s != "abandon" && *s != "cancel_children") {
+      c.fail("on_cancel", "must be \"abandon\" or \"cancel_children\"");
+    } else if (s) {
+      spec.on_cancel = *s;
+    }
+  }
+}
+
+void parse_labels(Checker& c, const json& body, engine::BatchSpec& spec) {
+  if (body.contains("labels")) {
+    const json& l = body["labels"];
+    if (!l.is_object()) {
+      c.fail("labels", std::string("must be an object of strings, not ") + l.type_name());
+    } else {
+      for (auto it = l.begin(); it != l.end(); ++it) {
+        if (!it->is_string()) c.fail("labels." + it.key(), "must be a string");
+      }
+      spec.labels = l;
+    }
+  }
+}
+
+// Validates the batch's own fields (everything but "runs") into `spec`.
+void parse_batch_fields(Checker& c, const json& body, engine::BatchSpec& spec, bool& has_dep,
+                        bool& has_id) {
+  parse_deployment(c, body, spec, has_dep, has_id);
   if (body.contains("tags") && c.string_list(body["tags"], "tags")) {
     spec.tags = body["tags"].get<std::vector<std::string>>();
   }
@@ -253,26 +283,9 @@ void parse_batch_fields(Checker& c, const json& body, engine::BatchSpec& spec, b
     }
   }
   parse_tolerance(c, body, spec);
-  if (body.contains("on_cancel")) {
-    auto s = c.string(body["on_cancel"], "on_cancel", 100);
-    if (s && *s != "abandon" && *s != "cancel_children") {
-      c.fail("on_cancel", "must be \"abandon\" or \"cancel_children\"");
-    } else if (s) {
-      spec.on_cancel = *s;
-    }
-  }
+  parse_on_cancel(c, body, spec);
   parse_priority(c, body, spec);
-  if (body.contains("labels")) {
-    const json& l = body["labels"];
-    if (!l.is_object()) {
-      c.fail("labels", std::string("must be an object of strings, not ") + l.type_name());
-    } else {
-      for (auto it = l.begin(); it != l.end(); ++it) {
-        if (!it->is_string()) c.fail("labels." + it.key(), "must be a string");
-      }
-      spec.labels = l;
-    }
-  }
+  parse_labels(c, body, spec);
 }
 
 }  // namespace
@@ -355,21 +368,13 @@ const std::initializer_list<const char*> kBatchFields = {"deployment",
 
 }  // namespace
 
-std::optional<BatchRequest> parse_batch_request(std::string_view text, const RequestLimits& limits,
-                                                std::vector<FieldError>& errors) {
-  Checker c(errors);
-  // Checked as text first: depth and numbers are settled before any tree is built, and only
-  // one run at a time is ever a tree, so no body costs much more memory than its own size.
-  if (auto bad = check_json(text, limits.max_depth)) {
-    errors.push_back({bad->field, bad->message, true});
-    return std::nullopt;
-  }
-  if (json_kind(text) != '{') {
-    c.fail("body", "must be a JSON object, not " + kind_name(json_kind(text)));
-    return std::nullopt;
-  }
-  json body = json::object();
-  std::optional<std::string_view> runs_text;
+namespace {
+
+// Reads the body's members other than "runs" into `body` (each a tree of its own, at most
+// max_field_bytes of text) and finds the text of "runs".
+void read_batch_members(Checker& c, std::string_view text, const RequestLimits& limits,
+                        const std::vector<FieldError>& errors, json& body,
+                        std::optional<std::string_view>& runs_text) {
   for_each_member(text, [&](const std::string& key, std::string_view value) {
     if (key == "runs") {
       runs_text = value;
@@ -387,12 +392,11 @@ std::optional<BatchRequest> parse_batch_request(std::string_view text, const Req
     }
     return errors.size() < 50;
   });
-  BatchRequest out;
-  bool has_dep = false;
-  bool has_id = false;
-  parse_batch_fields(c, body, out.spec, has_dep, has_id);
-  body = json();
+}
 
+// How many runs the "runs" text lists; nullopt when it is missing, not a list or too long.
+std::optional<size_t> count_runs(Checker& c, const std::optional<std::string_view>& runs_text,
+                                 const RequestLimits& limits) {
   if (!runs_text) {
     c.fail("runs", "is required: a list of runs, e.g. [{\"parameters\": {}}]");
     return std::nullopt;
@@ -412,10 +416,16 @@ std::optional<BatchRequest> parse_batch_request(std::string_view text, const Req
                        std::to_string(limits.max_runs) + " are allowed in one batch");
     return std::nullopt;
   }
+  return count;
+}
+
+// Validates each run, one tree at a time, into `out.run_specs`. `batch_deployment`: the batch
+// names a deployment, so a run need not.
+void parse_runs(Checker& c, std::string_view runs_text, const RequestLimits& limits,
+                bool batch_deployment, std::vector<FieldError>& errors, BatchRequest& out) {
   std::set<std::string> keys;
-  out.run_specs.reserve(count);
   size_t i = 0;
-  for_each_element(*runs_text, [&](std::string_view r_text) {
+  for_each_element(runs_text, [&](std::string_view r_text) {
     const std::string f = "runs[" + std::to_string(i++) + "]";
     if (r_text.size() > limits.max_run_bytes) {
       errors.push_back({f,
@@ -427,7 +437,7 @@ std::optional<BatchRequest> parse_batch_request(std::string_view text, const Req
     }
     auto run = parse_run(c, json::parse(r_text), f, keys);
     if (!run) return errors.size() < 50;
-    if (!has_dep && !has_id && !run->contains("deployment") && errors.empty()) {
+    if (!batch_deployment && !run->contains("deployment") && errors.empty()) {
       c.fail("deployment",
              "is required: give deployment (\"flow/deployment\"), deployment_id, "
              "or a deployment on every run (" +
@@ -436,6 +446,36 @@ std::optional<BatchRequest> parse_batch_request(std::string_view text, const Req
     if (errors.empty()) out.run_specs.push_back(run->dump());
     return errors.size() < 50;
   });
+}
+
+}  // namespace
+
+std::optional<BatchRequest> parse_batch_request(std::string_view text, const RequestLimits& limits,
+                                                std::vector<FieldError>& errors) {
+  Checker c(errors);
+  // Checked as text first: depth and numbers are settled before any tree is built, and only
+  // one run at a time is ever a tree, so no body costs much more memory than its own size.
+  if (auto bad = check_json(text, limits.max_depth)) {
+    errors.push_back({bad->field, bad->message, true});
+    return std::nullopt;
+  }
+  if (json_kind(text) != '{') {
+    c.fail("body", "must be a JSON object, not " + kind_name(json_kind(text)));
+    return std::nullopt;
+  }
+  json body = json::object();
+  std::optional<std::string_view> runs_text;
+  read_batch_members(c, text, limits, errors, body, runs_text);
+  BatchRequest out;
+  bool has_dep = false;
+  bool has_id = false;
+  parse_batch_fields(c, body, out.spec, has_dep, has_id);
+  body = json();
+
+  const auto count = count_runs(c, runs_text, limits);
+  if (!count) return std::nullopt;
+  out.run_specs.reserve(*count);
+  parse_runs(c, *runs_text, limits, has_dep || has_id, errors, out);
   if (!c.ok()) return std::nullopt;
   if (out.spec.deployment.empty()) {
     // Every run names its own deployment; the batch's slot is never used.
@@ -465,14 +505,7 @@ bool apply_batch_patch(const json& body, engine::BatchSpec& spec, std::vector<Fi
   if (body.contains("retry") && !body["retry"].is_null()) parse_retry(c, body["retry"], next.retry);
   parse_tolerance(c, body, next);
   parse_priority(c, body, next);
-  if (body.contains("on_cancel")) {
-    auto s = c.string(body["on_cancel"], "on_cancel", 100);
-    if (s && *s != "abandon" && *s != "cancel_children") {
-      c.fail("on_cancel", "must be \"abandon\" or \"cancel_children\"");
-    } else if (s) {
-      next.on_cancel = *s;
-    }
-  }
+  parse_on_cancel(c, body, next);
   if (!c.ok()) return false;
   spec = std::move(next);
   return true;

@@ -1,16 +1,20 @@
 #pragma once
 
-#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "api/auth.h"
+#include "api/batch_commands.h"
+#include "api/batch_queries.h"
 #include "api/batch_request.h"
 #include "api/http_server.h"
 #include "api/request_guard.h"
+#include "api/routes.h"
+#include "api/store_reader.h"
 #include "core/clock.h"
 #include "core/random.h"
 #include "core/token_bucket.h"
@@ -35,8 +39,9 @@ struct ApiOptions {
   const core::WallClock* wall_clock = nullptr;
 };
 
-/// floodgate's REST API: routing, validation, JSON mapping. Runs on the listener's threads;
-/// everything that touches batches is posted to the engine's thread.
+/// floodgate's REST API: routing, Host and Origin checks, tokens and their rate limits, and the
+/// metrics of every answer. Runs on the listener's threads; reads of batches go to BatchQueries,
+/// changes to BatchCommands.
 class Router {
  public:
   Router(ApiOptions options, engine::Engine& engine, store::Store& store,
@@ -44,52 +49,32 @@ class Router {
 
   void handle(ServerRequest request, Responder respond);
   /// Refuse new batches (while draining).
-  void stop_accepting() { accepting_ = false; }
+  void stop_accepting() { commands_.stop_accepting(); }
 
  private:
-  void post_batch(const ServerRequest& req, const std::string& submitted_by, Responder respond);
-  void get_batch(const std::string& id, const ServerRequest& req, Responder respond);
-  void list_runs(const std::string& id, const ServerRequest& req, Responder respond);
-  void list_batches(const ServerRequest& req, Responder respond);
-  void list_batches_by(const std::string& name, std::optional<core::BatchState> state, int limit,
-                       int64_t after, Responder respond);
-  void control(const std::string& id, const std::string& action, const ServerRequest& req,
-               Responder respond);
-  void patch_batch(const std::string& id, const ServerRequest& req, Responder respond);
-  std::string new_batch_id();
-  /// The 415 to send when a JSON body is not declared as application/json (an empty body is
-  /// fine unless `required`).
-  std::optional<ServerResponse> refuse_body(const ServerRequest& req, bool required) const;
+  /// What the router answers itself before any endpoint runs: a refusal (Host, unknown path,
+  /// token, rate, method, Origin) or OPTIONS' answer. Sets the caller's token name.
+  std::optional<ServerResponse> early_answer(const ServerRequest& req, const Route& route,
+                                             std::string& caller_name);
+  /// Checks the request's token and its rate; the refusal, if any.
+  std::optional<ServerResponse> authenticate(const ServerRequest& req, std::string& caller_name);
+  /// Takes one request from the caller's bucket; the seconds to wait when it is empty.
+  std::optional<double> over_rate(const std::string& caller);
+  void dispatch(const ServerRequest& req, const std::vector<std::string>& parts, const Route& route,
+                const std::string& caller_name, const Responder& respond);
 
   ApiOptions options_;
   engine::Engine& engine_;
-  store::Store& store_;
   metrics::Metrics& metrics_;
-  std::atomic<bool> accepting_{true};
-  /// Takes one request from the caller's bucket; the seconds to wait when it is empty.
-  std::optional<double> over_rate(const std::string& caller);
-
   core::SteadyClock steady_clock_;
+  core::SystemWallClock system_wall_clock_;
   std::mutex buckets_mutex_;
   std::map<std::string, core::TokenBucket> buckets_;
-  const core::WallClock& wall_clock() const {
-    return options_.wall_clock != nullptr ? *options_.wall_clock : system_wall_clock_;
-  }
-  core::SystemWallClock system_wall_clock_;
-  std::mutex random_mutex_;
-  core::MtRandom random_;  // batch ids; listener threads share it under random_mutex_
+  core::MtRandom random_;  // batch ids
+  BatchQueries queries_;
+  BatchCommands commands_;
+  // Last, so destroyed first: it finishes the reads still queued while what they use exists.
+  StoreReader reads_;
 };
-
-/// An application/problem+json response (RFC 9457) naming the field at fault.
-/// `field` is left out only when absent: an empty name is a real key (a body member named "").
-ServerResponse problem(int status, const std::string& detail,
-                       const std::optional<std::string>& field = std::nullopt,
-                       const std::vector<FieldError>& errors = {});
-
-/// Parses a query string into decoded key/value pairs.
-std::map<std::string, std::string> parse_query(const std::string& query);
-
-/// Splits a request path into its non-empty segments (public for the fuzz target).
-std::vector<std::string> split_path(const std::string& path);
 
 }  // namespace floodgate::api

@@ -70,237 +70,270 @@ bool parse_bool(const std::string& name, const std::string& v) {
   throw ConfigError(name + ": '" + v + "' is not true or false");
 }
 
-const std::vector<Option>& options() {
-  static const std::vector<Option> kOptions = {
-      {"listen", "HOST:PORT to serve the REST API, /metrics and the status page (127.0.0.1:8080)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         auto colon = v.rfind(':');
-         if (colon == std::string::npos || colon == 0) {
-           throw ConfigError(n + ": '" + v + "' is not HOST:PORT");
-         }
-         c.listen_host = v.substr(0, colon);
-         if (c.listen_host.size() > 2 && c.listen_host.front() == '[') {
-           c.listen_host = c.listen_host.substr(1, c.listen_host.size() - 2);
-         }
-         c.listen_port = static_cast<uint16_t>(parse_int(n, v.substr(colon + 1), 1, 65535));
-       }},
-      {"prefect-api-url", "Prefect API root, e.g. http://127.0.0.1:4200/api (PREFECT_API_URL)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         if (v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) {
-           throw ConfigError(n + ": '" + http::redact_url(v) +
-                             "' is not an http:// or https:// URL");
-         }
-         c.prefect_api_url = v;
-         while (!c.prefect_api_url.empty() && c.prefect_api_url.back() == '/') {
-           c.prefect_api_url.pop_back();
-         }
-       }},
-      {"prefect-ui-url",
-       "Prefect UI root, e.g. http://127.0.0.1:4200; the status page links runs to it (none)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) {
-           throw ConfigError(n + ": '" + v + "' is not an http:// or https:// URL");
-         }
-         c.prefect_ui_url = v;
-         while (!c.prefect_ui_url.empty() && c.prefect_ui_url.back() == '/') {
-           c.prefect_ui_url.pop_back();
-         }
-       }},
-      {"prefect-api-key", "Prefect API key, sent as Bearer (PREFECT_API_KEY)",
-       [](Config& c, const std::string&, const std::string& v) { c.prefect_api_key = v; }},
-      {"prefect-api-auth-string",
-       "user:password for Basic auth; wins over the key "
-       "(PREFECT_API_AUTH_STRING)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         if (!v.empty() && v.find(':') == std::string::npos) {
-           throw ConfigError(n + ": must look like user:password");
-         }
-         c.prefect_auth_string = v;
-       }},
-      {"db",
-       "store URL: sqlite:///abs/path.db, sqlite://./rel.db, or "
-       "postgresql://user:pass@host:port/db?sslmode=... (sqlite://./floodgate.db)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         if (v.rfind("sqlite://", 0) != 0 && v.rfind("postgresql://", 0) != 0 &&
-             v.rfind("postgres://", 0) != 0) {
-           throw ConfigError(n + ": '" + store::redact_database_url(v) +
-                             "' is not a sqlite:// or postgresql:// URL");
-         }
-         c.db = v;
-       }},
-      {"rate", "token bucket refill for all requests to Prefect: N/s, N/min or off (off)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         auto r = core::TokenBucket::parse_rate(v);
-         if (!r || *r < 0) {
-           throw ConfigError(n + ": '" + v + "' is not a rate (use e.g. 50/s, 600/min or off)");
-         }
-         c.rate = *r;
-         c.rate_text = v;
-       }},
-      {"burst", "token bucket size in requests (default: one second of --rate)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.burst = parse_number(n, v, 1, 1e9);
-       }},
-      {"max-in-flight", "ceiling of the in-flight request limit (256)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.max_in_flight = parse_int(n, v, 1, 100000);
-       }},
-      {"min-in-flight", "floor of the adaptive in-flight limit (1)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.min_in_flight = parse_int(n, v, 1, 100000);
-       }},
-      {"adaptive", "adapt the in-flight limit to Prefect's latency and errors: true|false (true)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.adaptive = parse_bool(n, v);
-       }},
-      {"limit-algorithm", "adaptive algorithm: gradient|aimd (gradient)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         if (v != "gradient" && v != "aimd") {
-           throw ConfigError(n + ": '" + v + "' is not gradient or aimd");
-         }
-         c.limit_algorithm = v;
-       }},
-      {"connect-timeout", "seconds to connect to Prefect (10)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.connect_timeout_s = parse_number(n, v, 0.1, 600);
-       }},
-      {"request-timeout", "seconds for a whole request to Prefect (30)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.request_timeout_s = parse_number(n, v, 0.1, 3600);
-       }},
-      {"max-prefect-response-bytes",
-       "largest answer body read from Prefect; a larger one is a transient error (16777216)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.max_prefect_response_bytes = static_cast<size_t>(parse_number(n, v, 4096, 1e10));
-       }},
-      {"max-prefect-body-bytes",
-       "largest request body meant for Prefect, for packing bulk creates by bytes as well as "
-       "count; checked, not yet applied (4194304, below Prefect Cloud's 5 MiB)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.max_prefect_body_bytes = static_cast<size_t>(parse_number(n, v, 65536, 1e10));
-       }},
-      {"bulk", "use Prefect's bulk create endpoint when it has one: true|false (true)",
-       [](Config& c, const std::string& n, const std::string& v) { c.bulk = parse_bool(n, v); }},
-      {"max-body-bytes", "largest request body accepted (16777216)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.max_body_bytes = static_cast<size_t>(parse_number(n, v, 1024, 1e10));
-       }},
-      {"max-runs-per-batch", "most runs in one batch (100000)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.max_runs_per_batch = static_cast<size_t>(parse_int(n, v, 1, 10000000));
-       }},
-      {"max-json-depth",
-       "deepest nesting of objects and lists in a request body, the body itself included (64)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.max_json_depth = parse_int(n, v, 4, 1000);
-       }},
-      {"max-run-bytes", "largest JSON text of one run in a batch (1048576)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.max_run_bytes = static_cast<size_t>(parse_number(n, v, 1024, 1e10));
-       }},
-      {"max-parse-memory",
-       "bytes all requests being read and parsed may hold at once, each body counted 3 times; "
-       "beyond it 503 (268435456)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.max_parse_memory = static_cast<size_t>(parse_number(n, v, 1024 * 1024, 1e13));
-       }},
-      {"allowed-hosts",
-       "comma-separated host names the Host header may carry beside IP addresses and localhost "
-       "(\".example.com\" takes subdomains, \"*\" any); needed for DNS names when listening "
-       "on 0.0.0.0",
-       [](Config& c, const std::string&, const std::string& v) {
-         c.allowed_hosts = parse_list(v);
-       }},
-      {"allowed-origins",
-       "comma-separated web origins (https://ui.example.com) that may call state-changing "
-       "endpoints beside the service's own",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.allowed_origins = parse_list(v);
-         for (const auto& o : c.allowed_origins) {
-           if ((o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0) ||
-               o.find('/', o.find("://") + 3) != std::string::npos) {
-             throw ConfigError(n + ": '" + o + "' is not an origin like https://host[:port]");
-           }
-         }
-       }},
-      {"api-tokens-file",
-       "file of API tokens, one 'SCOPE NAME TOKEN' a line (SCOPE read or write, '#' comments); "
-       "re-read on SIGHUP. Without tokens the API is open, and only on loopback",
-       [](Config& c, const std::string&, const std::string& v) { c.api_tokens_file = v; }},
-      {"api-tokens", "API token lines as in --api-tokens-file (use the variable, not the flag)",
-       [](Config& c, const std::string&, const std::string& v) { c.api_tokens = v; }},
-      {"insecure-no-auth",
-       "allow a non-loopback --listen without API tokens: true|false (false; warns every minute)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.insecure_no_auth = parse_bool(n, v);
-       }},
-      {"public-status", "serve /metrics and the status page / without a token: true|false (false)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.public_status = parse_bool(n, v);
-       }},
-      {"tls-cert", "PEM certificate chain: serve the API over https (with --tls-key)",
-       [](Config& c, const std::string&, const std::string& v) { c.tls_cert = v; }},
-      {"tls-key", "PEM private key for --tls-cert",
-       [](Config& c, const std::string&, const std::string& v) { c.tls_key = v; }},
-      {"header-timeout",
-       "seconds a request's head may take from its first byte (a new connection's: from the "
-       "accept, TLS handshake included); then the connection is closed (10)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.header_timeout_s = parse_number(n, v, 0.1, 3600);
-       }},
-      {"body-timeout",
-       "seconds a request's body may take after its head, and a client to take the answer; then "
-       "the connection is closed (60)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.body_timeout_s = parse_number(n, v, 0.1, 3600);
-       }},
-      {"idle-timeout", "seconds a kept-alive connection may wait for its next request (60)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.idle_timeout_s = parse_number(n, v, 0.1, 3600);
-       }},
-      {"max-connections",
-       "connections open at once; more are answered 503 and closed (1000; lowered to fit the "
-       "process's open-file limit)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.max_connections = parse_int(n, v, 1, 1000000);
-       }},
-      {"token-rate",
-       "requests each API token may make: N/s, N/min or off; bursts of twice that, at least 2 "
-       "(50/s)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         auto r = core::TokenBucket::parse_rate(v);
-         if (!r || *r < 0) {
-           throw ConfigError(n + ": '" + v + "' is not a rate (use e.g. 50/s, 600/min or off)");
-         }
-         c.token_rate = *r;
-       }},
-      {"retry-budget-ratio", "retries allowed as a fraction of first attempts (0.2)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.retry_budget_ratio = parse_number(n, v, 0, 10);
-       }},
-      {"tls-verify", "verify Prefect's TLS certificate: true|false (true)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.tls_verify = parse_bool(n, v);
-       }},
-      {"ca-file", "extra CA bundle for Prefect's certificate",
-       [](Config& c, const std::string&, const std::string& v) { c.ca_file = v; }},
-      {"log-level", "debug|info|warn|error (info)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         if (v != "debug" && v != "info" && v != "warn" && v != "error") {
-           throw ConfigError(n + ": '" + v + "' is not debug, info, warn or error");
-         }
-         c.log_level = v;
-       }},
-      {"http-threads",
-       "threads for HTTP I/O: the Prefect client's and, as many, the listener's (8)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.http_threads = parse_int(n, v, 1, 256);
-       }},
-      {"drain-timeout", "seconds SIGTERM waits for requests in flight (60)",
-       [](Config& c, const std::string& n, const std::string& v) {
-         c.drain_timeout_s = parse_number(n, v, 0, 3600);
-       }},
+using Apply = std::function<void(Config&, const std::string&, const std::string&)>;
+
+// Options whose value is stored as given.
+template <typename T>
+Option text(const char* flag, const char* help, T Config::*field) {
+  return {flag, help,
+          [field](Config& c, const std::string&, const std::string& v) { c.*field = v; }};
+}
+
+// Options that take a decimal number from `lo` to `hi`.
+template <typename T>
+Option number(const char* flag, const char* help, T Config::*field, double lo, double hi) {
+  return {flag, help, [field, lo, hi](Config& c, const std::string& n, const std::string& v) {
+            c.*field = static_cast<T>(parse_number(n, v, lo, hi));
+          }};
+}
+
+// Options that take a whole number from `lo` to `hi`.
+template <typename T>
+Option whole(const char* flag, const char* help, T Config::*field, int lo, int hi) {
+  return {flag, help, [field, lo, hi](Config& c, const std::string& n, const std::string& v) {
+            c.*field = static_cast<T>(parse_int(n, v, lo, hi));
+          }};
+}
+
+Option flag_option(const char* flag, const char* help, bool Config::*field) {
+  return {flag, help, [field](Config& c, const std::string& n, const std::string& v) {
+            c.*field = parse_bool(n, v);
+          }};
+}
+
+// A rate such as 50/s, 600/min or off; `apply` stores it.
+Apply rate(std::function<void(Config&, double, const std::string&)> store) {
+  return [store](Config& c, const std::string& n, const std::string& v) {
+    auto r = core::TokenBucket::parse_rate(v);
+    if (!r || *r < 0) {
+      throw ConfigError(n + ": '" + v + "' is not a rate (use e.g. 50/s, 600/min or off)");
+    }
+    store(c, *r, v);
   };
+}
+
+// An http:// or https:// URL without trailing slashes; empty when `optional`. `shown` is what
+// an error message may print of it (never a secret).
+Apply http_url(std::string Config::*field, bool optional,
+               std::function<std::string(const std::string&)> shown) {
+  return [field, optional, shown](Config& c, const std::string& n, const std::string& v) {
+    if (!(optional && v.empty()) && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) {
+      throw ConfigError(n + ": '" + shown(v) + "' is not an http:// or https:// URL");
+    }
+    std::string& url = c.*field;
+    url = v;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+  };
+}
+
+// One of the words in `allowed`, listed in the error as `words`.
+Apply one_of(std::string Config::*field, std::vector<std::string> allowed, std::string words) {
+  return [field, allowed, words](Config& c, const std::string& n, const std::string& v) {
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+      throw ConfigError(n + ": '" + v + "' is not " + words);
+    }
+    c.*field = v;
+  };
+}
+
+void apply_listen(Config& c, const std::string& n, const std::string& v) {
+  auto colon = v.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    throw ConfigError(n + ": '" + v + "' is not HOST:PORT");
+  c.listen_host = v.substr(0, colon);
+  if (c.listen_host.size() > 2 && c.listen_host.front() == '[') {
+    c.listen_host = c.listen_host.substr(1, c.listen_host.size() - 2);
+  }
+  c.listen_port = static_cast<uint16_t>(parse_int(n, v.substr(colon + 1), 1, 65535));
+}
+
+void apply_allowed_origins(Config& c, const std::string& n, const std::string& v) {
+  c.allowed_origins = parse_list(v);
+  for (const auto& o : c.allowed_origins) {
+    if ((o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0) ||
+        o.find('/', o.find("://") + 3) != std::string::npos) {
+      throw ConfigError(n + ": '" + o + "' is not an origin like https://host[:port]");
+    }
+  }
+}
+
+// Where Prefect is and how to sign in.
+void add_prefect_access_options(std::vector<Option>& out) {
+  auto as_given = [](const std::string& v) { return v; };
+  out.insert(
+      out.end(),
+      {
+          {"prefect-api-url", "Prefect API root, e.g. http://127.0.0.1:4200/api (PREFECT_API_URL)",
+           http_url(&Config::prefect_api_url, false, http::redact_url)},
+          {"prefect-ui-url",
+           "Prefect UI root, e.g. http://127.0.0.1:4200; the status page links runs to it (none)",
+           http_url(&Config::prefect_ui_url, true, as_given)},
+          text("prefect-api-key", "Prefect API key, sent as Bearer (PREFECT_API_KEY)",
+               &Config::prefect_api_key),
+          {"prefect-api-auth-string",
+           "user:password for Basic auth; wins over the key "
+           "(PREFECT_API_AUTH_STRING)",
+           [](Config& c, const std::string& n, const std::string& v) {
+             if (!v.empty() && v.find(':') == std::string::npos) {
+               throw ConfigError(n + ": must look like user:password");
+             }
+             c.prefect_auth_string = v;
+           }},
+      });
+}
+
+// How fast and how much floodgate asks of Prefect.
+void add_request_limit_options(std::vector<Option>& out) {
+  out.insert(
+      out.end(),
+      {
+          {"rate", "token bucket refill for all requests to Prefect: N/s, N/min or off (off)",
+           rate([](Config& c, double r, const std::string& v) {
+             c.rate = r;
+             c.rate_text = v;
+           })},
+          number("burst", "token bucket size in requests (default: one second of --rate)",
+                 &Config::burst, 1, 1e9),
+          whole("max-in-flight", "ceiling of the in-flight request limit (256)",
+                &Config::max_in_flight, 1, 100000),
+          whole("min-in-flight", "floor of the adaptive in-flight limit (1)",
+                &Config::min_in_flight, 1, 100000),
+          flag_option(
+              "adaptive",
+              "adapt the in-flight limit to Prefect's latency and errors: true|false (true)",
+              &Config::adaptive),
+          {"limit-algorithm", "adaptive algorithm: gradient|aimd (gradient)",
+           one_of(&Config::limit_algorithm, {"gradient", "aimd"}, "gradient or aimd")},
+          number("connect-timeout", "seconds to connect to Prefect (10)",
+                 &Config::connect_timeout_s, 0.1, 600),
+          number("request-timeout", "seconds for a whole request to Prefect (30)",
+                 &Config::request_timeout_s, 0.1, 3600),
+          number(
+              "max-prefect-response-bytes",
+              "largest answer body read from Prefect; a larger one is a transient error (16777216)",
+              &Config::max_prefect_response_bytes, 4096, 1e10),
+          number("max-prefect-body-bytes",
+                 "largest request body meant for Prefect, for packing bulk creates by bytes as "
+                 "well as count; checked, not yet applied (4194304, below Prefect Cloud's 5 MiB)",
+                 &Config::max_prefect_body_bytes, 65536, 1e10),
+          flag_option("bulk",
+                      "use Prefect's bulk create endpoint when it has one: true|false (true)",
+                      &Config::bulk),
+      });
+}
+
+// What the REST API accepts and from whom.
+void add_api_options(std::vector<Option>& out) {
+  out.insert(
+      out.end(),
+      {
+          number("max-body-bytes", "largest request body accepted (16777216)",
+                 &Config::max_body_bytes, 1024, 1e10),
+          whole("max-runs-per-batch", "most runs in one batch (100000)",
+                &Config::max_runs_per_batch, 1, 10000000),
+          whole("max-json-depth",
+                "deepest nesting of objects and lists in a request body, the body itself included "
+                "(64)",
+                &Config::max_json_depth, 4, 1000),
+          number("max-run-bytes", "largest JSON text of one run in a batch (1048576)",
+                 &Config::max_run_bytes, 1024, 1e10),
+          number("max-parse-memory",
+                 "bytes all requests being read and parsed may hold at once, each body counted 3 "
+                 "times; beyond it 503 (268435456)",
+                 &Config::max_parse_memory, 1024 * 1024, 1e13),
+          {"allowed-hosts",
+           "comma-separated host names the Host header may carry beside IP addresses and localhost "
+           "(\".example.com\" takes subdomains, \"*\" any); needed for DNS names when listening "
+           "on 0.0.0.0",
+           [](Config& c, const std::string&, const std::string& v) {
+             c.allowed_hosts = parse_list(v);
+           }},
+          {"allowed-origins",
+           "comma-separated web origins (https://ui.example.com) that may call state-changing "
+           "endpoints beside the service's own",
+           apply_allowed_origins},
+          text("api-tokens-file",
+               "file of API tokens, one 'SCOPE NAME TOKEN' a line (SCOPE read or write, '#' "
+               "comments); re-read on SIGHUP. Without tokens the API is open, and only on loopback",
+               &Config::api_tokens_file),
+          text("api-tokens",
+               "API token lines as in --api-tokens-file (use the variable, not the flag)",
+               &Config::api_tokens),
+          flag_option("insecure-no-auth",
+                      "allow a non-loopback --listen without API tokens: true|false (false; warns "
+                      "every minute)",
+                      &Config::insecure_no_auth),
+          flag_option("public-status",
+                      "serve /metrics and the status page / without a token: true|false (false)",
+                      &Config::public_status),
+          text("tls-cert", "PEM certificate chain: serve the API over https (with --tls-key)",
+               &Config::tls_cert),
+          text("tls-key", "PEM private key for --tls-cert", &Config::tls_key),
+          number("header-timeout",
+                 "seconds a request's head may take from its first byte (a new connection's: "
+                 "from the accept, TLS handshake included); then the connection is closed (10)",
+                 &Config::header_timeout_s, 0.1, 3600),
+          number("body-timeout",
+                 "seconds a request's body may take after its head, and a client to take the "
+                 "answer; then the connection is closed (60)",
+                 &Config::body_timeout_s, 0.1, 3600),
+          number("idle-timeout",
+                 "seconds a kept-alive connection may wait for its next request (60)",
+                 &Config::idle_timeout_s, 0.1, 3600),
+          whole("max-connections",
+                "connections open at once; more are answered 503 and closed (1000; lowered to "
+                "fit the process's open-file limit)",
+                &Config::max_connections, 1, 1000000),
+          {"token-rate",
+           "requests each API token may make: N/s, N/min or off; bursts of twice that, at least 2 "
+           "(50/s)",
+           rate([](Config& c, double r, const std::string&) { c.token_rate = r; })},
+      });
+}
+
+// The retry budget, TLS to Prefect, logging, threads and shutdown.
+void add_runtime_options(std::vector<Option>& out) {
+  out.insert(
+      out.end(),
+      {
+          number("retry-budget-ratio", "retries allowed as a fraction of first attempts (0.2)",
+                 &Config::retry_budget_ratio, 0, 10),
+          flag_option("tls-verify", "verify Prefect's TLS certificate: true|false (true)",
+                      &Config::tls_verify),
+          text("ca-file", "extra CA bundle for Prefect's certificate", &Config::ca_file),
+          {"log-level", "debug|info|warn|error (info)",
+           one_of(&Config::log_level, {"debug", "info", "warn", "error"},
+                  "debug, info, warn or error")},
+          whole("http-threads",
+                "threads for HTTP I/O: the Prefect client's and, as many, the listener's (8)",
+                &Config::http_threads, 1, 256),
+          number("drain-timeout", "seconds SIGTERM waits for requests in flight (60)",
+                 &Config::drain_timeout_s, 0, 3600),
+      });
+}
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> kOptions = [] {
+    std::vector<Option> out = {
+        {"listen", "HOST:PORT to serve the REST API, /metrics and the status page (127.0.0.1:8080)",
+         apply_listen}};
+    add_prefect_access_options(out);
+    out.push_back({"db",
+                   "store URL: sqlite:///abs/path.db, sqlite://./rel.db, or "
+                   "postgresql://user:pass@host:port/db?sslmode=... (sqlite://./floodgate.db)",
+                   [](Config& c, const std::string& n, const std::string& v) {
+                     if (v.rfind("sqlite://", 0) != 0 && v.rfind("postgresql://", 0) != 0 &&
+                         v.rfind("postgres://", 0) != 0) {
+                       throw ConfigError(n + ": '" + store::redact_database_url(v) +
+                                         "' is not a sqlite:// or postgresql:// URL");
+                     }
+                     c.db = v;
+                   }});
+    add_request_limit_options(out);
+    add_api_options(out);
+    add_runtime_options(out);
+    return out;
+  }();
   return kOptions;
 }
 
@@ -319,16 +352,17 @@ std::string usage() {
   return out;
 }
 
-Config parse_config(const std::vector<std::string>& args,
-                    const std::map<std::string, std::string>& env) {
-  Config c;
-  // Settle what each option's value is before parsing any: a flag overrides FLOODGATE_*, which
-  // overrides Prefect's own variable, and an overridden value is never looked at.
-  struct Chosen {
-    std::string source;  // what a message names: "--rate", "FLOODGATE_RATE", "PREFECT_API_URL"
-    std::string value;
-  };
-  std::map<std::string, Chosen> chosen;
+namespace {
+
+// Where an option's value comes from and what it is.
+struct Chosen {
+  std::string source;  // what a message names: "--rate", "FLOODGATE_RATE", "PREFECT_API_URL"
+  std::string value;
+};
+using ChosenValues = std::map<std::string, Chosen>;  // by flag
+
+// Values from the environment: FLOODGATE_* over Prefect's own variables.
+void choose_from_env(const std::map<std::string, std::string>& env, ChosenValues& chosen) {
   auto env_get = [&](const std::string& k) -> const std::string* {
     auto it = env.find(k);
     return it == env.end() || it->second.empty() ? nullptr : &it->second;
@@ -344,6 +378,10 @@ Config parse_config(const std::vector<std::string>& args,
     std::string name = env_name(o.flag);
     if (auto v = env_get(name)) chosen[o.flag] = {name, *v};
   }
+}
+
+// Values from the command line, over the environment's; notes --help and --version in `c`.
+void choose_from_args(const std::vector<std::string>& args, Config& c, ChosenValues& chosen) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--help" || a == "-h") {
@@ -372,10 +410,10 @@ Config parse_config(const std::vector<std::string>& args,
     }
     chosen[it->flag] = {"--" + flag, value};
   }
-  for (const auto& o : options()) {
-    auto it = chosen.find(o.flag);
-    if (it != chosen.end()) o.apply(c, it->second.source, it->second.value);
-  }
+}
+
+// Settings each fine alone but not together.
+void check_combinations(const Config& c, const ChosenValues& chosen) {
   auto source_of = [&](const char* flag) {
     auto it = chosen.find(flag);
     return it == chosen.end() ? std::string("--") + flag + " (default)" : it->second.source;
@@ -392,6 +430,23 @@ Config parse_config(const std::vector<std::string>& args,
                       ") must not exceed " + source_of("max-in-flight") + " (" +
                       std::to_string(c.max_in_flight) + ")");
   }
+}
+
+}  // namespace
+
+Config parse_config(const std::vector<std::string>& args,
+                    const std::map<std::string, std::string>& env) {
+  Config c;
+  // Settle what each option's value is before parsing any: a flag overrides FLOODGATE_*, which
+  // overrides Prefect's own variable, and an overridden value is never looked at.
+  ChosenValues chosen;
+  choose_from_env(env, chosen);
+  choose_from_args(args, c, chosen);
+  for (const auto& o : options()) {
+    auto it = chosen.find(o.flag);
+    if (it != chosen.end()) o.apply(c, it->second.source, it->second.value);
+  }
+  check_combinations(c, chosen);
   return c;
 }
 

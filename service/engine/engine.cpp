@@ -1665,10 +1665,13 @@ json Engine::batch_json(const std::string& id) const {
 }
 
 json Engine::stored_batch_json(const store::BatchRecord& record) {
+  return stored_batch_json(record, store_.count_items(record.id));
+}
+
+json Engine::stored_batch_json(const store::BatchRecord& record, const ItemCounts& counts) {
   Batch b;
   b.rec = record;
   b.spec = spec_from_json(json::parse(record.spec_json, nullptr, false));
-  auto counts = store_.count_items(record.id);
   for (int i = 0; i < core::kItemStateCount; ++i) {
     b.counts[i] = counts[i];
     if (core::is_failure(static_cast<ItemState>(i))) b.failures += counts[i];
@@ -1723,16 +1726,13 @@ std::optional<std::vector<RunView>> Engine::list_runs(const std::string& id,
   return out;
 }
 
-bool Engine::hold(const std::string& id) {
-  if (find(id) != nullptr) return true;
-  auto record = store_.get_batch(id);
-  if (!record) return false;
+void Engine::hold(store::BatchRecord record, const ItemCounts& counts) {
+  if (find(record.id) != nullptr) return;
   auto b = std::make_unique<Batch>();
   b->key = next_key_++;
-  b->rec = std::move(*record);
+  b->rec = std::move(record);
   b->spec = spec_from_json(json::parse(b->rec.spec_json, nullptr, false));
   b->items_loaded = false;
-  auto counts = store_.count_items(id);
   for (int i = 0; i < core::kItemStateCount; ++i) {
     b->counts[i] = counts[i];
     metrics_.items(static_cast<ItemState>(i)).Increment(static_cast<double>(counts[i]));
@@ -1742,7 +1742,6 @@ bool Engine::hold(const std::string& id) {
   metrics_.batches(b->rec.state).Increment();
   by_id_[b->rec.id] = b->key;
   batches_[b->key] = std::move(b);
-  return true;
 }
 
 std::vector<std::pair<int64_t, json>> Engine::held_batches(std::optional<BatchState> state,

@@ -96,6 +96,10 @@ class Engine {
   nlohmann::json batch_json(const std::string& id) const;
   /// JSON for a batch not held in memory (finished before this process started).
   nlohmann::json stored_batch_json(const store::BatchRecord& record);
+  using ItemCounts = std::array<int64_t, core::kItemStateCount>;
+  /// The same from item counts the caller read from the store (any thread).
+  static nlohmann::json stored_batch_json(const store::BatchRecord& record,
+                                          const ItemCounts& counts);
   int64_t batch_version(const std::string& id) const;
   /// Calls `fn(batch_json)` once: when the batch's version exceeds `after_version`, or after
   /// `wait` (null JSON when the batch is unknown).
@@ -106,9 +110,10 @@ class Engine {
                                                 std::optional<core::ItemState> state, int64_t after,
                                                 int limit) const;
 
-  /// Brings a batch that ended before this process started back into memory (for redrive);
-  /// false when the store has no such batch.
-  bool hold(const std::string& id);
+  /// Brings a batch that ended before this process started back into memory (for redrive),
+  /// from its record and item counts as the caller read them from the store; nothing when it
+  /// is held already.
+  void hold(store::BatchRecord record, const ItemCounts& counts);
   /// Held batches after `after_seq` (optionally only in `state`), as (seq, JSON), by seq.
   std::vector<std::pair<int64_t, nlohmann::json>> held_batches(
       std::optional<core::BatchState> state, int64_t after_seq) const;

@@ -10,6 +10,21 @@ namespace {
 const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
+prometheus::Family<prometheus::Counter>& counter_family(prometheus::Registry& r, const char* name,
+                                                        const char* help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+
+prometheus::Family<prometheus::Gauge>& gauge_family(prometheus::Registry& r, const char* name,
+                                                    const char* help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
+}
+
+prometheus::Family<prometheus::Histogram>& histogram_family(prometheus::Registry& r,
+                                                            const char* name, const char* help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(r);
+}
+
 std::string status_class(int status) {
   if (status <= 0) return "error";
   return std::to_string(status / 100) + "xx";
@@ -17,166 +32,117 @@ std::string status_class(int status) {
 }  // namespace
 
 Metrics::Metrics(const std::string& version) : registry_(std::make_shared<prometheus::Registry>()) {
-  using prometheus::BuildCounter;
-  using prometheus::BuildGauge;
-  using prometheus::BuildHistogram;
   auto& r = *registry_;
-  BuildGauge()
-      .Name("floodgate_build_info")
-      .Help("Build information; always 1.")
-      .Register(r)
+  gauge_family(r, "floodgate_build_info", "Build information; always 1.")
       .Add({{"version", version}})
       .Set(1);
-  launches_family_ = &BuildCounter()
-                          .Name("floodgate_launches_total")
-                          .Help("Child runs launched, by outcome (created, existing, failed).")
-                          .Register(r);
-  requests_family_ = &BuildCounter()
-                          .Name("floodgate_prefect_requests_total")
-                          .Help("Requests sent to Prefect, by endpoint and status class.")
-                          .Register(r);
-  latency_family_ = &BuildHistogram()
-                         .Name("floodgate_prefect_request_duration_seconds")
-                         .Help("Latency of requests to Prefect, by endpoint.")
-                         .Register(r);
-  retries_family_ = &BuildCounter()
-                         .Name("floodgate_retries_total")
-                         .Help("Requests retried, by reason (timeout, connection, http_503, ...).")
-                         .Register(r);
-  api_family_ = &BuildCounter()
-                     .Name("floodgate_api_requests_total")
-                     .Help("Requests to floodgate's own REST API, by route and status code.")
-                     .Register(r);
-  in_flight_ = &BuildGauge()
-                    .Name("floodgate_prefect_requests_in_flight")
-                    .Help("Requests to Prefect awaiting an answer.")
-                    .Register(r)
+  register_request_metrics(r);
+  register_limiter_metrics(r);
+  register_work_metrics(r);
+  register_batch_metrics(r);
+}
+
+void Metrics::register_request_metrics(prometheus::Registry& r) {
+  launches_family_ =
+      &counter_family(r, "floodgate_launches_total",
+                      "Child runs launched, by outcome (created, existing, failed).");
+  requests_family_ = &counter_family(r, "floodgate_prefect_requests_total",
+                                     "Requests sent to Prefect, by endpoint and status class.");
+  latency_family_ = &histogram_family(r, "floodgate_prefect_request_duration_seconds",
+                                      "Latency of requests to Prefect, by endpoint.");
+  retries_family_ =
+      &counter_family(r, "floodgate_retries_total",
+                      "Requests retried, by reason (timeout, connection, http_503, ...).");
+  api_family_ = &counter_family(r, "floodgate_api_requests_total",
+                                "Requests to floodgate's own REST API, by route and status code.");
+  api_latency_family_ =
+      &histogram_family(r, "floodgate_api_request_duration_seconds",
+                        "Time to answer a request to floodgate's REST API, by route.");
+}
+
+void Metrics::register_limiter_metrics(prometheus::Registry& r) {
+  in_flight_ = &gauge_family(r, "floodgate_prefect_requests_in_flight",
+                             "Requests to Prefect awaiting an answer.")
                     .Add({});
-  in_flight_limit_ = &BuildGauge()
-                          .Name("floodgate_prefect_in_flight_limit")
-                          .Help("Current cap on requests in flight (adaptive or fixed).")
-                          .Register(r)
+  in_flight_limit_ = &gauge_family(r, "floodgate_prefect_in_flight_limit",
+                                   "Current cap on requests in flight (adaptive or fixed).")
                           .Add({});
-  tokens_ = &BuildGauge()
-                 .Name("floodgate_token_bucket_tokens")
-                 .Help("Tokens in the global token bucket (requests that may start now).")
-                 .Register(r)
+  tokens_ = &gauge_family(r, "floodgate_token_bucket_tokens",
+                          "Tokens in the global token bucket (requests that may start now).")
                  .Add({});
-  latency_floor_ = &BuildGauge()
-                        .Name("floodgate_prefect_latency_floor_seconds")
-                        .Help("The adaptive limit's estimate of Prefect's no-load latency.")
-                        .Register(r)
+  latency_floor_ = &gauge_family(r, "floodgate_prefect_latency_floor_seconds",
+                                 "The adaptive limit's estimate of Prefect's no-load latency.")
                         .Add({});
-  latency_recent_ = &BuildGauge()
-                         .Name("floodgate_prefect_latency_recent_seconds")
-                         .Help("The adaptive limit's recent latency estimate.")
-                         .Register(r)
+  latency_recent_ = &gauge_family(r, "floodgate_prefect_latency_recent_seconds",
+                                  "The adaptive limit's recent latency estimate.")
                          .Add({});
-  paused_remaining_ = &BuildGauge()
-                           .Name("floodgate_prefect_backoff_remaining_seconds")
-                           .Help("Seconds left of a global pause ordered by Retry-After.")
-                           .Register(r)
+  paused_remaining_ = &gauge_family(r, "floodgate_prefect_backoff_remaining_seconds",
+                                    "Seconds left of a global pause ordered by Retry-After.")
                            .Add({});
-  breaker_open_ = &BuildGauge()
-                       .Name("floodgate_circuit_breaker_open")
-                       .Help("1 while the circuit breaker keeps requests from Prefect.")
-                       .Register(r)
+  breaker_open_ = &gauge_family(r, "floodgate_circuit_breaker_open",
+                                "1 while the circuit breaker keeps requests from Prefect.")
                        .Add({});
-  retries_denied_ = &BuildCounter()
-                         .Name("floodgate_retries_deferred_total")
-                         .Help("Retries deferred because the retry budget was spent.")
-                         .Register(r)
+  retries_denied_ = &counter_family(r, "floodgate_retries_deferred_total",
+                                    "Retries deferred because the retry budget was spent.")
                          .Add({});
-  auto& items = BuildGauge()
-                    .Name("floodgate_items")
-                    .Help("Items of all known batches, by state.")
-                    .Register(r);
-  for (int i = 0; i < core::kItemStateCount; ++i) {
-    items_[i] = &items.Add({{"state", std::string(core::kItemStateNames[i])}});
-  }
-  auto& batches = BuildGauge().Name("floodgate_batches").Help("Batches, by state.").Register(r);
-  for (int i = 0; i < core::kBatchStateCount; ++i) {
-    batches_[i] = &batches.Add({{"state", std::string(core::kBatchStateNames[i])}});
-  }
-  ready_items_ = &BuildGauge()
-                      .Name("floodgate_items_ready")
-                      .Help("Items that may be launched now, waiting for a slot or a token.")
-                      .Register(r)
-                      .Add({});
-  oldest_pending_ = &BuildGauge()
-                         .Name("floodgate_oldest_pending_age_seconds")
-                         .Help("Age of the oldest batch that still has items to launch.")
-                         .Register(r)
-                         .Add({});
-  store_flushes_ = &BuildCounter()
-                        .Name("floodgate_store_flushes_total")
-                        .Help("Batched transactions written to the store.")
-                        .Register(r)
-                        .Add({});
-  store_flush_seconds_ = &BuildHistogram()
-                              .Name("floodgate_store_flush_duration_seconds")
-                              .Help("Time to write one batched transaction to the store.")
-                              .Register(r)
-                              .Add({}, kLatencyBuckets);
-  children_family_ = &BuildGauge()
-                          .Name("floodgate_children")
-                          .Help("Launched children followed, by the Prefect state last seen.")
-                          .Register(r);
-  progress_family_ = &BuildGauge()
-                          .Name("floodgate_batch_progress_ratio")
-                          .Help(
-                              "Share of an active batch's items that are done (first 50 "
-                              "active batches; removed when the batch ends).")
-                          .Register(r);
-  remaining_family_ = &BuildGauge()
-                           .Name("floodgate_batch_remaining_items")
-                           .Help(
-                               "Items of an active batch not yet done (first 50 active "
-                               "batches; removed when the batch ends).")
-                           .Register(r);
-  api_latency_family_ = &BuildHistogram()
-                             .Name("floodgate_api_request_duration_seconds")
-                             .Help("Time to answer a request to floodgate's REST API, by route.")
-                             .Register(r);
-  retry_budget_tokens_ = &BuildGauge()
-                              .Name("floodgate_retry_budget_tokens")
-                              .Help("Retries the retry budget allows now (0: retries wait).")
-                              .Register(r)
+  retry_budget_tokens_ = &gauge_family(r, "floodgate_retry_budget_tokens",
+                                       "Retries the retry budget allows now (0: retries wait).")
                               .Add({});
-  breaker_state_family_ = &BuildGauge()
-                               .Name("floodgate_circuit_breaker_state")
-                               .Help(
-                                   "1 for the circuit breaker's current state (closed, open, "
-                                   "half_open), 0 for the others.")
-                               .Register(r);
+  breaker_state_family_ = &gauge_family(r, "floodgate_circuit_breaker_state",
+                                        "1 for the circuit breaker's current state (closed, open, "
+                                        "half_open), 0 for the others.");
   for (const char* st : {"closed", "open", "half_open"}) {
     breaker_state_family_->Add({{"state", st}}).Set(std::string_view(st) == "closed" ? 1 : 0);
   }
-  batches_finished_family_ = &BuildCounter()
-                                  .Name("floodgate_batches_finished_total")
-                                  .Help("Batches that reached a final state, by that state.")
-                                  .Register(r);
+}
+
+void Metrics::register_work_metrics(prometheus::Registry& r) {
+  auto& items = gauge_family(r, "floodgate_items", "Items of all known batches, by state.");
+  for (int i = 0; i < core::kItemStateCount; ++i) {
+    items_[i] = &items.Add({{"state", std::string(core::kItemStateNames[i])}});
+  }
+  auto& batches = gauge_family(r, "floodgate_batches", "Batches, by state.");
+  for (int i = 0; i < core::kBatchStateCount; ++i) {
+    batches_[i] = &batches.Add({{"state", std::string(core::kBatchStateNames[i])}});
+  }
+  batches_finished_family_ = &counter_family(r, "floodgate_batches_finished_total",
+                                             "Batches that reached a final state, by that state.");
   for (int i = 0; i < core::kBatchStateCount; ++i) {
     if (core::is_final(static_cast<core::BatchState>(i))) {
       batches_finished_family_->Add({{"state", std::string(core::kBatchStateNames[i])}});
     }
   }
-  launch_rate_family_ = &BuildGauge()
-                             .Name("floodgate_batch_launch_rate")
-                             .Help(
-                                 "Items of an active batch started per second over the last "
-                                 "minute (first 50 active batches; removed when it ends).")
-                             .Register(r);
-  eta_family_ = &BuildGauge()
-                     .Name("floodgate_batch_eta_seconds")
-                     .Help(
-                         "Seconds until an active batch is done at its last minute's "
-                         "completion rate; absent while nothing completes.")
-                     .Register(r);
-  running_family_ = &BuildGauge()
-                         .Name("floodgate_batch_children_running")
-                         .Help("Children of an active batch that Prefect last showed Running.")
-                         .Register(r);
+  ready_items_ = &gauge_family(r, "floodgate_items_ready",
+                               "Items that may be launched now, waiting for a slot or a token.")
+                      .Add({});
+  oldest_pending_ = &gauge_family(r, "floodgate_oldest_pending_age_seconds",
+                                  "Age of the oldest batch that still has items to launch.")
+                         .Add({});
+  store_flushes_ = &counter_family(r, "floodgate_store_flushes_total",
+                                   "Batched transactions written to the store.")
+                        .Add({});
+  store_flush_seconds_ = &histogram_family(r, "floodgate_store_flush_duration_seconds",
+                                           "Time to write one batched transaction to the store.")
+                              .Add({}, kLatencyBuckets);
+}
+
+void Metrics::register_batch_metrics(prometheus::Registry& r) {
+  children_family_ = &gauge_family(r, "floodgate_children",
+                                   "Launched children followed, by the Prefect state last seen.");
+  progress_family_ = &gauge_family(r, "floodgate_batch_progress_ratio",
+                                   "Share of an active batch's items that are done (first 50 "
+                                   "active batches; removed when the batch ends).");
+  remaining_family_ = &gauge_family(r, "floodgate_batch_remaining_items",
+                                    "Items of an active batch not yet done (first 50 active "
+                                    "batches; removed when the batch ends).");
+  launch_rate_family_ = &gauge_family(r, "floodgate_batch_launch_rate",
+                                      "Items of an active batch started per second over the last "
+                                      "minute (first 50 active batches; removed when it ends).");
+  eta_family_ = &gauge_family(r, "floodgate_batch_eta_seconds",
+                              "Seconds until an active batch is done at its last minute's "
+                              "completion rate; absent while nothing completes.");
+  running_family_ = &gauge_family(r, "floodgate_batch_children_running",
+                                  "Children of an active batch that Prefect last showed Running.");
 }
 
 prometheus::Histogram& Metrics::api_request_duration(const std::string& route) {

@@ -80,6 +80,12 @@ class Metrics {
   static constexpr size_t kMaxBatchSeries = 50;
 
  private:
+  // The constructor's parts, by what the metrics are about.
+  void register_request_metrics(prometheus::Registry& r);
+  void register_limiter_metrics(prometheus::Registry& r);
+  void register_work_metrics(prometheus::Registry& r);
+  void register_batch_metrics(prometheus::Registry& r);
+
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* launches_family_;
   prometheus::Family<prometheus::Counter>* requests_family_;

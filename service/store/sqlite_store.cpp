@@ -525,15 +525,4 @@ std::vector<std::pair<int64_t, std::string>> SqliteStore::load_item_specs(
   return result;
 }
 
-std::string SqliteStore::journal_mode() {
-  std::lock_guard lock(writer_->mutex());
-  return writer_->query_text("PRAGMA journal_mode", "reading journal_mode");
-}
-
-int SqliteStore::schema_version() {
-  std::lock_guard lock(writer_->mutex());
-  return parse_pragma_int(writer_->query_text("PRAGMA user_version", "reading user_version"),
-                          "user_version");
-}
-
 }  // namespace floodgate::store

@@ -53,10 +53,6 @@ class SqliteStore final : public Store {
   std::vector<std::pair<int64_t, std::string>> load_item_specs(
       const std::string& batch_id, const std::vector<int64_t>& indexes) override;
 
-  /// The journal mode in effect: "wal" for a file, "memory" for ":memory:".
-  std::string journal_mode();
-  /// The schema version of the open database.
-  int schema_version();
   /// How many item and batch updates apply() skipped because their batch or item is unknown.
   int64_t skipped_updates() const { return skipped_updates_.load(std::memory_order_relaxed); }
 

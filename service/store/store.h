@@ -42,7 +42,9 @@ struct ItemRecord {
   std::string flow_run_state;
   std::string last_error;
   std::string spec_json;  // the run's own spec: parameters, name, tags, ...
-  /// Extra mutable details as JSON (run ids of earlier attempts, retry timing); "" when none.
+  /// Extra mutable details as JSON: the runs of earlier rounds (relaunches, redrives), the
+  /// parent's task run of a subflow, attempts Prefect answered "not now" and the seconds waited
+  /// until the launch; "" when none.
   std::string detail_json;
 };
 
@@ -120,15 +122,16 @@ class Store {
     return counts;
   }
 
-  /// Specs of the given items of a batch (index -> spec), for re-launching; in the order
-  /// asked, leaving out indexes the batch does not have.
+  /// Specs of the given items of a batch (index -> spec), for launching them again (a crashed
+  /// child relaunched, a redrive); in the order asked, leaving out indexes the batch does not
+  /// have.
   virtual std::vector<std::pair<int64_t, std::string>> load_item_specs(
       const std::string& batch_id, const std::vector<int64_t>& indexes) = 0;
 };
 
-/// Opens the store named by a URL: "sqlite:///abs/path.db", "sqlite://./rel.db",
-/// "sqlite://:memory:", "postgresql://user:pass@host:port/db?sslmode=...". Throws StoreError with a
-/// clear message on a bad URL or failure to open.
+/// Opens the store named by a URL: "sqlite:///abs/path.db", "sqlite://./rel.db" (or
+/// "sqlite://rel.db"), "sqlite://:memory:", "postgresql://user:pass@host:port/db?sslmode=...".
+/// Throws StoreError with a clear message on a bad URL or a failure to open.
 std::unique_ptr<Store> open_store(const std::string& url);
 
 }  // namespace floodgate::store

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "api/router.h"
+#include "api/request_target.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string target(reinterpret_cast<const char*>(data), size);

@@ -5,7 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "api/router.h"
+#include "api/problem.h"
+#include "api/request_target.h"
 
 namespace floodgate::api {
 namespace {

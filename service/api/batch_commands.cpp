@@ -1,0 +1,241 @@
+#include "api/batch_commands.h"
+
+#include <memory>
+
+#include "api/json_scan.h"
+#include "api/problem.h"
+#include "api/request_guard.h"
+#include "api/stored_batches.h"
+#include "core/uuid.h"
+#include "metrics/log.h"
+
+namespace floodgate::api {
+
+using nlohmann::json;
+
+namespace {
+
+// The 415 to send when a JSON body is not declared as application/json (an empty body is fine
+// unless `required`).
+std::optional<ServerResponse> refuse_body(const ServerRequest& req, bool required) {
+  auto ct = req.headers.find("content-type");
+  if (!required && req.body.empty()) return std::nullopt;
+  if (ct == req.headers.end()) {
+    return problem(415, "the body must be JSON sent as Content-Type: application/json", "body");
+  }
+  if (!is_json_media_type(ct->second)) {
+    return problem(415,
+                   "the body must be JSON sent as Content-Type: application/json (optionally "
+                   "with charset=utf-8), not " +
+                       ct->second.substr(0, 200),
+                   "body");
+  }
+  return std::nullopt;
+}
+
+// The 400 for a body check_json refused.
+ServerResponse refuse_json(const JsonProblem& bad) {
+  return problem(400, bad.field + ": " + bad.message,
+                 bad.field.empty() ? std::nullopt : std::optional(bad.field));
+}
+
+// Reads the Idempotency-Key header into `idem`; the 400 to send when it is bad.
+std::optional<ServerResponse> read_idempotency_key(const ServerRequest& req,
+                                                   std::optional<std::string>& idem) {
+  auto it = req.headers.find("idempotency-key");
+  if (it == req.headers.end()) return std::nullopt;
+  if (it->second.empty() || it->second.size() > 255) {
+    return problem(400, "Idempotency-Key header must be 1 to 255 characters", "Idempotency-Key");
+  }
+  idem = it->second;
+  return std::nullopt;
+}
+
+// Reads the optional body of a control action into `on_cancel` (only cancel takes one
+// member); the answer to send when it is bad.
+std::optional<ServerResponse> read_control_body(const ServerRequest& req, const std::string& action,
+                                                int max_depth,
+                                                std::optional<std::string>& on_cancel) {
+  if (auto bad = refuse_body(req, false)) return bad;
+  if (req.body.empty()) return std::nullopt;
+  if (auto bad = check_json(req.body, max_depth)) return refuse_json(*bad);
+  json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    return problem(400, "body must be a JSON object (or empty)", "body");
+  }
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    if (action == "cancel" && it.key() == "on_cancel") continue;
+    return problem(422, it.key() + ": unknown field", it.key());
+  }
+  if (body.contains("on_cancel")) {
+    if (!body["on_cancel"].is_string() ||
+        (body["on_cancel"] != "abandon" && body["on_cancel"] != "cancel_children")) {
+      return problem(422, "on_cancel: must be \"abandon\" or \"cancel_children\"", "on_cancel");
+    }
+    on_cancel = body["on_cancel"].get<std::string>();
+  }
+  return std::nullopt;
+}
+
+// Runs a control action on a batch the engine holds (engine thread).
+ServerResponse run_control(engine::Engine& engine, const std::string& id, const std::string& action,
+                           const std::optional<std::string>& on_cancel) {
+  engine::Engine::ControlAnswer a;
+  if (action == "cancel") a = engine.cancel(id, on_cancel);
+  if (action == "pause") a = engine.pause(id);
+  if (action == "resume") a = engine.resume(id);
+  if (action == "redrive") a = engine.redrive(id);
+  if (a.result == engine::Engine::ControlResult::kNotFound) return problem(404, a.message, "id");
+  if (a.result == engine::Engine::ControlResult::kConflict) {
+    return problem(409, "cannot " + action + ": " + a.message);
+  }
+  return json_response(200, engine.batch_json(id));
+}
+
+// Merges a PATCH body into the spec of a batch the engine holds and applies it (engine thread).
+ServerResponse run_patch(engine::Engine& engine, const std::string& id,
+                         const engine::BatchSpec& current, const json& patch) {
+  engine::BatchSpec next = current;
+  std::vector<FieldError> errors;
+  if (!apply_batch_patch(patch, next, errors)) {
+    const auto& first = errors.front();
+    return problem(first.field == "body" ? 400 : 422, first.field + ": " + first.message,
+                   first.field, errors);
+  }
+  auto a = engine.update_spec(id, next);
+  if (a.result != engine::Engine::ControlResult::kOk) {
+    return problem(409, "cannot change the batch: " + a.message);
+  }
+  return json_response(200, engine.batch_json(id));
+}
+
+ServerResponse with_location(ServerResponse r, const std::string& id) {
+  r.headers["Location"] = "/v1/batches/" + id;
+  return r;
+}
+
+}  // namespace
+
+std::string BatchCommands::new_batch_id() {
+  std::lock_guard lock(random_mutex_);
+  return core::new_uuid(random_);
+}
+
+store::BatchRecord BatchCommands::new_record(const BatchRequest& parsed,
+                                             std::optional<std::string> idem,
+                                             const std::string& submitted_by) {
+  store::BatchRecord rec;
+  rec.id = new_batch_id();
+  rec.spec_json = engine::to_json(parsed.spec).dump();
+  rec.state = core::BatchState::kQueued;
+  rec.total = static_cast<int64_t>(parsed.run_specs.size());
+  rec.created_at_ms = rec.updated_at_ms = wall_clock_.unix_ms();
+  rec.version = 1;
+  rec.idempotency_key = std::move(idem);
+  rec.submitted_by = submitted_by;
+  return rec;
+}
+
+void BatchCommands::submit(const ServerRequest& req, const std::string& submitted_by,
+                           Responder respond) {
+  if (!accepting_) return respond(problem(503, "floodgate is shutting down; submit again later"));
+  if (auto bad = refuse_body(req, true)) return respond(std::move(*bad));
+  std::vector<FieldError> errors;
+  auto parsed = parse_batch_request(std::string_view(req.body), limits_, errors);
+  if (!parsed) {
+    const auto& first = errors.front();
+    int status = first.malformed || first.field == "body" ? 400 : 422;
+    return respond(problem(status, first.field + ": " + first.message, first.field, errors));
+  }
+  std::optional<std::string> idem;
+  if (auto bad = read_idempotency_key(req, idem)) return respond(std::move(*bad));
+
+  store::BatchRecord rec = new_record(*parsed, std::move(idem), submitted_by);
+  std::vector<store::ItemRecord> items(parsed->run_specs.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    items[i].index = static_cast<int64_t>(i);
+    items[i].spec_json = std::move(parsed->run_specs[i]);
+  }
+  store::InsertResult result;
+  try {
+    result = store_.insert_batch(rec, items);
+  } catch (const std::exception& e) {
+    log::error("could not store a batch", {{"error", e.what()}});
+    return respond(problem(503, std::string("could not store the batch: ") + e.what()));
+  }
+  if (!result.inserted) return answer_existing(result.batch_id, std::move(respond));
+  if (auto stored = store_.get_batch(rec.id)) rec.seq = stored->seq;
+  start(std::move(rec), std::move(parsed->spec), std::move(items), std::move(respond));
+}
+
+void BatchCommands::answer_existing(const std::string& id, Responder respond) {
+  engine_.post([this, id, respond] {
+    json view = engine_.batch_json(id);
+    if (!view.is_null()) return respond(with_location(json_response(200, view), id));
+    reads_.post(respond, [this, id](const Responder& answer) {
+      json stored;
+      if (auto rec = store_.get_batch(id)) stored = stored_batch_view(store_, *rec);
+      answer(with_location(json_response(200, stored), id));
+    });
+  });
+}
+
+void BatchCommands::start(store::BatchRecord rec, engine::BatchSpec spec,
+                          std::vector<store::ItemRecord> items, Responder respond) {
+  // Take the specs back from the records: the engine keeps them until each run exists.
+  std::vector<std::string> specs(items.size());
+  for (size_t i = 0; i < items.size(); ++i) specs[i] = std::move(items[i].spec_json);
+  items.clear();
+  items.shrink_to_fit();
+  auto shared_specs = std::make_shared<std::vector<std::string>>(std::move(specs));
+  auto shared_spec = std::make_shared<engine::BatchSpec>(std::move(spec));
+  engine_.post([this, rec = std::move(rec), shared_spec, shared_specs, respond]() mutable {
+    std::string id = rec.id;
+    engine_.add_batch(std::move(rec), std::move(*shared_spec), std::move(*shared_specs));
+    respond(with_location(json_response(201, engine_.batch_json(id)), id));
+  });
+}
+
+void BatchCommands::patch(const std::string& id, const ServerRequest& req, Responder respond) {
+  if (auto bad = refuse_body(req, true)) return respond(std::move(*bad));
+  if (auto bad = check_json(req.body, limits_.max_depth)) return respond(refuse_json(*bad));
+  json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded()) return respond(problem(400, "body is not valid JSON", "body"));
+  auto shared = std::make_shared<json>(std::move(body));
+  engine_.post([this, id, shared, respond] {
+    const engine::BatchSpec* current = engine_.spec_of(id);
+    if (current != nullptr) return respond(run_patch(engine_, id, *current, *shared));
+    reads_.post(respond, [this, id](const Responder& answer) {
+      answer(refuse_change_of_stored(store_, id));
+    });
+  });
+}
+
+void BatchCommands::control(const std::string& id, const std::string& action,
+                            const ServerRequest& req, Responder respond) {
+  std::optional<std::string> on_cancel;
+  if (auto bad = read_control_body(req, action, limits_.max_depth, on_cancel)) {
+    return respond(std::move(*bad));
+  }
+  engine_.post([this, id, action, on_cancel, respond] {
+    if (engine_.has_batch(id)) return respond(run_control(engine_, id, action, on_cancel));
+    if (action == "redrive") return redrive_stored(id, respond);
+    reads_.post(respond, [this, id](const Responder& answer) {
+      answer(refuse_change_of_stored(store_, id));
+    });
+  });
+}
+
+void BatchCommands::redrive_stored(const std::string& id, Responder respond) {
+  reads_.post(respond, [this, id, respond](const Responder& answer) {
+    auto rec = store_.get_batch(id);
+    if (!rec) return answer(no_such_batch(id));
+    auto counts = store_.count_items(id);
+    engine_.post([this, id, record = std::move(*rec), counts, respond]() mutable {
+      engine_.hold(std::move(record), counts);
+      respond(run_control(engine_, id, "redrive", std::nullopt));
+    });
+  });
+}
+
+}  // namespace floodgate::api

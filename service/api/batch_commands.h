@@ -1,0 +1,64 @@
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/batch_request.h"
+#include "api/http_server.h"
+#include "api/store_reader.h"
+#include "core/clock.h"
+#include "core/random.h"
+#include "engine/engine.h"
+#include "store/store.h"
+
+namespace floodgate::api {
+
+/// The API's changes to batches: submission (POST /v1/batches), PATCH /v1/batches/{id} and
+/// cancel, pause, resume and redrive. Validates on the listener's thread, stores a new batch
+/// there, and makes every change on the engine's thread.
+class BatchCommands {
+ public:
+  /// `random` (batch ids) is used under a lock of this object's own.
+  BatchCommands(engine::Engine& engine, store::Store& store, StoreReader& reads,
+                RequestLimits limits, const core::WallClock& wall_clock, core::Random& random)
+      : engine_(engine),
+        store_(store),
+        reads_(reads),
+        limits_(limits),
+        wall_clock_(wall_clock),
+        random_(random) {}
+
+  void submit(const ServerRequest& req, const std::string& submitted_by, Responder respond);
+  void patch(const std::string& id, const ServerRequest& req, Responder respond);
+  /// `action`: "cancel", "pause", "resume" or "redrive".
+  void control(const std::string& id, const std::string& action, const ServerRequest& req,
+               Responder respond);
+  /// Refuse new batches (while draining).
+  void stop_accepting() { accepting_ = false; }
+
+ private:
+  std::string new_batch_id();
+  store::BatchRecord new_record(const BatchRequest& parsed, std::optional<std::string> idem,
+                                const std::string& submitted_by);
+  /// The batch an Idempotency-Key named again, as it is now (200).
+  void answer_existing(const std::string& id, Responder respond);
+  /// Hands a batch just stored to the engine and answers 201.
+  void start(store::BatchRecord rec, engine::BatchSpec spec, std::vector<store::ItemRecord> items,
+             Responder respond);
+  /// Brings a batch that ended before this process started back into memory, then redrives it.
+  void redrive_stored(const std::string& id, Responder respond);
+
+  engine::Engine& engine_;
+  store::Store& store_;
+  StoreReader& reads_;
+  RequestLimits limits_;
+  const core::WallClock& wall_clock_;
+  std::mutex random_mutex_;
+  core::Random& random_;  // listener threads share it under random_mutex_
+  std::atomic<bool> accepting_{true};
+};
+
+}  // namespace floodgate::api

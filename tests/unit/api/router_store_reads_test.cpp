@@ -1,0 +1,228 @@
+// The router's answers about batches the engine does not hold: the same answers as before, read
+// from the store on the API's store reader thread, never on the engine's thread (issue 12).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "../engine/engine_test_support.h"
+#include "api/router.h"
+
+namespace floodgate::api {
+namespace {
+
+using engine::testing::EngineHarness;
+using engine::testing::TempDir;
+using nlohmann::json;
+
+/// Forwards to a real store and notes the threads that read it.
+class RecordingStore final : public store::Store {
+ public:
+  explicit RecordingStore(store::Store& inner) : inner_(inner) {}
+
+  store::InsertResult insert_batch(const store::BatchRecord& b,
+                                   const std::vector<store::ItemRecord>& items) override {
+    return inner_.insert_batch(b, items);
+  }
+  void apply(const std::vector<store::ItemUpdate>& items,
+             const std::vector<store::BatchUpdate>& batches) override {
+    inner_.apply(items, batches);
+  }
+  std::optional<store::BatchRecord> get_batch(const std::string& id) override {
+    note("get_batch");
+    return inner_.get_batch(id);
+  }
+  std::vector<store::BatchRecord> list_batches(std::optional<core::BatchState> state,
+                                               int64_t after_seq, int limit) override {
+    note("list_batches");
+    return inner_.list_batches(state, after_seq, limit);
+  }
+  std::vector<store::BatchRecord> load_unfinished_batches() override {
+    return inner_.load_unfinished_batches();
+  }
+  std::vector<store::ItemRecord> load_items(const std::string& id, bool with_spec) override {
+    return inner_.load_items(id, with_spec);
+  }
+  std::vector<store::ItemRecord> list_items(const std::string& id,
+                                            std::optional<core::ItemState> state, int64_t after,
+                                            int limit) override {
+    note("list_items");
+    return inner_.list_items(id, state, after, limit);
+  }
+  std::array<int64_t, core::kItemStateCount> count_items(const std::string& id) override {
+    note("count_items");
+    return inner_.count_items(id);
+  }
+  std::vector<std::pair<int64_t, std::string>> load_item_specs(
+      const std::string& id, const std::vector<int64_t>& indexes) override {
+    return inner_.load_item_specs(id, indexes);
+  }
+
+  /// The reads `thread` made, by name.
+  std::multiset<std::string> reads_on(std::thread::id thread) {
+    std::lock_guard lock(mutex_);
+    std::multiset<std::string> out;
+    for (const auto& [t, what] : reads_) {
+      if (t == thread) out.insert(what);
+    }
+    return out;
+  }
+  size_t reads() {
+    std::lock_guard lock(mutex_);
+    return reads_.size();
+  }
+
+ private:
+  void note(const char* what) {
+    std::lock_guard lock(mutex_);
+    reads_.emplace_back(std::this_thread::get_id(), what);
+  }
+  store::Store& inner_;
+  std::mutex mutex_;
+  std::vector<std::pair<std::thread::id, std::string>> reads_;
+};
+
+class RouterStoreReadsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto spec = engine::testing::spec_for();
+    stored_.id = "done-before";
+    stored_.spec_json = engine::to_json(spec).dump();
+    stored_.state = core::BatchState::kCompleted;
+    stored_.total = 3;
+    stored_.created_at_ms = stored_.updated_at_ms = stored_.finished_at_ms = 1'800'000'000'000;
+    stored_.version = 5;
+    std::vector<store::ItemRecord> items(3);
+    for (int i = 0; i < 3; ++i) {
+      items[i].index = i;
+      items[i].state = i == 2 ? core::ItemState::kFailed : core::ItemState::kCompleted;
+      items[i].flow_run_id = "run-" + std::to_string(i);
+      items[i].spec_json = R"({"parameters":{}})";
+    }
+    inner_ = store::open_store("sqlite://" + dir_.file("floodgate.db"));
+    ASSERT_TRUE(inner_->insert_batch(stored_, items).inserted);
+    recording_ = std::make_unique<RecordingStore>(*inner_);
+    engine_ = std::make_unique<engine::Engine>(
+        engine::EngineRuntime{h_.clock, h_.wall, h_.random, h_.timers}, EngineHarness::defaults(),
+        *recording_, h_.prefect, prefect::Credentials{}, h_.metrics);
+    engine_->start();
+    h_.settle();
+    ApiOptions options;
+    options.clock = &h_.clock;
+    options.wall_clock = &h_.wall;
+    router_ = std::make_unique<Router>(options, *engine_, *recording_, h_.metrics);
+  }
+  void TearDown() override {
+    router_.reset();
+    engine_.reset();
+  }
+
+  /// Sends a request and runs the engine's queue (on this thread) until the answer comes.
+  ServerResponse call(const std::string& method, const std::string& path,
+                      const std::string& query = "") {
+    ServerRequest req;
+    req.method = method;
+    req.path = path;
+    req.query = query;
+    req.headers["host"] = "127.0.0.1:8080";
+    auto answer = std::make_shared<std::promise<ServerResponse>>();
+    auto got = answer->get_future();
+    router_->handle(req, [answer](ServerResponse r) { answer->set_value(std::move(r)); });
+    for (int i = 0; i < 1000; ++i) {
+      h_.settle();
+      if (got.wait_for(std::chrono::milliseconds(10)) == std::future_status::ready) {
+        return got.get();
+      }
+    }
+    ADD_FAILURE() << "no answer to " << method << " " << path;
+    return {};
+  }
+
+  /// The JSON of an answer that must be 200.
+  json ok_json(const std::string& method, const std::string& path, const std::string& query = "") {
+    ServerResponse r = call(method, path, query);
+    EXPECT_EQ(r.status, 200) << method << " " << path << ": " << r.body;
+    return json::parse(r.body, nullptr, false);
+  }
+
+  /// The reads the engine's thread (this one, which runs the queue) made.
+  std::multiset<std::string> engine_thread_reads() {
+    return recording_->reads_on(std::this_thread::get_id());
+  }
+
+  EngineHarness h_;
+  TempDir dir_;
+  store::BatchRecord stored_;
+  std::unique_ptr<store::Store> inner_;
+  std::unique_ptr<RecordingStore> recording_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<Router> router_;
+};
+
+TEST_F(RouterStoreReadsTest, BatchNotHeldIsReadOffTheEngineThread) {
+  json body = ok_json("GET", "/v1/batches/done-before");
+  EXPECT_EQ(body, engine::Engine::stored_batch_json(stored_, inner_->count_items(stored_.id)));
+  EXPECT_EQ(body["state"], "COMPLETED");
+  EXPECT_EQ(body["counts"]["COMPLETED"], 2);
+  EXPECT_EQ(body["counts"]["FAILED"], 1);
+  EXPECT_EQ(body["failures"], 1);
+  EXPECT_GE(recording_->reads(), 2u);
+  EXPECT_TRUE(engine_thread_reads().empty());
+}
+
+TEST_F(RouterStoreReadsTest, UnknownBatchIsNotFound) {
+  ServerResponse r = call("GET", "/v1/batches/nobody");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(json::parse(r.body)["detail"], "no batch with id nobody");
+  EXPECT_TRUE(engine_thread_reads().empty());
+}
+
+TEST_F(RouterStoreReadsTest, RunsOfABatchNotHeldComeFromTheStorePageByPage) {
+  json body = ok_json("GET", "/v1/batches/done-before/runs", "limit=2");
+  ASSERT_EQ(body["runs"].size(), 2u);
+  EXPECT_EQ(body["runs"][1]["flow_run_id"], "run-1");
+  EXPECT_EQ(body["next"], "1");
+  body = ok_json("GET", "/v1/batches/done-before/runs", "limit=2&after=1");
+  ASSERT_EQ(body["runs"].size(), 1u);
+  EXPECT_EQ(body["runs"][0]["state"], "FAILED");
+  EXPECT_TRUE(body["next"].is_null());
+  EXPECT_TRUE(engine_thread_reads().empty());
+}
+
+TEST_F(RouterStoreReadsTest, ListingMixesHeldAndStoredBatchesWithoutEngineThreadReads) {
+  json body = ok_json("GET", "/v1/batches", "limit=10");
+  ASSERT_EQ(body["batches"].size(), 1u);
+  EXPECT_EQ(body["batches"][0]["id"], "done-before");
+  EXPECT_EQ(body["batches"][0]["counts"]["FAILED"], 1);
+  body = ok_json("GET", "/v1/batches", "submitted_by=&state=COMPLETED");
+  ASSERT_EQ(body["batches"].size(), 1u);
+  EXPECT_EQ(body["batches"][0]["failures"], 1);
+  // The listing's first page is read on the listener's thread (this one, here), as before.
+  auto on_this_thread = engine_thread_reads();
+  EXPECT_EQ(on_this_thread.count("count_items"), 0u);
+  EXPECT_EQ(on_this_thread.count("get_batch"), 0u);
+}
+
+TEST_F(RouterStoreReadsTest, ChangesOfABatchNotHeldAreRefusedAsBefore) {
+  ServerResponse r = call("POST", "/v1/batches/done-before/cancel");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(json::parse(r.body)["detail"], "batch done-before is already COMPLETED");
+  r = call("POST", "/v1/batches/nobody/pause");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_TRUE(engine_thread_reads().empty());
+}
+
+TEST_F(RouterStoreReadsTest, RedriveBringsTheStoredBatchBackWithoutReadingItOnTheEngineThread) {
+  EXPECT_EQ(ok_json("POST", "/v1/batches/done-before/redrive")["state"], "RUNNING");
+  EXPECT_TRUE(engine_->has_batch("done-before"));
+  auto on_engine = engine_thread_reads();
+  EXPECT_EQ(on_engine.count("get_batch"), 0u);
+  EXPECT_EQ(on_engine.count("count_items"), 0u);
+  EXPECT_EQ(call("POST", "/v1/batches/nobody/redrive").status, 404);
+}
+
+}  // namespace
+}  // namespace floodgate::api
