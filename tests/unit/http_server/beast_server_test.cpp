@@ -807,5 +807,45 @@ TEST(BeastServerTls, ServesHttpsAndCutsOffASilentHandshake) {
   EXPECT_GE(ms(*cut), 280);
 }
 
+TEST(BeastServerTls, ConnectionsOverTheCapAreClosedAtOnce) {
+  TlsFiles files;
+  ASSERT_TRUE(files.made) << "openssl could not make a certificate";
+  auto o = options();
+  o.tls_cert_file = files.cert;
+  o.tls_key_file = files.key;
+  o.header_timeout = 5s;
+  o.max_connections = 1;
+  auto server = start(o, echo_handler());
+
+  namespace asio = boost::asio;
+  namespace beast = boost::beast;
+  asio::io_context io;
+  asio::ssl::context context(asio::ssl::context::tls_client);
+  context.set_verify_mode(asio::ssl::verify_none);
+  const asio::ip::tcp::endpoint where(asio::ip::make_address("127.0.0.1"), server->port());
+  auto held = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(io, context);
+  beast::get_lowest_layer(*held).connect(where);
+  held->handshake(asio::ssl::stream_base::client);
+  // No plain-text 503 on a TLS port: the extra connection is closed, long before the header
+  // timeout would have closed it.
+  Client extra(server->port());
+  const auto cut = extra.closed_within(4s);
+  ASSERT_TRUE(cut.has_value());
+  EXPECT_LT(ms(*cut), 2000);
+  EXPECT_EQ(extra.answer(0ms), "");
+  // Once the held one is gone, a new one gets its handshake (after the server saw the close).
+  held.reset();
+  bool served = false;
+  for (int i = 0; i < 400 && !served; ++i) {
+    beast::ssl_stream<beast::tcp_stream> next(io, context);
+    beast::get_lowest_layer(next).connect(where);
+    beast::error_code ec;
+    next.handshake(asio::ssl::stream_base::client, ec);
+    served = !ec;
+    if (!served) std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(served);
+}
+
 }  // namespace
 }  // namespace floodgate::http
