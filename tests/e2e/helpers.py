@@ -115,8 +115,8 @@ class Prefect:
     def get(self, path: str, timeout: float = 30):
         return http("GET", self.api + path, timeout=timeout)[1]
 
-    def post(self, path: str, body: Any, timeout: float = 30):
-        return http("POST", self.api + path, body, timeout=timeout)[1]
+    def post(self, path: str, body: Any, timeout: float = 30, retry_503_s: float = 60.0):
+        return http("POST", self.api + path, body, timeout=timeout, retry_503_s=retry_503_s)[1]
 
     def healthy(self) -> bool:
         try:
