@@ -302,7 +302,7 @@ PRAGMA user_version = 2;
 )sql");
   }
   SqliteStore store(path);
-  EXPECT_EQ(store.schema_version(), 3);
+  EXPECT_EQ(RawDb(path).query("PRAGMA user_version"), "3");
   const auto old = store.get_batch("old");
   ASSERT_TRUE(old.has_value());
   EXPECT_EQ(old->submitted_by, "team-a");
