@@ -255,10 +255,11 @@ void parse_batch_fields(Checker& c, const json& body, engine::BatchSpec& spec, b
   parse_tolerance(c, body, spec);
   if (body.contains("on_cancel")) {
     auto s = c.string(body["on_cancel"], "on_cancel", 100);
-    if (s && *s != "abandon" && *s != "cancel_children") {
+    auto v = s ? engine::parse_on_cancel(*s) : std::nullopt;
+    if (s && !v) {
       c.fail("on_cancel", "must be \"abandon\" or \"cancel_children\"");
-    } else if (s) {
-      spec.on_cancel = *s;
+    } else if (v) {
+      spec.on_cancel = *v;
     }
   }
   parse_priority(c, body, spec);
@@ -467,10 +468,11 @@ bool apply_batch_patch(const json& body, engine::BatchSpec& spec, std::vector<Fi
   parse_priority(c, body, next);
   if (body.contains("on_cancel")) {
     auto s = c.string(body["on_cancel"], "on_cancel", 100);
-    if (s && *s != "abandon" && *s != "cancel_children") {
+    auto v = s ? engine::parse_on_cancel(*s) : std::nullopt;
+    if (s && !v) {
       c.fail("on_cancel", "must be \"abandon\" or \"cancel_children\"");
-    } else if (s) {
-      next.on_cancel = *s;
+    } else if (v) {
+      next.on_cancel = *v;
     }
   }
   if (!c.ok()) return false;

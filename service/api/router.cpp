@@ -644,7 +644,7 @@ void Router::list_batches_by(const std::string& name, std::optional<core::BatchS
 
 void Router::control(const std::string& id, const std::string& action, const ServerRequest& req,
                      Responder respond) {
-  std::optional<std::string> on_cancel;
+  std::optional<engine::OnCancel> on_cancel;
   if (auto bad = refuse_body(req, false)) return respond(std::move(*bad));
   if (!req.body.empty()) {
     if (auto bad = check_json(req.body, options_.limits.max_depth)) {
@@ -665,7 +665,7 @@ void Router::control(const std::string& id, const std::string& action, const Ser
         return respond(
             problem(422, "on_cancel: must be \"abandon\" or \"cancel_children\"", "on_cancel"));
       }
-      on_cancel = body["on_cancel"].get<std::string>();
+      on_cancel = engine::parse_on_cancel(body["on_cancel"].get<std::string>());
     }
   }
   engine_.post([this, id, action, on_cancel, respond] {
