@@ -55,7 +55,7 @@ std::optional<ServerResponse> read_idempotency_key(const ServerRequest& req,
 // member); the answer to send when it is bad.
 std::optional<ServerResponse> read_control_body(const ServerRequest& req, const std::string& action,
                                                 int max_depth,
-                                                std::optional<std::string>& on_cancel) {
+                                                std::optional<engine::OnCancel>& on_cancel) {
   if (auto bad = refuse_body(req, false)) return bad;
   if (req.body.empty()) return std::nullopt;
   if (auto bad = check_json(req.body, max_depth)) return refuse_json(*bad);
@@ -72,14 +72,14 @@ std::optional<ServerResponse> read_control_body(const ServerRequest& req, const 
         (body["on_cancel"] != "abandon" && body["on_cancel"] != "cancel_children")) {
       return problem(422, "on_cancel: must be \"abandon\" or \"cancel_children\"", "on_cancel");
     }
-    on_cancel = body["on_cancel"].get<std::string>();
+    on_cancel = engine::parse_on_cancel(body["on_cancel"].get<std::string>());
   }
   return std::nullopt;
 }
 
 // Runs a control action on a batch the engine holds (engine thread).
 ServerResponse run_control(engine::Engine& engine, const std::string& id, const std::string& action,
-                           const std::optional<std::string>& on_cancel) {
+                           const std::optional<engine::OnCancel>& on_cancel) {
   engine::Engine::ControlAnswer a;
   if (action == "cancel") a = engine.cancel(id, on_cancel);
   if (action == "pause") a = engine.pause(id);
@@ -213,7 +213,7 @@ void BatchCommands::patch(const std::string& id, const ServerRequest& req, Respo
 
 void BatchCommands::control(const std::string& id, const std::string& action,
                             const ServerRequest& req, Responder respond) {
-  std::optional<std::string> on_cancel;
+  std::optional<engine::OnCancel> on_cancel;
   if (auto bad = read_control_body(req, action, limits_.max_depth, on_cancel)) {
     return respond(std::move(*bad));
   }

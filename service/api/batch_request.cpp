@@ -230,10 +230,11 @@ void parse_deployment(Checker& c, const json& body, engine::BatchSpec& spec, boo
 void parse_on_cancel(Checker& c, const json& body, engine::BatchSpec& spec) {
   if (body.contains("on_cancel")) {
     auto s = c.string(body["on_cancel"], "on_cancel", 100);
-    if (s && *s != "abandon" && *s != "cancel_children") {
+    auto v = s ? engine::parse_on_cancel(*s) : std::nullopt;
+    if (s && !v) {
       c.fail("on_cancel", "must be \"abandon\" or \"cancel_children\"");
-    } else if (s) {
-      spec.on_cancel = *s;
+    } else if (v) {
+      spec.on_cancel = *v;
     }
   }
 }

@@ -3,7 +3,6 @@
 #include <array>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -11,7 +10,6 @@
 
 #include "core/clock.h"
 #include "core/states.h"
-#include "core/timer_queue.h"
 #include "engine/batch_spec.h"
 #include "prefect/prefect_api.h"
 #include "store/store.h"
@@ -23,7 +21,7 @@ struct Item {
   core::ItemState state = core::ItemState::kPending;
   bool dirty = false;
   bool in_request = false;
-  uint16_t slot = 0;
+  uint16_t deployment = 0;  // index into Batch::deployments
   int32_t attempts = 0;
   int32_t relaunches = 0;
   int32_t unavailable = 0;  // transient attempts: Prefect busy or out of reach, not a verdict
@@ -34,12 +32,13 @@ struct Item {
   std::string flow_run_state;
   std::string last_error;
   std::string parent_task_run_id;  // the placeholder in the parent flow run (as_subflow)
-  std::string spec;                // the run's spec JSON; released once the run exists
-  nlohmann::json earlier_runs;     // ids of runs of earlier attempts (re-launches), null when none
+  // The run's own spec; released once the run exists and can no longer be launched again.
+  std::unique_ptr<RunSpec> spec;
+  nlohmann::json earlier_runs;  // ids of runs of earlier attempts (re-launches), null when none
 };
 
 /// One deployment a batch launches into, resolved once for the items that name it.
-struct DeploymentSlot {
+struct BatchDeployment {
   enum class State { kUnresolved, kResolving, kResolved, kFailed };
   prefect::DeploymentRef ref;
   std::string text;  // as the user wrote it
@@ -59,10 +58,10 @@ struct Batch {
   BatchSpec spec;
   std::vector<Item> items;
   bool items_loaded = true;
-  std::vector<DeploymentSlot> slots;
+  std::vector<BatchDeployment> deployments;  // [0] is the batch's own
   std::deque<int64_t> ready;
   std::array<int64_t, core::kItemStateCount> counts{};
-  bool dirty = false;
+  bool dirty = false;  // changed since the last flush
   int64_t failures = 0;
   std::string batch_tag;
   uint64_t final_flush_seq = 0;
@@ -76,17 +75,13 @@ struct Batch {
   core::TimePoint parent_seen_running{};
   bool parent_read_outstanding = false;
   core::TimePoint finished_steady{};
-  struct Waiter {
-    int64_t after;
-    std::function<void(nlohmann::json)> fn;
-    core::TimerQueue::Id timer = 0;
-  };
-  std::vector<std::shared_ptr<Waiter>> waiters;
+  int waiters = 0;  // long-polls waiting for a change of this batch
 
   int64_t running() const {
     return counts[static_cast<int>(core::ItemState::kLaunching)] +
            (spec.track ? counts[static_cast<int>(core::ItemState::kLaunched)] : 0);
   }
+  int64_t count(core::ItemState s) const { return counts[static_cast<int>(s)]; }
   int64_t done() const {
     int64_t n = 0;
     for (int i = 0; i < core::kItemStateCount; ++i) {

@@ -38,7 +38,7 @@ json to_json(const BatchSpec& s) {
               {"relaunch_crashed", s.relaunch_crashed},
               {"tolerated_failure_percentage", s.tolerated_failure_percentage},
               {"tolerated_failure_count", opt(s.tolerated_failure_count)},
-              {"on_cancel", s.on_cancel},
+              {"on_cancel", std::string(to_string(s.on_cancel))},
               {"priority", s.priority},
               {"labels", s.labels}};
 }
@@ -64,7 +64,7 @@ BatchSpec spec_from_json(const json& j) {
   s.relaunch_crashed = j.value("relaunch_crashed", 0);
   s.tolerated_failure_percentage = j.value("tolerated_failure_percentage", 0.0);
   s.tolerated_failure_count = read_opt<int64_t>(j, "tolerated_failure_count");
-  s.on_cancel = j.value("on_cancel", "abandon");
+  s.on_cancel = parse_on_cancel(j.value("on_cancel", "abandon")).value_or(OnCancel::kAbandon);
   s.priority = j.value("priority", 0);
   if (auto it = j.find("labels"); it != j.end() && it->is_object()) s.labels = *it;
   return s;
@@ -79,6 +79,35 @@ int64_t failure_allowance(const BatchSpec& spec, int64_t total) {
                                                  : *spec.tolerated_failure_count;
   }
   return by_pct;
+}
+
+std::string_view to_string(OnCancel on_cancel) {
+  return on_cancel == OnCancel::kCancelChildren ? "cancel_children" : "abandon";
+}
+
+std::optional<OnCancel> parse_on_cancel(std::string_view text) {
+  if (text == "abandon") return OnCancel::kAbandon;
+  if (text == "cancel_children") return OnCancel::kCancelChildren;
+  return std::nullopt;
+}
+
+RunSpec parse_run_spec(std::string_view text) {
+  RunSpec spec;
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) {
+    spec.fields = json::object();
+    return spec;
+  }
+  if (auto it = j.find("deployment"); it != j.end()) {
+    if (it->is_string()) spec.deployment = it->get<std::string>();
+    j.erase(it);
+  }
+  if (auto it = j.find("idempotency_key"); it != j.end()) {
+    if (it->is_string()) spec.idempotency_key = it->get<std::string>();
+    j.erase(it);
+  }
+  spec.fields = std::move(j);
+  return spec;
 }
 
 }  // namespace floodgate::engine

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace floodgate::engine {
@@ -24,6 +25,12 @@ struct RetrySpec {
   double max_elapsed_s = 3600;
 };
 
+/// What ending a batch early (cancelled, failed, parent ended) does to its running children.
+enum class OnCancel { kAbandon, kCancelChildren };
+std::string_view to_string(OnCancel on_cancel);
+/// "abandon" or "cancel_children"; nullopt for anything else.
+std::optional<OnCancel> parse_on_cancel(std::string_view text);
+
 /// Everything about a batch except its runs; persisted as JSON in the store.
 struct BatchSpec {
   std::string deployment;  // "flow/deployment" or a deployment id
@@ -35,7 +42,7 @@ struct BatchSpec {
   int relaunch_crashed = 0;
   double tolerated_failure_percentage = 0;
   std::optional<int64_t> tolerated_failure_count;
-  std::string on_cancel = "abandon";  // or "cancel_children"
+  OnCancel on_cancel = OnCancel::kAbandon;
   int priority = 0;
   nlohmann::json labels = nlohmann::json::object();
 };
@@ -43,6 +50,15 @@ struct BatchSpec {
 nlohmann::json to_json(const BatchSpec& spec);
 /// Reads a spec written by to_json (trusted input; missing keys take defaults).
 BatchSpec spec_from_json(const nlohmann::json& j);
+
+/// One run's own part of a batch, parsed once at intake.
+struct RunSpec {
+  std::string deployment;       // empty: the batch's deployment
+  std::string idempotency_key;  // empty: floodgate's own, from the batch id and the index
+  nlohmann::json fields;        // the create body's fields (parameters, name, tags, ...)
+};
+/// Parses one run's spec JSON (validated by the API; anything else gives an empty spec).
+RunSpec parse_run_spec(std::string_view text);
 
 /// How many failed items the batch tolerates before it fails.
 int64_t failure_allowance(const BatchSpec& spec, int64_t total);

@@ -79,55 +79,64 @@ void StoreWriter::run() {
       batches.insert(batches.end(), std::make_move_iterator(j.batches.begin()),
                      std::make_move_iterator(j.batches.end()));
     }
-    int failures = 0;
-    bool written = false;
-    while (true) {
-      auto start = std::chrono::steady_clock::now();
-      try {
-        store_.apply(items, batches);
-        metrics_.store_flushes().Increment();
-        metrics_.store_flush_seconds().Observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-        written = true;
-        break;
-      } catch (const std::exception& e) {
-        ++failures;
-        lock.lock();
-        last_error_ = e.what();
-        failing_ = true;
-        if (stop_) break;  // shutting down: do not wait for the disk forever
-        log::error("store write failed; retrying",
-                   {{"error", e.what()}, {"attempt", failures}, {"items", items.size()}});
-        // Waits, but wakes at once for shutdown.
-        cv_.wait_for(lock, std::chrono::milliseconds(std::min(100 * failures, 2000)),
-                     [&] { return stop_; });
-        lock.unlock();
-      }
-    }
+    const bool written = write(items, batches, lock);
+    lock.lock();
     if (written) {
-      if (failures > 0) log::info("store writes succeed again", {{"after_attempts", failures}});
-      lock.lock();
       failing_ = false;
       applied_.store(jobs.back().seq);
       done_cv_.notify_all();
       continue;
     }
-    // Stopping with a write that fails (the lock is held): everything from here on is lost to
-    // the store. Items whose launch was requested are found again by their idempotency keys
-    // when floodgated next starts; batches were written when they were accepted.
-    size_t lost_items = items.size();
-    size_t lost_batches = batches.size();
-    for (const auto& j : queue_) {
-      lost_items += j.items.size();
-      lost_batches += j.batches.size();
-    }
-    queue_.clear();
-    log::error("store cannot be written; stopping without these changes",
-               {{"error", last_error_},
-                {"item_updates_not_written", lost_items},
-                {"batch_updates_not_written", lost_batches}});
+    give_up(items.size(), batches.size());
     return;
   }
+}
+
+bool StoreWriter::write(const std::vector<store::ItemUpdate>& items,
+                        const std::vector<store::BatchUpdate>& batches,
+                        std::unique_lock<std::mutex>& lock) {
+  int failures = 0;
+  while (true) {
+    auto start = std::chrono::steady_clock::now();
+    try {
+      store_.apply(items, batches);
+      metrics_.store_flushes().Increment();
+      metrics_.store_flush_seconds().Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      if (failures > 0) log::info("store writes succeed again", {{"after_attempts", failures}});
+      return true;
+    } catch (const std::exception& e) {
+      ++failures;
+      lock.lock();
+      last_error_ = e.what();
+      failing_ = true;
+      if (stop_) {
+        lock.unlock();
+        return false;  // shutting down: do not wait for the disk forever
+      }
+      log::error("store write failed; retrying",
+                 {{"error", e.what()}, {"attempt", failures}, {"items", items.size()}});
+      // Waits, but wakes at once for shutdown.
+      cv_.wait_for(lock, std::chrono::milliseconds(std::min(100 * failures, 2000)),
+                   [&] { return stop_; });
+      lock.unlock();
+    }
+  }
+}
+
+void StoreWriter::give_up(size_t lost_items, size_t lost_batches) {
+  // Stopping with a write that fails (the lock is held): everything from here on is lost to
+  // the store. Items whose launch was requested are found again by their idempotency keys when
+  // floodgated next starts; batches were written when they were accepted.
+  for (const auto& j : queue_) {
+    lost_items += j.items.size();
+    lost_batches += j.batches.size();
+  }
+  queue_.clear();
+  log::error("store cannot be written; stopping without these changes",
+             {{"error", last_error_},
+              {"item_updates_not_written", lost_items},
+              {"batch_updates_not_written", lost_batches}});
 }
 
 }  // namespace floodgate::engine

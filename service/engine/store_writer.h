@@ -44,6 +44,12 @@ class StoreWriter {
     std::vector<store::BatchUpdate> batches;
   };
   void run();
+  /// Applies one merged transaction, retrying while it fails; false when it still failed as
+  /// the writer stops. `lock` (of mutex_) is released on entry and on return.
+  bool write(const std::vector<store::ItemUpdate>& items,
+             const std::vector<store::BatchUpdate>& batches, std::unique_lock<std::mutex>& lock);
+  /// Logs what will not be written (mutex_ held).
+  void give_up(size_t lost_items, size_t lost_batches);
 
   store::Store& store_;
   metrics::Metrics& metrics_;

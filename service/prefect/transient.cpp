@@ -49,6 +49,19 @@ bool is_locked_database(const HttpResponse& response) {
   return j.is_object() && j.contains("exception_message");
 }
 
+bool is_stale_connection(const HttpResponse& response) {
+  return response.status == 0 && response.transport == TransportError::kStaleConnection;
+}
+
+bool is_outage(const HttpResponse& response, const Classification& c) {
+  return c.verdict == Verdict::kRetryable && !is_stale_connection(response) &&
+         !is_locked_database(response);
+}
+
+bool is_final_state_type(std::string_view type) {
+  return type == "COMPLETED" || type == "FAILED" || type == "CRASHED" || type == "CANCELLED";
+}
+
 bool may_have_created(const HttpResponse& response) {
   if (response.status == 0) {
     // Failing to write the request on a connection the server had closed sends nothing.

@@ -33,6 +33,17 @@ int bulk_contention_count(const std::string& body);
 /// outage: it slows floodgate down but does not count towards the circuit breaker.
 bool is_locked_database(const HttpResponse& response);
 
+/// Whether the request failed at once on a pooled connection the server had already closed:
+/// nothing was sent, so it says nothing about Prefect's health or load.
+bool is_stale_connection(const HttpResponse& response);
+
+/// Whether an answer counts towards the circuit breaker: Prefect failing or out of reach, not
+/// a stale pooled connection and not a locked database (load on a server that answers).
+bool is_outage(const HttpResponse& response, const Classification& c);
+
+/// Whether Prefect's state type is final (the run will not change state again by itself).
+bool is_final_state_type(std::string_view type);
+
 /// Whether a create that got this answer may still have created its run: the request reached
 /// the server (or may have) and no answer says what happened (a timeout, a lost connection, a
 /// 5xx from a proxy or a server that failed after its commit).

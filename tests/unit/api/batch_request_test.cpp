@@ -117,7 +117,7 @@ TEST(BatchRequestTest, FullRequestRoundTripsIntoBatchSpec) {
   EXPECT_EQ(s.relaunch_crashed, 2);
   EXPECT_DOUBLE_EQ(s.tolerated_failure_percentage, 12.5);
   EXPECT_EQ(s.tolerated_failure_count, 7);
-  EXPECT_EQ(s.on_cancel, "cancel_children");
+  EXPECT_EQ(s.on_cancel, engine::OnCancel::kCancelChildren);
   EXPECT_EQ(s.priority, -3);
   EXPECT_EQ(s.labels, json::parse(R"({"team": "data", "env": "prod"})"));
 
@@ -313,7 +313,7 @@ TEST(BatchRequestTest, ToleratedFailures) {
 TEST(BatchRequestTest, OnCancel) {
   Parsed p = parse(with(minimal(), "on_cancel", "abandon"));
   ASSERT_TRUE(p.request.has_value());
-  EXPECT_EQ(p.request->spec.on_cancel, "abandon");
+  EXPECT_EQ(p.request->spec.on_cancel, engine::OnCancel::kAbandon);
   expect_rejected(with(minimal(), "on_cancel", "kill"), "on_cancel");
   expect_rejected(with(minimal(), "on_cancel", 1), "on_cancel");
 }
@@ -541,7 +541,7 @@ TEST(BatchPatchTest, MergesEverythingPatchable) {
   EXPECT_DOUBLE_EQ(s.tolerated_failure_percentage, 10);
   EXPECT_EQ(s.tolerated_failure_count, 4);
   EXPECT_EQ(s.priority, 7);
-  EXPECT_EQ(s.on_cancel, "cancel_children");
+  EXPECT_EQ(s.on_cancel, engine::OnCancel::kCancelChildren);
   EXPECT_EQ(s.deployment, "f/d");
 
   ASSERT_TRUE(apply_batch_patch(json{{"tolerated_failure_count", nullptr}}, s, errors));

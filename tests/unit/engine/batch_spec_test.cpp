@@ -30,7 +30,7 @@ BatchSpec full_spec() {
   s.relaunch_crashed = 3;
   s.tolerated_failure_percentage = 12.5;
   s.tolerated_failure_count = 40;
-  s.on_cancel = "cancel_children";
+  s.on_cancel = OnCancel::kCancelChildren;
   s.priority = -2;
   s.labels = {{"team", "data"}, {"env", "prod"}};
   return s;
@@ -116,7 +116,7 @@ TEST(BatchSpecTest, MissingKeysTakeDefaults) {
   expect_same(s, BatchSpec{});
   EXPECT_EQ(s.retry.max_attempts, 8);
   EXPECT_TRUE(s.track);
-  EXPECT_EQ(s.on_cancel, "abandon");
+  EXPECT_EQ(s.on_cancel, OnCancel::kAbandon);
 }
 
 TEST(BatchSpecTest, PartialRetryKeepsOtherDefaults) {

@@ -288,7 +288,7 @@ TEST_P(ParentEnds, TheBatchIsCancelledAndOnCancelApplies) {
   auto spec = spec_for();
   spec.parent_flow_run_id = "parent-1";
   spec.track = true;
-  spec.on_cancel = GetParam();
+  spec.on_cancel = parse_on_cancel(GetParam()).value();
   spec.limits.launches_per_second = 1;
   spec.limits.burst = 1;
   auto id = h.submit(spec, 10);
@@ -326,7 +326,7 @@ TEST(EngineTest, CancelSkipsWhatIsNotLaunchedAndCancelsChildren) {
   auto id = h.submit(spec, 5);
   h.advance(1500ms);
   ASSERT_EQ(h.count(id, "LAUNCHED"), 2);
-  auto a = h.engine->cancel(id, "cancel_children");
+  auto a = h.engine->cancel(id, OnCancel::kCancelChildren);
   EXPECT_EQ(a.result, Engine::ControlResult::kOk);
   EXPECT_EQ(h.state(id), "CANCELLED");
   EXPECT_EQ(h.count(id, "SKIPPED"), 3);

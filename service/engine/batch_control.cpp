@@ -1,0 +1,167 @@
+#include "engine/batch_control.h"
+
+#include <utility>
+#include <vector>
+
+namespace floodgate::engine {
+
+using core::BatchState;
+using core::ItemState;
+using nlohmann::json;
+
+core::BatchQuota quota_of(const BatchSpec& spec) {
+  core::BatchQuota q;
+  q.priority = spec.priority;
+  q.max_in_flight = spec.limits.max_in_flight.value_or(0);
+  q.launches_per_second = spec.limits.launches_per_second.value_or(0);
+  q.burst = spec.limits.burst.value_or(0);
+  return q;
+}
+
+BatchControl::BatchControl(core::Clock& clock, BatchBook& book, DeploymentResolver& resolver,
+                           core::LaunchScheduler& scheduler, Outbox& outbox, store::Store& store)
+    : clock_(clock),
+      book_(book),
+      resolver_(resolver),
+      scheduler_(scheduler),
+      outbox_(outbox),
+      store_(store) {}
+
+Batch* BatchControl::active(const std::string& id, ControlAnswer& answer) {
+  Batch* b = book_.find(id);
+  if (b == nullptr) {
+    answer = {ControlResult::kNotFound, "no batch with id " + id};
+    return nullptr;
+  }
+  if (core::is_final(b->rec.state)) {
+    answer = {ControlResult::kConflict,
+              "batch is already " + std::string(core::to_string(b->rec.state))};
+    return nullptr;
+  }
+  return b;
+}
+
+ControlAnswer BatchControl::cancel(const std::string& id, std::optional<OnCancel> on_cancel) {
+  ControlAnswer answer;
+  Batch* b = active(id, answer);
+  if (b == nullptr) return answer;
+  if (on_cancel) b->spec.on_cancel = *on_cancel;
+  book_.finish(*b, BatchState::kCancelled);
+  return answer;
+}
+
+ControlAnswer BatchControl::pause(const std::string& id) {
+  ControlAnswer answer;
+  Batch* b = active(id, answer);
+  if (b == nullptr) return answer;
+  scheduler_.set_paused(b->key, true);
+  book_.set_batch_state(*b, BatchState::kPaused);
+  return answer;
+}
+
+ControlAnswer BatchControl::resume(const std::string& id) {
+  Batch* b = book_.find(id);
+  if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
+  if (b->rec.state != BatchState::kPaused) {
+    return {ControlResult::kConflict,
+            "batch is " + std::string(core::to_string(b->rec.state)) + ", not PAUSED"};
+  }
+  scheduler_.set_paused(b->key, false);
+  book_.set_batch_state(*b, BatchState::kRunning);
+  outbox_.dispatch_now();
+  return {};
+}
+
+ControlAnswer BatchControl::update_spec(const std::string& id, const BatchSpec& spec) {
+  ControlAnswer answer;
+  Batch* b = active(id, answer);
+  if (b == nullptr) return answer;
+  b->spec = spec;
+  scheduler_.update_quota(b->key, quota_of(spec));
+  resolver_.sync_ready(*b);
+  book_.batch_changed(*b);
+  book_.check_finished(*b);
+  outbox_.dispatch_now();
+  return answer;
+}
+
+void BatchControl::hold(store::BatchRecord record,
+                        const std::array<int64_t, core::kItemStateCount>& counts) {
+  if (book_.find(record.id) != nullptr) return;
+  BatchSpec spec = spec_from_json(json::parse(record.spec_json, nullptr, false));
+  Batch& b = book_.add(std::move(record), std::move(spec));
+  book_.set_counts(b, counts);
+  b.finished_steady = clock_.now();
+  book_.announce(b);
+}
+
+void BatchControl::reload_items(Batch& b) {
+  const auto before = b.counts;
+  b.deployments.clear();
+  auto to_launch = book_.restore_items(b, store_.load_items(b.rec.id, true));
+  book_.items_reloaded(b, before);
+  for (int64_t idx : to_launch) resolver_.make_ready(b, idx);
+}
+
+std::vector<int64_t> BatchControl::redrivable(Batch& b) {
+  std::vector<int64_t> again;
+  std::vector<int64_t> missing;
+  for (size_t i = 0; i < b.items.size(); ++i) {
+    const auto s = b.items[i].state;
+    if (s == ItemState::kLaunchFailed || s == ItemState::kFailed || s == ItemState::kCrashed ||
+        s == ItemState::kSkipped) {
+      again.push_back(static_cast<int64_t>(i));
+      if (!b.items[i].spec) missing.push_back(static_cast<int64_t>(i));
+    }
+  }
+  if (!missing.empty()) {
+    // Runs that ended FAILED or CRASHED no longer hold their spec in memory.
+    for (auto& [idx, text] : store_.load_item_specs(b.rec.id, missing)) {
+      b.items[idx].spec = std::make_unique<RunSpec>(parse_run_spec(text));
+    }
+  }
+  std::erase_if(again, [&](int64_t idx) { return !b.items[idx].spec; });
+  return again;
+}
+
+void BatchControl::relaunch(Batch& b, int64_t index) {
+  Item& item = b.items[index];
+  if (item.state == ItemState::kFailed || item.state == ItemState::kCrashed) {
+    if (!item.earlier_runs.is_array()) item.earlier_runs = json::array();
+    item.earlier_runs.push_back(
+        {{"flow_run_id", item.flow_run_id}, {"state", std::string(core::to_string(item.state))}});
+    item.relaunches += 1;
+    item.flow_run_id.clear();
+    item.flow_run_state.clear();
+  }
+  item.attempts = 0;
+  item.unavailable = 0;
+  book_.set_state(b, index, ItemState::kPending);
+}
+
+ControlAnswer BatchControl::redrive(const std::string& id) {
+  Batch* b = book_.find(id);
+  if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
+  if (!b->items_loaded) reload_items(*b);
+  const std::vector<int64_t> again = redrivable(*b);
+  if (again.empty()) return {ControlResult::kConflict, "no failed or skipped items to redrive"};
+  for (int64_t idx : again) relaunch(*b, idx);
+  // Failures of earlier rounds no longer count against the tolerance.
+  b->rec.finished_at_ms = 0;
+  b->deployments.erase(b->deployments.begin() + 1, b->deployments.end());
+  for (auto& d : b->deployments) {
+    if (d.state == BatchDeployment::State::kFailed) d.state = BatchDeployment::State::kUnresolved;
+  }
+  book_.set_batch_state(*b, BatchState::kRunning);
+  scheduler_.add_batch(b->key, quota_of(b->spec));
+  for (int64_t idx : again) {
+    Item& item = b->items[idx];
+    item.deployment =
+        item.spec->deployment.empty() ? 0 : deployment_index(*b, item.spec->deployment);
+    resolver_.make_ready(*b, idx);
+  }
+  outbox_.dispatch_now();
+  return {};
+}
+
+}  // namespace floodgate::engine

@@ -1,0 +1,278 @@
+#include "engine/child_tracker.h"
+
+#include <algorithm>
+#include <memory>
+#include <unordered_map>
+#include <utility>
+
+#include "metrics/log.h"
+#include "prefect/transient.h"
+
+namespace floodgate::engine {
+
+using core::BatchState;
+using core::ItemState;
+using nlohmann::json;
+
+ChildTracker::ChildTracker(core::Clock& clock, core::Random& random,
+                           std::function<std::string()> new_id, TrackOptions options,
+                           BatchBook& book, DeploymentResolver& resolver, Outbox& outbox,
+                           prefect::PrefectApi& api)
+    : clock_(clock),
+      random_(random),
+      new_id_(std::move(new_id)),
+      options_(options),
+      book_(book),
+      resolver_(resolver),
+      outbox_(outbox),
+      api_(api) {}
+
+void ChildTracker::round() {
+  bool queued_any = false;
+  for (const auto& [key, bp] : book_.batches()) queued_any = queue_reads(*bp) || queued_any;
+  if (queued_any) outbox_.dispatch_now();
+}
+
+bool ChildTracker::queue_reads(Batch& b) {
+  // The parent is watched while the batch runs, launched children or not: once it has ended,
+  // nothing more is launched under it.
+  const bool watch_parent = !b.spec.parent_flow_run_id.empty() && !core::is_final(b.rec.state);
+  if (!b.spec.track || !b.items_loaded || b.track_outstanding > 0 || clock_.now() < b.next_track ||
+      (b.count(ItemState::kLaunched) == 0 && !watch_parent)) {
+    return false;
+  }
+  b.track_saw_final = false;
+  ReadRuns read;
+  read.batch = b.key;
+  auto queue = [&] {
+    outbox_.enqueue(std::make_shared<Request>(Request{std::move(read), this}));
+    b.track_outstanding += 1;
+    read = ReadRuns{};
+    read.batch = b.key;
+  };
+  bool queued = false;
+  for (size_t i = 0; i < b.items.size(); ++i) {
+    const Item& item = b.items[i];
+    if (item.state != ItemState::kLaunched || item.flow_run_id.empty()) continue;
+    read.indexes.push_back(static_cast<int64_t>(i));
+    read.ids.push_back(item.flow_run_id);
+    if (read.ids.size() == kReadSize) {
+      queue();
+      queued = true;
+    }
+  }
+  if (watch_parent) {
+    // Prefect only cascades a CANCELLED parent to its children; floodgate applies the batch's
+    // on_cancel whenever the parent ends.
+    read.indexes.push_back(-1);
+    read.ids.push_back(b.spec.parent_flow_run_id);
+  }
+  if (!read.ids.empty()) {
+    queue();
+    queued = true;
+  }
+  return queued;
+}
+
+bool ChildTracker::parent_seen_recently(const Batch& b) const {
+  return clock_.now() - b.parent_seen_running < kParentRecheck;
+}
+
+void ChildTracker::queue_parent_read(Batch& b) {
+  if (b.parent_read_outstanding) return;
+  b.parent_read_outstanding = true;
+  resolver_.sync_ready(b);
+  ReadRuns read;
+  read.batch = b.key;
+  read.parent_only = true;
+  read.indexes.push_back(-1);
+  read.ids.push_back(b.spec.parent_flow_run_id);
+  outbox_.enqueue(std::make_shared<Request>(Request{std::move(read), this}));
+}
+
+void ChildTracker::parent_read(Batch& b, const prefect::FlowRunInfo* run) {
+  if (run != nullptr && prefect::is_final_state_type(run->state_type)) {
+    if (!core::is_final(b.rec.state)) {
+      log::info("parent flow run ended; cancelling the batch (on_cancel applies)",
+                {{"batch_id", b.rec.id},
+                 {"parent_flow_run_id", run->id},
+                 {"parent_state", run->state_type}});
+      book_.finish(b, BatchState::kCancelled);
+    }
+    return;
+  }
+  b.parent_seen_running = clock_.now();
+}
+
+std::optional<prefect::HttpRequest> ChildTracker::build(Request& request) {
+  if (const auto* read = std::get_if<ReadRuns>(&request.payload)) {
+    return api_.filter_flow_runs(read->ids);
+  }
+  const auto& cancel = request.as<CancelChild>();
+  return api_.cancel_flow_run(cancel.flow_run_id, cancel.transition_id,
+                              "Cancelled by floodgate: batch cancelled or failed");
+}
+
+void ChildTracker::on_answer(Request& request, const prefect::HttpResponse& response,
+                             const prefect::Classification& c) {
+  if (std::holds_alternative<CancelChild>(request.payload)) {
+    on_cancel_answer(request, c);
+    return;
+  }
+  const auto& read = request.as<ReadRuns>();
+  Batch* b = book_.get(read.batch);
+  if (b == nullptr) return;
+  auto runs = c.verdict == prefect::Verdict::kOk ? prefect::parse_flow_run_list(response.body)
+                                                 : std::nullopt;
+  if (read.parent_only) {
+    on_parent_only(*b, read.ids.front(), runs, c);
+    return;
+  }
+  b->track_outstanding = std::max(0, b->track_outstanding - 1);
+  if (c.verdict != prefect::Verdict::kOk) {
+    log::debug("tracking read failed", {{"batch_id", b->rec.id}, {"error", c.message}});
+  }
+  if (!runs || !b->items_loaded) {
+    round_done(*b);
+    return;
+  }
+  std::unordered_map<std::string, int64_t> index_of;
+  for (size_t i = 0; i < read.ids.size(); ++i) index_of.emplace(read.ids[i], read.indexes[i]);
+  bool any_final = false;
+  for (const auto& run : *runs) {
+    auto f = index_of.find(run.id);
+    if (f == index_of.end()) continue;
+    if (f->second < 0) {
+      parent_read(*b, &run);
+    } else if (follow(*b, f->second, run)) {
+      any_final = true;
+    }
+  }
+  if (any_final) b->track_saw_final = true;
+  round_done(*b);
+  book_.check_finished(*b);
+}
+
+void ChildTracker::on_parent_only(Batch& b, const std::string& parent_id,
+                                  const std::optional<std::vector<prefect::FlowRunInfo>>& runs,
+                                  const prefect::Classification& c) {
+  b.parent_read_outstanding = false;
+  const prefect::FlowRunInfo* parent = nullptr;
+  if (runs) {
+    for (const auto& run : *runs) {
+      if (run.id == parent_id) parent = &run;
+    }
+  } else {
+    // The read failed: launches go on (they meet the same outage with their own retries), and
+    // the next launch asks again after kParentRecheck.
+    log::debug("parent read failed", {{"batch_id", b.rec.id}, {"error", c.message}});
+  }
+  parent_read(b, parent);
+  resolver_.sync_ready(b);
+  outbox_.dispatch_now();
+}
+
+bool ChildTracker::follow(Batch& b, int64_t index, const prefect::FlowRunInfo& run) {
+  Item& item = b.items[index];
+  if (item.state != ItemState::kLaunched || item.flow_run_id != run.id) return false;
+  if (item.flow_run_state != run.state_name) {
+    item.flow_run_state = run.state_name;
+    book_.item_changed(b, index);
+    book_.batch_changed(b);
+  }
+  if (!prefect::is_final_state_type(run.state_type)) return false;
+  auto final_state = core::parse_item_state(run.state_type).value_or(ItemState::kFailed);
+  if (final_state == ItemState::kCrashed && item.relaunches < b.spec.relaunch_crashed &&
+      !core::is_final(b.rec.state) && item.spec) {
+    relaunch(b, index, run);
+    return true;
+  }
+  if (final_state != ItemState::kCompleted && !run.state_message.empty()) {
+    item.last_error = run.state_message;
+  }
+  book_.set_state(b, index, final_state);
+  return true;
+}
+
+void ChildTracker::relaunch(Batch& b, int64_t index, const prefect::FlowRunInfo& run) {
+  // The run's spec stayed in memory while a crash could still relaunch it (see BatchBook).
+  Item& item = b.items[index];
+  if (!item.earlier_runs.is_array()) item.earlier_runs = json::array();
+  item.earlier_runs.push_back({{"flow_run_id", item.flow_run_id}, {"state", "CRASHED"}});
+  item.relaunches += 1;
+  item.attempts = 0;
+  item.unavailable = 0;
+  item.last_error = "run " + item.flow_run_id + " crashed: " + run.state_message;
+  item.flow_run_id.clear();
+  item.flow_run_state.clear();
+  book_.set_state(b, index, ItemState::kPending);
+  resolver_.make_ready(b, index);
+}
+
+void ChildTracker::round_done(Batch& b) {
+  if (b.track_outstanding > 0) return;
+  if (b.track_interval == core::Duration(0)) b.track_interval = options_.interval_min;
+  // While one read covers every child still running, reads are cheap: stretch to 5 s at most
+  // (run_deployment's own poll), so the batch's end shows within seconds.
+  core::Duration cap = options_.interval_max;
+  if (b.count(ItemState::kLaunched) <= static_cast<int64_t>(kReadSize)) {
+    cap = std::min<core::Duration>(cap, kOnePageTrackMax);
+  }
+  cap = std::max<core::Duration>(cap, options_.interval_min);
+  b.track_interval = b.track_saw_final
+                         ? core::Duration(options_.interval_min)
+                         : std::min<core::Duration>(b.track_interval + b.track_interval / 2, cap);
+  b.next_track = clock_.now() + b.track_interval;
+}
+
+void ChildTracker::on_cancel_answer(Request& request, const prefect::Classification& c) {
+  const auto& cancel = request.as<CancelChild>();
+  if (c.verdict == prefect::Verdict::kRetryable || c.verdict == prefect::Verdict::kRateLimited ||
+      c.verdict == prefect::Verdict::kCsrfInvalid) {
+    if (c.verdict == prefect::Verdict::kCsrfInvalid) api_.invalidate_csrf_token();
+    request.attempts += 1;
+    if (request.attempts < 8) {
+      outbox_.enqueue_after(std::make_shared<Request>(request),
+                            core::backoff_delay(core::BackoffPolicy{}, request.attempts, random_));
+      return;
+    }
+  }
+  if (c.verdict != prefect::Verdict::kOk) {
+    log::warn("could not cancel a child run",
+              {{"flow_run_id", cancel.flow_run_id}, {"error", c.message}});
+    return;
+  }
+  // The child is on its way to CANCELLED: follow the batch at the fastest cadence again so its
+  // items show the end within a second or two, not after a stretched interval.
+  if (Batch* b = book_.get(cancel.batch)) {
+    b->track_interval = options_.interval_min;
+    b->next_track = std::min(b->next_track, clock_.now());
+  }
+}
+
+void ChildTracker::on_item_state(Batch& b, int64_t index, ItemState /*from*/, ItemState to) {
+  // Created by a request that was in flight when the batch ended: cancel it too.
+  if (to == ItemState::kLaunched && core::is_final(b.rec.state) &&
+      b.rec.state != BatchState::kCompleted && b.spec.on_cancel == OnCancel::kCancelChildren) {
+    queue_cancel_child(b, b.items[index].flow_run_id);
+  }
+}
+
+void ChildTracker::on_batch_finished(Batch& b) {
+  if (b.spec.on_cancel != OnCancel::kCancelChildren || b.rec.state == BatchState::kCompleted ||
+      !b.items_loaded) {
+    return;
+  }
+  for (const Item& item : b.items) {
+    if (item.state != ItemState::kLaunched || item.flow_run_id.empty()) continue;
+    queue_cancel_child(b, item.flow_run_id);
+  }
+  outbox_.dispatch_now();
+}
+
+void ChildTracker::queue_cancel_child(Batch& b, const std::string& flow_run_id) {
+  CancelChild cancel{b.key, flow_run_id, new_id_()};
+  outbox_.enqueue(std::make_shared<Request>(Request{std::move(cancel), this}));
+}
+
+}  // namespace floodgate::engine

@@ -1,0 +1,85 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/random.h"
+#include "engine/batch_book.h"
+#include "engine/deployment_resolver.h"
+#include "engine/request.h"
+#include "prefect/prefect_api.h"
+
+namespace floodgate::engine {
+
+/// How often launched children are read.
+struct TrackOptions {
+  std::chrono::milliseconds interval_min{1000};
+  std::chrono::milliseconds interval_max{15000};
+};
+
+/// Follows launched children with bulk reads at a cadence per batch (shorter while children
+/// end, longer while none do), watches the parent flow run (launches wait for a fresh read of
+/// it; its end cancels the batch), relaunches crashed children and cancels children when the
+/// batch's on_cancel says so.
+class ChildTracker final : public RequestOwner, public BatchObserver {
+ public:
+  /// `new_id` makes the transition id of each cancel (a UUID).
+  ChildTracker(core::Clock& clock, core::Random& random, std::function<std::string()> new_id,
+               TrackOptions options, BatchBook& book, DeploymentResolver& resolver, Outbox& outbox,
+               prefect::PrefectApi& api);
+
+  /// Queues the reads due now, one round over every batch (the driver calls it each
+  /// interval_min).
+  void round();
+  /// Whether a read at most kParentRecheck old found batch `b`'s parent not yet final.
+  bool parent_seen_recently(const Batch& b) const;
+  /// Queues one read of batch `b`'s parent; launches of `b` wait for its answer.
+  void queue_parent_read(Batch& b);
+
+  std::optional<prefect::HttpRequest> build(Request& request) override;
+  void on_answer(Request& request, const prefect::HttpResponse& response,
+                 const prefect::Classification& c) override;
+
+  void on_item_state(Batch& b, int64_t index, core::ItemState from, core::ItemState to) override;
+  void on_batch_finished(Batch& b) override;
+
+  /// A batch under a parent launches only while a read of the parent at most this old found it
+  /// not yet final.
+  static constexpr std::chrono::seconds kParentRecheck{5};
+  /// The longest tracking interval while a single read covers the batch's running children.
+  static constexpr std::chrono::seconds kOnePageTrackMax{5};
+  /// Flow run ids per read.
+  static constexpr size_t kReadSize = 200;
+
+ private:
+  /// Queues the reads of batch `b`'s children (and parent); true when any was queued.
+  bool queue_reads(Batch& b);
+  void on_parent_only(Batch& b, const std::string& parent_id,
+                      const std::optional<std::vector<prefect::FlowRunInfo>>& runs,
+                      const prefect::Classification& c);
+  /// A read of the parent: `run` null when it failed or the parent was not found.
+  void parent_read(Batch& b, const prefect::FlowRunInfo* run);
+  /// Takes one child's state from a read; true when the child has ended.
+  bool follow(Batch& b, int64_t index, const prefect::FlowRunInfo& run);
+  void relaunch(Batch& b, int64_t index, const prefect::FlowRunInfo& run);
+  /// Sets the batch's next read time after a round of its reads.
+  void round_done(Batch& b);
+  void on_cancel_answer(Request& request, const prefect::Classification& c);
+  void queue_cancel_child(Batch& b, const std::string& flow_run_id);
+
+  core::Clock& clock_;
+  core::Random& random_;
+  std::function<std::string()> new_id_;
+  TrackOptions options_;
+  BatchBook& book_;
+  DeploymentResolver& resolver_;
+  Outbox& outbox_;
+  prefect::PrefectApi& api_;
+};
+
+}  // namespace floodgate::engine
