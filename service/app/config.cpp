@@ -266,6 +266,18 @@ void add_api_options(std::vector<Option>& out) {
           flag_option("public-status",
                       "serve /metrics and the status page / without a token: true|false (false)",
                       &Config::public_status),
+          {"token-rate",
+           "requests each API token may make: N/s, N/min or off; bursts of twice that, at least 2 "
+           "(50/s)",
+           rate([](Config& c, double r, const std::string&) { c.token_rate = r; })},
+      });
+}
+
+// How the listener serves: TLS, and how long and how many connections it keeps.
+void add_listener_options(std::vector<Option>& out) {
+  out.insert(
+      out.end(),
+      {
           text("tls-cert", "PEM certificate chain: serve the API over https (with --tls-key)",
                &Config::tls_cert),
           text("tls-key", "PEM private key for --tls-cert", &Config::tls_key),
@@ -284,10 +296,6 @@ void add_api_options(std::vector<Option>& out) {
                 "connections open at once; more are answered 503 and closed (1000; lowered to "
                 "fit the process's open-file limit)",
                 &Config::max_connections, 1, 1000000),
-          {"token-rate",
-           "requests each API token may make: N/s, N/min or off; bursts of twice that, at least 2 "
-           "(50/s)",
-           rate([](Config& c, double r, const std::string&) { c.token_rate = r; })},
       });
 }
 
@@ -331,6 +339,7 @@ const std::vector<Option>& options() {
                    }});
     add_request_limit_options(out);
     add_api_options(out);
+    add_listener_options(out);
     add_runtime_options(out);
     return out;
   }();

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "http/beast_connection.h"
 #include "metrics/log.h"
 
 namespace floodgate::http {
@@ -36,7 +37,7 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-constexpr const char* kProblemType = "application/problem+json";
+using namespace beast_detail;  // NOLINT: the listener's own pieces
 /// How long a connection being closed after an early answer (413, 400, 503) may keep sending
 /// before it is cut: long enough for a client to finish writing and read the answer, which a
 /// close with unread data (a TCP reset) could otherwise destroy.
@@ -46,184 +47,6 @@ constexpr auto kLingerTimeout = 2s;
 constexpr auto kAcceptBackoff = 50ms;
 /// At most one warning per this interval about shed connections or failing accepts.
 constexpr auto kWarnEvery = 10s;
-
-api::ServerResponse problem(int status, const std::string& title, const std::string& detail) {
-  api::ServerResponse response;
-  response.status = status;
-  response.content_type = kProblemType;
-  nlohmann::ordered_json body;
-  body["type"] = "about:blank";
-  body["title"] = title;
-  body["status"] = status;
-  body["detail"] = detail;
-  response.body = body.dump();
-  return response;
-}
-
-/// An early answer after which the connection ends: what such a client sends next (the rest of
-/// a refused body, a badly framed request) cannot be trusted, as nginx does too.
-api::ServerResponse closing(api::ServerResponse response) {
-  response.headers["Connection"] = "close";
-  return response;
-}
-
-api::ServerResponse too_large(size_t limit) {
-  return closing(problem(413, "Payload Too Large",
-                         "request body exceeds the limit of " + std::to_string(limit) + " bytes"));
-}
-
-api::ServerResponse busy() {
-  auto response = problem(503, "Service Unavailable",
-                          "floodgate is parsing as much as its memory budget allows "
-                          "(--max-parse-memory); send the request again shortly");
-  response.headers["Retry-After"] = "1";
-  return closing(std::move(response));
-}
-
-api::ServerResponse bad_request(const std::string& detail) {
-  return closing(problem(400, "Bad Request", detail));
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-/// Percent-decodes a path; throws std::invalid_argument on a broken escape.
-std::string decode_path(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size()) {
-      throw std::invalid_argument("truncated percent escape in the path");
-    }
-    const int high = hex(in[i + 1]);
-    const int low = hex(in[i + 2]);
-    if (high < 0 || low < 0) throw std::invalid_argument("invalid percent escape in the path");
-    out += static_cast<char>(high * 16 + low);
-    i += 2;
-  }
-  return out;
-}
-
-/// Memory that requests being read and parsed may hold at once.
-class ParseBudget {
- public:
-  explicit ParseBudget(size_t limit) : limit_(limit) {}
-
-  bool take(size_t bytes) {
-    size_t used = used_.load();
-    do {
-      if (bytes > limit_ || used > limit_ - bytes) return false;
-    } while (!used_.compare_exchange_weak(used, used + bytes));
-    return true;
-  }
-  void give(size_t bytes) { used_.fetch_sub(bytes); }
-
- private:
-  size_t limit_;
-  std::atomic<size_t> used_{0};
-};
-
-class Connection;
-
-/// What every connection of one start() shares. Connections hold it, so the io_context outlives
-/// every socket even when a Responder keeps a connection alive past stop().
-struct Shared {
-  Shared(ServerOptions o, std::shared_ptr<const api::Handler> h)
-      : options(std::move(o)), handler(std::move(h)), budget(options.max_parse_memory) {}
-
-  ServerOptions options;
-  std::shared_ptr<const api::Handler> handler;
-  ParseBudget budget;
-  asio::io_context io;
-  std::optional<asio::ssl::context> tls;
-
-  /// Open while the listener runs; answers are not sent once stop() has closed it.
-  std::shared_mutex gate_mutex;
-  bool open = true;
-
-  std::atomic<size_t> connections{0};
-  std::mutex registry_mutex;
-  std::map<const Connection*, std::weak_ptr<Connection>> registry;
-};
-
-/// One accepted connection, plain or TLS; everything it does runs on its strand.
-class Connection : public std::enable_shared_from_this<Connection> {
- public:
-  virtual ~Connection() = default;
-  virtual void start() = 0;
-  /// Closes the socket; posted to the connection's strand.
-  virtual void close() = 0;
-  /// Sends an answer; posted to the connection's strand.
-  virtual void answer(api::ServerResponse response) = 0;
-  virtual asio::any_io_executor executor() = 0;
-};
-
-/// One request awaiting its answer; answers 500 if the handler drops it unanswered, and holds
-/// the request's share of the parse-memory budget until then.
-class Exchange {
- public:
-  Exchange(std::shared_ptr<Shared> shared, std::shared_ptr<Connection> connection)
-      : shared_(std::move(shared)), connection_(std::move(connection)) {}
-  Exchange(const Exchange&) = delete;
-  Exchange& operator=(const Exchange&) = delete;
-
-  ~Exchange() {
-    if (!answered_.load()) {
-      try {
-        answer(problem(500, "Internal Server Error", "the request was not answered"));
-      } catch (...) {
-      }
-    }
-    if (reserved_ > 0) {
-      shared_->budget.give(reserved_);
-      // Everything this request parsed is freed by now; hand large blocks back to the system
-      // rather than let one burst of submissions keep the process's peak for good.
-      if (reserved_ >= kTrimAbove) malloc_trim(0);
-    }
-  }
-
-  /// Counts a body of `body_bytes` against the parse-memory budget; false when over it.
-  bool reserve_for(size_t body_bytes) {
-    const size_t needed = body_bytes * kParseMemoryFactor;
-    if (needed <= reserved_) return true;
-    if (!shared_->budget.take(needed - reserved_)) return false;
-    reserved_ = needed;
-    return true;
-  }
-
-  /// The connection is gone: nothing is sent for this request any more.
-  void abandon() { answered_.store(true); }
-
-  void answer(api::ServerResponse response) {
-    if (answered_.exchange(true)) return;
-    std::shared_lock lock(shared_->gate_mutex);
-    if (!shared_->open) return;
-    asio::post(connection_->executor(),
-               [connection = connection_, response = std::move(response)]() mutable {
-                 connection->answer(std::move(response));
-               });
-  }
-
- private:
-  static constexpr size_t kTrimAbove = 1024 * 1024;
-
-  std::shared_ptr<Shared> shared_;
-  std::shared_ptr<Connection> connection_;
-  std::atomic<bool> answered_{false};
-  size_t reserved_ = 0;  // touched on the connection's strand, then by the destructor
-};
 
 template <bool kTls>
 class Session final : public Connection {
@@ -301,30 +124,8 @@ class Session final : public Connection {
   }
 
   void on_head(beast::error_code ec) {
-    if (ec == bhttp::error::bad_content_length) {
-      return early(bad_request(
-          "Content-Length must be one decimal number (repeated or conflicting headers are "
-          "refused)"));
-    }
-    if (ec == bhttp::error::bad_transfer_encoding) {
-      return early(bad_request(
-          "Content-Length and Transfer-Encoding may not both be sent, nor Transfer-Encoding "
-          "twice"));
-    }
-    if (ec == bhttp::error::header_limit) {
-      return early(closing(
-          problem(431, "Request Header Fields Too Large",
-                  "the request head exceeds " + std::to_string(kMaxHeaderBytes) + " bytes")));
-    }
-    if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
-        ec == bhttp::error::partial_message || ec == asio::error::eof ||
-        ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
-      return shut();
-    }
     if (ec) {
-      if (ec.category() == beast::error_code(bhttp::error::bad_target).category()) {
-        return early(bad_request("malformed request: " + ec.message()));
-      }
+      if (auto answer = answer_for_head_error(ec)) return early(std::move(*answer));
       return shut();
     }
 
@@ -339,9 +140,7 @@ class Session final : public Connection {
     const auto lengths = request.count(bhttp::field::content_length);
     if (lengths > 1 ||
         (lengths == 1 && request[bhttp::field::content_length].find(',') != std::string::npos)) {
-      return early(bad_request(
-          "Content-Length must be one decimal number (repeated or conflicting headers are "
-          "refused)"));
+      return early(bad_length());
     }
     const size_t limit = shared_->options.max_body_bytes;
     if (const auto declared = parser_->content_length()) {
