@@ -27,7 +27,8 @@ struct Item {
   int32_t unavailable = 0;  // transient attempts: Prefect busy or out of reach, not a verdict
   bool in_doubt = false;    // a create that may have made the run got no answer saying so
   core::TimePoint first_attempt{};
-  core::TimePoint settled{};  // launched or failed: the end of its wait
+  core::Duration capped_at_first{};  // the batch's capped_time() at first_attempt
+  core::TimePoint settled{};         // launched or failed: the end of its wait
   std::string flow_run_id;
   std::string flow_run_state;
   std::string last_error;
@@ -76,6 +77,25 @@ struct Batch {
   bool parent_read_outstanding = false;
   core::TimePoint finished_steady{};
   int waiters = 0;  // long-polls waiting for a change of this batch
+  // Time the batch spent at its own max_running cap with items ready to launch. Those items wait
+  // for the batch's children, not for Prefect, so their max_elapsed_s clocks stop meanwhile.
+  bool capped = false;
+  core::TimePoint capped_since{};
+  core::Duration capped_total{};
+
+  core::Duration capped_time(core::TimePoint now) const {
+    return capped_total + (capped ? now - capped_since : core::Duration{});
+  }
+  void set_capped(bool now_capped, core::TimePoint now) {
+    if (now_capped == capped) return;
+    if (capped) capped_total += now - capped_since;
+    capped = now_capped;
+    capped_since = now;
+  }
+  /// When an item's max_elapsed_s clock started, moved later by the time the batch was capped.
+  core::TimePoint retry_clock_start(const Item& item, core::TimePoint now) const {
+    return item.first_attempt + (capped_time(now) - item.capped_at_first);
+  }
 
   int64_t running() const {
     return counts[static_cast<int>(core::ItemState::kLaunching)] +

@@ -54,8 +54,9 @@ void DeploymentResolver::sync_ready(Batch& b) {
   int64_t ready = b.parent_read_outstanding ? 0 : static_cast<int64_t>(b.ready.size());
   if (b.spec.limits.max_running) {
     // Launch only while fewer than max_running children are not yet final.
-    ready =
-        std::min<int64_t>(ready, std::max<int64_t>(0, *b.spec.limits.max_running - b.running()));
+    const int64_t room = std::max<int64_t>(0, *b.spec.limits.max_running - b.running());
+    b.set_capped(room == 0 && ready > 0, clock_.now());
+    ready = std::min<int64_t>(ready, room);
   }
   scheduler_.set_ready(b.key, ready);
 }

@@ -36,11 +36,13 @@ void LaunchRetries::retry_or_fail(Batch& b, int64_t index, const prefect::Classi
   }
   auto delay =
       core::retry_delay(policy.backoff, std::min(item.attempts, 30), random_, c.retry_after);
-  if (!policy.may_retry(item.attempts - item.unavailable, item.first_attempt, now, delay)) {
+  // The clock skips the time the batch sat at its own max_running cap (see Batch::capped).
+  const auto clock_start = b.retry_clock_start(item, now);
+  if (!policy.may_retry(item.attempts - item.unavailable, clock_start, now, delay)) {
     const std::string failure =
         "gave up after " + std::to_string(item.attempts) + " attempts (" +
         std::to_string(item.unavailable) + " transient) in " +
-        std::to_string(static_cast<int64_t>(core::to_seconds(now - item.first_attempt))) +
+        std::to_string(static_cast<int64_t>(core::to_seconds(now - clock_start))) +
         " s: " + c.message;
     if (item.in_doubt) {
       queue_lookup(b, {index}, failure);  // its run may exist: find out before failing it

@@ -122,6 +122,7 @@ Launch Launcher::create(Batch& b, std::vector<int64_t> indexes) {
     bodies.push_back(prefect::build_create_body(item.spec ? item.spec->fields : kNoFields, ctx));
     if (item.attempts == 0) {
       item.first_attempt = now;
+      item.capped_at_first = b.capped_time(now);
       first_attempt = true;
     }
     item.attempts += 1;

@@ -34,7 +34,10 @@ Launch SubflowLinker::placeholder(Batch& b, int64_t index) {
   json body = prefect::build_placeholder_body(ctx);
   if (b.rec.state == BatchState::kQueued) book_.set_batch_state(b, BatchState::kRunning);
   const bool first = item.attempts == 0;
-  if (first) item.first_attempt = clock_.now();
+  if (first) {
+    item.first_attempt = clock_.now();
+    item.capped_at_first = b.capped_time(item.first_attempt);
+  }
   item.attempts += 1;
   item.in_request = true;
   book_.set_state(b, index, ItemState::kLaunching);
