@@ -13,6 +13,9 @@ namespace {
 
 core::Duration ms(int64_t n) { return std::chrono::milliseconds(n); }
 
+// The slowest the ramp after a pause paces requests, a second.
+constexpr double kMinPacePerS = 2;
+
 // Metric names of the payload kinds, in the order of Payload's alternatives.
 constexpr const char* kEndpointNames[] = {
     "read_deployment", "create_flow_run", "create_flow_run_bulk", "filter_flow_runs", "set_state",
@@ -128,6 +131,7 @@ int Dispatcher::effective_limit() const {
 void Dispatcher::dispatch() {
   const auto now = clock_.now();
   release_due_retries(now);
+  gated_ = true;
   while (!stopped_ && send_one(now)) {
   }
   arm_next_wake(now);
@@ -145,6 +149,7 @@ void Dispatcher::release_due_retries(core::TimePoint now) {
         // Counted once per retry, however many times it is looked at again.
         if (!e.deferred) metrics_.retries_denied_by_budget().Increment();
         retries_.push({now + ms(250), e.batch, e.index, true, true});
+        retries_blocked_until_ = now + ms(250);
         break;
       }
       retry_credit_ = launches_->max_items();
@@ -180,17 +185,47 @@ bool Dispatcher::send_one(core::TimePoint now) {
     }
     return false;
   }
-  auto wait = bucket_.time_until(1);
+  auto wait = std::max(bucket_.time_until(1), pace_wait(now));
   if (wait > core::Duration(0)) {
     wake_at(now + wait);
     return false;
   }
+  gated_ = false;
   return send_control() || send_launch();
 }
 
+core::Duration Dispatcher::pace_wait(core::TimePoint now) const {
+  const auto until = backoff_.paused_until();
+  // The first request after the pause goes at once; the pace never falls below two a second.
+  if (ramp_rate_ <= 0 || !until || !last_sent_ || *last_sent_ < *until || !backoff_.ramping()) {
+    return core::Duration(0);
+  }
+  const double per_s = std::max(kMinPacePerS, backoff_.resume_fraction() * ramp_rate_);
+  const auto next =
+      std::min(*last_sent_ + core::from_seconds(1.0 / per_s), *until + backoff_.ramp());
+  return std::max(core::Duration(0), next - now);
+}
+
+void Dispatcher::pause_all(core::TimePoint now, core::TimePoint until) {
+  // The ramp after a pause paces requests as well as limiting how many are in flight: a fast
+  // Prefect needs one request in flight for a hundred a second, so the limit alone would
+  // resume at full speed. The pace is a fraction of the rate before the first pause; a pause
+  // while one runs or ramps keeps it, so back-to-back pauses do not ratchet it down to nothing.
+  if (!backoff_.paused() && !backoff_.ramping()) {
+    ramp_rate_ =
+        std::max(1.0, static_cast<double>(sent_.sum(now)) / core::to_seconds(sent_.window()));
+  }
+  backoff_.pause_until(until);
+}
+
 void Dispatcher::arm_next_wake(core::TimePoint now) {
-  if (!retries_.empty()) wake_at(retries_.top().due);
-  if (auto t = scheduler_.time_until_ready()) wake_at(now + *t);
+  if (!retries_.empty()) wake_at(std::max(retries_.top().due, retries_blocked_until_));
+  // A closed gate (a pause, the breaker, a full limit, the CSRF token, the token bucket, the
+  // pace) has armed its own wake-up or waits for an answer; waking because launches are ready
+  // would only spin until it opens.
+  if (!gated_) {
+    if (auto t = scheduler_.time_until_ready()) wake_at(now + *t);
+  }
   if (backoff_.resume_fraction() < 1.0 && !backoff_.paused()) wake_at(now + ms(100));
 }
 
@@ -236,6 +271,8 @@ Dispatcher::EndpointMetrics& Dispatcher::endpoint_metrics(size_t kind) {
 
 void Dispatcher::send(std::shared_ptr<Request> request, prefect::HttpRequest http) {
   request->sent = clock_.now();
+  sent_.add(request->sent, 1);
+  last_sent_ = request->sent;
   if (request->attempts == 0) request->first_sent = request->sent;
   in_flight_ += 1;
   metrics_.requests_in_flight().Set(in_flight_);
@@ -304,13 +341,13 @@ void Dispatcher::record(const Request& r, const prefect::HttpResponse& response,
   }
   if (c.verdict == prefect::Verdict::kRateLimited) {
     auto pause = c.retry_after.value_or(std::chrono::seconds(1));
-    backoff_.pause_until(now + pause);
+    pause_all(now, now + pause);
     log::warn("Prefect asked to slow down; pausing all requests",
               {{"status", response.status}, {"pause_s", core::to_seconds(pause)}});
   } else if (congested && !is_own(r)) {
     const auto pause = contention_.on_signal(now);
     if (pause > core::Duration(0)) {
-      backoff_.pause_until(now + pause);
+      pause_all(now, now + pause);
       log::info("Prefect is busy; pausing all requests",
                 {{"status", response.status},
                  {"reason", c.verdict == prefect::Verdict::kOk ? "bulk_contention" : c.reason},

@@ -21,6 +21,7 @@
 #include "core/retry_budget.h"
 #include "core/timer_queue.h"
 #include "core/token_bucket.h"
+#include "core/windowed_counter.h"
 #include "engine/request.h"
 #include "metrics/metrics.h"
 #include "prefect/http_client.h"
@@ -96,6 +97,10 @@ class Dispatcher final : public Outbox, public RequestOwner {
   /// One pass of the gates; false when nothing more may go now.
   bool send_one(core::TimePoint now);
   void arm_next_wake(core::TimePoint now);
+  /// How long the ramp after a pause holds the next request back; zero when not ramping.
+  core::Duration pace_wait(core::TimePoint now) const;
+  /// Pauses every request until `until` (a Retry-After, contention).
+  void pause_all(core::TimePoint now, core::TimePoint until);
   bool send_control();
   bool send_launch();
   void send(std::shared_ptr<Request> request, prefect::HttpRequest http);
@@ -127,7 +132,12 @@ class Dispatcher final : public Outbox, public RequestOwner {
   bool csrf_in_flight_ = false;
   bool probe_in_flight_ = false;
   int in_flight_ = 0;
-  int retry_credit_ = 0;  // items already paid for by a retry-budget token
+  int retry_credit_ = 0;                     // items already paid for by a retry-budget token
+  core::TimePoint retries_blocked_until_{};  // the retry budget said no until then
+  bool gated_ = false;  // the last dispatch stopped at a gate, not for want of work
+  core::WindowedCounter sent_{std::chrono::seconds(2), 20};  // requests sent, for the pace
+  std::optional<core::TimePoint> last_sent_;
+  double ramp_rate_ = 0;  // requests a second before the pause the ramp recovers from
   bool stopped_ = false;
   std::function<void()> on_idle_;
 

@@ -166,8 +166,9 @@ class FakePrefect final : public prefect::HttpClient {
   bool down = false;             // 503 to every write (POST)
   bool bulk_endpoint = true;     // false: 404 Not Found on the bulk path
   std::string reject_parameter;  // a create whose parameters contain this key gets 422
-  // A bulk element for which this says true fails with "database is locked" (not created).
-  std::function<bool(const json& body)> lock_bulk_item;
+  // A run body for which this says true is not created: "database is locked", per run in a
+  // bulk answer, or as the 503 Prefect answers a single create with.
+  std::function<bool(const json& body)> lock_item;
 
  private:
   static std::string lower(std::string s) {
@@ -219,7 +220,7 @@ class FakePrefect final : public prefect::HttpClient {
       const std::string dep = p.substr(13, p.size() - 13 - bulk_suffix.size());
       json results = json::array();
       for (const auto& b : json::parse(req.body)) {
-        if (lock_bulk_item && lock_bulk_item(b)) {
+        if (lock_item && lock_item(b)) {
           // How Prefect on SQLite reports one contended run of a bulk create.
           results.push_back({{"status", "FAILED"},
                              {"error",
@@ -240,7 +241,12 @@ class FakePrefect final : public prefect::HttpClient {
     if (req.method == "POST" && p.size() > single_suffix.size() &&
         p.compare(p.size() - single_suffix.size(), single_suffix.size(), single_suffix) == 0) {
       const std::string dep = p.substr(13, p.size() - 13 - single_suffix.size());
-      auto [status, run] = create(dep, json::parse(req.body));
+      const json body = json::parse(req.body);
+      if (lock_item && lock_item(body)) {
+        return answer(503,
+                      {{"exception_message", "(sqlite3.OperationalError) database is locked"}});
+      }
+      auto [status, run] = create(dep, body);
       if (!run) return answer(422, {{"detail", "parameters do not match the schema"}});
       return answer(status, run_json(*run));
     }
@@ -382,6 +388,14 @@ inline BatchSpec spec_for(std::string deployment = "flow/dep") {
   s.track = false;
   s.retry.initial_delay_s = 1;
   s.retry.max_delay_s = 10;
+  return s;
+}
+
+/// spec_for() launching at most `per_s` runs a second, in grants of at most `burst`.
+inline BatchSpec paced_spec(double per_s, double burst) {
+  BatchSpec s = spec_for();
+  s.limits.launches_per_second = per_s;
+  s.limits.burst = burst;
   return s;
 }
 
