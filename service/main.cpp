@@ -108,6 +108,7 @@ floodgate::engine::EngineOptions engine_options(const floodgate::Config& cfg,
   eopts.limit_algorithm = cfg.limit_algorithm;
   eopts.request_timeout = request_timeout;
   eopts.use_bulk = cfg.bulk;
+  eopts.max_body_bytes = cfg.max_prefect_body_bytes;
   eopts.retry_budget_ratio = cfg.retry_budget_ratio;
   return eopts;
 }

@@ -213,8 +213,8 @@ void add_request_limit_options(std::vector<Option>& out) {
               "largest answer body read from Prefect; a larger one is a transient error (16777216)",
               &Config::max_prefect_response_bytes, 4096, 1e10),
           number("max-prefect-body-bytes",
-                 "largest request body meant for Prefect, for packing bulk creates by bytes as "
-                 "well as count; checked, not yet applied (4194304, below Prefect Cloud's 5 MiB)",
+                 "largest bulk create body sent to Prefect: bulks are packed by bytes as well "
+                 "as count, and halve it after a 413 (4194304, below Prefect Cloud's 5 MiB)",
                  &Config::max_prefect_body_bytes, 65536, 1e10),
           flag_option("bulk",
                       "use Prefect's bulk create endpoint when it has one: true|false (true)",

@@ -46,6 +46,7 @@ struct EngineOptions {
   std::chrono::milliseconds request_timeout{30000};
   bool use_bulk = true;
   int bulk_size = 100;
+  size_t max_body_bytes = 4 * 1024 * 1024;  // a bulk create's body, packed by bytes as well
   double retry_budget_ratio = 0.2;
   double retry_budget_min_per_s = 10;
   std::chrono::milliseconds flush_interval{50};

@@ -18,12 +18,12 @@ bool stale_in_ready(const Item& item) {
          item.state == ItemState::kLaunching;
 }
 
-Launcher::Launcher(core::Clock& clock, bool use_bulk, int bulk_size, BatchBook& book,
+Launcher::Launcher(core::Clock& clock, bool use_bulk, prefect::BulkLimits bulk, BatchBook& book,
                    DeploymentResolver& resolver, LaunchRetries& retries, SubflowLinker& linker,
                    ChildTracker& tracker, core::LaunchScheduler& scheduler,
                    prefect::PrefectApi& api)
     : clock_(clock),
-      bulk_size_(bulk_size),
+      bulk_(bulk),
       bulk_supported_(use_bulk),
       book_(book),
       resolver_(resolver),
@@ -33,7 +33,9 @@ Launcher::Launcher(core::Clock& clock, bool use_bulk, int bulk_size, BatchBook& 
       scheduler_(scheduler),
       api_(api) {}
 
-int Launcher::max_items() const { return bulk_supported_ ? std::max(1, bulk_size_) : 1; }
+int Launcher::max_items() const {
+  return bulk_supported_ ? static_cast<int>(std::max<size_t>(1, bulk_.max_items)) : 1;
+}
 
 bool Launcher::retry_wanted(uint64_t batch, int64_t index) const {
   const Batch* b = book_.get(batch);
@@ -104,22 +106,47 @@ std::optional<Launch> Launcher::launch(const core::LaunchScheduler::Grant& grant
   return create(b, std::move(indexes));
 }
 
+std::vector<std::string> Launcher::create_bodies(const Batch& b,
+                                                 const std::vector<int64_t>& indexes) const {
+  static const json kNoFields = json::object();
+  std::vector<std::string> bodies;
+  bodies.reserve(indexes.size());
+  for (int64_t idx : indexes) {
+    const Item& item = b.items[idx];
+    prefect::CreateContext ctx;
+    ctx.batch_tags = &b.spec.tags;
+    ctx.batch_tag = b.batch_tag;
+    const std::string key = idempotency_key(b, idx, item);  // ctx refers to it
+    ctx.idempotency_key = key;
+    ctx.parent_task_run_id = item.parent_task_run_id;
+    bodies.push_back(
+        prefect::build_create_body(item.spec ? item.spec->fields : kNoFields, ctx).dump());
+  }
+  return bodies;
+}
+
 Launch Launcher::create(Batch& b, std::vector<int64_t> indexes) {
   const std::string& deployment_id = b.deployments[b.items[indexes.front()].deployment].id;
   const auto now = clock_.now();
   if (b.rec.state == BatchState::kQueued) book_.set_batch_state(b, BatchState::kRunning);
-  json bodies = json::array();
+  std::vector<std::string> bodies = create_bodies(b, indexes);
+  if (indexes.size() > 1) {
+    // Packed by bytes as well as count (a proxy or Prefect Cloud answers 413 beyond its body
+    // limit, failing every run of the request): what does not fit goes back to the front of
+    // the queue, in order, with its rate tokens.
+    std::vector<size_t> sizes;
+    for (const auto& body : bodies) sizes.push_back(body.size());
+    const size_t keep = prefect::pack_bulk(sizes, bulk_).front().count;
+    if (keep < indexes.size()) {
+      for (size_t i = indexes.size(); i-- > keep;) b.ready.push_front(indexes[i]);
+      scheduler_.refund(b.key, static_cast<int>(indexes.size() - keep));
+      indexes.resize(keep);
+      bodies.resize(keep);
+    }
+  }
   bool first_attempt = false;
   for (int64_t idx : indexes) {
     Item& item = b.items[idx];
-    prefect::CreateContext ctx;
-    ctx.batch_tags = &b.spec.tags;
-    ctx.batch_tag = b.batch_tag;
-    const std::string key = idempotency_key(b, idx, item);
-    ctx.idempotency_key = key;
-    ctx.parent_task_run_id = item.parent_task_run_id;
-    static const json kNoFields = json::object();
-    bodies.push_back(prefect::build_create_body(item.spec ? item.spec->fields : kNoFields, ctx));
     if (item.attempts == 0) {
       item.first_attempt = now;
       item.capped_at_first = b.capped_time(now);
@@ -135,10 +162,11 @@ Launch Launcher::create(Batch& b, std::vector<int64_t> indexes) {
   prefect::HttpRequest http;
   if (indexes.size() == 1) {
     request->payload = CreateRun{b.key, indexes.front()};
-    http = api_.create_flow_run(deployment_id, bodies[0].dump());
+    http = api_.create_flow_run(deployment_id, bodies[0]);
   } else {
-    request->payload = CreateRuns{b.key, std::move(indexes)};
-    http = api_.create_flow_run_bulk(deployment_id, bodies.dump());
+    std::string body = prefect::encode_bulk(bodies, {0, bodies.size(), 0, false});
+    request->payload = CreateRuns{b.key, std::move(indexes), body.size()};
+    http = api_.create_flow_run_bulk(deployment_id, std::move(body));
   }
   return Launch{std::move(request), std::move(http), first_attempt};
 }
@@ -187,7 +215,7 @@ void Launcher::on_answer(Request& request, const prefect::HttpResponse& response
   if (std::holds_alternative<CreateRun>(request.payload)) {
     on_create(*b, indexes.front(), response, c);
   } else {
-    on_bulk(*b, indexes, response, c);
+    on_bulk(*b, request.as<CreateRuns>(), response, c);
   }
 }
 
@@ -222,8 +250,10 @@ void Launcher::on_create(Batch& b, int64_t idx, const prefect::HttpResponse& r,
   }
 }
 
-void Launcher::on_bulk(Batch& b, const std::vector<int64_t>& indexes,
-                       const prefect::HttpResponse& r, const prefect::Classification& c) {
+void Launcher::on_bulk(Batch& b, const CreateRuns& request, const prefect::HttpResponse& r,
+                       const prefect::Classification& c) {
+  const std::vector<int64_t>& indexes = request.indexes;
+  if (r.status == 413) return on_bulk_too_large(b, request);
   if (prefect::is_missing_bulk_endpoint(r)) {
     // A server without the bulk endpoint: fall back to single creates from now on.
     if (bulk_supported_) log::warn("Prefect has no bulk create endpoint; using single creates");
@@ -252,6 +282,19 @@ void Launcher::on_bulk(Batch& b, const std::vector<int64_t>& indexes,
     if (in_doubt) b.items[idx].in_doubt = true;
     retries_.retry_or_fail(b, idx, c, charge);
     charge = false;
+  }
+}
+
+void Launcher::on_bulk_too_large(Batch& b, const CreateRuns& request) {
+  const size_t budget = std::max<size_t>(1, request.body_bytes / 2);
+  if (budget < bulk_.max_bytes) {
+    bulk_.max_bytes = budget;
+    log::warn("Prefect refused a bulk create as too large; packing bulks into fewer bytes",
+              {{"bytes", static_cast<int64_t>(request.body_bytes)},
+               {"max_bytes", static_cast<int64_t>(budget)}});
+  }
+  for (int64_t idx : request.indexes) {
+    retries_.requeue_without_attempt(b, idx, core::Duration(0));
   }
 }
 

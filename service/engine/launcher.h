@@ -12,6 +12,7 @@
 #include "engine/launch_retries.h"
 #include "engine/request.h"
 #include "engine/subflow_linker.h"
+#include "prefect/bulk_packing.h"
 #include "prefect/prefect_api.h"
 
 namespace floodgate::engine {
@@ -20,7 +21,7 @@ namespace floodgate::engine {
 /// a parent), and takes their outcomes: launched, failed, or retried.
 class Launcher final : public LaunchSource, public RequestOwner {
  public:
-  Launcher(core::Clock& clock, bool use_bulk, int bulk_size, BatchBook& book,
+  Launcher(core::Clock& clock, bool use_bulk, prefect::BulkLimits bulk, BatchBook& book,
            DeploymentResolver& resolver, LaunchRetries& retries, SubflowLinker& linker,
            ChildTracker& tracker, core::LaunchScheduler& scheduler, prefect::PrefectApi& api);
 
@@ -41,16 +42,21 @@ class Launcher final : public LaunchSource, public RequestOwner {
   /// Under a parent, with a grant for several items: the first item still without its
   /// placeholder, when fewer than the grant's items have one.
   std::optional<size_t> unplaced_in_grant(const Batch& b, int items) const;
+  /// The encoded create body of each of `indexes`.
+  std::vector<std::string> create_bodies(const Batch& b, const std::vector<int64_t>& indexes) const;
   Launch create(Batch& b, std::vector<int64_t> indexes);
   void on_create(Batch& b, int64_t index, const prefect::HttpResponse& r,
                  const prefect::Classification& c);
-  void on_bulk(Batch& b, const std::vector<int64_t>& indexes, const prefect::HttpResponse& r,
+  void on_bulk(Batch& b, const CreateRuns& request, const prefect::HttpResponse& r,
                const prefect::Classification& c);
+  /// A bulk create refused as too large (413): packs later bulks into half its bytes and sends
+  /// its runs again, at no attempt's cost.
+  void on_bulk_too_large(Batch& b, const CreateRuns& request);
   void on_bulk_results(Batch& b, const std::vector<int64_t>& indexes,
                        const prefect::HttpResponse& r);
 
   core::Clock& clock_;
-  int bulk_size_;
+  prefect::BulkLimits bulk_;  // max_bytes shrinks after a 413, until restart
   bool bulk_supported_;
   BatchBook& book_;
   DeploymentResolver& resolver_;

@@ -27,6 +27,7 @@ struct CreateRun {
 struct CreateRuns {
   uint64_t batch = 0;
   std::vector<int64_t> indexes;
+  size_t body_bytes = 0;  // the encoded request body, for learning a smaller budget on 413
 };
 /// A tracking read; index -1 stands for the parent flow run.
 struct ReadRuns {

@@ -20,6 +20,8 @@ namespace {
 using namespace std::chrono_literals;
 using testing::answer;
 using testing::EngineHarness;
+using testing::FakePrefect;
+using testing::paced_spec;
 using testing::spec_for;
 using testing::transport_error;
 using json = nlohmann::json;
@@ -570,6 +572,69 @@ TEST(EngineTest, BulkContentionSlowsTheRequestRateNotOnlyTheConcurrency) {
   EXPECT_EQ(h.state(id), "COMPLETED");
   EXPECT_EQ(h.prefect.runs.size(), 3000u);
   EXPECT_EQ(h.count(id, "LAUNCH_FAILED"), 0);
+}
+
+// Runs whose parameters carry `pad` bytes each.
+json padded_run(int i, size_t pad) {
+  return json{{"parameters", {{"i", i}, {"pad", std::string(pad, 'x')}}}};
+}
+
+// The bulk creates floodgate sent, by their body's size in bytes.
+std::vector<size_t> bulk_sizes(const FakePrefect& prefect) {
+  std::vector<size_t> out;
+  for (const auto& r : prefect.sent("POST", "/create_flow_run/bulk")) out.push_back(r.body.size());
+  return out;
+}
+
+TEST(EngineTest, BulksArePackedByBytesAsWellAsCount) {
+  auto o = EngineHarness::defaults();
+  o.max_body_bytes = 4096;
+  EngineHarness h(o);
+  h.prefect.max_body_bytes = 4096;
+  h.start();
+  auto id = h.submit(spec_for(), 20, [](int i) { return padded_run(i, 1000); });
+  advance_until_done(h, id, 60s);
+  EXPECT_EQ(h.state(id), "COMPLETED");
+  EXPECT_EQ(h.prefect.runs.size(), 20u);
+  const auto sizes = bulk_sizes(h.prefect);
+  ASSERT_GE(sizes.size(), 7u);  // at most three 1 KB bodies in 4 KiB
+  for (size_t s : sizes) EXPECT_LE(s, 4096u);
+  for (const auto& r : h.runs(id)) EXPECT_EQ(r.attempts, 1);
+}
+
+TEST(EngineTest, ABulkRefusedAsTooLargeIsSplitAtNoAttemptsCost) {
+  EngineHarness h;  // packs up to 4 MiB, where a proxy in front of Prefect takes 4 KiB
+  h.prefect.max_body_bytes = 4096;
+  h.start();
+  auto spec = spec_for();
+  spec.retry.max_attempts = 1;
+  auto id = h.submit(spec, 20, [](int i) { return padded_run(i, 1000); });
+  advance_until_done(h, id, 60s);
+  EXPECT_EQ(h.state(id), "COMPLETED");
+  EXPECT_EQ(h.count(id, "LAUNCH_FAILED"), 0);
+  EXPECT_EQ(h.prefect.runs.size(), 20u);
+  const auto sizes = bulk_sizes(h.prefect);
+  ASSERT_FALSE(sizes.empty());
+  EXPECT_GT(sizes.front(), 20000u);  // all 20 at first: refused
+  EXPECT_LE(sizes.back(), 4096u);
+  for (const auto& r : h.runs(id)) EXPECT_EQ(r.attempts, 1);
+}
+
+TEST(EngineTest, ABodyTooLargeOnItsOwnFailsOnlyItsRun) {
+  EngineHarness h;
+  h.prefect.max_body_bytes = 4096;
+  h.start();
+  auto spec = spec_for();
+  spec.tolerated_failure_count = 1;
+  auto id = h.submit(spec, 6, [](int i) { return padded_run(i, i == 3 ? 10000 : 100); });
+  advance_until_done(h, id, 60s);
+  EXPECT_EQ(h.state(id), "COMPLETED");
+  EXPECT_EQ(h.count(id, "LAUNCHED"), 5);
+  EXPECT_EQ(h.count(id, "LAUNCH_FAILED"), 1);
+  const auto runs = h.runs(id);
+  ASSERT_EQ(runs.size(), 6u);
+  EXPECT_NE(runs[3].last_error.find("413"), std::string::npos) << runs[3].last_error;
+  EXPECT_EQ(h.prefect.runs.size(), 5u);
 }
 
 // A single create whose every answer is lost (a timeout after Prefect made the run, or before

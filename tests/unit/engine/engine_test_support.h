@@ -166,6 +166,7 @@ class FakePrefect final : public prefect::HttpClient {
   bool down = false;             // 503 to every write (POST)
   bool bulk_endpoint = true;     // false: 404 Not Found on the bulk path
   std::string reject_parameter;  // a create whose parameters contain this key gets 422
+  size_t max_body_bytes = 0;     // a larger request body gets 413, as a proxy in front answers
   // A run body for which this says true is not created: "database is locked", per run in a
   // bulk answer, or as the 503 Prefect answers a single create with.
   std::function<bool(const json& body)> lock_item;
@@ -206,6 +207,9 @@ class FakePrefect final : public prefect::HttpClient {
   }
   HttpResponse serve(const HttpRequest& req) {
     const std::string& p = req.path;
+    if (max_body_bytes > 0 && req.body.size() > max_body_bytes) {
+      return answer(413, {{"detail", "Request Entity Too Large"}});
+    }
     if (p.rfind("/csrf-token", 0) == 0) return answer(404, {{"detail", "Not Found"}});
     if (p == "/health") return answer(200, true);
     if (req.method == "GET" && p.rfind("/deployments/name/", 0) == 0) {
