@@ -20,12 +20,17 @@ ChildTracker::ChildTracker(core::Clock& clock, core::Random& random,
                            prefect::PrefectApi& api)
     : clock_(clock),
       random_(random),
-      new_id_(std::move(new_id)),
       options_(options),
       book_(book),
       resolver_(resolver),
       outbox_(outbox),
-      api_(api) {}
+      api_(api),
+      canceller_(random, std::move(new_id), book, outbox, api, [this](Batch& b) {
+        // The children are on their way to CANCELLED: follow the batch at the fastest cadence
+        // again so its items show the end within a second or two, not a stretched interval.
+        b.track_interval = options_.interval_min;
+        b.next_track = std::min(b.next_track, clock_.now());
+      }) {}
 
 void ChildTracker::round() {
   bool queued_any = false;
@@ -108,17 +113,11 @@ std::optional<prefect::HttpRequest> ChildTracker::build(Request& request) {
   if (const auto* read = std::get_if<ReadRuns>(&request.payload)) {
     return api_.filter_flow_runs(read->ids);
   }
-  const auto& cancel = request.as<CancelChild>();
-  return api_.cancel_flow_run(cancel.flow_run_id, cancel.transition_id,
-                              "Cancelled by floodgate: batch cancelled or failed");
+  return std::nullopt;  // cancels are the canceller's
 }
 
 void ChildTracker::on_answer(Request& request, const prefect::HttpResponse& response,
                              const prefect::Classification& c) {
-  if (std::holds_alternative<CancelChild>(request.payload)) {
-    on_cancel_answer(request, c);
-    return;
-  }
   const auto& read = request.as<ReadRuns>();
   Batch* b = book_.get(read.batch);
   if (b == nullptr) return;
@@ -225,36 +224,11 @@ void ChildTracker::round_done(Batch& b) {
   b.next_track = clock_.now() + b.track_interval;
 }
 
-void ChildTracker::on_cancel_answer(Request& request, const prefect::Classification& c) {
-  const auto& cancel = request.as<CancelChild>();
-  if (c.verdict == prefect::Verdict::kRetryable || c.verdict == prefect::Verdict::kRateLimited ||
-      c.verdict == prefect::Verdict::kCsrfInvalid) {
-    if (c.verdict == prefect::Verdict::kCsrfInvalid) api_.invalidate_csrf_token();
-    request.attempts += 1;
-    if (request.attempts < 8) {
-      outbox_.enqueue_after(std::make_shared<Request>(request),
-                            core::backoff_delay(core::BackoffPolicy{}, request.attempts, random_));
-      return;
-    }
-  }
-  if (c.verdict != prefect::Verdict::kOk) {
-    log::warn("could not cancel a child run",
-              {{"flow_run_id", cancel.flow_run_id}, {"error", c.message}});
-    return;
-  }
-  // The child is on its way to CANCELLED: follow the batch at the fastest cadence again so its
-  // items show the end within a second or two, not after a stretched interval.
-  if (Batch* b = book_.get(cancel.batch)) {
-    b->track_interval = options_.interval_min;
-    b->next_track = std::min(b->next_track, clock_.now());
-  }
-}
-
 void ChildTracker::on_item_state(Batch& b, int64_t index, ItemState /*from*/, ItemState to) {
   // Created by a request that was in flight when the batch ended: cancel it too.
   if (to == ItemState::kLaunched && core::is_final(b.rec.state) &&
       b.rec.state != BatchState::kCompleted && b.spec.on_cancel == OnCancel::kCancelChildren) {
-    queue_cancel_child(b, b.items[index].flow_run_id);
+    canceller_.cancel(b, b.items[index].flow_run_id);
   }
 }
 
@@ -265,14 +239,9 @@ void ChildTracker::on_batch_finished(Batch& b) {
   }
   for (const Item& item : b.items) {
     if (item.state != ItemState::kLaunched || item.flow_run_id.empty()) continue;
-    queue_cancel_child(b, item.flow_run_id);
+    canceller_.cancel(b, item.flow_run_id);
   }
   outbox_.dispatch_now();
-}
-
-void ChildTracker::queue_cancel_child(Batch& b, const std::string& flow_run_id) {
-  CancelChild cancel{b.key, flow_run_id, new_id_()};
-  outbox_.enqueue(std::make_shared<Request>(Request{std::move(cancel), this}));
 }
 
 }  // namespace floodgate::engine

@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/random.h"
 #include "engine/batch_book.h"
+#include "engine/child_canceller.h"
 #include "engine/deployment_resolver.h"
 #include "engine/request.h"
 #include "prefect/prefect_api.h"
@@ -69,17 +70,15 @@ class ChildTracker final : public RequestOwner, public BatchObserver {
   void relaunch(Batch& b, int64_t index, const prefect::FlowRunInfo& run);
   /// Sets the batch's next read time after a round of its reads.
   void round_done(Batch& b);
-  void on_cancel_answer(Request& request, const prefect::Classification& c);
-  void queue_cancel_child(Batch& b, const std::string& flow_run_id);
 
   core::Clock& clock_;
   core::Random& random_;
-  std::function<std::string()> new_id_;
   TrackOptions options_;
   BatchBook& book_;
   DeploymentResolver& resolver_;
   Outbox& outbox_;
   prefect::PrefectApi& api_;
+  ChildCanceller canceller_;
 };
 
 }  // namespace floodgate::engine

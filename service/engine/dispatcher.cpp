@@ -18,8 +18,10 @@ constexpr double kMinPacePerS = 2;
 
 // Metric names of the payload kinds, in the order of Payload's alternatives.
 constexpr const char* kEndpointNames[] = {
-    "read_deployment", "create_flow_run", "create_flow_run_bulk", "filter_flow_runs", "set_state",
-    "csrf_token",      "health",          "create_task_run",      "filter_flow_runs"};
+    "read_deployment",  "create_flow_run", "create_flow_run_bulk",
+    "filter_flow_runs", "set_state",       "csrf_token",
+    "health",           "create_task_run", "filter_flow_runs",
+    "bulk_set_state"};
 static_assert(std::size(kEndpointNames) == std::variant_size_v<Payload>);
 
 // Requests of one kind and of like size (runs in a bulk create, ids in a read) take like

@@ -54,8 +54,14 @@ struct LookUpRuns {
   std::vector<std::string> keys;  // aligned with indexes
   std::string failure;            // the error for runs that do not exist; empty: launch again
 };
+/// A cancel of up to 50 children of one batch in one bulk_set_state request.
+struct CancelChildren {
+  uint64_t batch = 0;
+  std::vector<std::string> flow_run_ids;
+  std::string transition_id;
+};
 using Payload = std::variant<ResolveDeployment, CreateRun, CreateRuns, ReadRuns, CancelChild,
-                             CsrfToken, HealthProbe, CreatePlaceholder, LookUpRuns>;
+                             CsrfToken, HealthProbe, CreatePlaceholder, LookUpRuns, CancelChildren>;
 
 class RequestOwner;
 

@@ -40,6 +40,7 @@ type Config struct {
 	Auth                 string `json:"auth"`
 	CSRFEnabled          bool   `json:"csrf_enabled"`
 	BulkEnabled          bool   `json:"bulk_enabled"`
+	BulkSetStateEnabled  bool   `json:"bulk_set_state_enabled"`
 	CancelDelayMs        int64  `json:"cancel_delay_ms"`
 	MaxBodyBytes         int64  `json:"max_body_bytes"`
 	RequireContentLength bool   `json:"require_content_length"`
@@ -96,11 +97,12 @@ const sqliteLockedError = "(sqlite3.OperationalError) database is locked\n" +
 
 func defaultConfig() *Config {
 	return &Config{
-		BulkEnabled: true,
-		ErrorStatus: 503,
-		RetryAfterS: 1,
-		Overflow:    "503",
-		StallMs:     30000,
+		BulkEnabled:         true,
+		BulkSetStateEnabled: true,
+		ErrorStatus:         503,
+		RetryAfterS:         1,
+		Overflow:            "503",
+		StallMs:             30000,
 
 		BulkItemError: sqliteLockedError,
 	}

@@ -311,3 +311,32 @@ func TestRequestsOutsideTheAPIRootAreCounted(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+func TestBulkSetStateProposesEachRunAndIsMissingWhenDisabled(t *testing.T) {
+	h := newHarness(t)
+	_, out, _ := h.do("POST", demoCreate, `{}`)
+	sched := decode[run](t, out).ID
+	h.config(`{"run_schedule":{"scheduled_ms":0,"pending_ms":0,"running_ms":60000}}`)
+	_, out, _ = h.do("POST", demoCreate, `{}`)
+	running := decode[run](t, out).ID
+	body := fmt.Sprintf(`{"flow_runs":{"id":{"any_":[%q,%q,%q]}},"state":{"type":"CANCELLING","name":"Cancelling","state_details":{"transition_id":"33333333-3333-4333-8333-333333333333"}},"force":false,"limit":3}`,
+		sched, running, "00000000-0000-4000-8000-00000000dead")
+	st, out, _ := h.do("POST", "/api/flow_runs/bulk_set_state", body)
+	expect(t, st, out, 200)
+	res := decode[map[string][]map[string]any](t, out)["results"]
+	// The deleted (unknown) run is absent; the scheduled one has no infrastructure (REJECT,
+	// CANCELLED at once); the running one is accepted (CANCELLING).
+	if len(res) != 2 || res[0]["flow_run_id"] != sched || res[0]["status"] != "REJECT" ||
+		res[1]["flow_run_id"] != running || res[1]["status"] != "ACCEPT" {
+		t.Fatalf("results %s", out)
+	}
+	// Again: nothing more is accepted (CANCELLED by now, cancel_delay_ms being 0).
+	st, out, _ = h.do("POST", "/api/flow_runs/bulk_set_state", body)
+	expect(t, st, out, 200)
+	if res = decode[map[string][]map[string]any](t, out)["results"]; res[1]["status"] == "ACCEPT" {
+		t.Fatalf("repeat %s", out)
+	}
+	h.config(`{"bulk_set_state_enabled":false}`)
+	st, out, _ = h.do("POST", "/api/flow_runs/bulk_set_state", body)
+	expect(t, st, out, 405)
+}

@@ -72,6 +72,7 @@ var (
 	rtReadFR     = &route{label: "read_flow_run", method: "GET", h: hReadFlowRun}
 	rtDeleteFR   = &route{label: "delete_flow_run", method: "DELETE", h: hDeleteFlowRun}
 	rtSetState   = &route{label: "set_state", method: "POST", h: hSetState}
+	rtBulkState  = &route{label: "bulk_set_state", method: "POST", h: hBulkSetState}
 	rtTaskCreate = &route{label: "task_runs", method: "POST", h: hCreateTaskRun, lossy: true}
 	rtTRFilter   = &route{label: "task_runs_filter", method: "POST", h: hTaskRunsFilter}
 	rtReadTR     = &route{label: "read_task_run", method: "GET", h: hReadTaskRun}
@@ -137,6 +138,8 @@ func matchRoute(method, escPath string) (*route, []string, int) {
 		switch {
 		case n == 2 && segs[1] == "filter":
 			rt = rtFRFilter
+		case n == 2 && segs[1] == "bulk_set_state" && method == "POST":
+			rt = rtBulkState
 		case n == 2 && method == "DELETE":
 			rt, args = rtDeleteFR, segs[1:2]
 		case n == 2:

@@ -21,7 +21,7 @@ def test_every_call_keeps_the_cloud_prefix(start_floodgated, fake):
     final = api.wait_state(b["id"], timeout=30)
     assert final["state"] == "COMPLETED" and final["counts"]["COMPLETED"] == 12, final
 
-    # Cancelling children (set_state) on a batch whose children run for good.
+    # Cancelling children (bulk_set_state) on a batch whose children run for good.
     fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 600_000})
     c = api.submit({"deployment": DEMO_DEPLOYMENT, "runs": [{}] * 3})
     wait_until(lambda: api.batch(c["id"])["counts"]["LAUNCHED"] == 3, 15, what="3 launched")
@@ -32,7 +32,7 @@ def test_every_call_keeps_the_cloud_prefix(start_floodgated, fake):
     stats = fake.stats()
     used = stats["requests"]
     for label in ("csrf", "read_deployment", "task_runs", "create_flow_run_bulk",
-                  "flow_runs_filter", "set_state"):
+                  "flow_runs_filter", "bulk_set_state"):
         assert used.get(label, 0) > 0, (label, used)
     # Nothing went anywhere but the root: no unknown path, no 404 at all.
     assert used.get("other", 0) == 0, used

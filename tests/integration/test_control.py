@@ -262,8 +262,8 @@ def test_redrive_relaunches_a_child_that_failed_in_prefect(api, fake):
 
 
 def test_cancel_children_moves_running_children_to_cancelling(api, fake):
-    """Cancel with cancel_children while children RUNNING: one CANCELLING request per running
-    child, each with its own fresh transition_id; unlaunched items SKIPPED."""
+    """Cancel with cancel_children while children RUNNING: one CANCELLING proposal per running
+    child (in one bulk_set_state request, so with its transition_id); unlaunched items SKIPPED."""
     fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 60_000},
                 cancel_delay_ms=60_000)
     total, cap = 8, 3
@@ -282,7 +282,9 @@ def test_cancel_children_moves_running_children_to_cancelling(api, fake):
     assert all(x["type"] == "CANCELLING" and x["from_type"] == "RUNNING" and x["status"] == "ACCEPT"
                for x in recs), recs
     tids = [x["transition_id"] for x in recs]
-    assert len(set(tids)) == cap and all(uuid.UUID(t) for t in tids), tids
+    # A fresh transition id per bulk_set_state request, shared by the runs it names.
+    assert all(uuid.UUID(t) for t in tids), tids
+    assert len(set(tids)) == fake.stats()["requests"]["bulk_set_state"], tids
     for run in fake.runs_of(b["id"]):
         assert run["state_type"] == "CANCELLING", run
     assert len(fake.runs_of(b["id"])) == cap
@@ -312,3 +314,26 @@ def test_paused_batch_keeps_tracking_children(api, fake):
     final = api.wait_state(b["id"], timeout=30)
     assert final["state"] == "COMPLETED" and final["counts"]["COMPLETED"] == total, final
     assert fake.unfinished_peak(b["id"]) <= cap
+
+
+def test_children_are_cancelled_in_bulk_or_one_by_one_on_an_older_server(start_floodgated, fake):
+    """Child cancels go through bulk_set_state, up to 50 a request; a server without it (405,
+    before Prefect 3.6.16) gets one set_state a child, found out once (issue 17, item 5)."""
+    fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 600_000})
+    api = start_floodgated().client
+    for bulk, n in ((True, 120), (False, 7)):
+        fake.config(bulk_set_state_enabled=bulk)
+        before = fake.stats()["requests"]
+        b = api.submit({"deployment": DEMO_DEPLOYMENT, "runs": [{}] * n})
+        wait_until(lambda: api.batch(b["id"])["counts"]["LAUNCHED"] == n, 30, what="launched")
+        assert api.control(b["id"], "cancel", {"on_cancel": "cancel_children"}).status == 200
+        wait_until(lambda: api.batch(b["id"])["counts"]["CANCELLED"] == n, 30,
+                   what="children cancelled")
+        assert all(r["state_type"] == "CANCELLED" for r in fake.runs_of(b["id"]))
+        used = fake.stats()["requests"]
+        bulks = used.get("bulk_set_state", 0) - before.get("bulk_set_state", 0)
+        singles = used.get("set_state", 0) - before.get("set_state", 0)
+        if bulk:
+            assert 3 <= bulks <= 6 and singles == 0, used  # 120 children, at most 50 a request
+        else:  # the one refused bulk (405), then a set_state each
+            assert bulks == 1 and singles == n, used

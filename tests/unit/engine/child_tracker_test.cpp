@@ -145,9 +145,9 @@ TEST_F(ChildTrackerTest, TheParentEndingCancelsTheBatchAndItsChildrenWhenAsked) 
   answer_read(json::array({run("run-0", "RUNNING"), run("parent", "COMPLETED")}));
   EXPECT_EQ(b.rec.state, BatchState::kCancelled);
   EXPECT_EQ(b.count(ItemState::kSkipped), 2);
-  auto cancels = outbox.queued_of<CancelChild>();
+  auto cancels = outbox.queued_of<CancelChildren>();
   ASSERT_EQ(cancels.size(), 1u);
-  EXPECT_EQ(cancels[0].flow_run_id, "run-0");
+  EXPECT_EQ(cancels[0].flow_run_ids, (std::vector<std::string>{"run-0"}));
   EXPECT_EQ(cancels[0].transition_id, "uuid-1");
 }
 

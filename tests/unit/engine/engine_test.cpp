@@ -303,7 +303,7 @@ TEST_P(ParentEnds, TheBatchIsCancelledAndOnCancelApplies) {
   EXPECT_EQ(h.state(id), "CANCELLED");
   EXPECT_EQ(h.count(id, "SKIPPED") + h.count(id, "LAUNCHED") + h.count(id, "CANCELLED"), 10);
   EXPECT_GE(h.count(id, "SKIPPED"), 1);
-  const size_t cancels = h.prefect.sent("POST", "/set_state").size();
+  const size_t cancels = h.prefect.cancel_targets().size();
   if (GetParam() == "cancel_children") {
     EXPECT_EQ(cancels, static_cast<size_t>(launched));
     h.advance(3s);
@@ -333,10 +333,37 @@ TEST(EngineTest, CancelSkipsWhatIsNotLaunchedAndCancelsChildren) {
   EXPECT_EQ(h.state(id), "CANCELLED");
   EXPECT_EQ(h.count(id, "SKIPPED"), 3);
   h.advance(3s);
-  EXPECT_EQ(h.prefect.sent("POST", "/set_state").size(), 2u);
+  EXPECT_EQ(h.prefect.cancel_targets(), (std::vector<std::string>{"run-1", "run-2"}));
+  EXPECT_EQ(h.prefect.sent("POST", "/flow_runs/bulk_set_state").size(), 1u);  // both at once
   EXPECT_EQ(h.count(id, "CANCELLED"), 2);
   EXPECT_EQ(h.engine->cancel(id, std::nullopt).result, Engine::ControlResult::kConflict);
   EXPECT_EQ(h.engine->cancel("nope", std::nullopt).result, Engine::ControlResult::kNotFound);
+}
+
+// A server older than 3.6.16 answers bulk_set_state with 405: the children are cancelled one
+// request each, and later cancels go that way at once.
+TEST(EngineTest, WithoutBulkSetStateChildrenAreCancelledOneByOne) {
+  EngineHarness h;
+  h.prefect.bulk_set_state = false;
+  h.start();
+  auto spec = spec_for();
+  spec.track = true;
+  auto first = h.submit(spec, 3);
+  auto second = h.submit(spec, 2);
+  h.advance(1s);
+  ASSERT_EQ(h.count(first, "LAUNCHED") + h.count(second, "LAUNCHED"), 5);
+  EXPECT_EQ(h.engine->cancel(first, OnCancel::kCancelChildren).result, Engine::ControlResult::kOk);
+  h.advance(3s);
+  EXPECT_EQ(h.count(first, "CANCELLED"), 3);
+  EXPECT_EQ(h.engine->cancel(second, OnCancel::kCancelChildren).result, Engine::ControlResult::kOk);
+  h.advance(3s);
+  EXPECT_EQ(h.count(second, "CANCELLED"), 2);
+  EXPECT_EQ(h.prefect.sent("POST", "/flow_runs/bulk_set_state").size(), 1u);  // found out once
+  auto targets = h.prefect.cancel_targets();
+  std::sort(targets.begin(), targets.end());
+  // run-1..3 named twice for the first batch (the refused bulk, then one each), then run-4, 5.
+  EXPECT_EQ(targets, (std::vector<std::string>{"run-1", "run-1", "run-2", "run-2", "run-3", "run-3",
+                                               "run-4", "run-5"}));
 }
 
 TEST(EngineTest, PauseHoldsLaunchesAndResumeGoesOn) {

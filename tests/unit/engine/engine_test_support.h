@@ -119,6 +119,21 @@ class FakePrefect final : public prefect::HttpClient {
     }
     return out;
   }
+  /// The flow run ids named by cancel requests, single (set_state) and bulk (bulk_set_state).
+  std::vector<std::string> cancel_targets() const {
+    std::vector<std::string> out;
+    for (const auto& r : requests) {
+      if (r.method != "POST") continue;
+      if (r.path == "/flow_runs/bulk_set_state") {
+        const json body = json::parse(r.body);  // kept: the loop walks into it
+        for (const auto& id : body["flow_runs"]["id"]["any_"]) out.push_back(id);
+      } else if (r.path.rfind("/flow_runs/", 0) == 0 &&
+                 r.path.find("/set_state") != std::string::npos) {
+        out.push_back(r.path.substr(11, r.path.find("/set_state") - 11));
+      }
+    }
+    return out;
+  }
   /// Create requests, single and bulk, as the list of run bodies they carried.
   std::vector<json> create_bodies() const {
     std::vector<json> out;
@@ -167,6 +182,7 @@ class FakePrefect final : public prefect::HttpClient {
   bool bulk_endpoint = true;     // false: 404 Not Found on the bulk path
   std::string reject_parameter;  // a create whose parameters contain this key gets 422
   size_t max_body_bytes = 0;     // a larger request body gets 413, as a proxy in front answers
+  bool bulk_set_state = true;    // false: 405 on bulk_set_state, as before Prefect 3.6.16
   // A run body for which this says true is not created: "database is locked", per run in a
   // bulk answer, or as the 503 Prefect answers a single create with.
   std::function<bool(const json& body)> lock_item;
@@ -273,6 +289,18 @@ class FakePrefect final : public prefect::HttpClient {
         if (it != runs.end()) out.push_back(run_json(it->second));
       }
       return answer(200, out);
+    }
+    if (req.method == "POST" && p == "/flow_runs/bulk_set_state") {
+      if (!bulk_set_state) return answer(405, {{"detail", "Method Not Allowed"}});
+      json results = json::array();
+      const json body = json::parse(req.body);  // kept: the loop walks into it
+      for (const auto& id : body["flow_runs"]["id"]["any_"]) {
+        auto it = runs.find(id.get<std::string>());
+        if (it == runs.end()) continue;  // a deleted run is simply absent
+        set_run_state(it->first, "CANCELLED");
+        results.push_back({{"flow_run_id", it->first}, {"status", "ACCEPT"}});
+      }
+      return answer(200, {{"results", results}});
     }
     if (req.method == "POST" && p.rfind("/flow_runs/", 0) == 0 &&
         p.find("/set_state") != std::string::npos) {
