@@ -2,6 +2,7 @@
 // from the store on the API's store reader thread, never on the engine's thread (issue 12).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <mutex>
@@ -44,6 +45,7 @@ class RecordingStore final : public store::Store {
     return inner_.load_unfinished_batches();
   }
   std::vector<store::ItemRecord> load_items(const std::string& id, bool with_spec) override {
+    note("load_items");
     return inner_.load_items(id, with_spec);
   }
   std::vector<store::ItemRecord> list_items(const std::string& id,
@@ -58,6 +60,7 @@ class RecordingStore final : public store::Store {
   }
   std::vector<std::pair<int64_t, std::string>> load_item_specs(
       const std::string& id, const std::vector<int64_t>& indexes) override {
+    note("load_item_specs");
     return inner_.load_item_specs(id, indexes);
   }
 
@@ -73,6 +76,12 @@ class RecordingStore final : public store::Store {
   size_t reads() {
     std::lock_guard lock(mutex_);
     return reads_.size();
+  }
+  /// How many reads named `what` were made, on any thread.
+  size_t reads_of(const std::string& what) {
+    std::lock_guard lock(mutex_);
+    return static_cast<size_t>(std::count_if(reads_.begin(), reads_.end(),
+                                             [&](const auto& r) { return r.second == what; }));
   }
 
  private:
@@ -100,7 +109,7 @@ class RouterStoreReadsTest : public ::testing::Test {
       items[i].index = i;
       items[i].state = i == 2 ? core::ItemState::kFailed : core::ItemState::kCompleted;
       items[i].flow_run_id = "run-" + std::to_string(i);
-      items[i].spec_json = R"({"parameters":{}})";
+      items[i].spec_json = R"({"parameters":{"i":)" + std::to_string(i) + "}}";
     }
     inner_ = store::open_store("sqlite://" + dir_.file("floodgate.db"));
     ASSERT_TRUE(inner_->insert_batch(stored_, items).inserted);
@@ -221,7 +230,38 @@ TEST_F(RouterStoreReadsTest, RedriveBringsTheStoredBatchBackWithoutReadingItOnTh
   auto on_engine = engine_thread_reads();
   EXPECT_EQ(on_engine.count("get_batch"), 0u);
   EXPECT_EQ(on_engine.count("count_items"), 0u);
+  EXPECT_EQ(on_engine.count("load_items"), 0u);
+  EXPECT_EQ(recording_->reads_of("load_items"), 1u);  // on the store reader
   EXPECT_EQ(call("POST", "/v1/batches/nobody/redrive").status, 404);
+}
+
+TEST_F(RouterStoreReadsTest, RedriveOfABatchWhoseItemsWereFreedReadsThemOnTheStoreReader) {
+  using namespace std::chrono_literals;
+  h_.prefect.reject_parameter = "i";  // the redriven item 2 is refused again
+  EXPECT_EQ(ok_json("POST", "/v1/batches/done-before/redrive")["state"], "RUNNING");
+  h_.advance(1s);
+  EXPECT_EQ(engine_->batch_json("done-before")["state"], "FAILED");
+  // Freed 30 s after the batch ended, once the store writer (a thread of its own) wrote it all.
+  h_.advance(31s);
+  for (int i = 0; i < 1000 && engine_->list_runs("done-before", std::nullopt, -1, 10); ++i) {
+    std::this_thread::sleep_for(1ms);
+    h_.advance(1s);
+  }
+  ASSERT_FALSE(engine_->list_runs("done-before", std::nullopt, -1, 10).has_value());
+
+  h_.prefect.reject_parameter.clear();
+  const size_t item_reads = recording_->reads_of("load_items");
+  json body = ok_json("POST", "/v1/batches/done-before/redrive");
+  EXPECT_EQ(body["state"], "RUNNING");
+  EXPECT_EQ(body["counts"]["PENDING"], 1);
+  EXPECT_EQ(recording_->reads_of("load_items"), item_reads + 1);
+  auto on_engine = engine_thread_reads();
+  EXPECT_EQ(on_engine.count("load_items"), 0u);
+  EXPECT_EQ(on_engine.count("load_item_specs"), 0u);
+  h_.advance(1s);
+  auto runs = engine_->list_runs("done-before", std::nullopt, -1, 10);
+  ASSERT_TRUE(runs.has_value());
+  EXPECT_EQ((*runs)[2].state, core::ItemState::kLaunched);
 }
 
 }  // namespace
