@@ -131,18 +131,19 @@ ControlAnswer BatchControl::take_specs(Batch& b, const RedriveReads& reads,
   }
   if (missing.empty()) return {};
   const auto found = specs_read(reads);
-  std::vector<int64_t> unread;
+  bool unread = false;
   for (int64_t idx : missing) {
     auto it = found.find(idx);
     if (it == found.end()) {
-      unread.push_back(idx);
+      unread = true;
     } else if (it->second->empty()) {
       return {ControlResult::kConflict,
               "the store holds no run spec for item " + std::to_string(idx)};
     }
   }
-  // Asked again rather than left out: an item that failed since the read is redriven too.
-  if (!unread.empty()) return read_first(b, std::move(unread));
+  // Asked again rather than left out: an item that failed since the read is redriven too. All
+  // missing specs are asked for, since nothing of a read is kept until the redrive applies.
+  if (unread) return read_first(b, std::move(missing));
   for (int64_t idx : missing) {
     b.items[idx].spec = std::make_unique<RunSpec>(parse_run_spec(*found.at(idx)));
   }

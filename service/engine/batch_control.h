@@ -71,7 +71,8 @@ class BatchControl {
   /// The batch when it is known and has not ended; otherwise the answer says why not.
   Batch* active(const std::string& id, ControlAnswer& answer);
   /// The items to redrive into `again`, each with its run spec (taken from `reads` where not
-  /// in memory); kReadFirst when a spec was not read, kConflict when the store has none.
+  /// in memory); kReadFirst (for every spec not in memory) when one of them was not read,
+  /// kConflict when the store has none. Changes nothing unless it answers kOk.
   ControlAnswer take_specs(Batch& b, const RedriveReads& reads, std::vector<int64_t>& again);
   void relaunch(Batch& b, int64_t index);
   /// Puts the redriven items `again` (all with their spec) back to work.

@@ -198,8 +198,9 @@ TEST_F(BatchControlTest, ASpecStillMissingIsAskedForAgainAndNothingIsLeftOut) {
   run_failed(book, b, 1);
   ControlAnswer a = control.redrive("b1", reads);
   ASSERT_EQ(a.result, ControlResult::kReadFirst);
-  EXPECT_EQ(a.needs.specs, std::vector<int64_t>{1});
-  EXPECT_EQ(b.count(ItemState::kFailed), 2);  // not redriven without item 1
+  EXPECT_EQ(a.needs.specs, (std::vector<int64_t>{0, 1}));  // nothing of a read is kept
+  EXPECT_EQ(b.count(ItemState::kFailed), 2);               // not redriven without item 1
+  EXPECT_FALSE(b.items[0].spec);
   EXPECT_EQ(outbox.dispatches, 0);
 
   reads.specs.emplace_back(1, "{}");
