@@ -264,7 +264,8 @@ void BatchCommands::redrive_stored(const std::string& id, Responder respond) {
   reads_.post(respond, [this, id, respond](const Responder& answer) {
     auto rec = store_.get_batch(id);
     if (!rec) return answer(no_such_batch(id));
-    // Its items are needed anyway; none was ever in memory (items_released 0).
+    // Its items are needed anyway. Not held, its items were never freed in this process
+    // (items_released 0); held and freed meanwhile by another redrive, the engine asks again.
     engine::RedriveNeeds needs;
     needs.items = true;
     auto got = std::make_shared<engine::RedriveReads>(read_for_redrive(store_, id, needs));
