@@ -77,19 +77,35 @@ std::optional<ServerResponse> read_control_body(const ServerRequest& req, const 
   return std::nullopt;
 }
 
-// Runs a control action on a batch the engine holds (engine thread).
-ServerResponse run_control(engine::Engine& engine, const std::string& id, const std::string& action,
-                           const std::optional<engine::OnCancel>& on_cancel) {
-  engine::Engine::ControlAnswer a;
-  if (action == "cancel") a = engine.cancel(id, on_cancel);
-  if (action == "pause") a = engine.pause(id);
-  if (action == "resume") a = engine.resume(id);
-  if (action == "redrive") a = engine.redrive(id);
-  if (a.result == engine::Engine::ControlResult::kNotFound) return problem(404, a.message, "id");
-  if (a.result == engine::Engine::ControlResult::kConflict) {
+// The answer to a control action the engine took or refused (engine thread).
+ServerResponse control_response(engine::Engine& engine, const std::string& id,
+                                const std::string& action, const engine::ControlAnswer& a) {
+  if (a.result == engine::ControlResult::kNotFound) return problem(404, a.message, "id");
+  if (a.result == engine::ControlResult::kConflict) {
     return problem(409, "cannot " + action + ": " + a.message);
   }
   return json_response(200, engine.batch_json(id));
+}
+
+// Runs cancel, pause or resume on a batch the engine holds (engine thread).
+ServerResponse run_control(engine::Engine& engine, const std::string& id, const std::string& action,
+                           const std::optional<engine::OnCancel>& on_cancel) {
+  engine::ControlAnswer a;
+  if (action == "cancel") a = engine.cancel(id, on_cancel);
+  if (action == "pause") a = engine.pause(id);
+  if (action == "resume") a = engine.resume(id);
+  return control_response(engine, id, action, a);
+}
+
+// How many times a redrive reads the store for a batch that keeps changing meanwhile.
+constexpr int kRedriveReadRounds = 3;
+
+// The items of a batch counted by state.
+std::array<int64_t, core::kItemStateCount> count_states(
+    const std::vector<store::ItemRecord>& items) {
+  std::array<int64_t, core::kItemStateCount> counts{};
+  for (const auto& item : items) counts[static_cast<int>(item.state)] += 1;
+  return counts;
 }
 
 // Merges a PATCH body into the spec of a batch the engine holds and applies it (engine thread).
@@ -218,6 +234,7 @@ void BatchCommands::control(const std::string& id, const std::string& action,
     return respond(std::move(*bad));
   }
   engine_.post([this, id, action, on_cancel, respond] {
+    if (engine_.has_batch(id) && action == "redrive") return redrive(id, {}, 0, respond);
     if (engine_.has_batch(id)) return respond(run_control(engine_, id, action, on_cancel));
     if (action == "redrive") return redrive_stored(id, respond);
     reads_.post(respond, [this, id](const Responder& answer) {
@@ -226,14 +243,36 @@ void BatchCommands::control(const std::string& id, const std::string& action,
   });
 }
 
+void BatchCommands::redrive(const std::string& id, const engine::RedriveReads& reads, int round,
+                            const Responder& respond) {
+  engine::ControlAnswer a = engine_.redrive(id, reads);
+  if (a.result != engine::ControlResult::kReadFirst) {
+    return respond(control_response(engine_, id, "redrive", a));
+  }
+  if (round >= kRedriveReadRounds) {
+    return respond(problem(503,
+                           "cannot redrive: the batch kept changing while its items were read "
+                           "from the store; redrive again"));
+  }
+  reads_.post(respond, [this, id, needs = std::move(a.needs), round, respond](const Responder&) {
+    auto got = std::make_shared<engine::RedriveReads>(read_for_redrive(store_, id, needs));
+    engine_.post([this, id, got, round, respond] { redrive(id, *got, round + 1, respond); });
+  });
+}
+
 void BatchCommands::redrive_stored(const std::string& id, Responder respond) {
   reads_.post(respond, [this, id, respond](const Responder& answer) {
     auto rec = store_.get_batch(id);
     if (!rec) return answer(no_such_batch(id));
-    auto counts = store_.count_items(id);
-    engine_.post([this, id, record = std::move(*rec), counts, respond]() mutable {
+    // Its items are needed anyway. Not held, its items were never freed in this process
+    // (items_released 0); held and freed meanwhile by another redrive, the engine asks again.
+    engine::RedriveNeeds needs;
+    needs.items = true;
+    auto got = std::make_shared<engine::RedriveReads>(read_for_redrive(store_, id, needs));
+    auto counts = count_states(*got->items);
+    engine_.post([this, id, record = std::move(*rec), counts, got, respond]() mutable {
       engine_.hold(std::move(record), counts);
-      respond(run_control(engine_, id, "redrive", std::nullopt));
+      redrive(id, *got, 1, respond);
     });
   });
 }

@@ -48,7 +48,13 @@ class BatchCommands {
   /// Hands a batch just stored to the engine and answers 201.
   void start(store::BatchRecord rec, engine::BatchSpec spec, std::vector<store::ItemRecord> items,
              Responder respond);
-  /// Brings a batch that ended before this process started back into memory, then redrives it.
+  /// Redrives a batch the engine holds (engine thread) with what was read for it so far; when
+  /// the engine asks for store reads, makes them on the store reader and tries again, a bounded
+  /// number of rounds (`round` counts them).
+  void redrive(const std::string& id, const engine::RedriveReads& reads, int round,
+               const Responder& respond);
+  /// Brings a batch that ended before this process started back into memory, with its items
+  /// read on the store reader, then redrives it.
   void redrive_stored(const std::string& id, Responder respond);
 
   engine::Engine& engine_;

@@ -1,5 +1,8 @@
 #include "api/stored_batches.h"
 
+#include <unordered_map>
+#include <utility>
+
 #include "api/problem.h"
 #include "engine/engine.h"
 
@@ -13,6 +16,19 @@ ServerResponse refuse_change_of_stored(store::Store& store, const std::string& i
   auto rec = store.get_batch(id);
   if (!rec) return no_such_batch(id);
   return problem(409, "batch " + id + " is already " + std::string(core::to_string(rec->state)));
+}
+
+engine::RedriveReads read_for_redrive(store::Store& store, const std::string& id,
+                                      const engine::RedriveNeeds& needs) {
+  engine::RedriveReads got;
+  got.items_released = needs.items_released;
+  if (needs.items) got.items = store.load_items(id, true);
+  if (needs.specs.empty()) return got;
+  std::unordered_map<int64_t, std::string> found;
+  for (auto& [index, text] : store.load_item_specs(id, needs.specs)) found[index] = std::move(text);
+  got.specs.reserve(needs.specs.size());
+  for (int64_t index : needs.specs) got.specs.emplace_back(index, std::move(found[index]));
+  return got;
 }
 
 }  // namespace floodgate::api

@@ -59,6 +59,10 @@ struct Batch {
   BatchSpec spec;
   std::vector<Item> items;
   bool items_loaded = true;
+  // How many times the items were freed (evicted, once all their changes are written). Items
+  // read from the store while they were out of memory are still the store's current ones when
+  // they are put back under the same count: nothing writes a batch's items while none are held.
+  uint64_t items_released = 0;
   std::vector<BatchDeployment> deployments;  // [0] is the batch's own
   std::deque<int64_t> ready;
   std::array<int64_t, core::kItemStateCount> counts{};

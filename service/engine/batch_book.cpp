@@ -171,6 +171,7 @@ void BatchBook::items_reloaded(Batch& b, const std::array<int64_t, core::kItemSt
 void BatchBook::release_items(Batch& b) {
   std::vector<Item>().swap(b.items);
   b.items_loaded = false;
+  b.items_released += 1;
 }
 
 void BatchBook::bump_version(Batch& b) {

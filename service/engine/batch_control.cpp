@@ -1,5 +1,6 @@
 #include "engine/batch_control.h"
 
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -18,14 +19,38 @@ core::BatchQuota quota_of(const BatchSpec& spec) {
   return q;
 }
 
+namespace {
+
+bool is_redrivable(ItemState s) {
+  return s == ItemState::kLaunchFailed || s == ItemState::kFailed || s == ItemState::kCrashed ||
+         s == ItemState::kSkipped;
+}
+
+// The answer that asks for reads first: all items when they are not in memory, else the specs
+// of `missing`.
+ControlAnswer read_first(const Batch& b, std::vector<int64_t> missing) {
+  ControlAnswer answer{ControlResult::kReadFirst, "the batch's items must be read from the store"};
+  answer.needs.items = !b.items_loaded;
+  if (b.items_loaded) answer.needs.specs = std::move(missing);
+  answer.needs.items_released = b.items_released;
+  return answer;
+}
+
+// The run specs `reads` brought, by index. Specs never change, so any read of them is current.
+std::unordered_map<int64_t, const std::string*> specs_read(const RedriveReads& reads) {
+  std::unordered_map<int64_t, const std::string*> found;
+  if (reads.items) {
+    for (const auto& item : *reads.items) found[item.index] = &item.spec_json;
+  }
+  for (const auto& [index, text] : reads.specs) found[index] = &text;
+  return found;
+}
+
+}  // namespace
+
 BatchControl::BatchControl(core::Clock& clock, BatchBook& book, DeploymentResolver& resolver,
-                           core::LaunchScheduler& scheduler, Outbox& outbox, store::Store& store)
-    : clock_(clock),
-      book_(book),
-      resolver_(resolver),
-      scheduler_(scheduler),
-      outbox_(outbox),
-      store_(store) {}
+                           core::LaunchScheduler& scheduler, Outbox& outbox)
+    : clock_(clock), book_(book), resolver_(resolver), scheduler_(scheduler), outbox_(outbox) {}
 
 Batch* BatchControl::active(const std::string& id, ControlAnswer& answer) {
   Batch* b = book_.find(id);
@@ -95,33 +120,34 @@ void BatchControl::hold(store::BatchRecord record,
   book_.announce(b);
 }
 
-void BatchControl::reload_items(Batch& b) {
-  const auto before = b.counts;
-  b.deployments.clear();
-  auto to_launch = book_.restore_items(b, store_.load_items(b.rec.id, true));
-  book_.items_reloaded(b, before);
-  for (int64_t idx : to_launch) resolver_.make_ready(b, idx);
-}
-
-std::vector<int64_t> BatchControl::redrivable(Batch& b) {
-  std::vector<int64_t> again;
+ControlAnswer BatchControl::take_specs(Batch& b, const RedriveReads& reads,
+                                       std::vector<int64_t>& again) {
   std::vector<int64_t> missing;
   for (size_t i = 0; i < b.items.size(); ++i) {
-    const auto s = b.items[i].state;
-    if (s == ItemState::kLaunchFailed || s == ItemState::kFailed || s == ItemState::kCrashed ||
-        s == ItemState::kSkipped) {
-      again.push_back(static_cast<int64_t>(i));
-      if (!b.items[i].spec) missing.push_back(static_cast<int64_t>(i));
-    }
-  }
-  if (!missing.empty()) {
+    if (!is_redrivable(b.items[i].state)) continue;
+    again.push_back(static_cast<int64_t>(i));
     // Runs that ended FAILED or CRASHED no longer hold their spec in memory.
-    for (auto& [idx, text] : store_.load_item_specs(b.rec.id, missing)) {
-      b.items[idx].spec = std::make_unique<RunSpec>(parse_run_spec(text));
+    if (!b.items[i].spec) missing.push_back(static_cast<int64_t>(i));
+  }
+  if (missing.empty()) return {};
+  const auto found = specs_read(reads);
+  bool unread = false;
+  for (int64_t idx : missing) {
+    auto it = found.find(idx);
+    if (it == found.end()) {
+      unread = true;
+    } else if (it->second->empty()) {
+      return {ControlResult::kConflict,
+              "the store holds no run spec for item " + std::to_string(idx)};
     }
   }
-  std::erase_if(again, [&](int64_t idx) { return !b.items[idx].spec; });
-  return again;
+  // Asked again rather than left out: an item that failed since the read is redriven too. All
+  // missing specs are asked for, since nothing of a read is kept until the redrive applies.
+  if (unread) return read_first(b, std::move(missing));
+  for (int64_t idx : missing) {
+    b.items[idx].spec = std::make_unique<RunSpec>(parse_run_spec(*found.at(idx)));
+  }
+  return {};
 }
 
 void BatchControl::relaunch(Batch& b, int64_t index) {
@@ -139,29 +165,43 @@ void BatchControl::relaunch(Batch& b, int64_t index) {
   book_.set_state(b, index, ItemState::kPending);
 }
 
-ControlAnswer BatchControl::redrive(const std::string& id) {
+ControlAnswer BatchControl::redrive(const std::string& id, const RedriveReads& reads) {
   Batch* b = book_.find(id);
   if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
-  if (!b->items_loaded) reload_items(*b);
-  const std::vector<int64_t> again = redrivable(*b);
+  if (!b->items_loaded) {
+    // Items read while these were out of memory, and not freed again since, are current.
+    if (!reads.items || reads.items_released != b->items_released) return read_first(*b, {});
+    const auto before = b->counts;
+    b->deployments.clear();
+    auto to_launch = book_.restore_items(*b, *reads.items);
+    book_.items_reloaded(*b, before);
+    for (int64_t idx : to_launch) resolver_.make_ready(*b, idx);
+  }
+  std::vector<int64_t> again;
+  ControlAnswer answer = take_specs(*b, reads, again);
+  if (answer.result != ControlResult::kOk) return answer;
   if (again.empty()) return {ControlResult::kConflict, "no failed or skipped items to redrive"};
-  for (int64_t idx : again) relaunch(*b, idx);
+  restart(*b, again);
+  return {};
+}
+
+void BatchControl::restart(Batch& b, const std::vector<int64_t>& again) {
+  for (int64_t idx : again) relaunch(b, idx);
   // Failures of earlier rounds no longer count against the tolerance.
-  b->rec.finished_at_ms = 0;
-  b->deployments.erase(b->deployments.begin() + 1, b->deployments.end());
-  for (auto& d : b->deployments) {
+  b.rec.finished_at_ms = 0;
+  b.deployments.erase(b.deployments.begin() + 1, b.deployments.end());
+  for (auto& d : b.deployments) {
     if (d.state == BatchDeployment::State::kFailed) d.state = BatchDeployment::State::kUnresolved;
   }
-  book_.set_batch_state(*b, BatchState::kRunning);
-  scheduler_.add_batch(b->key, quota_of(b->spec));
+  book_.set_batch_state(b, BatchState::kRunning);
+  scheduler_.add_batch(b.key, quota_of(b.spec));
   for (int64_t idx : again) {
-    Item& item = b->items[idx];
+    Item& item = b.items[idx];
     item.deployment =
-        item.spec->deployment.empty() ? 0 : deployment_index(*b, item.spec->deployment);
-    resolver_.make_ready(*b, idx);
+        item.spec->deployment.empty() ? 0 : deployment_index(b, item.spec->deployment);
+    resolver_.make_ready(b, idx);
   }
   outbox_.dispatch_now();
-  return {};
 }
 
 }  // namespace floodgate::engine

@@ -52,7 +52,7 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
                 prefect::BulkLimits{static_cast<size_t>(std::max(1, options_.bulk_size)),
                                     options_.max_body_bytes},
                 book_, resolver_, retries_, linker_, tracker_, scheduler_, api_),
-      control_ops_(runtime.clock, book_, resolver_, scheduler_, dispatcher_, store),
+      control_ops_(runtime.clock, book_, resolver_, scheduler_, dispatcher_),
       queries_(runtime.clock, runtime.timers, book_),
       flusher_(runtime.clock, runtime.timers,
                FlushOptions{options_.flush_interval, options_.flush_max_items}, book_, writer_),

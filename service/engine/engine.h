@@ -134,7 +134,10 @@ class Engine {
   }
   ControlAnswer pause(const std::string& id) { return control_ops_.pause(id); }
   ControlAnswer resume(const std::string& id) { return control_ops_.resume(id); }
-  ControlAnswer redrive(const std::string& id) { return control_ops_.redrive(id); }
+  /// kReadFirst: read `needs` from the store off this thread, then call again with what was read.
+  ControlAnswer redrive(const std::string& id, const RedriveReads& reads = {}) {
+    return control_ops_.redrive(id, reads);
+  }
   /// Applies new limits/tolerance (already validated, merged into a full spec).
   ControlAnswer update_spec(const std::string& id, const BatchSpec& spec) {
     return control_ops_.update_spec(id, spec);

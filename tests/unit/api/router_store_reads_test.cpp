@@ -2,7 +2,10 @@
 // from the store on the API's store reader thread, never on the engine's thread (issue 12).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <set>
@@ -44,6 +47,7 @@ class RecordingStore final : public store::Store {
     return inner_.load_unfinished_batches();
   }
   std::vector<store::ItemRecord> load_items(const std::string& id, bool with_spec) override {
+    note("load_items");
     return inner_.load_items(id, with_spec);
   }
   std::vector<store::ItemRecord> list_items(const std::string& id,
@@ -58,8 +62,13 @@ class RecordingStore final : public store::Store {
   }
   std::vector<std::pair<int64_t, std::string>> load_item_specs(
       const std::string& id, const std::vector<int64_t>& indexes) override {
+    note("load_item_specs");
+    if (before_specs) before_specs();
     return inner_.load_item_specs(id, indexes);
   }
+
+  /// Called on the reading thread before each load_item_specs (to hold the reader there).
+  std::function<void()> before_specs;
 
   /// The reads `thread` made, by name.
   std::multiset<std::string> reads_on(std::thread::id thread) {
@@ -74,6 +83,12 @@ class RecordingStore final : public store::Store {
     std::lock_guard lock(mutex_);
     return reads_.size();
   }
+  /// How many reads named `what` were made, on any thread.
+  size_t reads_of(const std::string& what) {
+    std::lock_guard lock(mutex_);
+    return static_cast<size_t>(std::count_if(reads_.begin(), reads_.end(),
+                                             [&](const auto& r) { return r.second == what; }));
+  }
 
  private:
   void note(const char* what) {
@@ -83,6 +98,35 @@ class RecordingStore final : public store::Store {
   store::Store& inner_;
   std::mutex mutex_;
   std::vector<std::pair<std::thread::id, std::string>> reads_;
+};
+
+/// Holds the store reader inside its reads, one at a time, until the test lets each go.
+class ReadGate {
+ public:
+  /// On the reader: waits until the test opens this read.
+  void pass() {
+    std::unique_lock lock(mutex_);
+    const int mine = ++entered_;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return opened_ >= mine; });
+  }
+  /// Whether `n` reads have come in, waiting a little for them.
+  bool entered(int n) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::milliseconds(10), [&] { return entered_ >= n; });
+  }
+  /// Lets the first `n` reads go on.
+  void open(int n) {
+    std::lock_guard lock(mutex_);
+    opened_ = n;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int entered_ = 0;
+  int opened_ = 0;
 };
 
 class RouterStoreReadsTest : public ::testing::Test {
@@ -100,7 +144,7 @@ class RouterStoreReadsTest : public ::testing::Test {
       items[i].index = i;
       items[i].state = i == 2 ? core::ItemState::kFailed : core::ItemState::kCompleted;
       items[i].flow_run_id = "run-" + std::to_string(i);
-      items[i].spec_json = R"({"parameters":{}})";
+      items[i].spec_json = R"({"parameters":{"i":)" + std::to_string(i) + "}}";
     }
     inner_ = store::open_store("sqlite://" + dir_.file("floodgate.db"));
     ASSERT_TRUE(inner_->insert_batch(stored_, items).inserted);
@@ -120,25 +164,39 @@ class RouterStoreReadsTest : public ::testing::Test {
     engine_.reset();
   }
 
-  /// Sends a request and runs the engine's queue (on this thread) until the answer comes.
-  ServerResponse call(const std::string& method, const std::string& path,
-                      const std::string& query = "") {
+  /// Sends a request; its answer comes once the engine's queue runs (on this thread).
+  std::future<ServerResponse> send(const std::string& method, const std::string& path,
+                                   const std::string& query = "", const std::string& body = "") {
     ServerRequest req;
     req.method = method;
     req.path = path;
     req.query = query;
     req.headers["host"] = "127.0.0.1:8080";
+    if (!body.empty()) req.headers["content-type"] = "application/json";
+    req.body = body;
     auto answer = std::make_shared<std::promise<ServerResponse>>();
     auto got = answer->get_future();
     router_->handle(req, [answer](ServerResponse r) { answer->set_value(std::move(r)); });
+    return got;
+  }
+
+  /// Runs the engine's queue until `got` is ready (or some seconds passed).
+  ServerResponse answer_of(std::future<ServerResponse>& got, const std::string& what) {
     for (int i = 0; i < 1000; ++i) {
       h_.settle();
       if (got.wait_for(std::chrono::milliseconds(10)) == std::future_status::ready) {
         return got.get();
       }
     }
-    ADD_FAILURE() << "no answer to " << method << " " << path;
+    ADD_FAILURE() << "no answer to " << what;
     return {};
+  }
+
+  /// Sends a request and runs the engine's queue (on this thread) until the answer comes.
+  ServerResponse call(const std::string& method, const std::string& path,
+                      const std::string& query = "") {
+    auto got = send(method, path, query);
+    return answer_of(got, method + " " + path);
   }
 
   /// The JSON of an answer that must be 200.
@@ -151,6 +209,50 @@ class RouterStoreReadsTest : public ::testing::Test {
   /// The reads the engine's thread (this one, which runs the queue) made.
   std::multiset<std::string> engine_thread_reads() {
     return recording_->reads_on(std::this_thread::get_id());
+  }
+
+  /// Submits a tracked batch of `n` runs through the API and lets it launch them all.
+  std::string submit_tracked(int n) {
+    json runs = json::array();
+    for (int i = 0; i < n; ++i) runs.push_back({{"parameters", {{"i", i}}}});
+    json body = {{"deployment", "flow/dep"},
+                 {"track", true},
+                 {"tolerated_failure_count", n},
+                 {"runs", runs}};
+    auto got = send("POST", "/v1/batches", "", body.dump());
+    ServerResponse r = answer_of(got, "POST /v1/batches");
+    EXPECT_EQ(r.status, 201) << r.body;
+    h_.advance(std::chrono::seconds(1));
+    return json::parse(r.body, nullptr, false).value("id", "");
+  }
+  /// Ends the child run of item `i` FAILED in Prefect and lets tracking see it.
+  void fail_run(int i) {
+    for (auto& [id, run] : h_.prefect.runs) {
+      if (run.parameters.value("i", -1) == i &&
+          run.idempotency_key.find(":r") == std::string::npos) {
+        h_.prefect.set_run_state(id, "FAILED");
+      }
+    }
+    h_.advance(std::chrono::seconds(3));
+  }
+  /// Sends a redrive of `id` while the runs of `fail_meanwhile` end FAILED, one during each
+  /// store read the redrive makes for the specs it lacks; returns its answer.
+  ServerResponse redrive_while_runs_fail(const std::string& id, std::vector<int> fail_meanwhile) {
+    ReadGate gate;
+    recording_->before_specs = [&gate] { gate.pass(); };
+    auto got = send("POST", "/v1/batches/" + id + "/redrive");
+    int reads = 0;
+    for (int i : fail_meanwhile) {
+      ++reads;
+      for (int tries = 0; tries < 500 && !gate.entered(reads); ++tries) h_.settle();
+      EXPECT_TRUE(gate.entered(reads)) << "no store read " << reads;
+      fail_run(i);
+      gate.open(reads);
+    }
+    gate.open(1000);
+    ServerResponse r = answer_of(got, "redrive");
+    recording_->before_specs = nullptr;
+    return r;
   }
 
   EngineHarness h_;
@@ -221,7 +323,70 @@ TEST_F(RouterStoreReadsTest, RedriveBringsTheStoredBatchBackWithoutReadingItOnTh
   auto on_engine = engine_thread_reads();
   EXPECT_EQ(on_engine.count("get_batch"), 0u);
   EXPECT_EQ(on_engine.count("count_items"), 0u);
+  EXPECT_EQ(on_engine.count("load_items"), 0u);
+  EXPECT_EQ(recording_->reads_of("load_items"), 1u);  // on the store reader
   EXPECT_EQ(call("POST", "/v1/batches/nobody/redrive").status, 404);
+}
+
+TEST_F(RouterStoreReadsTest, RedriveOfABatchWhoseItemsWereFreedReadsThemOnTheStoreReader) {
+  using namespace std::chrono_literals;
+  h_.prefect.reject_parameter = "i";  // the redriven item 2 is refused again
+  EXPECT_EQ(ok_json("POST", "/v1/batches/done-before/redrive")["state"], "RUNNING");
+  h_.advance(1s);
+  EXPECT_EQ(engine_->batch_json("done-before")["state"], "FAILED");
+  // Freed 30 s after the batch ended, once the store writer (a thread of its own) wrote it all.
+  h_.advance(31s);
+  for (int i = 0; i < 1000 && engine_->list_runs("done-before", std::nullopt, -1, 10); ++i) {
+    std::this_thread::sleep_for(1ms);
+    h_.advance(1s);
+  }
+  ASSERT_FALSE(engine_->list_runs("done-before", std::nullopt, -1, 10).has_value());
+
+  h_.prefect.reject_parameter.clear();
+  const size_t item_reads = recording_->reads_of("load_items");
+  json body = ok_json("POST", "/v1/batches/done-before/redrive");
+  EXPECT_EQ(body["state"], "RUNNING");
+  EXPECT_EQ(body["counts"]["PENDING"], 1);
+  EXPECT_EQ(recording_->reads_of("load_items"), item_reads + 1);
+  auto on_engine = engine_thread_reads();
+  EXPECT_EQ(on_engine.count("load_items"), 0u);
+  EXPECT_EQ(on_engine.count("load_item_specs"), 0u);
+  h_.advance(1s);
+  auto runs = engine_->list_runs("done-before", std::nullopt, -1, 10);
+  ASSERT_TRUE(runs.has_value());
+  EXPECT_EQ((*runs)[2].state, core::ItemState::kLaunched);
+}
+
+TEST_F(RouterStoreReadsTest, ARunThatFailsWhileTheSpecsAreReadIsRedrivenToo) {
+  const std::string id = submit_tracked(3);
+  fail_run(0);
+  // Item 0's spec is read on the store reader; meanwhile item 1's run fails too.
+  ServerResponse r = redrive_while_runs_fail(id, {1});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["counts"]["FAILED"], 0);
+  EXPECT_EQ(recording_->reads_of("load_item_specs"), 2u);  // asked again for item 1's
+  EXPECT_EQ(engine_thread_reads().count("load_item_specs"), 0u);
+  h_.advance(std::chrono::seconds(1));
+  std::set<std::string> keys;
+  for (const auto& [run_id, run] : h_.prefect.runs) keys.insert(run.idempotency_key);
+  EXPECT_EQ(keys, (std::set<std::string>{"floodgate:" + id + ":0", "floodgate:" + id + ":1",
+                                         "floodgate:" + id + ":2", "floodgate:" + id + ":0:r1",
+                                         "floodgate:" + id + ":1:r1"}));
+}
+
+TEST_F(RouterStoreReadsTest, ARedriveThatKeepsMissingSpecsGivesUpWith503AndChangesNothing) {
+  const std::string id = submit_tracked(4);
+  fail_run(0);
+  ServerResponse r = redrive_while_runs_fail(id, {1, 2, 3});
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(json::parse(r.body)["detail"].get<std::string>().find("redrive again"),
+            std::string::npos);
+  EXPECT_EQ(recording_->reads_of("load_item_specs"), 3u);
+  h_.advance(std::chrono::seconds(1));
+  EXPECT_EQ(engine_->batch_json(id)["counts"]["FAILED"], 4);
+  EXPECT_EQ(h_.prefect.runs.size(), 4u);  // nothing relaunched
+  // Asked again now that nothing changes, it goes through.
+  EXPECT_EQ(ok_json("POST", "/v1/batches/" + id + "/redrive")["counts"]["FAILED"], 0);
 }
 
 }  // namespace

@@ -22,20 +22,18 @@ using core::ItemState;
 
 class BatchControlTest : public ::testing::Test {
  protected:
-  BatchControlTest() : store_(store::open_store("sqlite://" + dir_.file("floodgate.db"))) {
+  BatchControlTest() {
     book.add_observer(&resolver);  // a batch that ends leaves the scheduler
   }
-  Batch& batch(const std::string& id) {
+  Batch& batch(const std::string& id, int n = 2) {
     BatchSpec s;
     s.deployment = "flow/dep";
     s.track = false;
-    Batch& b = testing::new_batch(book, id, s, 2);
+    Batch& b = testing::new_batch(book, id, s, n);
     scheduler.add_batch(b.key, quota_of(b.spec));
     return b;
   }
 
-  testing::TempDir dir_;
-  std::unique_ptr<store::Store> store_;
   core::SimulatedClock clock;
   core::SimulatedWallClock wall{clock};
   core::FixedRandom random{0.5};
@@ -45,7 +43,9 @@ class BatchControlTest : public ::testing::Test {
   testing::RecordingOutbox outbox;
   BatchBook book{clock, wall, metrics};
   DeploymentResolver resolver{clock, random, book, scheduler, outbox, api, metrics};
-  BatchControl control{clock, book, resolver, scheduler, outbox, *store_};
+  // No store: batch control gets what a redrive needs from the store as arguments, read off
+  // its thread by the caller, so it cannot wait on the disk.
+  BatchControl control{clock, book, resolver, scheduler, outbox};
 };
 
 TEST_F(BatchControlTest, AnEndedOrUnknownBatchIsRefusedAlike) {
@@ -105,6 +105,120 @@ TEST_F(BatchControlTest, RedriveRelaunchesFailedItemsFromTheSpecInMemory) {
   EXPECT_EQ(b.failures, 0);
   EXPECT_TRUE(scheduler.has_batch(b.key));
   EXPECT_EQ(control.redrive("b1").result, ControlResult::kConflict);  // nothing failed now
+}
+
+// Item `index` of `b` as the store holds it: its state and run, with its spec.
+store::ItemRecord stored_item(const Batch& b, int64_t index, const std::string& spec_json) {
+  store::ItemRecord r;
+  r.index = index;
+  r.state = b.items[index].state;
+  r.flow_run_id = b.items[index].flow_run_id;
+  r.spec_json = spec_json;
+  return r;
+}
+
+// Ends item `index` as a run that existed and FAILED: its spec is no longer in memory.
+void run_failed(BatchBook& book, Batch& b, int64_t index) {
+  book.launched(b, index, "run-" + std::to_string(index), false);
+  book.set_state(b, index, ItemState::kFailed);
+  b.items[index].spec.reset();
+}
+
+TEST_F(BatchControlTest, RedriveOfItemsNotInMemoryAsksForThemThenAppliesWhatWasRead) {
+  Batch& b = batch("b1");
+  book.launch_failed(b, 0, "rejected");  // item 1 skipped: the batch FAILED
+  std::vector<store::ItemRecord> stored = {stored_item(b, 0, R"({"parameters":{"x":0}})"),
+                                           stored_item(b, 1, R"({"parameters":{"x":1}})")};
+  book.release_items(b);  // evicted
+  ControlAnswer a = control.redrive("b1");
+  ASSERT_EQ(a.result, ControlResult::kReadFirst);
+  EXPECT_TRUE(a.needs.items);
+  EXPECT_TRUE(a.needs.specs.empty());
+  EXPECT_EQ(b.rec.state, BatchState::kFailed);  // nothing changed
+  EXPECT_FALSE(b.items_loaded);
+
+  RedriveReads reads;
+  reads.items = stored;
+  reads.items_released = a.needs.items_released;
+  ASSERT_EQ(control.redrive("b1", reads).result, ControlResult::kOk);
+  EXPECT_EQ(b.rec.state, BatchState::kRunning);
+  ASSERT_TRUE(b.items_loaded);
+  EXPECT_EQ(b.count(ItemState::kPending), 2);
+  EXPECT_EQ(b.items[1].spec->fields["parameters"], (nlohmann::json{{"x", 1}}));
+  EXPECT_EQ(outbox.dispatches, 1);
+}
+
+TEST_F(BatchControlTest, ItemsReadBeforeTheyWereLoadedAndFreedAgainAreAskedForAgain) {
+  Batch& b = batch("b1");
+  book.launch_failed(b, 0, "rejected");
+  RedriveReads reads;
+  reads.items = {stored_item(b, 0, "{}"), stored_item(b, 1, "{}")};
+  book.release_items(b);
+  reads.items_released = control.redrive("b1").needs.items_released;
+  // Meanwhile another redrive loaded them, the batch ran and its items were freed again: what
+  // was read may be older than what the store holds now.
+  book.restore_items(b, *reads.items);
+  book.release_items(b);
+  ControlAnswer a = control.redrive("b1", reads);
+  EXPECT_EQ(a.result, ControlResult::kReadFirst);
+  EXPECT_TRUE(a.needs.items);
+  EXPECT_EQ(a.needs.items_released, reads.items_released + 1);
+  EXPECT_FALSE(b.items_loaded);
+}
+
+TEST_F(BatchControlTest, RedriveTakesTheSpecsOfRunsThatEndedFromTheReads) {
+  Batch& b = batch("b1");
+  run_failed(book, b, 0);
+  book.launch_failed(b, 1, "rejected");  // keeps its spec
+  ControlAnswer a = control.redrive("b1");
+  ASSERT_EQ(a.result, ControlResult::kReadFirst);
+  EXPECT_FALSE(a.needs.items);
+  EXPECT_EQ(a.needs.specs, std::vector<int64_t>{0});
+  EXPECT_EQ(b.count(ItemState::kFailed), 1);  // nothing changed
+
+  RedriveReads reads;
+  reads.specs = {{0, R"({"parameters":{"again":true}})"}};
+  ASSERT_EQ(control.redrive("b1", reads).result, ControlResult::kOk);
+  EXPECT_EQ(b.count(ItemState::kPending), 2);
+  ASSERT_TRUE(b.items[0].spec);
+  EXPECT_EQ(b.items[0].spec->fields["parameters"], (nlohmann::json{{"again", true}}));
+  EXPECT_EQ(b.items[0].relaunches, 1);
+  EXPECT_EQ(b.items[0].earlier_runs[0]["flow_run_id"], "run-0");
+}
+
+TEST_F(BatchControlTest, ASpecStillMissingIsAskedForAgainAndNothingIsLeftOut) {
+  Batch& b = batch("b1", 3);
+  b.spec.tolerated_failure_count = 3;
+  run_failed(book, b, 0);
+  const ControlAnswer first = control.redrive("b1");
+  ASSERT_EQ(first.needs.specs, std::vector<int64_t>{0});
+  RedriveReads reads;
+  reads.specs = {{0, "{}"}};
+  // Item 1's run ended FAILED after the read: its spec is missing too.
+  run_failed(book, b, 1);
+  ControlAnswer a = control.redrive("b1", reads);
+  ASSERT_EQ(a.result, ControlResult::kReadFirst);
+  EXPECT_EQ(a.needs.specs, (std::vector<int64_t>{0, 1}));  // nothing of a read is kept
+  EXPECT_EQ(b.count(ItemState::kFailed), 2);               // not redriven without item 1
+  EXPECT_FALSE(b.items[0].spec);
+  EXPECT_EQ(outbox.dispatches, 0);
+
+  reads.specs.emplace_back(1, "{}");
+  ASSERT_EQ(control.redrive("b1", reads).result, ControlResult::kOk);
+  EXPECT_EQ(b.count(ItemState::kFailed), 0);
+  EXPECT_EQ(b.items[0].relaunches, 1);
+  EXPECT_EQ(b.items[1].relaunches, 1);
+}
+
+TEST_F(BatchControlTest, ASpecTheStoreDoesNotHaveIsAConflict) {
+  Batch& b = batch("b1");
+  run_failed(book, b, 0);
+  RedriveReads reads;
+  reads.specs = {{0, ""}};
+  ControlAnswer a = control.redrive("b1", reads);
+  EXPECT_EQ(a.result, ControlResult::kConflict);
+  EXPECT_EQ(a.message, "the store holds no run spec for item 0");
+  EXPECT_EQ(b.count(ItemState::kFailed), 1);
 }
 
 }  // namespace

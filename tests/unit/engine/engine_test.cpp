@@ -406,6 +406,41 @@ TEST(EngineTest, RedriveRelaunchesFailedItems) {
   EXPECT_EQ(h.engine->redrive(id).result, Engine::ControlResult::kConflict);
 }
 
+// A run that FAILED in Prefect no longer holds its spec: the redrive asks the caller to read it
+// from the store (the API does so on its store reader) and applies it when given. A refused
+// create keeps its spec in memory and is not asked for.
+TEST(EngineTest, RedriveOfARunThatFailedTakesItsSpecFromTheCaller) {
+  EngineHarness h;
+  h.prefect.reject_parameter = "bad";
+  h.start();
+  auto spec = spec_for();
+  spec.track = true;
+  spec.tolerated_failure_count = 2;
+  auto id = h.submit(spec, 3, [](int i) {
+    return json{{"parameters", {{i == 2 ? "bad" : "i", i}}}};
+  });
+  h.prefect.set_run_state("run-1", "COMPLETED");
+  h.prefect.set_run_state("run-2", "FAILED", "boom");
+  h.advance(5s);
+  ASSERT_EQ(h.state(id), "COMPLETED");
+  ASSERT_EQ(h.count(id, "LAUNCH_FAILED"), 1);
+  Engine::ControlAnswer a = h.engine->redrive(id);
+  ASSERT_EQ(a.result, Engine::ControlResult::kReadFirst);
+  EXPECT_FALSE(a.needs.items);
+  ASSERT_EQ(a.needs.specs, std::vector<int64_t>{1});
+  EXPECT_EQ(h.state(id), "COMPLETED");  // nothing changed yet
+  h.prefect.reject_parameter.clear();
+  RedriveReads reads;
+  reads.specs = h.store().load_item_specs(id, a.needs.specs);
+  EXPECT_EQ(h.engine->redrive(id, reads).result, Engine::ControlResult::kOk);
+  h.advance(1s);
+  EXPECT_EQ(h.count(id, "LAUNCH_FAILED") + h.count(id, "FAILED"), 0);
+  ASSERT_EQ(h.prefect.runs.size(), 4u);
+  EXPECT_EQ(h.prefect.runs["run-3"].idempotency_key, "floodgate:" + id + ":1:r1");
+  EXPECT_EQ(h.prefect.runs["run-3"].parameters["i"], 1);
+  EXPECT_EQ(h.prefect.runs["run-4"].parameters["bad"], 2);
+}
+
 TEST(EngineTest, UpdateSpecChangesLimitsWhileRunning) {
   auto o = EngineHarness::defaults();
   o.use_bulk = false;
