@@ -99,17 +99,18 @@ floodgate::http::ClientOptions client_options(const floodgate::Config& cfg) {
 floodgate::engine::EngineOptions engine_options(const floodgate::Config& cfg,
                                                 std::chrono::milliseconds request_timeout) {
   floodgate::engine::EngineOptions eopts;
-  eopts.rate = cfg.rate;
-  eopts.burst = cfg.burst;
-  eopts.max_in_flight = cfg.max_in_flight;
-  eopts.min_in_flight = std::min(cfg.min_in_flight, cfg.max_in_flight);
-  eopts.initial_in_flight = std::clamp(16, eopts.min_in_flight, cfg.max_in_flight);
-  eopts.adaptive = cfg.adaptive;
-  eopts.limit_algorithm = cfg.limit_algorithm;
+  auto& d = eopts.dispatch;
+  d.rate = cfg.rate;
+  d.burst = cfg.burst;
+  d.max_in_flight = cfg.max_in_flight;
+  d.min_in_flight = std::min(cfg.min_in_flight, cfg.max_in_flight);
+  d.initial_in_flight = std::clamp(16, d.min_in_flight, cfg.max_in_flight);
+  d.adaptive = cfg.adaptive;
+  d.limit_algorithm = cfg.limit_algorithm;
   eopts.request_timeout = request_timeout;
   eopts.use_bulk = cfg.bulk;
   eopts.max_body_bytes = cfg.max_prefect_body_bytes;
-  eopts.retry_budget_ratio = cfg.retry_budget_ratio;
+  d.retry_budget_ratio = cfg.retry_budget_ratio;
   return eopts;
 }
 

@@ -9,24 +9,6 @@ namespace floodgate::engine {
 
 using nlohmann::json;
 
-namespace {
-
-DispatchOptions dispatch_options(const EngineOptions& o) {
-  DispatchOptions d;
-  d.rate = o.rate;
-  d.burst = o.burst;
-  d.max_in_flight = o.max_in_flight;
-  d.adaptive = o.adaptive;
-  d.limit_algorithm = o.limit_algorithm;
-  d.min_in_flight = o.min_in_flight;
-  d.initial_in_flight = o.initial_in_flight;
-  d.retry_budget_ratio = o.retry_budget_ratio;
-  d.retry_budget_min_per_s = o.retry_budget_min_per_s;
-  return d;
-}
-
-}  // namespace
-
 Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store,
                prefect::HttpClient& http, prefect::Credentials credentials,
                metrics::Metrics& metrics)
@@ -38,8 +20,8 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
       writer_(store, metrics),
       scheduler_(runtime.clock),
       book_(runtime.clock, runtime.wall, metrics),
-      dispatcher_(runtime.clock, runtime.wall, runtime.random, runtime.timers,
-                  dispatch_options(options_), scheduler_, http, api_, metrics),
+      dispatcher_(runtime.clock, runtime.wall, runtime.random, runtime.timers, options_.dispatch,
+                  scheduler_, http, api_, metrics),
       resolver_(runtime.clock, runtime.random, book_, scheduler_, dispatcher_, api_, metrics),
       retries_(runtime.clock, runtime.random, book_, resolver_, dispatcher_, api_, metrics),
       tracker_(

@@ -36,19 +36,11 @@ namespace floodgate::engine {
 
 /// Global limits and knobs of the engine.
 struct EngineOptions {
-  double rate = 0;   // requests per second to Prefect; 0 = no token bucket
-  double burst = 0;  // tokens; 0 = max(1, rate)
-  int max_in_flight = 256;
-  bool adaptive = true;
-  std::string limit_algorithm = "gradient";  // when adaptive: "gradient" or "aimd"
-  int min_in_flight = 1;
-  int initial_in_flight = 16;
+  DispatchOptions dispatch;  // the global limits toward Prefect
   std::chrono::milliseconds request_timeout{30000};
   bool use_bulk = true;
   int bulk_size = 100;
   size_t max_body_bytes = 4 * 1024 * 1024;  // a bulk create's body, packed by bytes as well
-  double retry_budget_ratio = 0.2;
-  double retry_budget_min_per_s = 10;
   std::chrono::milliseconds flush_interval{50};
   size_t flush_max_items = 5000;
   std::chrono::milliseconds track_interval_min{1000};

@@ -345,8 +345,8 @@ class EngineHarness {
 
   static EngineOptions defaults() {
     EngineOptions o;
-    o.adaptive = false;
-    o.max_in_flight = 16;
+    o.dispatch.adaptive = false;
+    o.dispatch.max_in_flight = 16;
     o.track_interval_min = std::chrono::seconds(1);
     o.track_interval_max = std::chrono::seconds(15);
     return o;
