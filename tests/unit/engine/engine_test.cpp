@@ -20,6 +20,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::answer;
 using testing::EngineHarness;
+using testing::paced_spec;
 using testing::spec_for;
 using testing::transport_error;
 using json = nlohmann::json;
