@@ -24,6 +24,33 @@ LaunchRetries::LaunchRetries(core::Clock& clock, core::Random& random, BatchBook
 
 void LaunchRetries::retry_or_fail(Batch& b, int64_t index, const prefect::Classification& c,
                                   bool charge) {
+  if (auto delay = plan_retry(b, index, c)) {
+    book_.set_state(b, index, ItemState::kRetryWait);
+    outbox_.retry_at(clock_.now() + *delay, b.key, index, charge);
+  }
+}
+
+void LaunchRetries::retry_in_doubt(Batch& b, const std::vector<int64_t>& indexes,
+                                   const prefect::Classification& c) {
+  // A create that timed out or lost its answer may have made its runs, and on a busy SQLite
+  // server it often did (the server waits up to its busy timeout for the write lock, longer
+  // than floodgate waits for the answer). Sending the creates again would be more writes to a
+  // locked database for runs that exist; one read by key finds them. It goes when the retry
+  // would have, so that a create the server was still working on has had time to land.
+  std::vector<int64_t> recheck;
+  core::Duration delay{0};
+  for (int64_t idx : indexes) {
+    b.items[idx].in_doubt = true;
+    if (auto d = plan_retry(b, idx, c)) {
+      recheck.push_back(idx);
+      delay = std::max(delay, *d);
+    }
+  }
+  queue_lookup(b, recheck, "", delay);
+}
+
+std::optional<core::Duration> LaunchRetries::plan_retry(Batch& b, int64_t index,
+                                                        const prefect::Classification& c) {
   Item& item = b.items[index];
   const auto now = clock_.now();
   const core::RetryPolicy policy = retry_policy(b.spec);
@@ -46,10 +73,10 @@ void LaunchRetries::retry_or_fail(Batch& b, int64_t index, const prefect::Classi
         " s: " + c.message;
     if (item.in_doubt) {
       queue_lookup(b, {index}, failure);  // its run may exist: find out before failing it
-      return;
+      return std::nullopt;
     }
     book_.launch_failed(b, index, failure);
-    return;
+    return std::nullopt;
   }
   metrics_.retries(c.reason).Increment();
   item.last_error = prefect::first_line(c.message);
@@ -59,10 +86,9 @@ void LaunchRetries::retry_or_fail(Batch& b, int64_t index, const prefect::Classi
   }
   if (core::is_final(b.rec.state)) {
     end_unlaunched(b, index);
-    return;
+    return std::nullopt;
   }
-  book_.set_state(b, index, ItemState::kRetryWait);
-  outbox_.retry_at(now + delay, b.key, index, charge);
+  return delay;
 }
 
 void LaunchRetries::requeue_without_attempt(Batch& b, int64_t index, core::Duration delay) {
@@ -92,7 +118,7 @@ void LaunchRetries::on_batch_ending(Batch& b, const std::vector<int64_t>& in_dou
 }
 
 void LaunchRetries::queue_lookup(Batch& b, const std::vector<int64_t>& indexes,
-                                 const std::string& failure) {
+                                 const std::string& failure, core::Duration delay) {
   if (indexes.empty()) return;
   LookUpRuns lookup;
   lookup.batch = b.key;
@@ -106,7 +132,12 @@ void LaunchRetries::queue_lookup(Batch& b, const std::vector<int64_t>& indexes,
   }
   log::info("looking up runs whose create may have succeeded unseen",
             {{"batch_id", b.rec.id}, {"runs", static_cast<int64_t>(indexes.size())}});
-  outbox_.enqueue(std::make_shared<Request>(Request{std::move(lookup), this}));
+  auto request = std::make_shared<Request>(Request{std::move(lookup), this});
+  if (delay > core::Duration(0)) {
+    outbox_.enqueue_after(std::move(request), delay);
+    return;
+  }
+  outbox_.enqueue(std::move(request));
   outbox_.wake_at(clock_.now());  // sent from the loop, not from inside the caller's change
 }
 
@@ -148,6 +179,7 @@ void LaunchRetries::settle_lookup(Batch& b, const LookUpRuns& lookup,
                                   const std::vector<prefect::FlowRunInfo>& runs) {
   std::unordered_map<std::string, const prefect::FlowRunInfo*> by_key;
   for (const auto& run : runs) by_key.emplace(run.idempotency_key, &run);
+  bool charge = true;  // one retry-budget token for the runs of one request, as for a failed one
   for (size_t i = 0; i < lookup.indexes.size(); ++i) {
     const int64_t idx = lookup.indexes[i];
     Item& item = b.items[idx];
@@ -165,8 +197,9 @@ void LaunchRetries::settle_lookup(Batch& b, const LookUpRuns& lookup,
     } else if (!lookup.failure.empty()) {
       book_.launch_failed(b, idx, lookup.failure);
     } else {
-      book_.set_state(b, idx, ItemState::kPending);
-      resolver_.make_ready(b, idx);
+      // Not created: it goes again, as a retry (it stays in RETRY_WAIT until then).
+      outbox_.retry_at(clock_.now(), b.key, idx, charge);
+      charge = false;
     }
   }
   resolver_.sync_ready(b);

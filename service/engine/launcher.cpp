@@ -245,7 +245,10 @@ void Launcher::on_create(Batch& b, int64_t idx, const prefect::HttpResponse& r,
       retries_.requeue_without_attempt(b, idx, core::Duration(0));
       return;
     default:
-      if (prefect::may_have_created(r)) b.items[idx].in_doubt = true;
+      if (prefect::may_have_created(r)) {
+        retries_.retry_in_doubt(b, {idx}, c);  // looked up before it is sent again
+        return;
+      }
       retries_.retry_or_fail(b, idx, c);
   }
 }
@@ -274,12 +277,15 @@ void Launcher::on_bulk(Batch& b, const CreateRuns& request, const prefect::HttpR
     for (int64_t idx : indexes) book_.launch_failed(b, idx, c.message);
     return;
   }
+  if (prefect::may_have_created(r)) {
+    // Its runs may exist: one lookup of their keys before any is sent again.
+    retries_.retry_in_doubt(b, indexes, c);
+    return;
+  }
   // One failed request is one retry for the budget, however many runs it carried (also when
   // they go out again as single creates after a fallback).
   bool charge = true;
-  const bool in_doubt = prefect::may_have_created(r);
   for (int64_t idx : indexes) {
-    if (in_doubt) b.items[idx].in_doubt = true;
     retries_.retry_or_fail(b, idx, c, charge);
     charge = false;
   }

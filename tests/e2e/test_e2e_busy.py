@@ -44,11 +44,10 @@ WORKER_N = int(os.environ.get("FG_E2E_BUSY_WORKER_N", "30"))
 # Runs count as late after an hour (see the docstring): the late-runs service stays on.
 LATE_AFTER_S = os.environ.get("FG_E2E_BUSY_LATE_AFTER_S", "3600")
 
-# Opt-in: two server restarts, a worker start and 130 children cost minutes more than the test
-# command can spare, and the case has not been seen passing yet (tests/e2e/README.md says how
-# far its last run got).
+# Opt-in: two server restarts, a worker start and 130 children cost 3-11 minutes more than the
+# test command can spare (tests/e2e/README.md has its recorded runs).
 pytestmark = pytest.mark.skipif(os.environ.get("FG_E2E_BUSY") != "1",
-                                reason="opt-in (FG_E2E_BUSY=1): minutes long, not seen passing yet; "
+                                reason="opt-in (FG_E2E_BUSY=1): 3-11 minutes long; "
                                        "see tests/e2e/README.md")
 
 
