@@ -75,8 +75,10 @@ def test_answer_larger_than_the_limit_is_a_transient_error(start_floodgated, fak
 
     # The create's answer is lost to the limit, so its run may exist: its key is looked up
     # (a small answer) before it goes again, and the run it did make is followed.
+    # (Not PENDING either: the item is PENDING before its first launch, and between the lookup
+    # and its next try.)
     it = wait_until(lambda: next((r for r in fg.client.all_runs(b["id"])
-                                  if r["state"] != "RETRY_WAIT" and r["state"] != "LAUNCHING"),
+                                  if r["state"] not in ("PENDING", "RETRY_WAIT", "LAUNCHING")),
                                  None), 40, 0.1, what="the item past its retry")
     assert it["state"] == "LAUNCHED", it  # not LAUNCH_FAILED: a transient error
     assert it["attempts"] == 1 and it["transient_attempts"] == 1, it
