@@ -362,10 +362,8 @@ INSTANTIATE_TEST_SUITE_P(OnCancel, ParentEnds, ::testing::Values("abandon", "can
 TEST(EngineTest, CancelSkipsWhatIsNotLaunchedAndCancelsChildren) {
   EngineHarness h;
   h.start();
-  auto spec = spec_for();
+  auto spec = paced_spec(1, 1);
   spec.track = true;
-  spec.limits.launches_per_second = 1;
-  spec.limits.burst = 1;
   auto id = h.submit(spec, 5);
   h.advance(1500ms);
   ASSERT_EQ(h.count(id, "LAUNCHED"), 2);
