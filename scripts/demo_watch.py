@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 
 FINAL_BATCH = ("COMPLETED", "FAILED", "CANCELLED")
-DONE_ITEMS = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED", "LAUNCH_FAILED", "SKIPPED")
+DONE_ITEMS = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED", "LAUNCH_FAILED", "SKIPPED", "STUCK")
 FINAL_PREFECT = ["COMPLETED", "FAILED", "CANCELLED", "CRASHED"]
 
 
@@ -143,7 +143,7 @@ def main() -> int:
             last_print = now
             waiting = c.get("PENDING", 0) + c.get("RETRY_WAIT", 0)
             launched = c.get("LAUNCHED", 0) + c.get("LAUNCHING", 0)
-            failed = sum(c.get(k, 0) for k in ("FAILED", "CRASHED", "LAUNCH_FAILED"))
+            failed = sum(c.get(k, 0) for k in ("FAILED", "CRASHED", "LAUNCH_FAILED", "STUCK"))
             eta = f"ETA {fmt_s((b['total'] - done) / rate)}" if rate > 0 and not final else ""
             if live is None:
                 in_prefect = "Prefect busy"

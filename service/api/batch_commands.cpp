@@ -166,6 +166,7 @@ void BatchCommands::submit(const ServerRequest& req, const std::string& submitte
   std::optional<std::string> idem;
   if (auto bad = read_idempotency_key(req, idem)) return respond(std::move(*bad));
 
+  engine_.apply_defaults(parsed->spec);
   store::BatchRecord rec = new_record(*parsed, std::move(idem), submitted_by);
   std::vector<store::ItemRecord> items(parsed->run_specs.size());
   for (size_t i = 0; i < items.size(); ++i) {

@@ -176,7 +176,7 @@ void BatchQueries::list_runs(const std::string& id, const ServerRequest& req, Re
     if (!state) {
       return respond(problem(400,
                              "state must be one of PENDING, LAUNCHING, RETRY_WAIT, LAUNCHED, "
-                             "COMPLETED, FAILED, CRASHED, CANCELLED, LAUNCH_FAILED, SKIPPED",
+                             "COMPLETED, FAILED, CRASHED, CANCELLED, LAUNCH_FAILED, SKIPPED, STUCK",
                              "state"));
     }
   }

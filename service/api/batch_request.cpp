@@ -239,6 +239,27 @@ void parse_on_cancel(Checker& c, const json& body, engine::BatchSpec& spec) {
   }
 }
 
+// start_deadline_s, run_deadline_s (seconds, 0 for none, at most 30 days) and on_deadline.
+void parse_deadlines(Checker& c, const json& body, engine::BatchSpec& spec) {
+  constexpr double kMaxDeadlineS = 30.0 * 24 * 3600;
+  for (const char* key : {"start_deadline_s", "run_deadline_s"}) {
+    if (!body.contains(key) || body[key].is_null()) continue;
+    if (auto d = c.number(body[key], key, 0, kMaxDeadlineS)) {
+      (std::string_view(key) == "start_deadline_s" ? spec.deadlines.start_s
+                                                   : spec.deadlines.run_s) = *d;
+    }
+  }
+  if (body.contains("on_deadline") && !body["on_deadline"].is_null()) {
+    auto s = c.string(body["on_deadline"], "on_deadline", 100);
+    auto v = s ? engine::parse_on_deadline(*s) : std::nullopt;
+    if (s && !v) {
+      c.fail("on_deadline", "must be \"report\", \"fail\" or \"relaunch\"");
+    } else if (v) {
+      spec.deadlines.on_deadline = *v;
+    }
+  }
+}
+
 void parse_labels(Checker& c, const json& body, engine::BatchSpec& spec) {
   if (body.contains("labels")) {
     const json& l = body["labels"];
@@ -285,6 +306,7 @@ void parse_batch_fields(Checker& c, const json& body, engine::BatchSpec& spec, b
   }
   parse_tolerance(c, body, spec);
   parse_on_cancel(c, body, spec);
+  parse_deadlines(c, body, spec);
   parse_priority(c, body, spec);
   parse_labels(c, body, spec);
 }
@@ -364,6 +386,9 @@ const std::initializer_list<const char*> kBatchFields = {"deployment",
                                                          "tolerated_failure_percentage",
                                                          "tolerated_failure_count",
                                                          "on_cancel",
+                                                         "start_deadline_s",
+                                                         "run_deadline_s",
+                                                         "on_deadline",
                                                          "priority",
                                                          "labels"};
 
@@ -499,7 +524,7 @@ bool apply_batch_patch(const json& body, engine::BatchSpec& spec, std::vector<Fi
   }
   c.only_keys(body, "",
               {"limits", "retry", "tolerated_failure_percentage", "tolerated_failure_count",
-               "priority", "on_cancel"});
+               "priority", "on_cancel", "start_deadline_s", "run_deadline_s", "on_deadline"});
   engine::BatchSpec next = spec;
   if (body.contains("limits") && !body["limits"].is_null())
     parse_limits(c, body["limits"], next.limits);
@@ -507,6 +532,7 @@ bool apply_batch_patch(const json& body, engine::BatchSpec& spec, std::vector<Fi
   parse_tolerance(c, body, next);
   parse_priority(c, body, next);
   parse_on_cancel(c, body, next);
+  parse_deadlines(c, body, next);
   if (!c.ok()) return false;
   spec = std::move(next);
   return true;

@@ -34,7 +34,7 @@ th,td{padding:6px 8px;border-bottom:1px solid #eee;text-align:left;vertical-alig
 .bar{display:flex;height:14px;width:320px;background:#eee;border-radius:3px;overflow:hidden}
 .bar span{display:block;height:100%}
 .COMPLETED{background:#2e9d4f}.LAUNCHED{background:#4a90d9}.LAUNCHING{background:#9cc3ea}
-.RETRY_WAIT{background:#f0ad4e}.FAILED,.LAUNCH_FAILED{background:#d9534f}.CRASHED{background:#8e2c2a}
+.RETRY_WAIT{background:#f0ad4e}.FAILED,.LAUNCH_FAILED{background:#d9534f}.STUCK{background:#c77c02}.CRASHED{background:#8e2c2a}
 .CANCELLED,.SKIPPED{background:#999}.PENDING{background:#eee}
 .state{font-weight:600}.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
 #engine{margin-top:8px}
@@ -44,8 +44,8 @@ th,td{padding:6px 8px;border-bottom:1px solid #eee;text-align:left;vertical-alig
 )CSS";
 
 const char* const kJs = R"JS("use strict";
-const ORDER=["COMPLETED","LAUNCHED","LAUNCHING","RETRY_WAIT","FAILED","LAUNCH_FAILED","CRASHED","CANCELLED","SKIPPED","PENDING"];
-const DONE=["COMPLETED","FAILED","CRASHED","CANCELLED","LAUNCH_FAILED","SKIPPED"];
+const ORDER=["COMPLETED","LAUNCHED","LAUNCHING","RETRY_WAIT","FAILED","LAUNCH_FAILED","CRASHED","STUCK","CANCELLED","SKIPPED","PENDING"];
+const DONE=["COMPLETED","FAILED","CRASHED","CANCELLED","LAUNCH_FAILED","SKIPPED","STUCK"];
 const UI=(document.querySelector('meta[name="floodgate-prefect-ui"]').content||"").replace(/\/+$/,"");
 function el(tag,cls,text){const e=document.createElement(tag);if(cls)e.className=cls;if(text!==undefined)e.textContent=String(text);return e}
 function link(href,text){const a=el("a",null,text);a.href=href;a.target="_blank";a.rel="noopener noreferrer";return a}
@@ -85,7 +85,7 @@ async function refresh(){
       const bar=el("div","bar");
       for(const s of ORDER){if(!b.counts[s])continue;const sp=el("span",s);sp.title=s+": "+b.counts[s];sp.style.width=(100*b.counts[s]/t)+"%";bar.append(sp)}
       const done=DONE.reduce((a,s)=>a+(b.counts[s]||0),0);
-      const failed=(b.counts.FAILED||0)+(b.counts.CRASHED||0)+(b.counts.LAUNCH_FAILED||0);
+      const failed=(b.counts.FAILED||0)+(b.counts.CRASHED||0)+(b.counts.LAUNCH_FAILED||0)+(b.counts.STUCK||0);
       const idc=td(el("code",null,b.id),el("div","muted",b.deployment||""));
       if(UI){
         const href=b.parent_flow_run_id?UI+"/runs/flow-run/"+encodeURIComponent(b.parent_flow_run_id)

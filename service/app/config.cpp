@@ -299,6 +299,25 @@ void add_listener_options(std::vector<Option>& out) {
       });
 }
 
+// What a batch that does not say otherwise gets for its children.
+void add_child_options(std::vector<Option>& out) {
+  out.insert(
+      out.end(),
+      {
+          number("start-deadline-s",
+                 "default seconds a child may take from its creation to its start (RUNNING); "
+                 "0 for none (0)",
+                 &Config::start_deadline_s, 0, 30.0 * 24 * 3600),
+          number("run-deadline-s", "default seconds a child may run before it ends; 0 for none (0)",
+                 &Config::run_deadline_s, 0, 30.0 * 24 * 3600),
+          {"on-deadline",
+           "default for a child past a deadline or deleted in Prefect: report (STUCK, left to "
+           "the parent), fail (cancel, FAILED) or relaunch (cancel, launch again) (report)",
+           one_of(&Config::on_deadline, {"report", "fail", "relaunch"},
+                  "report, fail or relaunch")},
+      });
+}
+
 // The retry budget, TLS to Prefect, logging, threads and shutdown.
 void add_runtime_options(std::vector<Option>& out) {
   out.insert(
@@ -340,6 +359,7 @@ const std::vector<Option>& options() {
     add_request_limit_options(out);
     add_api_options(out);
     add_listener_options(out);
+    add_child_options(out);
     add_runtime_options(out);
     return out;
   }();

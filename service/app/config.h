@@ -55,6 +55,9 @@ struct Config {
   int max_connections = 1000;
   double token_rate = 50;  // requests/s per API token; 0 = no limit
   double retry_budget_ratio = 0.2;
+  double start_deadline_s = 0;  // a batch's defaults for its children; 0: no deadline
+  double run_deadline_s = 0;
+  std::string on_deadline = "report";
   bool tls_verify = true;
   std::string ca_file;
   std::string log_level = "info";

@@ -19,16 +19,17 @@ enum class ItemState : uint8_t {
   kCancelled,
   kLaunchFailed,
   kSkipped,
+  kStuck,  // past its start or run deadline (or deleted in Prefect), left to the parent
 };
-inline constexpr int kItemStateCount = 10;
+inline constexpr int kItemStateCount = 11;
 
 /// Where a batch stands.
 enum class BatchState : uint8_t { kQueued, kRunning, kPaused, kCompleted, kFailed, kCancelled };
 inline constexpr int kBatchStateCount = 6;
 
 inline constexpr std::array<std::string_view, kItemStateCount> kItemStateNames = {
-    "PENDING", "LAUNCHING", "RETRY_WAIT", "LAUNCHED",      "COMPLETED",
-    "FAILED",  "CRASHED",   "CANCELLED",  "LAUNCH_FAILED", "SKIPPED"};
+    "PENDING", "LAUNCHING", "RETRY_WAIT",    "LAUNCHED", "COMPLETED", "FAILED",
+    "CRASHED", "CANCELLED", "LAUNCH_FAILED", "SKIPPED",  "STUCK"};
 inline constexpr std::array<std::string_view, kBatchStateCount> kBatchStateNames = {
     "QUEUED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED"};
 
@@ -48,7 +49,9 @@ constexpr std::optional<BatchState> parse_batch_state(std::string_view s) {
   return std::nullopt;
 }
 
-/// An item that will not change again on its own (a redrive may still restart it).
+/// An item its batch no longer waits for: it will not change again on its own (a redrive may
+/// still restart it), except STUCK, whose child is still followed and takes its final state
+/// when it ends.
 constexpr bool is_final(ItemState s) {
   switch (s) {
     case ItemState::kCompleted:
@@ -57,6 +60,7 @@ constexpr bool is_final(ItemState s) {
     case ItemState::kCancelled:
     case ItemState::kLaunchFailed:
     case ItemState::kSkipped:
+    case ItemState::kStuck:
       return true;
     default:
       return false;
@@ -67,7 +71,8 @@ constexpr bool is_final(BatchState s) {
 }
 /// Final states that count against the batch's failure tolerance.
 constexpr bool is_failure(ItemState s) {
-  return s == ItemState::kFailed || s == ItemState::kCrashed || s == ItemState::kLaunchFailed;
+  return s == ItemState::kFailed || s == ItemState::kCrashed || s == ItemState::kLaunchFailed ||
+         s == ItemState::kStuck;
 }
 
 }  // namespace floodgate::core

@@ -27,9 +27,10 @@ void restore_detail(Item& item, const std::string& detail_json) {
   }
 }
 
-// Whether a run may still be launched again after it exists: a crash within relaunch_crashed.
+// Whether a run may still be launched again after it exists: a crash, a deadline or a deletion
+// within the relaunch budget.
 bool may_relaunch(const Batch& b, const Item& item) {
-  return b.spec.track && item.relaunches < b.spec.relaunch_crashed;
+  return b.spec.track && item.relaunches < relaunch_budget(b.spec);
 }
 
 }  // namespace
@@ -135,9 +136,12 @@ std::vector<int64_t> BatchBook::restore_items(Batch& b,
       // In flight or waiting when the process stopped: send again with the same key.
       item.state = ItemState::kPending;
     }
+    // Deadlines count again from now: the steady clock does not survive a restart.
+    if (item.state == ItemState::kLaunched) item.launched_at = clock_.now();
     const bool keep_spec = item.state == ItemState::kPending ||
                            (item.state == ItemState::kLaunched && may_relaunch(b, item)) ||
-                           core::is_failure(item.state) || item.state == ItemState::kSkipped;
+                           (core::is_failure(item.state) && item.state != ItemState::kStuck) ||
+                           item.state == ItemState::kSkipped;
     if (keep_spec && !rec.spec_json.empty()) {
       item.spec = std::make_unique<RunSpec>(parse_run_spec(rec.spec_json));
       if (!item.spec->deployment.empty()) {
@@ -206,6 +210,9 @@ void BatchBook::launched(Batch& b, int64_t index, const std::string& flow_run_id
   item.flow_run_id = flow_run_id;
   item.in_doubt = false;
   item.settled = clock_.now();
+  item.launched_at = item.settled;
+  item.started_at = core::TimePoint::min();
+  item.missing_reads = 0;
   item.last_error.clear();
   if (!may_relaunch(b, item)) item.spec.reset();
   metrics_.launches(existing ? "existing" : "created").Increment();

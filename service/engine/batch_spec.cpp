@@ -1,5 +1,6 @@
 #include "engine/batch_spec.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace floodgate::engine {
@@ -39,6 +40,11 @@ json to_json(const BatchSpec& s) {
               {"tolerated_failure_percentage", s.tolerated_failure_percentage},
               {"tolerated_failure_count", opt(s.tolerated_failure_count)},
               {"on_cancel", std::string(to_string(s.on_cancel))},
+              {"start_deadline_s", opt(s.deadlines.start_s)},
+              {"run_deadline_s", opt(s.deadlines.run_s)},
+              {"on_deadline", s.deadlines.on_deadline
+                                  ? json(std::string(to_string(*s.deadlines.on_deadline)))
+                                  : json(nullptr)},
               {"priority", s.priority},
               {"labels", s.labels}};
 }
@@ -65,6 +71,10 @@ BatchSpec spec_from_json(const json& j) {
   s.tolerated_failure_percentage = j.value("tolerated_failure_percentage", 0.0);
   s.tolerated_failure_count = read_opt<int64_t>(j, "tolerated_failure_count");
   s.on_cancel = parse_on_cancel(j.value("on_cancel", "abandon")).value_or(OnCancel::kAbandon);
+  s.deadlines.start_s = read_opt<double>(j, "start_deadline_s");
+  s.deadlines.run_s = read_opt<double>(j, "run_deadline_s");
+  if (auto d = read_opt<std::string>(j, "on_deadline"))
+    s.deadlines.on_deadline = parse_on_deadline(*d);
   s.priority = j.value("priority", 0);
   if (auto it = j.find("labels"); it != j.end() && it->is_object()) s.labels = *it;
   return s;
@@ -89,6 +99,29 @@ std::optional<OnCancel> parse_on_cancel(std::string_view text) {
   if (text == "abandon") return OnCancel::kAbandon;
   if (text == "cancel_children") return OnCancel::kCancelChildren;
   return std::nullopt;
+}
+
+std::string_view to_string(OnDeadline on_deadline) {
+  switch (on_deadline) {
+    case OnDeadline::kFail:
+      return "fail";
+    case OnDeadline::kRelaunch:
+      return "relaunch";
+    default:
+      return "report";
+  }
+}
+
+std::optional<OnDeadline> parse_on_deadline(std::string_view text) {
+  if (text == "report") return OnDeadline::kReport;
+  if (text == "fail") return OnDeadline::kFail;
+  if (text == "relaunch") return OnDeadline::kRelaunch;
+  return std::nullopt;
+}
+
+int relaunch_budget(const BatchSpec& spec) {
+  return spec.deadlines.on_deadline == OnDeadline::kRelaunch ? std::max(spec.relaunch_crashed, 1)
+                                                             : spec.relaunch_crashed;
 }
 
 RunSpec parse_run_spec(std::string_view text) {

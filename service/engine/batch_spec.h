@@ -31,6 +31,22 @@ std::string_view to_string(OnCancel on_cancel);
 /// "abandon" or "cancel_children"; nullopt for anything else.
 std::optional<OnCancel> parse_on_cancel(std::string_view text);
 
+/// What floodgate does with a child past its start or run deadline, or deleted in Prefect:
+/// leave it to the parent as STUCK, cancel it and count it FAILED, or cancel it and launch a new
+/// run in its place.
+enum class OnDeadline { kReport, kFail, kRelaunch };
+std::string_view to_string(OnDeadline on_deadline);
+/// "report", "fail" or "relaunch"; nullopt for anything else.
+std::optional<OnDeadline> parse_on_deadline(std::string_view text);
+
+/// Deadlines for a batch's children; unset takes the server's default when the batch is
+/// accepted, 0 is "no deadline".
+struct DeadlineSpec {
+  std::optional<double> start_s;  // created -> started (RUNNING or later)
+  std::optional<double> run_s;    // started -> final
+  std::optional<OnDeadline> on_deadline;
+};
+
 /// Everything about a batch except its runs; persisted as JSON in the store.
 struct BatchSpec {
   std::string deployment;  // "flow/deployment" or a deployment id
@@ -43,6 +59,7 @@ struct BatchSpec {
   double tolerated_failure_percentage = 0;
   std::optional<int64_t> tolerated_failure_count;
   OnCancel on_cancel = OnCancel::kAbandon;
+  DeadlineSpec deadlines;
   int priority = 0;
   nlohmann::json labels = nlohmann::json::object();
 };
@@ -59,6 +76,10 @@ struct RunSpec {
 };
 /// Parses one run's spec JSON (validated by the API; anything else gives an empty spec).
 RunSpec parse_run_spec(std::string_view text);
+
+/// How many times one item's run may be replaced by a new one (after a crash, a deadline or its
+/// deletion): relaunch_crashed, and at least once when on_deadline is "relaunch".
+int relaunch_budget(const BatchSpec& spec);
 
 /// How many failed items the batch tolerates before it fails.
 int64_t failure_allowance(const BatchSpec& spec, int64_t total);

@@ -1,6 +1,7 @@
 #include "engine/child_tracker.h"
 
 #include <algorithm>
+#include <cctype>
 #include <memory>
 #include <unordered_map>
 #include <utility>
@@ -14,10 +15,21 @@ using core::BatchState;
 using core::ItemState;
 using nlohmann::json;
 
+namespace {
+
+// Children the tracker reads: launched, or stuck past a deadline and left to the parent (they
+// still take their final state when they end).
+bool is_followed(ItemState s) { return s == ItemState::kLaunched || s == ItemState::kStuck; }
+int64_t followed(const Batch& b) {
+  return b.count(ItemState::kLaunched) + b.count(ItemState::kStuck);
+}
+
+}  // namespace
+
 ChildTracker::ChildTracker(core::Clock& clock, core::Random& random,
                            std::function<std::string()> new_id, TrackOptions options,
                            BatchBook& book, DeploymentResolver& resolver, Outbox& outbox,
-                           prefect::PrefectApi& api)
+                           prefect::PrefectApi& api, metrics::Metrics& metrics)
     : clock_(clock),
       random_(random),
       options_(options),
@@ -25,6 +37,7 @@ ChildTracker::ChildTracker(core::Clock& clock, core::Random& random,
       resolver_(resolver),
       outbox_(outbox),
       api_(api),
+      metrics_(metrics),
       canceller_(random, std::move(new_id), book, outbox, api, [this](Batch& b) {
         // The children are on their way to CANCELLED: follow the batch at the fastest cadence
         // again so its items show the end within a second or two, not a stretched interval.
@@ -43,7 +56,7 @@ bool ChildTracker::queue_reads(Batch& b) {
   // nothing more is launched under it.
   const bool watch_parent = !b.spec.parent_flow_run_id.empty() && !core::is_final(b.rec.state);
   if (!b.spec.track || !b.items_loaded || b.track_outstanding > 0 || clock_.now() < b.next_track ||
-      (b.count(ItemState::kLaunched) == 0 && !watch_parent)) {
+      (followed(b) == 0 && !watch_parent)) {
     return false;
   }
   b.track_saw_final = false;
@@ -58,7 +71,10 @@ bool ChildTracker::queue_reads(Batch& b) {
   bool queued = false;
   for (size_t i = 0; i < b.items.size(); ++i) {
     const Item& item = b.items[i];
-    if (item.state != ItemState::kLaunched || item.flow_run_id.empty()) continue;
+    if (!is_followed(item.state) || item.flow_run_id.empty() ||
+        item.missing_reads >= kMissingReadsForDeleted) {
+      continue;
+    }
     read.indexes.push_back(static_cast<int64_t>(i));
     read.ids.push_back(item.flow_run_id);
     if (read.ids.size() == kReadSize) {
@@ -146,6 +162,11 @@ void ChildTracker::on_answer(Request& request, const prefect::HttpResponse& resp
     } else if (follow(*b, f->second, run)) {
       any_final = true;
     }
+    index_of.erase(f);
+  }
+  // What is left was not in the answer: deleted in Prefect (or a read that raced its creation).
+  for (const auto& [id, index] : index_of) {
+    if (index >= 0 && missing(*b, index, id)) any_final = true;
   }
   if (any_final) b->track_saw_final = true;
   round_done(*b);
@@ -173,17 +194,22 @@ void ChildTracker::on_parent_only(Batch& b, const std::string& parent_id,
 
 bool ChildTracker::follow(Batch& b, int64_t index, const prefect::FlowRunInfo& run) {
   Item& item = b.items[index];
-  if (item.state != ItemState::kLaunched || item.flow_run_id != run.id) return false;
+  if (!is_followed(item.state) || item.flow_run_id != run.id) return false;
+  item.missing_reads = 0;
   if (item.flow_run_state != run.state_name) {
     item.flow_run_state = run.state_name;
     book_.item_changed(b, index);
     book_.batch_changed(b);
   }
-  if (!prefect::is_final_state_type(run.state_type)) return false;
+  const auto breach = check_deadlines(b.spec.deadlines, item, run, clock_.now());
+  if (!prefect::is_final_state_type(run.state_type)) {
+    if (breach && item.state == ItemState::kLaunched) give_up(b, index, *breach, &run);
+    return false;
+  }
   auto final_state = core::parse_item_state(run.state_type).value_or(ItemState::kFailed);
-  if (final_state == ItemState::kCrashed && item.relaunches < b.spec.relaunch_crashed &&
-      !core::is_final(b.rec.state) && item.spec) {
-    relaunch(b, index, run);
+  if (final_state == ItemState::kCrashed && item.state == ItemState::kLaunched &&
+      item.relaunches < relaunch_budget(b.spec) && !core::is_final(b.rec.state) && item.spec) {
+    relaunch(b, index, "CRASHED", "run " + item.flow_run_id + " crashed: " + run.state_message);
     return true;
   }
   if (final_state != ItemState::kCompleted && !run.state_message.empty()) {
@@ -193,15 +219,66 @@ bool ChildTracker::follow(Batch& b, int64_t index, const prefect::FlowRunInfo& r
   return true;
 }
 
-void ChildTracker::relaunch(Batch& b, int64_t index, const prefect::FlowRunInfo& run) {
-  // The run's spec stayed in memory while a crash could still relaunch it (see BatchBook).
+bool ChildTracker::missing(Batch& b, int64_t index, const std::string& flow_run_id) {
+  Item& item = b.items[index];
+  if (!is_followed(item.state) || item.flow_run_id != flow_run_id) return false;
+  if (++item.missing_reads < kMissingReadsForDeleted) return false;
+  if (item.state == ItemState::kStuck) {
+    // Left to the parent already: say it is gone, and stop reading it.
+    item.last_error =
+        breach_message(Breach::kDeleted, b.spec.deadlines, item, nullptr, clock_.now());
+    book_.item_changed(b, index);
+    book_.batch_changed(b);
+    return false;
+  }
+  give_up(b, index, Breach::kDeleted, nullptr);
+  return true;
+}
+
+void ChildTracker::give_up(Batch& b, int64_t index, Breach breach,
+                           const prefect::FlowRunInfo* run) {
+  Item& item = b.items[index];
+  const OnDeadline policy = b.spec.deadlines.on_deadline.value_or(OnDeadline::kReport);
+  std::string message = breach_message(breach, b.spec.deadlines, item, run, clock_.now());
+  const bool can_relaunch = policy == OnDeadline::kRelaunch &&
+                            item.relaunches < relaunch_budget(b.spec) &&
+                            !core::is_final(b.rec.state) && item.spec != nullptr;
+  const std::string_view action = policy == OnDeadline::kReport ? "report"
+                                  : can_relaunch                ? "relaunch"
+                                                                : "fail";
+  metrics_.child_deadlines(to_string(breach), action).Increment();
+  log::warn("child given up", {{"batch_id", b.rec.id},
+                               {"index", index},
+                               {"flow_run_id", item.flow_run_id},
+                               {"reason", std::string(to_string(breach))},
+                               {"action", std::string(action)},
+                               {"error", message}});
+  // A stuck run still exists: cancel it before it is replaced or counted failed, so it cannot
+  // start later and do the work twice (or after the parent moved on).
+  if (policy != OnDeadline::kReport && breach != Breach::kDeleted) {
+    canceller_.cancel(b, item.flow_run_id);
+    outbox_.dispatch_now();
+  }
+  if (can_relaunch) {
+    std::string earlier(to_string(breach));
+    for (auto& ch : earlier) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    relaunch(b, index, earlier, std::move(message));
+    return;
+  }
+  if (policy == OnDeadline::kRelaunch) message += "; no relaunch left";
+  item.last_error = std::move(message);
+  book_.set_state(b, index, policy == OnDeadline::kReport ? ItemState::kStuck : ItemState::kFailed);
+}
+
+void ChildTracker::relaunch(Batch& b, int64_t index, std::string_view earlier, std::string reason) {
+  // The run's spec stayed in memory while it could still be relaunched (see BatchBook).
   Item& item = b.items[index];
   if (!item.earlier_runs.is_array()) item.earlier_runs = json::array();
-  item.earlier_runs.push_back({{"flow_run_id", item.flow_run_id}, {"state", "CRASHED"}});
+  item.earlier_runs.push_back({{"flow_run_id", item.flow_run_id}, {"state", earlier}});
   item.relaunches += 1;
   item.attempts = 0;
   item.unavailable = 0;
-  item.last_error = "run " + item.flow_run_id + " crashed: " + run.state_message;
+  item.last_error = std::move(reason);
   item.flow_run_id.clear();
   item.flow_run_state.clear();
   book_.set_state(b, index, ItemState::kPending);
@@ -214,7 +291,7 @@ void ChildTracker::round_done(Batch& b) {
   // While one read covers every child still running, reads are cheap: stretch to 5 s at most
   // (run_deployment's own poll), so the batch's end shows within seconds.
   core::Duration cap = options_.interval_max;
-  if (b.count(ItemState::kLaunched) <= static_cast<int64_t>(kReadSize)) {
+  if (followed(b) <= static_cast<int64_t>(kReadSize)) {
     cap = std::min<core::Duration>(cap, kOnePageTrackMax);
   }
   cap = std::max<core::Duration>(cap, options_.interval_min);

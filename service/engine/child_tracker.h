@@ -11,8 +11,10 @@
 #include "core/random.h"
 #include "engine/batch_book.h"
 #include "engine/child_canceller.h"
+#include "engine/child_deadlines.h"
 #include "engine/deployment_resolver.h"
 #include "engine/request.h"
+#include "metrics/metrics.h"
 #include "prefect/prefect_api.h"
 
 namespace floodgate::engine {
@@ -25,14 +27,15 @@ struct TrackOptions {
 
 /// Follows launched children with bulk reads at a cadence per batch (shorter while children
 /// end, longer while none do), watches the parent flow run (launches wait for a fresh read of
-/// it; its end cancels the batch), relaunches crashed children and cancels children when the
-/// batch's on_cancel says so.
+/// it; its end cancels the batch), relaunches crashed children, applies the batch's deadlines
+/// (and notices children deleted in Prefect), and cancels children when the batch's on_cancel
+/// says so. Children a batch left running when it ended early are followed to their end.
 class ChildTracker final : public RequestOwner, public BatchObserver {
  public:
   /// `new_id` makes the transition id of each cancel (a UUID).
   ChildTracker(core::Clock& clock, core::Random& random, std::function<std::string()> new_id,
                TrackOptions options, BatchBook& book, DeploymentResolver& resolver, Outbox& outbox,
-               prefect::PrefectApi& api);
+               prefect::PrefectApi& api, metrics::Metrics& metrics);
 
   /// Queues the reads due now, one round over every batch (the driver calls it each
   /// interval_min).
@@ -67,7 +70,13 @@ class ChildTracker final : public RequestOwner, public BatchObserver {
   void parent_read(Batch& b, const prefect::FlowRunInfo* run);
   /// Takes one child's state from a read; true when the child has ended.
   bool follow(Batch& b, int64_t index, const prefect::FlowRunInfo& run);
-  void relaunch(Batch& b, int64_t index, const prefect::FlowRunInfo& run);
+  /// Counts a read that did not find child `index`'s run; true when it is now taken as deleted.
+  bool missing(Batch& b, int64_t index, const std::string& flow_run_id);
+  /// Applies the batch's on_deadline to a child past a deadline or deleted (`run` null):
+  /// STUCK, or cancelled and FAILED, or cancelled and launched again.
+  void give_up(Batch& b, int64_t index, Breach breach, const prefect::FlowRunInfo* run);
+  /// Launches item `index` again with its next :rN key; `earlier` is what became of its run.
+  void relaunch(Batch& b, int64_t index, std::string_view earlier, std::string reason);
   /// Sets the batch's next read time after a round of its reads.
   void round_done(Batch& b);
 
@@ -78,6 +87,7 @@ class ChildTracker final : public RequestOwner, public BatchObserver {
   DeploymentResolver& resolver_;
   Outbox& outbox_;
   prefect::PrefectApi& api_;
+  metrics::Metrics& metrics_;
   ChildCanceller canceller_;
 };
 

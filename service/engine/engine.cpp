@@ -28,7 +28,7 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
           runtime.clock, runtime.random,
           [&random = runtime.random] { return core::new_uuid(random); },
           TrackOptions{options_.track_interval_min, options_.track_interval_max}, book_, resolver_,
-          dispatcher_, api_),
+          dispatcher_, api_, metrics),
       linker_(runtime.clock, book_, resolver_, retries_, scheduler_, api_),
       launcher_(runtime.clock, options_.use_bulk,
                 prefect::BulkLimits{static_cast<size_t>(std::max(1, options_.bulk_size)),
@@ -76,6 +76,13 @@ void Engine::load_batch(store::BatchRecord record) {
                               {"total", b.rec.total},
                               {"to_launch", b.count(core::ItemState::kPending)}});
   activate(b, to_launch);
+}
+
+void Engine::apply_defaults(BatchSpec& spec) const {
+  auto& d = spec.deadlines;
+  if (!d.start_s) d.start_s = options_.deadlines.start_s;
+  if (!d.run_s) d.run_s = options_.deadlines.run_s;
+  if (!d.on_deadline) d.on_deadline = options_.deadlines.on_deadline;
 }
 
 void Engine::add_batch(store::BatchRecord record, BatchSpec spec,

@@ -45,6 +45,8 @@ struct EngineOptions {
   size_t flush_max_items = 5000;
   std::chrono::milliseconds track_interval_min{1000};
   std::chrono::milliseconds track_interval_max{15000};
+  // Deadlines a batch that sets none gets (0: none), and what is done past them.
+  DeadlineSpec deadlines{0.0, 0.0, OnDeadline::kReport};
   std::string csrf_client_id = "floodgate";
 };
 
@@ -83,6 +85,9 @@ class Engine {
 
   /// Takes a batch just committed to the store (engine thread); `run_specs[i]` is item i's spec
   /// JSON (a run may name its own deployment).
+  /// Fills what a new batch's spec leaves unset with the server's defaults (its deadlines), so
+  /// they are stored with it and a restart with other defaults does not change it. Any thread.
+  void apply_defaults(BatchSpec& spec) const;
   void add_batch(store::BatchRecord record, BatchSpec spec, std::vector<std::string> run_specs);
 
   // --- Reads and control, engine thread ---

@@ -105,6 +105,10 @@ void Metrics::register_work_metrics(prometheus::Registry& r) {
   for (int i = 0; i < core::kBatchStateCount; ++i) {
     batches_[i] = &batches.Add({{"state", std::string(core::kBatchStateNames[i])}});
   }
+  child_deadlines_family_ = &counter_family(
+      r, "floodgate_child_deadlines_total",
+      "Children given up on: past their start or run deadline, or deleted in Prefect; by reason "
+      "and by what was done (report: STUCK, fail: cancelled and FAILED, relaunch).");
   batches_finished_family_ = &counter_family(r, "floodgate_batches_finished_total",
                                              "Batches that reached a final state, by that state.");
   for (int i = 0; i < core::kBatchStateCount; ++i) {
@@ -153,6 +157,11 @@ void Metrics::set_breaker_state(std::string_view state) {
   for (const char* st : {"closed", "open", "half_open"}) {
     breaker_state_family_->Add({{"state", st}}).Set(state == st ? 1 : 0);
   }
+}
+
+prometheus::Counter& Metrics::child_deadlines(std::string_view reason, std::string_view action) {
+  return child_deadlines_family_->Add(
+      {{"reason", std::string(reason)}, {"action", std::string(action)}});
 }
 
 prometheus::Counter& Metrics::batches_finished(core::BatchState s) {

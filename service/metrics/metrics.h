@@ -56,6 +56,9 @@ class Metrics {
   void set_breaker_state(std::string_view state);
   /// Batches that reached a final state, by that state.
   prometheus::Counter& batches_finished(core::BatchState s);
+  /// Children given up on, by reason (start_deadline, run_deadline, deleted) and by what was
+  /// done (report, fail, relaunch).
+  prometheus::Counter& child_deadlines(std::string_view reason, std::string_view action);
 
   /// What the status page and the per-batch series show for an active batch.
   struct BatchView {
@@ -115,6 +118,7 @@ class Metrics {
   prometheus::Gauge* retry_budget_tokens_;
   prometheus::Family<prometheus::Gauge>* breaker_state_family_;
   prometheus::Family<prometheus::Counter>* batches_finished_family_;
+  prometheus::Family<prometheus::Counter>* child_deadlines_family_;
   prometheus::Family<prometheus::Gauge>* launch_rate_family_;
   prometheus::Family<prometheus::Gauge>* eta_family_;
   prometheus::Family<prometheus::Gauge>* running_family_;

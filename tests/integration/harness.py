@@ -27,7 +27,8 @@ from typing import Any, Callable
 from openapi_check import OpenApiChecker
 
 FINAL_BATCH_STATES = {"COMPLETED", "FAILED", "CANCELLED"}
-FINAL_ITEM_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED", "LAUNCH_FAILED", "SKIPPED"}
+FINAL_ITEM_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED", "LAUNCH_FAILED", "SKIPPED",
+                     "STUCK"}
 DEMO_DEPLOYMENT = "demo-flow/demo"
 DEMO_DEPLOYMENT_ID = "00000000-0000-4000-8000-000000000001"
 # A line of a sanitizer report: "ERROR: AddressSanitizer: ...", "WARNING: ThreadSanitizer: ...",
@@ -311,6 +312,11 @@ class FakePrefect:
         if message is not None:
             body["message"] = message
         return self._call("POST", f"/_fake/runs/{run_id}/state", body)
+
+    def delete_run(self, run_id: str) -> None:
+        """Deletes a run outside the API, as from Prefect's UI (not counted in the stats)."""
+        r = raw_request(self.base, "DELETE", f"/_fake/runs/{run_id}", None, None, 30)
+        assert r.status == 204, (r.status, r.body[:200])
 
     def set_states(self) -> list[dict]:
         """Every set_state request the API received: flow_run_id, type, transition_id, force,

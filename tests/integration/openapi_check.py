@@ -11,7 +11,7 @@ Every response the tests receive from floodgated goes through `OpenApiChecker.ch
   its schema (JSON Schema 2020-12, as OpenAPI 3.1 uses);
 - required response headers are present and match their schema;
 - a few invariants the schema cannot express: a Problem's `status` equals the HTTP status; a
-  Batch's counts add up to `total`, `failures` equals FAILED + CRASHED + LAUNCH_FAILED, and
+  Batch's counts add up to `total`, `failures` equals FAILED + CRASHED + LAUNCH_FAILED + STUCK, and
   `finished_at` is set exactly when the state is final.
 
 It also checks the other direction for bodies the server *accepted* (2xx on a request with a
@@ -235,11 +235,12 @@ class OpenApiChecker:
                 raise ContractViolation(
                     f"{where}: batch {batch['id']} counts add up to {sum(counts.values())}, "
                     f"not total {batch['total']}: {counts}")
-            failures = counts["FAILED"] + counts["CRASHED"] + counts["LAUNCH_FAILED"]
+            failures = (counts["FAILED"] + counts["CRASHED"] + counts["LAUNCH_FAILED"]
+                        + counts.get("STUCK", 0))
             if batch["failures"] != failures:
                 raise ContractViolation(
                     f"{where}: batch {batch['id']} failures {batch['failures']} != "
-                    f"FAILED+CRASHED+LAUNCH_FAILED {failures}")
+                    f"FAILED+CRASHED+LAUNCH_FAILED+STUCK {failures}")
             final = batch["state"] in FINAL_BATCH_STATES
             if final != (batch["finished_at"] is not None):
                 raise ContractViolation(

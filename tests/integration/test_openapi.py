@@ -46,19 +46,19 @@ def test_spec_declares_the_whole_rest_contract():
     assert set(body["properties"]) == {
         "deployment", "deployment_id", "runs", "tags", "parent_flow_run_id", "limits", "retry",
         "track", "relaunch_crashed", "tolerated_failure_percentage", "tolerated_failure_count",
-        "on_cancel", "priority", "labels"}
+        "on_cancel", "start_deadline_s", "run_deadline_s", "on_deadline", "priority", "labels"}
     assert set(schemas["RunRequest"]["properties"]) == {
         "parameters", "name", "tags", "job_variables", "work_queue_name", "idempotency_key",
         "deployment"}
     assert schemas["RunRequest"]["additionalProperties"] is False
     assert set(schemas["BatchPatch"]["properties"]) == {
         "limits", "retry", "tolerated_failure_percentage", "tolerated_failure_count", "priority",
-        "on_cancel"}
+        "on_cancel", "start_deadline_s", "run_deadline_s", "on_deadline"}
     assert schemas["BatchState"]["enum"] == ["QUEUED", "RUNNING", "PAUSED", "COMPLETED", "FAILED",
                                              "CANCELLED"]
     assert schemas["ItemState"]["enum"] == ["PENDING", "LAUNCHING", "RETRY_WAIT", "LAUNCHED",
                                             "COMPLETED", "FAILED", "CRASHED", "CANCELLED",
-                                            "LAUNCH_FAILED", "SKIPPED"]
+                                            "LAUNCH_FAILED", "SKIPPED", "STUCK"]
     assert set(schemas["Problem"]["properties"]) >= {"type", "title", "status", "detail", "field",
                                                      "errors"}
 
@@ -66,14 +66,16 @@ def test_spec_declares_the_whole_rest_contract():
 BATCH = {
     "id": "d24c19bf-9d0d-4e37-a31c-838ed89ac1fc", "state": "RUNNING", "total": 2,
     "counts": {"PENDING": 1, "LAUNCHING": 0, "RETRY_WAIT": 0, "LAUNCHED": 1, "COMPLETED": 0,
-               "FAILED": 0, "CRASHED": 0, "CANCELLED": 0, "LAUNCH_FAILED": 0, "SKIPPED": 0},
+               "FAILED": 0, "CRASHED": 0, "CANCELLED": 0, "LAUNCH_FAILED": 0, "SKIPPED": 0,
+               "STUCK": 0},
     "created_at": "2026-11-28T12:28:50.529Z", "updated_at": "2026-11-28T12:28:50.529Z",
     "finished_at": None, "version": 3, "idempotency_key": None, "failures": 0,
     "tolerated_failures": 0, "deployment": "demo-flow/demo", "tags": [], "parent_flow_run_id": None,
     "limits": {"max_in_flight": None, "max_running": None, "launches_per_second": None, "burst": None},
     "retry": {"max_attempts": 8, "initial_delay_s": 1.0, "max_delay_s": 60.0, "max_elapsed_s": 3600.0},
     "track": True, "relaunch_crashed": 0, "tolerated_failure_percentage": 0.0,
-    "tolerated_failure_count": None, "on_cancel": "abandon", "priority": 0, "labels": {},
+    "tolerated_failure_count": None, "on_cancel": "abandon", "start_deadline_s": 0.0,
+    "run_deadline_s": 0.0, "on_deadline": "report", "priority": 0, "labels": {},
 }
 
 

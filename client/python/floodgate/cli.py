@@ -49,7 +49,7 @@ _RESET = "\x1b[0m"
 # (item states, colour, filled character) in the order the bar shows them.
 _SEGMENTS: Tuple[Tuple[Tuple[str, ...], str], ...] = (
     (("COMPLETED",), "\x1b[32m"),  # green
-    (("FAILED", "CRASHED", "LAUNCH_FAILED"), "\x1b[31m"),  # red
+    (("FAILED", "CRASHED", "LAUNCH_FAILED", "STUCK"), "\x1b[31m"),  # red
     (("CANCELLED", "SKIPPED"), "\x1b[33m"),  # yellow
     (("LAUNCHED",), "\x1b[36m"),  # cyan: running
     (("LAUNCHING", "RETRY_WAIT"), "\x1b[35m"),  # magenta: being launched
@@ -134,6 +134,9 @@ class Progress:
         else:
             skipped = batch.counts.get("SKIPPED", 0)
             cancelled = batch.counts.get("CANCELLED", 0)
+            stuck = batch.counts.get("STUCK", 0)
+            if stuck:
+                parts.append(f"stuck {stuck}")
             if cancelled:
                 parts.append(f"cancelled {cancelled}")
             if skipped:
@@ -378,6 +381,9 @@ def _cmd_submit(client: FloodgateClient, args: argparse.Namespace, out: IO[str],
         tolerated_failure_percentage=args.tolerated_failure_percentage,
         tolerated_failure_count=args.tolerated_failure_count,
         on_cancel=args.on_cancel,
+        start_deadline_s=args.start_deadline_s,
+        run_deadline_s=args.run_deadline_s,
+        on_deadline=args.on_deadline,
         priority=args.priority,
         labels=_labels(args.label or []) or None,
         idempotency_key=args.idempotency_key,
@@ -399,7 +405,7 @@ def _cmd_submit(client: FloodgateClient, args: argparse.Namespace, out: IO[str],
 
 def _print_failures(client: FloodgateClient, batch: Batch, err: IO[str], limit: int = 20) -> None:
     shown = 0
-    for state in ("FAILED", "CRASHED", "LAUNCH_FAILED"):
+    for state in ("FAILED", "CRASHED", "LAUNCH_FAILED", "STUCK"):
         if not batch.counts.get(state):
             continue
         for run in client.runs(batch.id, state=state):
@@ -572,6 +578,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerated-failure-percentage", type=float, metavar="P")
     p.add_argument("--tolerated-failure-count", type=int, metavar="N")
     p.add_argument("--on-cancel", choices=["abandon", "cancel_children"])
+    p.add_argument("--start-deadline-s", type=float, metavar="S",
+                   help="seconds a child may take to start (0: none; default: the server's)")
+    p.add_argument("--run-deadline-s", type=float, metavar="S",
+                   help="seconds a child may run (0: none; default: the server's)")
+    p.add_argument("--on-deadline", choices=["report", "fail", "relaunch"],
+                   help="a child past a deadline or deleted: STUCK, cancelled and FAILED, or "
+                   "cancelled and launched again")
     p.add_argument("--priority", type=int, metavar="N")
     p.add_argument("--max-attempts", type=_positive_int, metavar="N",
                    help="create attempts per run")

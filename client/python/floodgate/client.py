@@ -216,6 +216,9 @@ class FloodgateClient:
         tolerated_failure_percentage: Optional[float] = None,
         tolerated_failure_count: Optional[int] = None,
         on_cancel: Optional[str] = None,
+        start_deadline_s: Optional[float] = None,
+        run_deadline_s: Optional[float] = None,
+        on_deadline: Optional[str] = None,
         priority: Optional[int] = None,
         labels: Optional[Mapping[str, str]] = None,
         idempotency_key: Optional[str] = None,
@@ -240,6 +243,12 @@ class FloodgateClient:
                 fails early.
             tolerated_failure_count: Failures (a count) the batch tolerates.
             on_cancel: ``"abandon"`` or ``"cancel_children"``.
+            start_deadline_s: Seconds a child may take from its creation to its start
+                (0: none; unset: the server's default).
+            run_deadline_s: Seconds a child may run before it ends (0: none).
+            on_deadline: What a child past a deadline (or deleted in Prefect) becomes:
+                ``"report"`` (STUCK, left to you), ``"fail"`` (cancelled, FAILED) or
+                ``"relaunch"`` (cancelled, launched again).
             priority: Weight in the fair sharing between batches (-1000 to 1000).
             labels: Free-form string labels.
             idempotency_key: Sent as the ``Idempotency-Key`` header: a repeat returns the
@@ -273,6 +282,12 @@ class FloodgateClient:
             body["tolerated_failure_count"] = tolerated_failure_count
         if on_cancel is not None:
             body["on_cancel"] = on_cancel
+        if start_deadline_s is not None:
+            body["start_deadline_s"] = start_deadline_s
+        if run_deadline_s is not None:
+            body["run_deadline_s"] = run_deadline_s
+        if on_deadline is not None:
+            body["on_deadline"] = on_deadline
         if priority is not None:
             body["priority"] = priority
         if labels is not None:

@@ -114,7 +114,7 @@ class BatchFailedError(BatchError):
     """The batch ended FAILED: more children failed than it tolerates.
 
     Attributes:
-        failed_runs: The runs that failed (FAILED, CRASHED or LAUNCH_FAILED), in index order.
+        failed_runs: The runs that failed (FAILED, CRASHED, LAUNCH_FAILED or STUCK), in index order.
     """
 
     def __init__(

@@ -121,7 +121,8 @@ def run_deployments(
         poll_s: The longest single long-poll while waiting.
         **batch_options: Any other :meth:`FloodgateClient.submit` option: ``retry``,
             ``track``, ``relaunch_crashed``, ``tolerated_failure_count``, ``on_cancel``,
-            ``priority``, ``labels``, ``idempotency_key``, ``parent_flow_run_id``.
+            ``start_deadline_s``, ``run_deadline_s``, ``on_deadline``, ``priority``,
+            ``labels``, ``idempotency_key``, ``parent_flow_run_id``.
 
     Returns:
         The batch's runs in index order (the order of ``parameters_list``). Each

@@ -37,13 +37,15 @@ ITEM_STATES = (
     "CANCELLED",
     "LAUNCH_FAILED",
     "SKIPPED",
+    "STUCK",
 )
-#: Item states that do not change again on their own.
+#: Item states the batch no longer waits for (a STUCK child, past a deadline and left to the
+#: parent, may still take its final state later).
 ITEM_FINAL_STATES = frozenset(
-    {"COMPLETED", "FAILED", "CRASHED", "CANCELLED", "LAUNCH_FAILED", "SKIPPED"}
+    {"COMPLETED", "FAILED", "CRASHED", "CANCELLED", "LAUNCH_FAILED", "SKIPPED", "STUCK"}
 )
 #: Item states that count against a batch's failure tolerance.
-ITEM_FAILURE_STATES = frozenset({"FAILED", "CRASHED", "LAUNCH_FAILED"})
+ITEM_FAILURE_STATES = frozenset({"FAILED", "CRASHED", "LAUNCH_FAILED", "STUCK"})
 
 
 def parse_time(value: Any) -> Optional[_dt.datetime]:

@@ -318,6 +318,27 @@ TEST(BatchRequestTest, OnCancel) {
   expect_rejected(with(minimal(), "on_cancel", 1), "on_cancel");
 }
 
+TEST(BatchRequestTest, Deadlines) {
+  json body = minimal();
+  body["start_deadline_s"] = 600;
+  body["run_deadline_s"] = 0.5;
+  body["on_deadline"] = "relaunch";
+  Parsed p = parse(body);
+  ASSERT_TRUE(p.request.has_value());
+  EXPECT_EQ(p.request->spec.deadlines.start_s, 600.0);
+  EXPECT_EQ(p.request->spec.deadlines.run_s, 0.5);
+  EXPECT_EQ(p.request->spec.deadlines.on_deadline, engine::OnDeadline::kRelaunch);
+  Parsed unset = parse(minimal());  // the server's defaults fill these in later
+  ASSERT_TRUE(unset.request.has_value());
+  EXPECT_FALSE(unset.request->spec.deadlines.start_s.has_value());
+  EXPECT_FALSE(unset.request->spec.deadlines.on_deadline.has_value());
+  expect_rejected(with(minimal(), "start_deadline_s", -1), "start_deadline_s");
+  expect_rejected(with(minimal(), "run_deadline_s", 31.0 * 24 * 3600), "run_deadline_s");
+  expect_rejected(with(minimal(), "start_deadline_s", "60"), "start_deadline_s");
+  expect_rejected(with(minimal(), "on_deadline", "retry"), "on_deadline");
+  expect_rejected(with(minimal(), "on_deadline", 1), "on_deadline");
+}
+
 TEST(BatchRequestTest, Priority) {
   expect_rejected(with(minimal(), "priority", 1001), "priority");
   expect_rejected(with(minimal(), "priority", -1001), "priority");
@@ -525,6 +546,18 @@ TEST(BatchPatchTest, NullClearsALimit) {
   ASSERT_TRUE(apply_batch_patch(json{{"limits", {{"max_in_flight", nullptr}}}}, s, errors));
   EXPECT_FALSE(s.limits.max_in_flight.has_value());
   EXPECT_EQ(s.limits.launches_per_second, 2.0);
+}
+
+TEST(BatchPatchTest, SetsDeadlines) {
+  engine::BatchSpec s = running_spec();
+  std::vector<FieldError> errors;
+  ASSERT_TRUE(apply_batch_patch(json{{"start_deadline_s", 30}, {"on_deadline", "fail"}}, s, errors))
+      << describe(errors);
+  EXPECT_EQ(s.deadlines.start_s, 30.0);
+  EXPECT_FALSE(s.deadlines.run_s.has_value());
+  EXPECT_EQ(s.deadlines.on_deadline, engine::OnDeadline::kFail);
+  EXPECT_FALSE(apply_batch_patch(json{{"on_deadline", "never"}}, s, errors));
+  EXPECT_EQ(s.deadlines.on_deadline, engine::OnDeadline::kFail);  // unchanged on error
 }
 
 TEST(BatchPatchTest, MergesEverythingPatchable) {

@@ -102,6 +102,9 @@ TEST(ConfigTest, EveryFlagIsAccepted) {
                     "--max-body-bytes=1048576",
                     "--max-runs-per-batch=500",
                     "--retry-budget-ratio=0.5",
+                    "--start-deadline-s=600",
+                    "--run-deadline-s=3600",
+                    "--on-deadline=relaunch",
                     "--tls-verify=no",
                     "--ca-file=/etc/ca.pem",
                     "--log-level=debug",
@@ -128,6 +131,9 @@ TEST(ConfigTest, EveryFlagIsAccepted) {
   EXPECT_EQ(c.max_body_bytes, 1048576u);
   EXPECT_EQ(c.max_runs_per_batch, 500u);
   EXPECT_DOUBLE_EQ(c.retry_budget_ratio, 0.5);
+  EXPECT_DOUBLE_EQ(c.start_deadline_s, 600);
+  EXPECT_DOUBLE_EQ(c.run_deadline_s, 3600);
+  EXPECT_EQ(c.on_deadline, "relaunch");
   EXPECT_FALSE(c.tls_verify);
   EXPECT_EQ(c.ca_file, "/etc/ca.pem");
   EXPECT_EQ(c.log_level, "debug");

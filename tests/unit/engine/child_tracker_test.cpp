@@ -73,7 +73,8 @@ class ChildTrackerTest : public ::testing::Test {
                        book,
                        resolver,
                        outbox,
-                       api};
+                       api,
+                       metrics};
 };
 
 TEST_F(ChildTrackerTest, OneRoundQueuesOneReadPerTwoHundredChildren) {

@@ -367,6 +367,7 @@ class EngineHarness {
       BatchSpec spec, int n, const std::function<json(int)>& run_spec = [](int i) {
         return json{{"parameters", {{"i", i}}}};
       }) {
+    engine->apply_defaults(spec);
     store::BatchRecord rec;
     rec.id = "batch-" + std::to_string(++batches_);
     rec.spec_json = to_json(spec).dump();
