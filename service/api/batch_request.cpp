@@ -304,6 +304,13 @@ void parse_batch_fields(Checker& c, const json& body, engine::BatchSpec& spec, b
       spec.relaunch_crashed = static_cast<int>(*n);
     }
   }
+  if (body.contains("start_pacing")) {
+    if (!body["start_pacing"].is_boolean()) {
+      c.fail("start_pacing", "must be true or false");
+    } else {
+      spec.start_pacing = body["start_pacing"];
+    }
+  }
   parse_tolerance(c, body, spec);
   parse_on_cancel(c, body, spec);
   parse_deadlines(c, body, spec);
@@ -389,6 +396,7 @@ const std::initializer_list<const char*> kBatchFields = {"deployment",
                                                          "start_deadline_s",
                                                          "run_deadline_s",
                                                          "on_deadline",
+                                                         "start_pacing",
                                                          "priority",
                                                          "labels"};
 

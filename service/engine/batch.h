@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/states.h"
+#include "core/windowed_counter.h"
 #include "engine/batch_spec.h"
 #include "prefect/prefect_api.h"
 #include "store/store.h"
@@ -57,6 +58,19 @@ struct BatchDeployment {
   core::TimePoint first_attempt{};
 };
 
+/// A batch's start pace (StartPacer): lowered when children crash soon after they start, raised
+/// again while they start cleanly; inactive until the first such crash.
+struct StartPace {
+  bool active = false;
+  double rate = 0;          // launches per second
+  int64_t running_cap = 0;  // children not yet final
+  int64_t cuts = 0;
+  int64_t early_crashes = 0;
+  double crash_rate = 0;  // the launch rate at the last cut: the pace rises slowly near it
+  core::TimePoint last_cut{};
+  core::TimePoint first_launch = core::TimePoint::min();
+};
+
 /// A batch held in memory: its record, spec, items and the engine's bookkeeping of it.
 struct Batch {
   uint64_t key = 0;
@@ -88,6 +102,8 @@ struct Batch {
   int waiters = 0;  // long-polls waiting for a change of this batch
   // Time the batch spent at its own max_running cap with items ready to launch. Those items wait
   // for the batch's children, not for Prefect, so their max_elapsed_s clocks stop meanwhile.
+  StartPace pace;
+  core::WindowedCounter recent_launches{std::chrono::seconds(5), 5};  // for the pace's base
   bool capped = false;
   core::TimePoint capped_since{};
   core::Duration capped_total{};

@@ -33,6 +33,17 @@ bool may_relaunch(const Batch& b, const Item& item) {
   return b.spec.track && item.relaunches < relaunch_budget(b.spec);
 }
 
+// What an item not (re)launched when its batch ends becomes: SKIPPED, or, when it waited for a
+// relaunch, what became of its last run (CRASHED, or FAILED after a deadline or a deletion).
+ItemState unlaunched_end(const Item& item) {
+  if (item.relaunches == 0 || !item.flow_run_id.empty() || !item.earlier_runs.is_array() ||
+      item.earlier_runs.empty()) {
+    return ItemState::kSkipped;
+  }
+  const auto& last = item.earlier_runs.back();
+  return last.value("state", "") == "CRASHED" ? ItemState::kCrashed : ItemState::kFailed;
+}
+
 }  // namespace
 
 uint16_t deployment_index(Batch& b, const std::string& text) {
@@ -280,7 +291,7 @@ void BatchBook::finish(Batch& b, BatchState state) {
         in_doubt.push_back(static_cast<int64_t>(i));  // its run may exist: look first
         continue;
       }
-      set_state(b, static_cast<int64_t>(i), ItemState::kSkipped);
+      set_state(b, static_cast<int64_t>(i), unlaunched_end(item));
     }
   }
   for (auto* o : observers_) o->on_batch_ending(b, in_doubt);

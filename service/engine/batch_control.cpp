@@ -4,20 +4,13 @@
 #include <utility>
 #include <vector>
 
+#include "engine/start_pacer.h"
+
 namespace floodgate::engine {
 
 using core::BatchState;
 using core::ItemState;
 using nlohmann::json;
-
-core::BatchQuota quota_of(const BatchSpec& spec) {
-  core::BatchQuota q;
-  q.priority = spec.priority;
-  q.max_in_flight = spec.limits.max_in_flight.value_or(0);
-  q.launches_per_second = spec.limits.launches_per_second.value_or(0);
-  q.burst = spec.limits.burst.value_or(0);
-  return q;
-}
 
 namespace {
 
@@ -102,7 +95,7 @@ ControlAnswer BatchControl::update_spec(const std::string& id, const BatchSpec& 
   Batch* b = active(id, answer);
   if (b == nullptr) return answer;
   b->spec = spec;
-  scheduler_.update_quota(b->key, quota_of(spec));
+  scheduler_.update_quota(b->key, effective_quota(*b));
   resolver_.sync_ready(*b);
   book_.batch_changed(*b);
   book_.check_finished(*b);
@@ -194,7 +187,7 @@ void BatchControl::restart(Batch& b, const std::vector<int64_t>& again) {
     if (d.state == BatchDeployment::State::kFailed) d.state = BatchDeployment::State::kUnresolved;
   }
   book_.set_batch_state(b, BatchState::kRunning);
-  scheduler_.add_batch(b.key, quota_of(b.spec));
+  scheduler_.add_batch(b.key, effective_quota(b));
   for (int64_t idx : again) {
     Item& item = b.items[idx];
     item.deployment =

@@ -42,9 +42,6 @@ struct ControlAnswer {
   RedriveNeeds needs;  // kReadFirst only
 };
 
-/// The per-batch quota the launch scheduler applies.
-core::BatchQuota quota_of(const BatchSpec& spec);
-
 /// The API's changes to a running batch: cancel, pause, resume, redrive and new limits; and
 /// bringing a batch that ended before this process started back into memory for a redrive.
 /// Never reads the store: what a redrive needs from it is read by the caller, off this thread.

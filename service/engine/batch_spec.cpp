@@ -45,6 +45,7 @@ json to_json(const BatchSpec& s) {
               {"on_deadline", s.deadlines.on_deadline
                                   ? json(std::string(to_string(*s.deadlines.on_deadline)))
                                   : json(nullptr)},
+              {"start_pacing", s.start_pacing},
               {"priority", s.priority},
               {"labels", s.labels}};
 }
@@ -75,6 +76,7 @@ BatchSpec spec_from_json(const json& j) {
   s.deadlines.run_s = read_opt<double>(j, "run_deadline_s");
   if (auto d = read_opt<std::string>(j, "on_deadline"))
     s.deadlines.on_deadline = parse_on_deadline(*d);
+  s.start_pacing = j.value("start_pacing", true);
   s.priority = j.value("priority", 0);
   if (auto it = j.find("labels"); it != j.end() && it->is_object()) s.labels = *it;
   return s;

@@ -60,6 +60,7 @@ struct BatchSpec {
   std::optional<int64_t> tolerated_failure_count;
   OnCancel on_cancel = OnCancel::kAbandon;
   DeadlineSpec deadlines;
+  bool start_pacing = true;  // children that crash as they start slow the batch's starts
   int priority = 0;
   nlohmann::json labels = nlohmann::json::object();
 };

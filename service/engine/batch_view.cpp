@@ -27,6 +27,12 @@ json batch_view(const Batch& b) {
   j["idempotency_key"] = b.rec.idempotency_key ? json(*b.rec.idempotency_key) : json();
   j["failures"] = b.failures;
   j["tolerated_failures"] = failure_allowance(b.spec, b.rec.total);
+  // The start pace while children crash as they start (null when it never cut).
+  j["start_pace"] = b.pace.active ? json{{"launches_per_second", b.pace.rate},
+                                         {"max_running", b.pace.running_cap},
+                                         {"cuts", b.pace.cuts},
+                                         {"early_crashes", b.pace.early_crashes}}
+                                  : json(nullptr);
   return j;
 }
 

@@ -201,12 +201,21 @@ bool ChildTracker::follow(Batch& b, int64_t index, const prefect::FlowRunInfo& r
     book_.item_changed(b, index);
     book_.batch_changed(b);
   }
+  const bool seen_started = item.started_at != core::TimePoint::min();
   const auto breach = check_deadlines(b.spec.deadlines, item, run, clock_.now());
+  if (pacer_ != nullptr && !seen_started && item.started_at != core::TimePoint::min() &&
+      run.state_type != "CRASHED") {
+    pacer_->on_started(b);
+  }
   if (!prefect::is_final_state_type(run.state_type)) {
     if (breach && item.state == ItemState::kLaunched) give_up(b, index, *breach, &run);
     return false;
   }
   auto final_state = core::parse_item_state(run.state_type).value_or(ItemState::kFailed);
+  if (final_state == ItemState::kCrashed && pacer_ != nullptr) {
+    pacer_->on_crash(b, seen_started ? std::optional<core::Duration>(clock_.now() - item.started_at)
+                                     : std::nullopt);
+  }
   if (final_state == ItemState::kCrashed && item.state == ItemState::kLaunched &&
       item.relaunches < relaunch_budget(b.spec) && !core::is_final(b.rec.state) && item.spec) {
     relaunch(b, index, "CRASHED", "run " + item.flow_run_id + " crashed: " + run.state_message);

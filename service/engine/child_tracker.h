@@ -14,6 +14,7 @@
 #include "engine/child_deadlines.h"
 #include "engine/deployment_resolver.h"
 #include "engine/request.h"
+#include "engine/start_pacer.h"
 #include "metrics/metrics.h"
 #include "prefect/prefect_api.h"
 
@@ -52,6 +53,9 @@ class ChildTracker final : public RequestOwner, public BatchObserver {
   void on_item_state(Batch& b, int64_t index, core::ItemState from, core::ItemState to) override;
   void on_batch_finished(Batch& b) override;
 
+  /// Tells `pacer` of children that start, and of those that crash (crash-aware start pacing).
+  void set_pacer(StartPacer* pacer) { pacer_ = pacer; }
+
   /// A batch under a parent launches only while a read of the parent at most this old found it
   /// not yet final.
   static constexpr std::chrono::seconds kParentRecheck{5};
@@ -89,6 +93,7 @@ class ChildTracker final : public RequestOwner, public BatchObserver {
   prefect::PrefectApi& api_;
   metrics::Metrics& metrics_;
   ChildCanceller canceller_;
+  StartPacer* pacer_ = nullptr;
 };
 
 }  // namespace floodgate::engine

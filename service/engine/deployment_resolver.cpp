@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/start_pacer.h"
+
 namespace floodgate::engine {
 
 core::RetryPolicy retry_policy(const BatchSpec& spec) {
@@ -52,9 +54,9 @@ void DeploymentResolver::make_ready(Batch& b, int64_t index) {
 void DeploymentResolver::sync_ready(Batch& b) {
   if (!scheduler_.has_batch(b.key)) return;
   int64_t ready = b.parent_read_outstanding ? 0 : static_cast<int64_t>(b.ready.size());
-  if (b.spec.limits.max_running) {
-    // Launch only while fewer than max_running children are not yet final.
-    const int64_t room = std::max<int64_t>(0, *b.spec.limits.max_running - b.running());
+  if (auto cap = running_cap(b)) {
+    // Launch only while fewer than max_running (or the start pace's cap) are not yet final.
+    const int64_t room = std::max<int64_t>(0, *cap - b.running());
     b.set_capped(room == 0 && ready > 0, clock_.now());
     ready = std::min<int64_t>(ready, room);
   }
@@ -63,7 +65,7 @@ void DeploymentResolver::sync_ready(Batch& b) {
 
 void DeploymentResolver::on_item_state(Batch& b, int64_t /*index*/, core::ItemState /*from*/,
                                        core::ItemState /*to*/) {
-  if (b.spec.limits.max_running) sync_ready(b);
+  if (running_cap(b)) sync_ready(b);
 }
 
 void DeploymentResolver::on_batch_ending(Batch& b, const std::vector<int64_t>& /*in_doubt*/) {

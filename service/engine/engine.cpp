@@ -24,6 +24,7 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
                   scheduler_, http, api_, metrics),
       resolver_(runtime.clock, runtime.random, book_, scheduler_, dispatcher_, api_, metrics),
       retries_(runtime.clock, runtime.random, book_, resolver_, dispatcher_, api_, metrics),
+      pacer_(runtime.clock, scheduler_, metrics),
       tracker_(
           runtime.clock, runtime.random,
           [&random = runtime.random] { return core::new_uuid(random); },
@@ -47,7 +48,13 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
   book_.add_observer(&flusher_);
   book_.add_observer(&retries_);
   book_.add_observer(&resolver_);
+  book_.add_observer(&pacer_);
   book_.add_observer(&tracker_);
+  pacer_.set_resync([this](Batch& b) {
+    resolver_.sync_ready(b);
+    dispatcher_.dispatch_now();
+  });
+  tracker_.set_pacer(&pacer_);
   book_.add_observer(&queries_);
 }
 
@@ -98,7 +105,7 @@ void Engine::activate(Batch& b, const std::vector<int64_t>& to_launch) {
   book_.announce(b);
   for (int64_t idx : to_launch) resolver_.make_ready(b, idx);
   if (core::is_final(b.rec.state)) return;
-  scheduler_.add_batch(b.key, quota_of(b.spec));
+  scheduler_.add_batch(b.key, effective_quota(b));
   scheduler_.set_paused(b.key, b.rec.state == core::BatchState::kPaused);
   resolver_.sync_ready(b);
   book_.check_finished(b);

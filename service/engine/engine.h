@@ -25,6 +25,7 @@
 #include "engine/engine_gauges.h"
 #include "engine/launch_retries.h"
 #include "engine/launcher.h"
+#include "engine/start_pacer.h"
 #include "engine/store_writer.h"
 #include "engine/subflow_linker.h"
 #include "metrics/metrics.h"
@@ -166,6 +167,7 @@ class Engine {
   Dispatcher dispatcher_;
   DeploymentResolver resolver_;
   LaunchRetries retries_;
+  StartPacer pacer_;
   ChildTracker tracker_;
   SubflowLinker linker_;
   Launcher launcher_;

@@ -109,6 +109,10 @@ void Metrics::register_work_metrics(prometheus::Registry& r) {
       r, "floodgate_child_deadlines_total",
       "Children given up on: past their start or run deadline, or deleted in Prefect; by reason "
       "and by what was done (report: STUCK, fail: cancelled and FAILED, relaunch).");
+  start_pace_cuts_ = &counter_family(r, "floodgate_start_pace_cuts_total",
+                                     "Cuts of a batch's start pace (launch rate and running cap) "
+                                     "after children crashed soon after they started.")
+                          .Add({});
   batches_finished_family_ = &counter_family(r, "floodgate_batches_finished_total",
                                              "Batches that reached a final state, by that state.");
   for (int i = 0; i < core::kBatchStateCount; ++i) {

@@ -59,6 +59,8 @@ class Metrics {
   /// Children given up on, by reason (start_deadline, run_deadline, deleted) and by what was
   /// done (report, fail, relaunch).
   prometheus::Counter& child_deadlines(std::string_view reason, std::string_view action);
+  /// Cuts of a batch's start pace after children crashed as they started.
+  prometheus::Counter& start_pace_cuts() { return *start_pace_cuts_; }
 
   /// What the status page and the per-batch series show for an active batch.
   struct BatchView {
@@ -119,6 +121,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* breaker_state_family_;
   prometheus::Family<prometheus::Counter>* batches_finished_family_;
   prometheus::Family<prometheus::Counter>* child_deadlines_family_;
+  prometheus::Counter* start_pace_cuts_;
   prometheus::Family<prometheus::Gauge>* launch_rate_family_;
   prometheus::Family<prometheus::Gauge>* eta_family_;
   prometheus::Family<prometheus::Gauge>* running_family_;

@@ -46,7 +46,8 @@ def test_spec_declares_the_whole_rest_contract():
     assert set(body["properties"]) == {
         "deployment", "deployment_id", "runs", "tags", "parent_flow_run_id", "limits", "retry",
         "track", "relaunch_crashed", "tolerated_failure_percentage", "tolerated_failure_count",
-        "on_cancel", "start_deadline_s", "run_deadline_s", "on_deadline", "priority", "labels"}
+        "on_cancel", "start_deadline_s", "run_deadline_s", "on_deadline", "start_pacing",
+        "priority", "labels"}
     assert set(schemas["RunRequest"]["properties"]) == {
         "parameters", "name", "tags", "job_variables", "work_queue_name", "idempotency_key",
         "deployment"}
@@ -75,7 +76,8 @@ BATCH = {
     "retry": {"max_attempts": 8, "initial_delay_s": 1.0, "max_delay_s": 60.0, "max_elapsed_s": 3600.0},
     "track": True, "relaunch_crashed": 0, "tolerated_failure_percentage": 0.0,
     "tolerated_failure_count": None, "on_cancel": "abandon", "start_deadline_s": 0.0,
-    "run_deadline_s": 0.0, "on_deadline": "report", "priority": 0, "labels": {},
+    "run_deadline_s": 0.0, "on_deadline": "report", "start_pacing": True, "start_pace": None,
+    "priority": 0, "labels": {},
 }
 
 

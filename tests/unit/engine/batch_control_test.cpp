@@ -10,6 +10,7 @@
 #include "core/launch_scheduler.h"
 #include "core/random.h"
 #include "engine/deployment_resolver.h"
+#include "engine/start_pacer.h"
 #include "engine_test_support.h"
 #include "metrics/metrics.h"
 #include "parts_test_support.h"
@@ -30,7 +31,7 @@ class BatchControlTest : public ::testing::Test {
     s.deployment = "flow/dep";
     s.track = false;
     Batch& b = testing::new_batch(book, id, s, n);
-    scheduler.add_batch(b.key, quota_of(b.spec));
+    scheduler.add_batch(b.key, effective_quota(b));
     return b;
   }
 
