@@ -242,7 +242,8 @@ wait_http "$FAKE_URL/api/health"
 # instead of this one.
 kill -0 "$FAKE_PID" 2>/dev/null || { echo "the fake exited: is port $FAKE_PORT taken?" >&2; exit 2; }
 
-echo "# launch_throughput: nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg) runs=$RUNS conc=$CONC reps=$REPS"
+BENCH_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "# launch_throughput: nproc=$(nproc) load=$BENCH_LOAD_START runs=$RUNS conc=$CONC reps=$REPS"
 echo "# batch body sizes: $(stat -c '%n %s' "$WORK"/batch_*.json | sed "s|$WORK/||g" | tr '\n' ' ')"
 : >"$WORK/results.jsonl"
 record() {  # rep: appends $WORK/line, tagged with the repetition and the load, to the results
@@ -271,8 +272,9 @@ if [[ -n $FLOODGATED_BEFORE ]]; then
     loop_run >"$WORK/line" && record "$rep"
     if ((rep % 2)); then after "$rep"; else before "$rep"; fi
   done
-  echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-  python3 "$ROOT/tests/bench/split_ab_report.py" "$WORK/results.jsonl" "$FLOODGATED_BEFORE" "$FLOODGATED"
+  BENCH_LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "# load at end: $BENCH_LOAD_END"
+  BENCH_LOAD_START=$BENCH_LOAD_START BENCH_LOAD_END=$BENCH_LOAD_END python3 "$ROOT/tests/bench/split_ab_report.py" "$WORK/results.jsonl" "$FLOODGATED_BEFORE" "$FLOODGATED"
   exit
 fi
 

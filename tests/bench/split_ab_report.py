@@ -63,13 +63,26 @@ def main() -> int:
     results, before_bin, after_bin = sys.argv[1:4]
     rows = [json.loads(line) for line in open(results)]
     reps = per_rep(rows)
-    doc = {"rows": rows, "per_rep": reps, "argv": ["tests/bench/launch_throughput.sh"],
+    env = {k: os.environ[k] for k in ("REPS", "RUNS", "CONC", "SECONDS_PER", "MAX_LOAD", "MAX_WAIT_S")
+           if k in os.environ}
+    argv = ["env", *(f"{k}={v}" for k, v in env.items()), f"FLOODGATED_BEFORE={before_bin}",
+            f"FLOODGATED={after_bin}", "tests/bench/launch_throughput.sh"]
+    doc = {"rows": rows, "per_rep": reps, "argv": argv,
            "env": {k: os.environ[k] for k in ("REPS", "RUNS", "CONC", "SECONDS_PER", "MAX_LOAD", "MAX_WAIT_S",
                                                "BEFORE_COMMIT", "AFTER_COMMIT") if k in os.environ}
            | {"FLOODGATED_BEFORE": before_bin, "FLOODGATED": after_bin},
            "before_commit": commit_of(before_bin, "BEFORE_COMMIT"),
            "after_commit": commit_of(after_bin, "AFTER_COMMIT")}
-    print("raw results:", bl.write_result("launch_split_ab", doc))
+    prov = bl.provenance()
+    # The run started long before this report; launch_throughput.sh passes the load it saw then.
+    prov["load_start"] = os.environ.get("BENCH_LOAD_START", "not recorded")
+    doc["provenance"] = prov
+    out = bl.write_result("launch_split_ab", doc)
+    if os.environ.get("BENCH_LOAD_END"):  # the load when the last measurement ended
+        doc = json.loads(out.read_text())
+        doc["provenance"]["load_end"] = os.environ["BENCH_LOAD_END"]
+        out.write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
+    print("raw results:", out)
     print(f"before = {doc['before_commit'][:12]} ({before_bin})\nafter  = {doc['after_commit'][:12]} ({after_bin})")
     print()
     print("| rep | load | before runs/s | loop req/s | after runs/s | before us | loop us | after us | "
