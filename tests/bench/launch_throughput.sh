@@ -21,7 +21,8 @@
 # repetition measures only fg-before (that binary), loop and fg-after ($FLOODGATED), all three
 # at a fixed CONC in flight with single creates, before and after swapping places from one
 # repetition to the next (odd: before, loop, after; even: after, loop, before), so that drift in
-# the machine's load falls on both alike; the raw results go to launch_split_ab.json.
+# the machine's load falls on both alike; the raw results go to launch_split_ab.json (or
+# $RESULT_NAME.json).
 #
 # Needs: go, wrk, curl, jq, python3, and the built floodgated and bench_cpprest_loop:
 #   cmake --build build/ci --target floodgated bench_cpprest_loop

@@ -127,7 +127,8 @@ def render_launch_split_ab(doc: dict) -> list[str]:
 
 
 RENDER = {"overload": render_overload, "api_economy": render_api_economy,
-          "launch_throughput": render_launch_throughput, "launch_split_ab": render_launch_split_ab}
+          "launch_throughput": render_launch_throughput, "launch_split_ab": render_launch_split_ab,
+          "launch_http_read_ab": render_launch_split_ab}
 
 
 def main() -> int:

@@ -5,8 +5,8 @@ repetition (measured back to back, so less exposed to the machine's drift than t
 
     [BEFORE_COMMIT=...] [AFTER_COMMIT=...] python3 tests/bench/split_ab_report.py RESULTS.jsonl BEFORE_BINARY AFTER_BINARY
 
-Writes docs/bench-results/launch_split_ab.json (rendered into docs/benchmarks.md by
-render_tables.py). Standard library only.
+Writes docs/bench-results/launch_split_ab.json, or $RESULT_NAME.json (rendered into
+docs/benchmarks.md by render_tables.py). Standard library only.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> int:
     # The run started long before this report; launch_throughput.sh passes the load it saw then.
     prov["load_start"] = os.environ.get("BENCH_LOAD_START", "not recorded")
     doc["provenance"] = prov
-    out = bl.write_result("launch_split_ab", doc)
+    out = bl.write_result(os.environ.get("RESULT_NAME", "launch_split_ab"), doc)
     if os.environ.get("BENCH_LOAD_END"):  # the load when the last measurement ended
         doc = json.loads(out.read_text())
         doc["provenance"]["load_end"] = os.environ["BENCH_LOAD_END"]
