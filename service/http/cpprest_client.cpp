@@ -291,8 +291,9 @@ class CpprestClient final : public prefect::HttpClient {
 
   // How much the next read asks for. The buffer zero-fills (and on growth copies) all of it, so
   // with a Content-Length the reads ask for just what is left plus the byte that shows the end:
-  // the buffer then holds Content-Length + 1 bytes in all, instead of 64 KiB per read (zeroing
-  // and copying those was an eighth of floodgated's CPU per launch against the fake Prefect).
+  // the buffer then holds Content-Length + 1 bytes in all, instead of 64 KiB more per read. In a
+  // perf profile of floodgated launching against the fake Prefect, that zeroing and copying was
+  // 13% of the samples (3% of them are left in reading the body).
   static size_t next_chunk(const Sink& sink) {
     constexpr size_t kChunk = 64 * 1024;
     if (sink.declared == 0) return kChunk;
