@@ -71,14 +71,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_http() {  # url
-  for _ in $(seq 1 200); do
-    curl -fs -o /dev/null "$1" && return 0
-    sleep 0.05
-  done
-  echo "not answering: $1" >&2
-  return 1
-}
+# wait_http, wait_batch_end
+source "$ROOT/tests/bench/bench_lib.sh"
 
 fake_reset() {
   curl -fs -XPOST "$FAKE_URL/_fake/reset" >/dev/null
@@ -123,13 +117,8 @@ fg_launch() {  # label extra-flags...
   id=$(curl -fs -XPOST "$FG_URL/v1/batches" -H 'Content-Type: application/json' \
     --data-binary "@$WORK/batch_$RUNS.json" | jq -r .id)
   fg_cpu_posted=$(cpu_ticks "$FG_PID")
-  local version=0 body
-  while :; do
-    body=$(curl -fs "$FG_URL/v1/batches/$id?wait_s=5&after_version=$version")
-    state=$(jq -r .state <<<"$body")
-    version=$(jq -r .version <<<"$body")
-    [[ $state == COMPLETED || $state == FAILED || $state == CANCELLED ]] && break
-  done
+  local body
+  body=$(wait_batch_end "$FG_URL" "$id")
   t1=$(date +%s.%N)
   fg_cpu_end=$(cpu_ticks "$FG_PID")
   fake_cpu1=$(cpu_ticks "$FAKE_PID")
@@ -204,7 +193,7 @@ print('{\"label\":\"loop\",\"rate\":$rps,\"failed\":$failed,\"client_cpu_us\":%.
 accept_big() {
   fake_reset
   start_floodgated --bulk false
-  local rss0 out code t id hwm_post state version=0 body
+  local rss0 out code t id hwm_post state body
   rss0=$(kb "$FG_PID" VmRSS)
   out=$(curl -s -o "$WORK/accept.json" -w '%{http_code} %{time_total}' -XPOST "$FG_URL/v1/batches" \
     -H 'Content-Type: application/json' --data-binary "@$WORK/batch_$BIG_RUNS.json")
@@ -212,12 +201,8 @@ accept_big() {
   t=${out#* }
   hwm_post=$(kb "$FG_PID" VmHWM)
   id=$(jq -r .id "$WORK/accept.json")
-  while :; do
-    body=$(curl -fs "$FG_URL/v1/batches/$id?wait_s=5&after_version=$version")
-    state=$(jq -r .state <<<"$body")
-    version=$(jq -r .version <<<"$body")
-    [[ $state == COMPLETED || $state == FAILED || $state == CANCELLED ]] && break
-  done
+  body=$(wait_batch_end "$FG_URL" "$id")
+  state=$(jq -r .state <<<"$body")
   local hwm_end rss_end
   hwm_end=$(kb "$FG_PID" VmHWM)
   rss_end=$(kb "$FG_PID" VmRSS)

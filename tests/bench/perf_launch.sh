@@ -21,11 +21,8 @@ mkdir -p "$W" "$ROOT/build/ci/bin"
 FP=$!
 GP=""
 trap 'kill $FP 2>/dev/null; [[ -n $GP ]] && kill $GP 2>/dev/null; true' EXIT
-wait_http() {
-  for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done
-  echo "not answering: $1" >&2
-  exit 1
-}
+# wait_http, wait_batch_end
+source "$ROOT/tests/bench/bench_lib.sh"
 wait_http "http://127.0.0.1:$FAKE_PORT/api/health"
 kill -0 "$FP" || { echo "the fake exited: is port $FAKE_PORT taken?" >&2; exit 2; }
 curl -fs -XPOST "http://127.0.0.1:$FAKE_PORT/_fake/config" -d '{"bulk_enabled":false}' >/dev/null
@@ -43,13 +40,7 @@ id=$(curl -fs -XPOST "http://127.0.0.1:$FG_PORT/v1/batches" -H 'Content-Type: ap
   --data-binary "@$W/batch.json" | jq -r .id)
 perf record -F 499 --call-graph dwarf,32768 -p "$GP" -o "$W/perf.data" 2>"$W/perf.err" &
 PP=$!
-version=0
-while :; do
-  body=$(curl -fs "http://127.0.0.1:$FG_PORT/v1/batches/$id?wait_s=5&after_version=$version")
-  state=$(jq -r .state <<<"$body")
-  version=$(jq -r .version <<<"$body")
-  [[ $state == COMPLETED || $state == FAILED || $state == CANCELLED ]] && break
-done
+body=$(wait_batch_end "http://127.0.0.1:$FG_PORT" "$id")
 kill -INT "$PP"
 wait "$PP" || true
 jq -c '{state, counts}' <<<"$body"
