@@ -5,7 +5,6 @@
 #include <functional>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <utility>
 #include <vector>
 
@@ -79,11 +78,6 @@ class ManualTimerQueue final : public TimerQueue {
     }
     clock_.set(std::max(clock_.now(), end));
     run_ready();
-  }
-  /// When the earliest timer is due, if any.
-  std::optional<TimePoint> next_due() const {
-    if (timers_.empty()) return std::nullopt;
-    return timers_.begin()->first.first;
   }
   size_t scheduled() const { return timers_.size(); }
 

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <pplx/threadpool.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -275,7 +276,9 @@ class CpprestClient final : public prefect::HttpClient {
       call->abort(too_large(max_body, answer.headers().content_length()));
       return;
     }
-    read_chunks(call, result, answer.body(), std::make_shared<Sink>(), max_body);
+    auto sink = std::make_shared<Sink>();
+    sink->declared = answer.headers().content_length();
+    read_chunks(call, result, answer.body(), sink, max_body);
   }
 
   // The body read so far. container_buffer's vector grows by whole chunks ahead of the bytes
@@ -283,14 +286,27 @@ class CpprestClient final : public prefect::HttpClient {
   struct Sink {
     concurrency::streams::container_buffer<std::vector<uint8_t>> buffer;
     size_t size = 0;
+    uint64_t declared = 0;  // Content-Length; 0 when absent (or empty)
   };
+
+  // How much the next read asks for. The buffer zero-fills (and on growth copies) all of it, so
+  // with a Content-Length the reads ask for just what is left plus the byte that shows the end:
+  // the buffer then holds Content-Length + 1 bytes in all, instead of 64 KiB more per read. In a
+  // perf profile of floodgated launching against the fake Prefect, that zeroing and copying was
+  // 13% of the samples (3% of them are left in reading the body).
+  static size_t next_chunk(const Sink& sink) {
+    constexpr size_t kChunk = 64 * 1024;
+    if (sink.declared == 0) return kChunk;
+    return sink.size < sink.declared
+               ? static_cast<size_t>(std::min<uint64_t>(sink.declared - sink.size, kChunk)) + 1
+               : 1;
+  }
 
   static void read_chunks(const std::shared_ptr<Call>& call,
                           const std::shared_ptr<prefect::HttpResponse>& result,
                           concurrency::streams::istream body, const std::shared_ptr<Sink>& sink,
                           size_t max_body) {
-    constexpr size_t kChunk = 64 * 1024;
-    body.read(sink->buffer, kChunk).then([=](pplx::task<size_t> read) {
+    body.read(sink->buffer, next_chunk(*sink)).then([=](pplx::task<size_t> read) {
       size_t n = 0;
       try {
         n = read.get();

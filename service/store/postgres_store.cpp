@@ -7,18 +7,20 @@
 #include "store/database_url.h"
 #include "store/pg_connection.h"
 #include "store/postgres_schema.h"
+#include "store/queries.h"
 
 namespace floodgate::store {
 namespace {
 
-using core::BatchState;
-using core::ItemState;
+// The queries the SQLite store runs too are in queries.cpp; these are PostgreSQL's own.
+std::string_view sql(Query query) { return query_text(SqlDialect::kPostgres, query); }
 
-constexpr std::string_view kInsertBatch =
-    "INSERT INTO batches (id, spec, state, total, created_at, updated_at, finished_at, version, "
-    "idempotency_key, submitted_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq";
-constexpr std::string_view kBatchByKey = "SELECT id FROM batches WHERE idempotency_key = $1";
+// The shared insert, made safe against a concurrent insert of the same key (see insert_batch).
+const std::string& insert_batch_or_nothing() {
+  static const std::string text = std::string(sql(Query::kInsertBatch)) +
+                                  " ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq";
+  return text;
+}
 constexpr std::string_view kCopyItems =
     "COPY items (batch_seq, idx, state, attempts, flow_run_id, flow_run_state, last_error, "
     "detail, spec) FROM STDIN";
@@ -30,53 +32,9 @@ constexpr std::string_view kUpdateItems =
     "$7::text[], $8::text[]) AS u (batch_id, idx, state, attempts, flow_run_id, flow_run_state, "
     "last_error, detail) JOIN batches AS b ON b.id = u.batch_id "
     "WHERE i.batch_seq = b.seq AND i.idx = u.idx";
-constexpr std::string_view kUpdateBatch =
-    "UPDATE batches SET state = $2, updated_at = $3, finished_at = $4, version = $5, "
-    "spec = coalesce($6, spec) WHERE id = $1";
-
-#define FLOODGATE_BATCH_COLUMNS                                                        \
-  "SELECT seq, id, spec, state, total, created_at, updated_at, finished_at, version, " \
-  "idempotency_key, submitted_by FROM batches "
-constexpr std::string_view kGetBatch = FLOODGATE_BATCH_COLUMNS "WHERE id = $1";
-// LIMIT NULL is no limit.
-constexpr std::string_view kListBatches =
-    FLOODGATE_BATCH_COLUMNS "WHERE seq > $1 ORDER BY seq LIMIT $2";
-constexpr std::string_view kListBatchesInState =
-    FLOODGATE_BATCH_COLUMNS "WHERE state = $3 AND seq > $1 ORDER BY seq LIMIT $2";
-constexpr std::string_view kUnfinishedBatches =
-    FLOODGATE_BATCH_COLUMNS "WHERE state IN ('QUEUED', 'RUNNING', 'PAUSED') ORDER BY seq";
-#undef FLOODGATE_BATCH_COLUMNS
-
-constexpr bool unfinished_states_match_core() {
-  for (int i = 0; i < core::kBatchStateCount; ++i) {
-    const auto s = static_cast<BatchState>(i);
-    const bool listed =
-        s == BatchState::kQueued || s == BatchState::kRunning || s == BatchState::kPaused;
-    if (listed == core::is_final(s)) return false;
-  }
-  return true;
-}
-static_assert(unfinished_states_match_core(),
-              "kUnfinishedBatches must list exactly the batch states that are not final");
-
-#define FLOODGATE_ITEM_COLUMNS \
-  "SELECT idx, state, attempts, flow_run_id, flow_run_state, last_error, detail"
-#define FLOODGATE_ITEMS_OF_BATCH \
-  " FROM items WHERE batch_seq = (SELECT seq FROM batches WHERE id = $1)"
-constexpr std::string_view kLoadItems =
-    FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH " ORDER BY idx";
-constexpr std::string_view kLoadItemsWithSpec =
-    FLOODGATE_ITEM_COLUMNS ", spec" FLOODGATE_ITEMS_OF_BATCH " ORDER BY idx";
-constexpr std::string_view kListItems =
-    FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH " AND idx > $2 ORDER BY idx LIMIT $3";
-constexpr std::string_view kListItemsInState = FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH
-    " AND state = $4 AND idx > $2 ORDER BY idx LIMIT $3";
-constexpr std::string_view kCountItems =
-    "SELECT state, count(*)" FLOODGATE_ITEMS_OF_BATCH " GROUP BY state";
 constexpr std::string_view kItemSpecs =
-    "SELECT idx, spec" FLOODGATE_ITEMS_OF_BATCH " AND idx = ANY ($2::bigint[])";
-#undef FLOODGATE_ITEMS_OF_BATCH
-#undef FLOODGATE_ITEM_COLUMNS
+    "SELECT idx, spec FROM items WHERE batch_seq = (SELECT seq FROM batches WHERE id = $1) "
+    "AND idx = ANY ($2::bigint[])";
 
 BatchRecord read_batch(const PgResult& r, int row) {
   BatchRecord b;
@@ -228,9 +186,10 @@ InsertResult PostgresStore::insert_batch(const BatchRecord& batch,
       .add(batch.submitted_by);
   // ON CONFLICT waits for a concurrent insert of the same key to commit or roll back, so
   // exactly one insert of a key wins, also across processes.
-  const PgResult inserted = conn->run(kInsertBatch, params, what);
+  const PgResult inserted = conn->run(insert_batch_or_nothing(), params, what);
   if (inserted.rows() == 0) {
-    const PgResult existing = conn->run(kBatchByKey, PgParams().add(batch.idempotency_key), what);
+    const PgResult existing =
+        conn->run(sql(Query::kBatchByKey), PgParams().add(batch.idempotency_key), what);
     if (existing.rows() == 0) throw StoreError(what + ": idempotency key taken but not found");
     return InsertResult{false, existing.text(0, 0)};
   }
@@ -300,7 +259,7 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
         .add(u.finished_at_ms)
         .add(u.version)
         .add(u.spec_json);
-    if (conn->run(kUpdateBatch, p, what).changed() == 0) ++skipped;
+    if (conn->run(sql(Query::kUpdateBatch), p, what).changed() == 0) ++skipped;
   }
   tx.commit();
   if (skipped > 0) skipped_updates_.fetch_add(skipped, std::memory_order_relaxed);
@@ -308,7 +267,7 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
 
 std::optional<BatchRecord> PostgresStore::get_batch(const std::string& id) {
   auto conn = pool_->acquire();
-  const PgResult r = conn->run(kGetBatch, PgParams().add(id), "reading a batch");
+  const PgResult r = conn->run(sql(Query::kGetBatch), PgParams().add(id), "reading a batch");
   if (r.rows() == 0) return std::nullopt;
   return read_batch(r, 0);
 }
@@ -320,18 +279,20 @@ std::vector<BatchRecord> PostgresStore::list_batches(std::optional<core::BatchSt
   add_limit(p, limit);
   if (state) p.add(core::to_string(*state));
   auto conn = pool_->acquire();
-  return read_batches(conn->run(state ? kListBatchesInState : kListBatches, p, "listing batches"));
+  return read_batches(conn->run(sql(state ? Query::kListBatchesInState : Query::kListBatches), p,
+                                "listing batches"));
 }
 
 std::vector<BatchRecord> PostgresStore::load_unfinished_batches() {
   auto conn = pool_->acquire();
-  return read_batches(conn->run(kUnfinishedBatches, PgParams(), "loading unfinished batches"));
+  return read_batches(
+      conn->run(sql(Query::kUnfinishedBatches), PgParams(), "loading unfinished batches"));
 }
 
 std::vector<ItemRecord> PostgresStore::load_items(const std::string& batch_id, bool with_spec) {
   auto conn = pool_->acquire();
-  return read_items(conn->run(with_spec ? kLoadItemsWithSpec : kLoadItems, PgParams().add(batch_id),
-                              "loading items"),
+  return read_items(conn->run(sql(with_spec ? Query::kLoadItemsWithSpec : Query::kLoadItems),
+                              PgParams().add(batch_id), "loading items"),
                     batch_id, with_spec);
 }
 
@@ -343,14 +304,15 @@ std::vector<ItemRecord> PostgresStore::list_items(const std::string& batch_id,
   add_limit(p, limit);
   if (state) p.add(core::to_string(*state));
   auto conn = pool_->acquire();
-  return read_items(conn->run(state ? kListItemsInState : kListItems, p, "listing items"), batch_id,
-                    false);
+  return read_items(
+      conn->run(sql(state ? Query::kListItemsInState : Query::kListItems), p, "listing items"),
+      batch_id, false);
 }
 
 std::array<int64_t, core::kItemStateCount> PostgresStore::count_items(const std::string& batch_id) {
   std::array<int64_t, core::kItemStateCount> counts{};
   auto conn = pool_->acquire();
-  const PgResult r = conn->run(kCountItems, PgParams().add(batch_id), "counting items");
+  const PgResult r = conn->run(sql(Query::kCountItems), PgParams().add(batch_id), "counting items");
   for (int row = 0; row < r.rows(); ++row) {
     const std::string state = r.text(row, 0);
     const auto parsed = core::parse_item_state(state);

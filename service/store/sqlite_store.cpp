@@ -5,14 +5,12 @@
 #include <mutex>
 #include <string_view>
 
+#include "store/queries.h"
 #include "store/sqlite_connection.h"
 #include "store/wal_checkpointer.h"
 
 namespace floodgate::store {
 namespace {
-
-using core::BatchState;
-using core::ItemState;
 
 constexpr std::string_view kMemory = ":memory:";
 
@@ -87,63 +85,17 @@ constexpr std::array<const char*, SqliteStore::kSchemaVersion - 2> kMigrationNam
     "schema_migrations",
 };
 
-constexpr std::string_view kInsertBatch =
-    "INSERT INTO batches (id, spec, state, total, created_at, updated_at, finished_at, version, "
-    "idempotency_key, submitted_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+// The queries the PostgreSQL store runs too are in queries.cpp; these are SQLite's own.
 constexpr std::string_view kInsertItem =
     "INSERT INTO items (batch_seq, idx, state, attempts, flow_run_id, flow_run_state, "
     "last_error, detail, spec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-constexpr std::string_view kBatchByKey = "SELECT id FROM batches WHERE idempotency_key = ?1";
 constexpr std::string_view kSeqOf = "SELECT seq FROM batches WHERE id = ?1";
 constexpr std::string_view kUpdateItem =
     "UPDATE items SET state = ?3, attempts = ?4, flow_run_id = ?5, flow_run_state = ?6, "
     "last_error = ?7, detail = ?8 WHERE batch_seq = ?1 AND idx = ?2";
-constexpr std::string_view kUpdateBatch =
-    "UPDATE batches SET state = ?2, updated_at = ?3, finished_at = ?4, version = ?5, "
-    "spec = coalesce(?6, spec) WHERE id = ?1";
-
-#define FLOODGATE_BATCH_COLUMNS                                                        \
-  "SELECT seq, id, spec, state, total, created_at, updated_at, finished_at, version, " \
-  "idempotency_key, submitted_by FROM batches "
-constexpr std::string_view kGetBatch = FLOODGATE_BATCH_COLUMNS "WHERE id = ?1";
-constexpr std::string_view kListBatches =
-    FLOODGATE_BATCH_COLUMNS "WHERE seq > ?1 ORDER BY seq LIMIT ?2";
-constexpr std::string_view kListBatchesInState =
-    FLOODGATE_BATCH_COLUMNS "WHERE state = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2";
-constexpr std::string_view kUnfinishedBatches =
-    FLOODGATE_BATCH_COLUMNS "WHERE state IN ('QUEUED', 'RUNNING', 'PAUSED') ORDER BY seq";
-#undef FLOODGATE_BATCH_COLUMNS
-
-constexpr bool unfinished_states_match_core() {
-  for (int i = 0; i < core::kBatchStateCount; ++i) {
-    const auto s = static_cast<BatchState>(i);
-    const bool listed =
-        s == BatchState::kQueued || s == BatchState::kRunning || s == BatchState::kPaused;
-    if (listed == core::is_final(s)) return false;
-  }
-  return true;
-}
-static_assert(unfinished_states_match_core(),
-              "kUnfinishedBatches must list exactly the batch states that are not final");
-
-#define FLOODGATE_ITEM_COLUMNS \
-  "SELECT idx, state, attempts, flow_run_id, flow_run_state, last_error, detail"
-#define FLOODGATE_ITEMS_OF_BATCH \
-  " FROM items WHERE batch_seq = (SELECT seq FROM batches WHERE id = ?1)"
-constexpr std::string_view kLoadItems =
-    FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH " ORDER BY idx";
-constexpr std::string_view kLoadItemsWithSpec =
-    FLOODGATE_ITEM_COLUMNS ", spec" FLOODGATE_ITEMS_OF_BATCH " ORDER BY idx";
-constexpr std::string_view kListItems =
-    FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH " AND idx > ?2 ORDER BY idx LIMIT ?3";
-constexpr std::string_view kListItemsInState = FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH
-    " AND state = ?4 AND idx > ?2 ORDER BY idx LIMIT ?3";
-// Counted from the items_by_state index alone, without touching the rows.
-constexpr std::string_view kCountItems =
-    "SELECT state, count(*)" FLOODGATE_ITEMS_OF_BATCH " GROUP BY state";
-#undef FLOODGATE_ITEMS_OF_BATCH
-#undef FLOODGATE_ITEM_COLUMNS
 constexpr std::string_view kItemSpec = "SELECT spec FROM items WHERE batch_seq = ?1 AND idx = ?2";
+
+std::string_view sql(Query query) { return query_text(SqlDialect::kSqlite, query); }
 
 BatchRecord read_batch(const Statement& stmt) {
   BatchRecord b;
@@ -332,12 +284,12 @@ InsertResult SqliteStore::insert_batch(const BatchRecord& batch,
   Transaction tx(db, Transaction::Mode::kImmediate, what);
 
   if (batch.idempotency_key) {
-    Statement by_key(db, kBatchByKey, what);
+    Statement by_key(db, sql(Query::kBatchByKey), what);
     by_key.bind(1, *batch.idempotency_key);
     if (by_key.step()) return InsertResult{false, by_key.column_text(0)};
   }
 
-  Statement insert(db, kInsertBatch, what);
+  Statement insert(db, sql(Query::kInsertBatch), what);
   insert.bind(1, batch.id);
   insert.bind(2, batch.spec_json);
   insert.bind(3, core::to_string(batch.state));
@@ -408,7 +360,7 @@ void SqliteStore::apply(const std::vector<ItemUpdate>& items,
   }
 
   if (!batches.empty()) {
-    Statement update(db, kUpdateBatch, "updating batches");
+    Statement update(db, sql(Query::kUpdateBatch), "updating batches");
     for (const BatchUpdate& u : batches) {
       update.bind(1, u.id);
       update.bind(2, core::to_string(u.state));
@@ -429,7 +381,7 @@ void SqliteStore::apply(const std::vector<ItemUpdate>& items,
 std::optional<BatchRecord> SqliteStore::get_batch(const std::string& id) {
   SqliteConnection& db = reader();
   std::lock_guard lock(db.mutex());
-  Statement stmt(db, kGetBatch, "reading a batch");
+  Statement stmt(db, sql(Query::kGetBatch), "reading a batch");
   stmt.bind(1, id);
   if (!stmt.step()) return std::nullopt;
   return read_batch(stmt);
@@ -439,7 +391,8 @@ std::vector<BatchRecord> SqliteStore::list_batches(std::optional<core::BatchStat
                                                    int64_t after_seq, int limit) {
   SqliteConnection& db = reader();
   std::lock_guard lock(db.mutex());
-  Statement stmt(db, state ? kListBatchesInState : kListBatches, "listing batches");
+  Statement stmt(db, sql(state ? Query::kListBatchesInState : Query::kListBatches),
+                 "listing batches");
   stmt.bind(1, after_seq);
   stmt.bind(2, int64_t{limit});
   if (state) stmt.bind(3, core::to_string(*state));
@@ -451,7 +404,7 @@ std::vector<BatchRecord> SqliteStore::list_batches(std::optional<core::BatchStat
 std::vector<BatchRecord> SqliteStore::load_unfinished_batches() {
   SqliteConnection& db = reader();
   std::lock_guard lock(db.mutex());
-  Statement stmt(db, kUnfinishedBatches, "loading unfinished batches");
+  Statement stmt(db, sql(Query::kUnfinishedBatches), "loading unfinished batches");
   std::vector<BatchRecord> result;
   while (stmt.step()) result.push_back(read_batch(stmt));
   return result;
@@ -460,7 +413,8 @@ std::vector<BatchRecord> SqliteStore::load_unfinished_batches() {
 std::vector<ItemRecord> SqliteStore::load_items(const std::string& batch_id, bool with_spec) {
   SqliteConnection& db = reader();
   std::lock_guard lock(db.mutex());
-  Statement stmt(db, with_spec ? kLoadItemsWithSpec : kLoadItems, "loading items");
+  Statement stmt(db, sql(with_spec ? Query::kLoadItemsWithSpec : Query::kLoadItems),
+                 "loading items");
   stmt.bind(1, batch_id);
   std::vector<ItemRecord> result;
   while (stmt.step()) result.push_back(read_item(stmt, batch_id, with_spec));
@@ -472,7 +426,7 @@ std::vector<ItemRecord> SqliteStore::list_items(const std::string& batch_id,
                                                 int64_t after_index, int limit) {
   SqliteConnection& db = reader();
   std::lock_guard lock(db.mutex());
-  Statement stmt(db, state ? kListItemsInState : kListItems, "listing items");
+  Statement stmt(db, sql(state ? Query::kListItemsInState : Query::kListItems), "listing items");
   stmt.bind(1, batch_id);
   stmt.bind(2, after_index);
   stmt.bind(3, int64_t{limit});
@@ -486,7 +440,7 @@ std::array<int64_t, core::kItemStateCount> SqliteStore::count_items(const std::s
   std::array<int64_t, core::kItemStateCount> counts{};
   SqliteConnection& db = reader();
   std::lock_guard lock(db.mutex());
-  Statement stmt(db, kCountItems, "counting items");
+  Statement stmt(db, sql(Query::kCountItems), "counting items");
   stmt.bind(1, batch_id);
   while (stmt.step()) {
     const std::string state = stmt.column_text(0);

@@ -3,6 +3,8 @@
 #
 #   tests/bench/launch_throughput.sh            # 3 repetitions, 50,000-run batches
 #   REPS=1 RUNS=20000 SECONDS_PER=5 tests/bench/launch_throughput.sh   # a quick look
+#   FLOODGATED_BEFORE=/path/to/older/floodgated REPS=6 tests/bench/launch_throughput.sh
+#                                               # two builds side by side (see below)
 #
 # Against one fake Prefect on loopback (tests/fake_prefect, bulk disabled, no faults), each
 # repetition measures, one after the other:
@@ -15,6 +17,13 @@
 # POST) and floodgated's resident memory (VmRSS before, VmHWM after the POST and after the batch).
 # The fake is reset between measurements so its store does not grow across them.
 #
+# With FLOODGATED_BEFORE set (a second floodgated binary, e.g. built from an older commit), each
+# repetition measures only fg-before (that binary), loop and fg-after ($FLOODGATED), all three
+# at a fixed CONC in flight with single creates, before and after swapping places from one
+# repetition to the next (odd: before, loop, after; even: after, loop, before), so that drift in
+# the machine's load falls on both alike; the raw results go to launch_split_ab.json (or
+# $RESULT_NAME.json).
+#
 # Needs: go, wrk, curl, jq, python3, and the built floodgated and bench_cpprest_loop:
 #   cmake --build build/ci --target floodgated bench_cpprest_loop
 set -euo pipefail
@@ -23,6 +32,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build/ci}
 FLOODGATED=${FLOODGATED:-$BUILD/service/floodgated}
 LOOP=${LOOP:-$BUILD/tests/bench/bench_cpprest_loop}
+FLOODGATED_BEFORE=${FLOODGATED_BEFORE:-}
 FAKE=${FAKE:-}
 REPS=${REPS:-3}
 RUNS=${RUNS:-50000}
@@ -41,6 +51,7 @@ for tool in wrk curl jq python3; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
 done
 [[ -x $FLOODGATED ]] || { echo "missing $FLOODGATED (build it first)" >&2; exit 2; }
+[[ -z $FLOODGATED_BEFORE || -x $FLOODGATED_BEFORE ]] || { echo "missing $FLOODGATED_BEFORE" >&2; exit 2; }
 [[ -x $LOOP ]] || { echo "missing $LOOP: cmake --build $BUILD --target bench_cpprest_loop" >&2; exit 2; }
 # The fake is built from this checkout at every run (incremental), never reused from elsewhere.
 if [[ -z $FAKE ]]; then
@@ -60,26 +71,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_http() {  # url
-  for _ in $(seq 1 200); do
-    curl -fs -o /dev/null "$1" && return 0
-    sleep 0.05
-  done
-  echo "not answering: $1" >&2
-  return 1
-}
+# wait_http, wait_batch_end
+source "$ROOT/tests/bench/bench_lib.sh"
 
 fake_reset() {
   curl -fs -XPOST "$FAKE_URL/_fake/reset" >/dev/null
   curl -fs -XPOST "$FAKE_URL/_fake/config" -d '{"bulk_enabled":false}' >/dev/null
 }
 
-start_floodgated() {  # extra flags...
+FG_BIN=$FLOODGATED
+start_floodgated() {  # extra flags...   (runs $FG_BIN)
   rm -f "$WORK"/fg.db*
-  "$FLOODGATED" --listen "127.0.0.1:$FG_PORT" --prefect-api-url "$FAKE_URL/api" \
+  "$FG_BIN" --listen "127.0.0.1:$FG_PORT" --prefect-api-url "$FAKE_URL/api" \
     --db "sqlite://$WORK/fg.db" --log-level warn "$@" >>"$WORK/floodgated.log" 2>&1 &
   FG_PID=$!
   wait_http "$FG_URL/healthz"
+  kill -0 "$FG_PID" 2>/dev/null || { echo "floodgated exited: is port $FG_PORT taken?" >&2; exit 2; }
 }
 
 stop_floodgated() {
@@ -110,13 +117,8 @@ fg_launch() {  # label extra-flags...
   id=$(curl -fs -XPOST "$FG_URL/v1/batches" -H 'Content-Type: application/json' \
     --data-binary "@$WORK/batch_$RUNS.json" | jq -r .id)
   fg_cpu_posted=$(cpu_ticks "$FG_PID")
-  local version=0 body
-  while :; do
-    body=$(curl -fs "$FG_URL/v1/batches/$id?wait_s=5&after_version=$version")
-    state=$(jq -r .state <<<"$body")
-    version=$(jq -r .version <<<"$body")
-    [[ $state == COMPLETED || $state == FAILED || $state == CANCELLED ]] && break
-  done
+  local body
+  body=$(wait_batch_end "$FG_URL" "$id")
   t1=$(date +%s.%N)
   fg_cpu_end=$(cpu_ticks "$FG_PID")
   fake_cpu1=$(cpu_ticks "$FAKE_PID")
@@ -191,7 +193,7 @@ print('{\"label\":\"loop\",\"rate\":$rps,\"failed\":$failed,\"client_cpu_us\":%.
 accept_big() {
   fake_reset
   start_floodgated --bulk false
-  local rss0 out code t id hwm_post state version=0 body
+  local rss0 out code t id hwm_post state body
   rss0=$(kb "$FG_PID" VmRSS)
   out=$(curl -s -o "$WORK/accept.json" -w '%{http_code} %{time_total}' -XPOST "$FG_URL/v1/batches" \
     -H 'Content-Type: application/json' --data-binary "@$WORK/batch_$BIG_RUNS.json")
@@ -199,12 +201,8 @@ accept_big() {
   t=${out#* }
   hwm_post=$(kb "$FG_PID" VmHWM)
   id=$(jq -r .id "$WORK/accept.json")
-  while :; do
-    body=$(curl -fs "$FG_URL/v1/batches/$id?wait_s=5&after_version=$version")
-    state=$(jq -r .state <<<"$body")
-    version=$(jq -r .version <<<"$body")
-    [[ $state == COMPLETED || $state == FAILED || $state == CANCELLED ]] && break
-  done
+  body=$(wait_batch_end "$FG_URL" "$id")
+  state=$(jq -r .state <<<"$body")
   local hwm_end rss_end
   hwm_end=$(kb "$FG_PID" VmHWM)
   rss_end=$(kb "$FG_PID" VmRSS)
@@ -226,12 +224,16 @@ done
 "$FAKE" --listen "127.0.0.1:$FAKE_PORT" >"$WORK/fake.log" 2>&1 &
 FAKE_PID=$!
 wait_http "$FAKE_URL/api/health"
+# Another process answering on the port (a fake left over from an earlier run) would be measured
+# instead of this one.
+kill -0 "$FAKE_PID" 2>/dev/null || { echo "the fake exited: is port $FAKE_PORT taken?" >&2; exit 2; }
 
-echo "# launch_throughput: nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg) runs=$RUNS conc=$CONC reps=$REPS"
+BENCH_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "# launch_throughput: nproc=$(nproc) load=$BENCH_LOAD_START runs=$RUNS conc=$CONC reps=$REPS"
 echo "# batch body sizes: $(stat -c '%n %s' "$WORK"/batch_*.json | sed "s|$WORK/||g" | tr '\n' ' ')"
 : >"$WORK/results.jsonl"
-record() {  # rep: appends $WORK/line, tagged with the repetition, to the results
-  jq -c ". + {rep: $1}" "$WORK/line" | tee -a "$WORK/results.jsonl"
+record() {  # rep: appends $WORK/line, tagged with the repetition and the load, to the results
+  jq -c ". + {rep: $1, load: $LOAD_AT_START}" "$WORK/line" | tee -a "$WORK/results.jsonl"
 }
 # Waits (up to MAX_WAIT_S) for the 1-minute load average to fall under MAX_LOAD: the machine
 # is shared, and a measurement taken while other work runs says little.
@@ -244,8 +246,27 @@ wait_quiet() {
   echo "# waited ${waited}s for load < ${MAX_LOAD:-1.5}"
 }
 
+if [[ -n $FLOODGATED_BEFORE ]]; then
+  fixed=(--bulk false --rate off --adaptive false --max-in-flight "$CONC")
+  before() { FG_BIN=$FLOODGATED_BEFORE fg_launch fg-before "${fixed[@]}" >"$WORK/line" && record "$1"; }
+  after() { FG_BIN=$FLOODGATED fg_launch fg-after "${fixed[@]}" >"$WORK/line" && record "$1"; }
+  for rep in $(seq 1 "$REPS"); do
+    wait_quiet
+    LOAD_AT_START=$(cut -d' ' -f1 /proc/loadavg)
+    echo "# repetition $rep, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    if ((rep % 2)); then before "$rep"; else after "$rep"; fi
+    loop_run >"$WORK/line" && record "$rep"
+    if ((rep % 2)); then after "$rep"; else before "$rep"; fi
+  done
+  BENCH_LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "# load at end: $BENCH_LOAD_END"
+  BENCH_LOAD_START=$BENCH_LOAD_START BENCH_LOAD_END=$BENCH_LOAD_END python3 "$ROOT/tests/bench/split_ab_report.py" "$WORK/results.jsonl" "$FLOODGATED_BEFORE" "$FLOODGATED"
+  exit
+fi
+
 for rep in $(seq 1 "$REPS"); do
   wait_quiet
+  LOAD_AT_START=$(cut -d' ' -f1 /proc/loadavg)
   echo "# repetition $rep, load $(cut -d' ' -f1-3 /proc/loadavg)"
   wrk_run >"$WORK/line" && record "$rep"
   loop_run >"$WORK/line" && record "$rep"

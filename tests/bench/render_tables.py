@@ -100,8 +100,35 @@ def render_launch_throughput(doc: dict) -> list[str]:
     return out
 
 
+def render_launch_split_ab(doc: dict) -> list[str]:
+    reps = doc["per_rep"]
+    out = [provenance_line(doc), "",
+           f"Before: `{doc['before_commit'][:12]}`; after: `{doc['after_commit'][:12]}`.", "",
+           "| rep | load | before runs/s | loop req/s | after runs/s | before CPU us/launch | "
+           "loop CPU us/req | after CPU us/launch | after/before rate | after/loop rate | "
+           "after/loop CPU | before/loop CPU |",
+           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def row(r: dict) -> str:
+        return (f"| {r['rep']} | {r['load']} | {r['before_rate']:,.0f} | {r['loop_rate']:,.0f} | "
+                f"{r['after_rate']:,.0f} | {r['before_cpu_us']:.0f} | {r['loop_cpu_us']:.0f} | "
+                f"{r['after_cpu_us']:.0f} | {r['after_over_before_rate']:.2f} | "
+                f"{r['after_over_loop_rate']:.2f} | {r['after_over_loop_cpu']:.2f} | "
+                f"{r['before_over_loop_cpu']:.2f} |")
+    out += [row(r) for r in reps]
+    if reps:
+        med = {k: bl.spread([r[k] for r in reps])["median"] for k in reps[0]
+               if k not in ("rep", "load", "all_created")}
+        out.append(row({"rep": "median", "load": "", **med}))
+        out += ["", "(Medians column by column; the ratio columns are medians of the per-repetition "
+                "ratios, each taken within one repetition.) Every batch COMPLETED with exactly one "
+                f"create per run: {'yes' if all(r['all_created'] for r in reps) else 'NO'}."]
+    return out
+
+
 RENDER = {"overload": render_overload, "api_economy": render_api_economy,
-          "launch_throughput": render_launch_throughput}
+          "launch_throughput": render_launch_throughput, "launch_split_ab": render_launch_split_ab,
+          "launch_http_read_ab": render_launch_split_ab}
 
 
 def main() -> int:
