@@ -100,8 +100,25 @@ def render_launch_throughput(doc: dict) -> list[str]:
     return out
 
 
+def render_seed_scenario(doc: dict) -> list[str]:
+    """Section 4: the seed's parent flow on a real Prefect, gather against floodgate
+    (tests/bench/seed_scenario.py --out)."""
+    import seed_scenario as ss  # the same table as the benchmark prints
+    p = doc.get("provenance", {})
+    commit = (p.get("commit") or "?")[:12] + (" (with uncommitted changes)" if p.get("dirty") else "")
+    command = doc.get("command") or " ".join(doc.get("argv", []))
+    out = [f"Measured {p.get('utc', '?')} at commit `{commit}` on {p.get('nproc', '?')} cores, load "
+           f"average {p.get('load_start', '?')} at the start and {p.get('load_end', '?')} at the end; "
+           f"command `{command}`; raw results `docs/bench-results/{doc['_name']}.json`.", ""]
+    if doc.get("note"):
+        out += [doc["note"], ""]
+    out.append(ss.table(doc["results"], doc["args"]["children"]))
+    return out
+
+
 RENDER = {"overload": render_overload, "api_economy": render_api_economy,
           "launch_throughput": render_launch_throughput}
+RENDER["seed_scenario"] = render_seed_scenario
 
 
 def main() -> int:

@@ -57,13 +57,23 @@ def test_g_busy_prefect_with_services_worker_and_cpu_hog(prefect_env, floodgate)
     busy_env = dict(lean_env, FG_PREFECT_LEAN="false",
                     PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS=LATE_AFTER_S)
     hog = None
+    phases: dict[str, float] = {}
+    mark = [time.monotonic()]
+
+    def phase(name: str):
+        now = time.monotonic()
+        phases[name] = round(now - mark[0], 1)
+        mark[0] = now
+
     try:
         prefect_env.worker_stop()
         prefect_env.server_stop()
         prefect_env.env = busy_env
         prefect_env.server_start()
         wait_until("Prefect health", prefect.healthy, 120)
+        phase("non-lean server up")
         prefect_env.ensure_worker(120)
+        phase("worker online")
         hog = subprocess.Popen(["sh", "-c", "while :; do :; done"], start_new_session=True)
 
         # The worker's own load: a few dozen real children of demo-flow/light.
@@ -77,6 +87,7 @@ def test_g_busy_prefect_with_services_worker_and_cpu_hog(prefect_env, floodgate)
             prefect.post(f"/deployments/{light['id']}/create_flow_run",
                          {"parameters": {"x": i, "sleep_s": 1.0}, "tags": [worker_tag]},
                          timeout=90, retry_503_s=600)
+        phase(f"{WORKER_N} worker children created")
 
         t0 = time.monotonic()
         b = floodgate.client.submit({"deployment": "demo-flow/idle",
@@ -86,6 +97,7 @@ def test_g_busy_prefect_with_services_worker_and_cpu_hog(prefect_env, floodgate)
         with Completer(prefect, tag_of(bid), hold_s=0.5) as completer:
             final = floodgate.client.wait_final(bid, 600, progress_printer("g busy"))
         took = time.monotonic() - t0
+        phase(f"floodgate's {BUSY_N}")
         runs = floodgate.client.runs(bid)
         print(f"[e2e] g: {BUSY_N} children on a non-lean Prefect with {WORKER_N} worker "
               f"children and a CPU hog: {final['state']} in {took:.0f}s; attempts "
@@ -111,3 +123,5 @@ def test_g_busy_prefect_with_services_worker_and_cpu_hog(prefect_env, floodgate)
         prefect_env.env = lean_env
         prefect_env.server_start()
         wait_until("Prefect health", prefect.healthy, 120)
+        phase("lean server restored")
+        print(f"[e2e] g: phases (s): {phases}")
