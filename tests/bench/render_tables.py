@@ -106,10 +106,12 @@ def render_seed_scenario(doc: dict) -> list[str]:
     import seed_scenario as ss  # the same table as the benchmark prints
     p = doc.get("provenance", {})
     commit = (p.get("commit") or "?")[:12] + (" (with uncommitted changes)" if p.get("dirty") else "")
-    command = doc.get("command") or " ".join(doc.get("argv", []))
+    commands = doc.get("commands") or {"": " ".join(doc.get("argv", []))}
+    cmd = ", ".join(f"`{c}`" + (f" (run {k})" if k else "") for k, c in commands.items())
     out = [f"Measured {p.get('utc', '?')} at commit `{commit}` on {p.get('nproc', '?')} cores, load "
            f"average {p.get('load_start', '?')} at the start and {p.get('load_end', '?')} at the end; "
-           f"command `{command}`; raw results `docs/bench-results/{doc['_name']}.json`.", ""]
+           f"{'commands' if len(commands) > 1 else 'command'} {cmd}; raw results "
+           f"`docs/bench-results/{doc['_name']}.json`.", ""]
     if doc.get("note"):
         out += [doc["note"], ""]
     out.append(ss.table(doc["results"], doc["args"]["children"]))

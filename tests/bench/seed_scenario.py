@@ -509,6 +509,7 @@ def table(results: list[dict], n: int) -> str:
         ("  parent: run_deployment pattern", "requests_parent_run_deployment_pattern"),
         ("  parent: its own flow run, states, logs, events", "requests_parent_other"),
         ("  floodgated", "requests_floodgated"),
+        ("answered 503 (database is locked)", None),
         ("last child created, s after the parent started", "last_created_s"),
         ("last child ended, s after the parent started", "last_ended_s"),
         ("makespan (parent start to end), s", "makespan_s"),
@@ -524,6 +525,8 @@ def table(results: list[dict], n: int) -> str:
                 cells.append(str(r[key]))
             elif label == "parent flow":
                 cells.append("ok" if r["parent_ok"] else f"**{(r['parent_error'] or 'failed')[:90]}**")
+            elif label.startswith("answered 503"):
+                cells.append(str(sum(v for k, v in r["statuses"].items() if k.endswith(" 503"))))
             elif label.startswith("1-min load"):
                 ld = r.get("load_1min_during")
                 cells.append(f"{ld['min']} / {ld['median']} / {ld['max']}" if ld else "-")
