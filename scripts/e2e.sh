@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # e2e.sh — run floodgate's end-to-end tests (tests/e2e) against a real Prefect server.
 #
-#   scripts/e2e.sh                 # all cases (about 8 minutes on 2 cores, venv cached)
+#   scripts/e2e.sh                 # all cases, the busy-Prefect case included (tests/e2e/README.md
+#                                  # has the measured durations; venv cached)
 #   scripts/e2e.sh -k cancel -x    # extra arguments go to pytest
-#   FG_E2E_BUSY=1 scripts/e2e.sh   # also the busy-Prefect case (opt-in: it costs minutes more;
-#                                  # tests/e2e/test_e2e_busy.py and tests/e2e/README.md)
+#   FG_E2E_BUSY=0 scripts/e2e.sh   # without the busy-Prefect case (tests/e2e/test_e2e_busy.py)
 #
 # Installs Prefect (pinned in scripts/prefect-env.sh) and pytest into the Prefect venv, then
 # runs pytest there. The tests start their own Prefect server + worker (port 4210 unless

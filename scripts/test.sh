@@ -7,8 +7,8 @@
 #   end-to-end tests against a real Prefect server (tests/e2e, scripts/e2e.sh): it installs a
 #   pinned Prefect into .venv-prefect (once, about two minutes), starts a Prefect server
 #   (SQLite, 127.0.0.1:4210) and a process worker, runs the cases and stops both; about
-#   8 minutes on 2 cores; then the Helm chart, Dockerfile steps and alert rules
-#   (scripts/chart-test.sh) and the Grafana dashboard against a real Prometheus
+#   11 minutes on 2 cores, the busy-Prefect case included; then the Helm chart, Dockerfile
+#   steps and alert rules (scripts/chart-test.sh) and the Grafana dashboard against a real Prometheus
 #   (scripts/dashboard-test.sh). Run as root on a fresh Debian 12 machine (or with sudo).
 # Environment: FLOODGATE_E2E=0 skips the real-Prefect suite (say so when you report results);
 # PYTEST_ARGS adds pytest flags to the integration and Python client suites.

@@ -126,9 +126,28 @@ def render_launch_split_ab(doc: dict) -> list[str]:
     return out
 
 
+def render_seed_scenario(doc: dict) -> list[str]:
+    """Section 4: the seed's parent flow on a real Prefect, gather against floodgate
+    (tests/bench/seed_scenario.py --out)."""
+    import seed_scenario as ss  # the same table as the benchmark prints
+    p = doc.get("provenance", {})
+    commit = (p.get("commit") or "?")[:12] + (" (with uncommitted changes)" if p.get("dirty") else "")
+    commands = doc.get("commands") or {"": " ".join(doc.get("argv", []))}
+    cmd = ", ".join(f"`{c}`" + (f" (run {k})" if k else "") for k, c in commands.items())
+    out = [f"Measured {p.get('utc', '?')} at commit `{commit}` on {p.get('nproc', '?')} cores, load "
+           f"average {p.get('load_start', '?')} at the start and {p.get('load_end', '?')} at the end; "
+           f"{'commands' if len(commands) > 1 else 'command'} {cmd}; raw results "
+           f"`docs/bench-results/{doc['_name']}.json`.", ""]
+    if doc.get("note"):
+        out += [doc["note"], ""]
+    out.append(ss.table(doc["results"], doc["args"]["children"]))
+    return out
+
+
 RENDER = {"overload": render_overload, "api_economy": render_api_economy,
           "launch_throughput": render_launch_throughput, "launch_split_ab": render_launch_split_ab,
           "launch_http_read_ab": render_launch_split_ab}
+RENDER["seed_scenario"] = render_seed_scenario
 
 
 def main() -> int:

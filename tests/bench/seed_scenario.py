@@ -64,6 +64,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402  (standard library only: provenance, load)
 PREFECT_ENV = ROOT / "scripts" / "prefect-env.sh"
 PARENT = ROOT / "tests" / "bench" / "seed" / "seed_parent.py"
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -374,6 +376,30 @@ class Floodgated:
 # one run
 
 
+class LoadSampler:
+    """The 1-minute load average every 10 s while a mode runs: min, median, max."""
+
+    def __init__(self, every_s: float = 10):
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._every = every_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            with open("/proc/loadavg") as f:
+                self.samples.append(float(f.read().split()[0]))
+            if self._stop.wait(self._every):
+                return
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(5)
+        v = sorted(self.samples)
+        return {"min": v[0], "median": v[len(v) // 2], "max": v[-1], "samples": len(v)}
+
+
 def run_mode(mode: str, args, api: str, proxy: CountingProxy, py: str, fg_binary: Path,
              workdir: Path) -> dict:
     tag = f"seed-bench:{mode}:{uuid.uuid4().hex[:8]}"
@@ -394,6 +420,7 @@ def run_mode(mode: str, args, api: str, proxy: CountingProxy, py: str, fg_binary
     proxy.reset()
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
+    sampler = LoadSampler()
     t0 = time.time()
     timed_out = False
     try:
@@ -414,6 +441,7 @@ def run_mode(mode: str, args, api: str, proxy: CountingProxy, py: str, fg_binary
                 out, err = proc.communicate()
         r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         makespan = time.time() - t0
+        load_seen = sampler.stop()
         counts = proxy.snapshot()
         statuses = dict(proxy.statuses)
         with proxy.lock:
@@ -451,6 +479,7 @@ def run_mode(mode: str, args, api: str, proxy: CountingProxy, py: str, fg_binary
 
     return {
         "mode": mode, "tag": tag, "load_at_start": load, "makespan_s": round(makespan, 1),
+        "load_1min_during": load_seen,
         "last_created_s": after_start("created"), "last_ended_s": after_start("end_time"),
         "parent_error": result.get("error"), "parent_result": result.get("child_states"),
         "parent_ok": not r.returncode and not result.get("error"),
@@ -480,10 +509,12 @@ def table(results: list[dict], n: int) -> str:
         ("  parent: run_deployment pattern", "requests_parent_run_deployment_pattern"),
         ("  parent: its own flow run, states, logs, events", "requests_parent_other"),
         ("  floodgated", "requests_floodgated"),
+        ("answered 503 (database is locked)", None),
         ("last child created, s after the parent started", "last_created_s"),
         ("last child ended, s after the parent started", "last_ended_s"),
         ("makespan (parent start to end), s", "makespan_s"),
         ("load average at start", "load_at_start"),
+        ("1-min load while it ran: min / median / max", None),
     ]
     head = "| | " + " | ".join(r["mode"] for r in results) + " |"
     out = [head, "|---" * (len(results) + 1) + "|"]
@@ -494,6 +525,11 @@ def table(results: list[dict], n: int) -> str:
                 cells.append(str(r[key]))
             elif label == "parent flow":
                 cells.append("ok" if r["parent_ok"] else f"**{(r['parent_error'] or 'failed')[:90]}**")
+            elif label.startswith("answered 503"):
+                cells.append(str(sum(v for k, v in r["statuses"].items() if k.endswith(" 503"))))
+            elif label.startswith("1-min load"):
+                ld = r.get("load_1min_during")
+                cells.append(f"{ld['min']} / {ld['median']} / {ld['max']}" if ld else "-")
             elif label.startswith("children not"):
                 bad = {k: v for k, v in r["children_states"].items() if k != "COMPLETED"}
                 cells.append(", ".join(f"{v} {k}" for k, v in bad.items()) or "0")
@@ -551,6 +587,7 @@ def main() -> int:
     proxy = CountingProxy(up.hostname, up.port)
     proxy.start(["parent", "floodgated"])
     results = []
+    provenance = bl.provenance()
     try:
         for i, mode in enumerate(modes):
             if i and not args.api_url:
@@ -570,7 +607,9 @@ def main() -> int:
             stack.script("down")
     print(table(results, args.children))
     if args.out:
+        provenance["load_end"] = bl.machine()["load"]
         args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
+                                        "argv": sys.argv, "provenance": provenance,
                                         "nproc": os.cpu_count(), "results": results},
                                        indent=2, default=str))
     return 0

@@ -69,6 +69,11 @@ class PrefectEnv:
             FG_PREFECT_START_TIMEOUT=os.environ.get("FG_E2E_START_TIMEOUT", "600"),
         )
         self.api = Prefect(self.api_url)
+        # Set by a case that left the server running with other settings (the busy case:
+        # all services on): the next test that needs Prefect restarts the lean one first.
+        # The busy case runs last, so in a whole run nobody pays for that restart; the
+        # session's teardown stops whatever server and worker are running.
+        self.restore_lean = False
 
     def script(self, *args: str, timeout: float = 900) -> str:
         r = subprocess.run(["bash", str(SCRIPT), *args], env=self.env, capture_output=True,
@@ -95,6 +100,19 @@ class PrefectEnv:
 
     def worker_start(self):
         return self.script("worker-start")
+
+    def ensure_lean(self):
+        """The session's lean server again (and no worker: the `worker` fixture starts it),
+        after a case that ran another one."""
+        if not self.restore_lean:
+            return
+        t0 = time.monotonic()
+        self.worker_stop()
+        self.server_stop()
+        self.server_start()
+        wait_until("Prefect health", self.api.healthy, 120)
+        self.restore_lean = False
+        print(f"\n[e2e] lean Prefect server restored in {time.monotonic() - t0:.1f}s")
 
     def worker_pid(self) -> int | None:
         try:
@@ -144,6 +162,13 @@ def prefect_env():
     yield env
     if os.environ.get("FG_E2E_KEEP_PREFECT") != "1":
         env.down()
+
+
+@pytest.fixture(autouse=True)
+def _lean_prefect(request):
+    """Every test that uses the session's Prefect gets the lean server (see ensure_lean)."""
+    if "prefect_env" in request.fixturenames:
+        request.getfixturevalue("prefect_env").ensure_lean()
 
 
 @pytest.fixture
