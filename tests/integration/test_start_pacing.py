@@ -19,18 +19,20 @@ def _submit(api, pacing):
                        "relaunch_crashed": 3, "start_pacing": pacing})
 
 
-def _crashed_runs(fake, batch_id):
-    return sum(1 for r in fake.runs_of(batch_id) if r["state_type"] == "CRASHED")
+def _run(api, fake, pacing):
+    """Submits the batch on the bursty server; its final view and the runs crashed on the fake."""
+    fake.config(run_schedule=BURSTY)
+    b = _submit(api, pacing)
+    final = api.wait_state(b["id"], timeout=240)
+    crashed = sum(1 for r in fake.runs_of(b["id"]) if r["state_type"] == "CRASHED")
+    print(f"pacing {'on' if pacing else 'off'}: {final['state']}, {crashed} crashed runs for "
+          f"{TOTAL} children, pace {final['start_pace']}, counts {final['counts']}")
+    return final, crashed
 
 
 @pytest.mark.time_limit(240)
 def test_a_batch_on_a_burst_crashing_server_slows_its_starts_and_completes(api, fake):
-    fake.config(run_schedule=BURSTY)
-    b = _submit(api, True)
-    final = api.wait_state(b["id"], timeout=240)
-    crashed = _crashed_runs(fake, b["id"])
-    print(f"pacing on: {final['state']}, {crashed} crashed runs for {TOTAL} children, "
-          f"pace {final['start_pace']}")
+    final, crashed = _run(api, fake, True)
     assert final["state"] == "COMPLETED", final
     assert final["counts"]["COMPLETED"] == TOTAL
     assert final["start_pace"] is not None and final["start_pace"]["cuts"] >= 1
@@ -43,14 +45,7 @@ def test_a_batch_on_a_burst_crashing_server_slows_its_starts_and_completes(api, 
 
 @pytest.mark.time_limit(240)
 def test_without_start_pacing_the_same_batch_fails(api, fake):
-    fake.config(run_schedule=BURSTY)
-    b = _submit(api, False)
-    final = api.wait_state(b["id"], timeout=240)
-    crashed = _crashed_runs(fake, b["id"])
-    mine = fake.runs_of(b["id"])
-    keys = {r["idempotency_key"] for r in mine}
-    print(f"pacing off: {final['state']}, {crashed} crashed runs of {len(mine)} runs, "
-          f"{len(keys)} keys, counts {final['counts']}")
+    final, crashed = _run(api, fake, False)
     assert final["state"] == "FAILED", final
     assert final["start_pace"] is None
     assert crashed > TOTAL, crashed  # every child crashed, most of them more than once

@@ -274,22 +274,17 @@ class FloodgateClient:
         if retry is not None:
             body["retry"] = dict(retry)
         body["track"] = bool(track)
-        if relaunch_crashed is not None:
-            body["relaunch_crashed"] = relaunch_crashed
-        if tolerated_failure_percentage is not None:
-            body["tolerated_failure_percentage"] = tolerated_failure_percentage
-        if tolerated_failure_count is not None:
-            body["tolerated_failure_count"] = tolerated_failure_count
-        if on_cancel is not None:
-            body["on_cancel"] = on_cancel
-        if start_deadline_s is not None:
-            body["start_deadline_s"] = start_deadline_s
-        if run_deadline_s is not None:
-            body["run_deadline_s"] = run_deadline_s
-        if on_deadline is not None:
-            body["on_deadline"] = on_deadline
-        if priority is not None:
-            body["priority"] = priority
+        # Options sent as given, and only when given (the server's defaults apply otherwise).
+        for name, value in (("relaunch_crashed", relaunch_crashed),
+                            ("tolerated_failure_percentage", tolerated_failure_percentage),
+                            ("tolerated_failure_count", tolerated_failure_count),
+                            ("on_cancel", on_cancel),
+                            ("start_deadline_s", start_deadline_s),
+                            ("run_deadline_s", run_deadline_s),
+                            ("on_deadline", on_deadline),
+                            ("priority", priority)):
+            if value is not None:
+                body[name] = value
         if labels is not None:
             body["labels"] = dict(labels)
         key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())

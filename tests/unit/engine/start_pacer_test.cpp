@@ -64,13 +64,20 @@ TEST(StartPacerTest, EarlyCrashesCutTheLaunchRateOnceABurst) {
   EXPECT_GT(h.prefect.creates(), before);
 }
 
-TEST(StartPacerTest, ChildrenSeenStartingRaiseThePaceAgain) {
-  EngineHarness h;
+// Submits `n` runs launching at 20/s, lets them launch for 3 s, crashes them all and lets the
+// next read see it.
+std::string launch_and_crash(EngineHarness& h, bool pacing, int n) {
   h.start();
-  auto id = h.submit(crashing_spec(true), 400);
+  auto id = h.submit(crashing_spec(pacing), n);
   h.advance(3s);
   crash_all(h);
   h.advance(6s);
+  return id;
+}
+
+TEST(StartPacerTest, ChildrenSeenStartingRaiseThePaceAgain) {
+  EngineHarness h;
+  auto id = launch_and_crash(h, true, 400);
   const double cut = h.batch(id)["start_pace"]["launches_per_second"];
   // The relaunched and new children start cleanly.
   for (int round = 0; round < 4; ++round) {
@@ -87,11 +94,7 @@ TEST(StartPacerTest, ChildrenSeenStartingRaiseThePaceAgain) {
 TEST(StartPacerTest, LateCrashesAndPacingOffLeaveThePaceAlone) {
   {
     EngineHarness h;
-    h.start();
-    auto id = h.submit(crashing_spec(false), 100);
-    h.advance(3s);
-    crash_all(h);
-    h.advance(2s);
+    auto id = launch_and_crash(h, false, 100);
     EXPECT_TRUE(h.batch(id)["start_pace"].is_null());
   }
   {
