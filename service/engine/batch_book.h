@@ -84,7 +84,6 @@ class BatchBook {
  private:
   void bump_version(Batch& b);
   void notify_changed(Batch& b);
-  Batch& register_batch(std::unique_ptr<Batch> b);
 
   core::Clock& clock_;
   core::WallClock& wall_;
