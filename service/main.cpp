@@ -112,6 +112,7 @@ floodgate::engine::EngineOptions engine_options(const floodgate::Config& cfg,
   eopts.max_body_bytes = cfg.max_prefect_body_bytes;
   d.retry_budget_ratio = cfg.retry_budget_ratio;
   eopts.deadlines.start_s = cfg.start_deadline_s;
+  if (cfg.max_backlog >= 0) eopts.max_backlog = cfg.max_backlog;
   eopts.deadlines.run_s = cfg.run_deadline_s;
   eopts.deadlines.on_deadline = floodgate::engine::parse_on_deadline(cfg.on_deadline);
   return eopts;

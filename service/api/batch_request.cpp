@@ -123,7 +123,8 @@ void parse_limits(Checker& c, const json& v, engine::LimitSpec& out) {
     c.fail("limits", std::string("must be an object, not ") + v.type_name());
     return;
   }
-  c.only_keys(v, "limits.", {"max_in_flight", "max_running", "launches_per_second", "burst"});
+  c.only_keys(v, "limits.",
+              {"max_in_flight", "max_running", "launches_per_second", "burst", "max_backlog"});
   auto get = [&](const char* key) -> const json* {
     auto it = v.find(key);
     return it == v.end() || it->is_null() ? nullptr : &*it;
@@ -139,6 +140,12 @@ void parse_limits(Checker& c, const json& v, engine::LimitSpec& out) {
       out.max_running = static_cast<int>(*n);
   } else if (v.contains("max_running")) {
     out.max_running.reset();
+  }
+  if (const json* x = get("max_backlog")) {
+    if (auto n = c.integer(*x, "limits.max_backlog", 0, 10000000))
+      out.max_backlog = static_cast<int>(*n);
+  } else if (v.contains("max_backlog")) {
+    out.max_backlog.reset();
   }
   if (const json* x = get("launches_per_second")) {
     if (auto n = c.number(*x, "limits.launches_per_second", 0, 1e6, true))

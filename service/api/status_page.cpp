@@ -58,6 +58,8 @@ function why(g){
   if(g.paused_s>0)return ["stopped","paused by Retry-After: Prefect asked to wait, "+dur(g.paused_s)+" left"];
   if(g.breaker==="open")return ["stopped","circuit breaker open: Prefect keeps failing; launches wait for a trial request"];
   if(g.breaker==="half_open")return ["slow","circuit breaker half-open: trial requests to Prefect, one at a time"];
+  const held=Object.keys(views).filter(k=>(views[k].waiting_on||[]).includes("backlog"));
+  if(held.length)return ["slow","held by the backlog (children waiting to start): "+held.map(k=>k+" ("+views[k].backlog+"/"+views[k].max_backlog+")").join(", ")];
   if(capped.length)return ["slow","at the running cap: "+capped.map(k=>k+" ("+views[k].children_running+"/"+views[k].max_running+" running)").join(", ")];
   if(g.ready_items>0&&g.in_flight>=g.in_flight_limit)return ["slow","at the in-flight limit ("+g.in_flight+"/"+g.in_flight_limit+", "+g.limit_algorithm+")"];
   if(g.ready_items>0&&g.token_bucket_tokens!==null&&g.token_bucket_tokens<1)return ["slow","waiting for rate tokens (--rate)"];
@@ -95,7 +97,8 @@ async function refresh(){
       const fc=td(String(failed));fc.className="failed";
       if(UI&&failed>0&&v){for(const run of await failedLinks(b)){fc.append(" ");fc.append(link(UI+"/runs/flow-run/"+encodeURIComponent(run.flow_run_id),"#"+run.index))}}
       const tr=el("tr");
-      tr.append(idc,td(el("span","state",b.state)),td(bar),td(done+" / "+b.total),
+      const waits=v&&v.waiting_on&&v.waiting_on.length?el("div","muted","waiting on "+v.waiting_on.join(", ")):"";
+      tr.append(idc,td(el("span","state",b.state),waits),td(bar),td(done+" / "+b.total),
         td(v?rate(v.launch_rate):"–"),td(v?dur(v.eta_s):"–"),td(v?String(v.children_running):"–"),fc,td(el("span","muted",b.created_at)));
       rows.push(tr);
     }

@@ -136,6 +136,10 @@ Apply one_of(std::string Config::*field, std::vector<std::string> allowed, std::
   };
 }
 
+void apply_max_backlog(Config& c, const std::string& n, const std::string& v) {
+  c.max_backlog = v == "auto" ? -1 : parse_int(n, v, 0, 10000000);
+}
+
 void apply_listen(Config& c, const std::string& n, const std::string& v) {
   auto colon = v.rfind(':');
   if (colon == std::string::npos || colon == 0)
@@ -315,6 +319,10 @@ void add_child_options(std::vector<Option>& out) {
            "the parent), fail (cancel, FAILED) or relaunch (cancel, launch again) (report)",
            one_of(&Config::on_deadline, {"report", "fail", "relaunch"},
                   "report, fail or relaunch")},
+          {"max-backlog",
+           "default limit on a batch's children created and not yet started: auto (derived "
+           "from the rate workers start them), a number, or 0 for no backlog gating (auto)",
+           apply_max_backlog},
       });
 }
 

@@ -58,6 +58,7 @@ struct Config {
   double start_deadline_s = 0;  // a batch's defaults for its children; 0: no deadline
   double run_deadline_s = 0;
   std::string on_deadline = "report";
+  int max_backlog = -1;  // a batch's default limits.max_backlog; -1: derived ("auto"), 0: none
   bool tls_verify = true;
   std::string ca_file;
   std::string log_level = "info";

@@ -111,6 +111,15 @@ std::optional<Duration> LaunchScheduler::time_until_ready() const {
   return soonest;
 }
 
+bool LaunchScheduler::held_by_own_limits(BatchKey key) const {
+  auto it = batches_.find(key);
+  if (it == batches_.end()) return false;
+  const Entry& e = it->second;
+  if (e.paused || e.ready <= 0) return false;
+  if (e.quota.max_in_flight > 0 && e.in_flight >= e.quota.max_in_flight) return true;
+  return e.rate && e.rate->time_until(1.0) > Duration(0);
+}
+
 int LaunchScheduler::in_flight(BatchKey key) const {
   auto it = batches_.find(key);
   return it == batches_.end() ? 0 : it->second.in_flight;

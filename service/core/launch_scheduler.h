@@ -59,6 +59,9 @@ class LaunchScheduler {
   std::optional<Duration> time_until_ready() const;
 
   int in_flight(BatchKey key) const;
+  /// Whether the batch has items ready that wait for its own rate tokens (or its own in-flight
+  /// cap), for the batch's "waiting on".
+  bool held_by_own_limits(BatchKey key) const;
   size_t size() const { return batches_.size(); }
 
  private:

@@ -5,6 +5,7 @@
 #include <deque>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "core/states.h"
 #include "core/windowed_counter.h"
 #include "engine/batch_spec.h"
+#include "metrics/batch_rate.h"
 #include "prefect/prefect_api.h"
 #include "store/store.h"
 
@@ -71,6 +73,27 @@ struct StartPace {
   core::TimePoint first_launch = core::TimePoint::min();
 };
 
+/// A batch's backlog (BacklogGate): its children created and not yet seen started, and how fast
+/// workers have been starting them.
+struct Backlog {
+  int64_t unstarted = 0;  // LAUNCHED items whose run no read has yet found started
+  core::WindowedCounter starts{std::chrono::seconds(30), 30};
+  core::TimePoint first_launch = core::TimePoint::min();
+  bool held = false;             // launches waited on the backlog at the last count of ready items
+  std::optional<int64_t> limit;  // the limit at the last count of ready items; none: not gated
+  int64_t peak = 0;              // the largest backlog seen
+};
+
+enum class Wait : uint8_t;
+
+/// A batch's progress, sampled each second: its launch and completion rates (for the ETA) and
+/// what it waits on.
+struct Progress {
+  metrics::BatchRate rate{60};
+  std::vector<Wait> waiting_on;
+  int64_t children_running = 0;  // children Prefect last showed Running
+};
+
 /// A batch held in memory: its record, spec, items and the engine's bookkeeping of it.
 struct Batch {
   uint64_t key = 0;
@@ -104,6 +127,8 @@ struct Batch {
   // for the batch's children, not for Prefect, so their max_elapsed_s clocks stop meanwhile.
   StartPace pace;
   core::WindowedCounter recent_launches{std::chrono::seconds(5), 5};  // for the pace's base
+  Backlog backlog;
+  Progress progress;
   bool capped = false;
   core::TimePoint capped_since{};
   core::Duration capped_total{};

@@ -29,7 +29,8 @@ json to_json(const BatchSpec& s) {
                {{"max_in_flight", opt(s.limits.max_in_flight)},
                 {"max_running", opt(s.limits.max_running)},
                 {"launches_per_second", opt(s.limits.launches_per_second)},
-                {"burst", opt(s.limits.burst)}}},
+                {"burst", opt(s.limits.burst)},
+                {"max_backlog", opt(s.limits.max_backlog)}}},
               {"retry",
                {{"max_attempts", s.retry.max_attempts},
                 {"initial_delay_s", s.retry.initial_delay_s},
@@ -60,6 +61,7 @@ BatchSpec spec_from_json(const json& j) {
     s.limits.max_running = read_opt<int>(*it, "max_running");
     s.limits.launches_per_second = read_opt<double>(*it, "launches_per_second");
     s.limits.burst = read_opt<double>(*it, "burst");
+    s.limits.max_backlog = read_opt<int>(*it, "max_backlog");
   }
   if (auto it = j.find("retry"); it != j.end() && it->is_object()) {
     s.retry.max_attempts = it->value("max_attempts", s.retry.max_attempts);

@@ -15,6 +15,9 @@ struct LimitSpec {
   std::optional<int> max_running;
   std::optional<double> launches_per_second;
   std::optional<double> burst;
+  // Children created and not yet started that the batch may have; unset: derived from the rate
+  // at which workers start its runs; 0: no backlog gating.
+  std::optional<int> max_backlog;
 };
 
 /// How launches of a batch are retried.

@@ -4,6 +4,7 @@
 
 #include "core/time_format.h"
 #include "engine/batch.h"
+#include "engine/batch_progress.h"
 
 namespace floodgate::engine {
 
@@ -33,6 +34,7 @@ json batch_view(const Batch& b) {
                                          {"cuts", b.pace.cuts},
                                          {"early_crashes", b.pace.early_crashes}}
                                   : json(nullptr);
+  j["progress"] = progress_json(b);
   return j;
 }
 

@@ -60,6 +60,7 @@ bool ChildTracker::queue_reads(Batch& b) {
     return false;
   }
   b.track_saw_final = false;
+  BacklogGate::recount(b);
   ReadRuns read;
   read.batch = b.key;
   auto queue = [&] {
@@ -170,6 +171,8 @@ void ChildTracker::on_answer(Request& request, const prefect::HttpResponse& resp
   }
   if (any_final) b->track_saw_final = true;
   round_done(*b);
+  // Children that started made room under the batch's backlog limit.
+  resolver_.sync_ready(*b);
   book_.check_finished(*b);
 }
 
@@ -203,9 +206,9 @@ bool ChildTracker::follow(Batch& b, int64_t index, const prefect::FlowRunInfo& r
   }
   const bool seen_started = item.started_at != core::TimePoint::min();
   const auto breach = check_deadlines(b.spec.deadlines, item, run, clock_.now());
-  if (pacer_ != nullptr && !seen_started && item.started_at != core::TimePoint::min() &&
-      run.state_type != "CRASHED") {
-    pacer_->on_started(b);
+  if (!seen_started && item.started_at != core::TimePoint::min()) {
+    if (gate_ != nullptr) gate_->on_started(b, index);
+    if (pacer_ != nullptr && run.state_type != "CRASHED") pacer_->on_started(b);
   }
   if (!prefect::is_final_state_type(run.state_type)) {
     if (breach && item.state == ItemState::kLaunched) give_up(b, index, *breach, &run);
@@ -303,6 +306,7 @@ void ChildTracker::round_done(Batch& b) {
   if (followed(b) <= static_cast<int64_t>(kReadSize)) {
     cap = std::min<core::Duration>(cap, kOnePageTrackMax);
   }
+  if (b.backlog.held) cap = std::min<core::Duration>(cap, kHeldTrackMax);
   cap = std::max<core::Duration>(cap, options_.interval_min);
   b.track_interval = b.track_saw_final
                          ? core::Duration(options_.interval_min)

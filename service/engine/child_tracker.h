@@ -9,6 +9,7 @@
 
 #include "core/clock.h"
 #include "core/random.h"
+#include "engine/backlog_gate.h"
 #include "engine/batch_book.h"
 #include "engine/child_canceller.h"
 #include "engine/child_deadlines.h"
@@ -55,6 +56,11 @@ class ChildTracker final : public RequestOwner, public BatchObserver {
 
   /// Tells `pacer` of children that start, and of those that crash (crash-aware start pacing).
   void set_pacer(StartPacer* pacer) { pacer_ = pacer; }
+  /// Tells `gate` of children seen starting (backlog gating).
+  void set_backlog_gate(BacklogGate* gate) { gate_ = gate; }
+  /// The longest tracking interval while launches wait on the batch's backlog: the gate opens
+  /// only when a read shows children started.
+  static constexpr std::chrono::seconds kHeldTrackMax{2};
 
   /// A batch under a parent launches only while a read of the parent at most this old found it
   /// not yet final.
@@ -94,6 +100,7 @@ class ChildTracker final : public RequestOwner, public BatchObserver {
   metrics::Metrics& metrics_;
   ChildCanceller canceller_;
   StartPacer* pacer_ = nullptr;
+  BacklogGate* gate_ = nullptr;
 };
 
 }  // namespace floodgate::engine

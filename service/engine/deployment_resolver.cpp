@@ -1,10 +1,12 @@
 #include "engine/deployment_resolver.h"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "engine/backlog_gate.h"
 #include "engine/start_pacer.h"
 
 namespace floodgate::engine {
@@ -54,18 +56,23 @@ void DeploymentResolver::make_ready(Batch& b, int64_t index) {
 void DeploymentResolver::sync_ready(Batch& b) {
   if (!scheduler_.has_batch(b.key)) return;
   int64_t ready = b.parent_read_outstanding ? 0 : static_cast<int64_t>(b.ready.size());
-  if (auto cap = running_cap(b)) {
-    // Launch only while fewer than max_running (or the start pace's cap) are not yet final.
-    const int64_t room = std::max<int64_t>(0, *cap - b.running());
-    b.set_capped(room == 0 && ready > 0, clock_.now());
-    ready = std::min<int64_t>(ready, room);
-  }
-  scheduler_.set_ready(b.key, ready);
+  int64_t room = std::numeric_limits<int64_t>::max();
+  // Launch only while fewer than max_running (or the start pace's cap) are not yet final...
+  if (auto cap = running_cap(b)) room = std::max<int64_t>(0, *cap - b.running());
+  // ... and fewer than max_backlog wait to start.
+  const auto limit = max_backlog(b, clock_.now());
+  const int64_t backlog_room =
+      limit ? std::max<int64_t>(0, *limit - backlog(b)) : std::numeric_limits<int64_t>::max();
+  b.backlog.limit = limit;
+  b.backlog.held = ready > 0 && backlog_room < std::min(ready, room);
+  room = std::min(room, backlog_room);
+  b.set_capped(room == 0 && ready > 0, clock_.now());
+  scheduler_.set_ready(b.key, std::min(ready, room));
 }
 
 void DeploymentResolver::on_item_state(Batch& b, int64_t /*index*/, core::ItemState /*from*/,
                                        core::ItemState /*to*/) {
-  if (running_cap(b)) sync_ready(b);
+  if (running_cap(b) || max_backlog(b, clock_.now())) sync_ready(b);
 }
 
 void DeploymentResolver::on_batch_ending(Batch& b, const std::vector<int64_t>& /*in_doubt*/) {

@@ -130,6 +130,15 @@ int Dispatcher::effective_limit() const {
   return std::max(1, static_cast<int>(limit));
 }
 
+Dispatcher::Gates Dispatcher::gates() const {
+  Gates g;
+  g.prefect_errors = breaker_.state() != core::CircuitBreaker::State::kClosed ||
+                     backoff_.paused() || backoff_.ramping();
+  g.token_bucket = bucket_.time_until(1) > core::Duration(0);
+  g.in_flight_limit = in_flight_ >= effective_limit();
+  return g;
+}
+
 void Dispatcher::dispatch() {
   const auto now = clock_.now();
   release_due_retries(now);

@@ -69,6 +69,13 @@ class Dispatcher final : public Outbox, public RequestOwner {
   int in_flight() const { return in_flight_; }
   bool breaker_open() const { return breaker_.state() == core::CircuitBreaker::State::kOpen; }
   int effective_limit() const;
+  /// Which global gates hold launches back now, for the batches' "waiting on".
+  struct Gates {
+    bool prefect_errors = false;  // paused after a 429/503/contention, or the breaker open
+    bool token_bucket = false;    // the global token bucket is empty
+    bool in_flight_limit = false;
+  };
+  Gates gates() const;
   /// The limits' state for /readyz and the status page.
   nlohmann::json status_json() const;
   void update_gauges();

@@ -25,6 +25,7 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
       resolver_(runtime.clock, runtime.random, book_, scheduler_, dispatcher_, api_, metrics),
       retries_(runtime.clock, runtime.random, book_, resolver_, dispatcher_, api_, metrics),
       pacer_(runtime.clock, scheduler_, metrics),
+      gate_(runtime.clock),
       tracker_(
           runtime.clock, runtime.random,
           [&random = runtime.random] { return core::new_uuid(random); },
@@ -45,6 +46,7 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
   // The order matters where one change concerns several: counts and the written state first,
   // then readiness and follow-ups, the long-polls last (they see the batch as it ends up).
   book_.add_observer(&gauges_);
+  book_.add_observer(&gate_);
   book_.add_observer(&flusher_);
   book_.add_observer(&retries_);
   book_.add_observer(&resolver_);
@@ -55,6 +57,7 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
     dispatcher_.dispatch_now();
   });
   tracker_.set_pacer(&pacer_);
+  tracker_.set_backlog_gate(&gate_);
   book_.add_observer(&queries_);
 }
 
@@ -90,6 +93,7 @@ void Engine::apply_defaults(BatchSpec& spec) const {
   if (!d.start_s) d.start_s = options_.deadlines.start_s;
   if (!d.run_s) d.run_s = options_.deadlines.run_s;
   if (!d.on_deadline) d.on_deadline = options_.deadlines.on_deadline;
+  if (!spec.limits.max_backlog) spec.limits.max_backlog = options_.max_backlog;
 }
 
 void Engine::add_batch(store::BatchRecord record, BatchSpec spec,
@@ -113,7 +117,7 @@ void Engine::activate(Batch& b, const std::vector<int64_t>& to_launch) {
 
 void Engine::tick() {
   dispatcher_.update_gauges();
-  gauges_.update();
+  gauges_.update(dispatcher_.gates(), scheduler_);
   flusher_.evict();
   tick_timer_ = timers_.schedule(clock_.now() + std::chrono::seconds(1), [this] {
     tick_timer_.reset();

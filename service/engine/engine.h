@@ -13,6 +13,7 @@
 #include "core/random.h"
 #include "core/states.h"
 #include "core/timer_queue.h"
+#include "engine/backlog_gate.h"
 #include "engine/batch_book.h"
 #include "engine/batch_control.h"
 #include "engine/batch_queries.h"
@@ -48,6 +49,8 @@ struct EngineOptions {
   std::chrono::milliseconds track_interval_max{15000};
   // Deadlines a batch that sets none gets (0: none), and what is done past them.
   DeadlineSpec deadlines{0.0, 0.0, OnDeadline::kReport};
+  // The max_backlog a batch that sets none gets; unset: derived from the workers' start rate.
+  std::optional<int> max_backlog;
   std::string csrf_client_id = "floodgate";
 };
 
@@ -84,11 +87,12 @@ class Engine {
   /// writes everything to the store, then calls `done` (engine thread).
   void drain(std::function<void()> done);
 
+  /// Fills what a new batch's spec leaves unset with the server's defaults (its deadlines, and
+  /// its max_backlog when the server sets a number), so they are stored with it and a restart
+  /// with other defaults does not change it. Any thread.
+  void apply_defaults(BatchSpec& spec) const;
   /// Takes a batch just committed to the store (engine thread); `run_specs[i]` is item i's spec
   /// JSON (a run may name its own deployment).
-  /// Fills what a new batch's spec leaves unset with the server's defaults (its deadlines), so
-  /// they are stored with it and a restart with other defaults does not change it. Any thread.
-  void apply_defaults(BatchSpec& spec) const;
   void add_batch(store::BatchRecord record, BatchSpec spec, std::vector<std::string> run_specs);
 
   // --- Reads and control, engine thread ---
@@ -168,6 +172,7 @@ class Engine {
   DeploymentResolver resolver_;
   LaunchRetries retries_;
   StartPacer pacer_;
+  BacklogGate gate_;
   ChildTracker tracker_;
   SubflowLinker linker_;
   Launcher launcher_;

@@ -39,14 +39,18 @@ void EngineGauges::on_batch_state(Batch& /*b*/, core::BatchState from, core::Bat
   if (core::is_final(to)) metrics_.batches_finished(to).Increment();
 }
 
-void EngineGauges::update() {
+void EngineGauges::update(const Dispatcher::Gates& global, const core::LaunchScheduler& scheduler) {
   int64_t ready = 0;
   int64_t oldest_ms = 0;
   const int64_t now_ms = wall_.unix_ms();
   std::map<std::string, int64_t> children;
+  std::map<std::string_view, int64_t> waiting;
+  for (std::string_view reason : kWaitNames) waiting[reason] = 0;
   for (const auto& [key, bp] : book_.batches()) {
-    const Batch& b = *bp;
-    update_batch(b, children);
+    Batch& b = *bp;
+    const GateState gates{global.prefect_errors, global.token_bucket, global.in_flight_limit,
+                          scheduler.held_by_own_limits(b.key)};
+    update_batch(b, gates, children, waiting);
     if (core::is_final(b.rec.state)) continue;
     ready += static_cast<int64_t>(b.ready.size());
     if ((!b.ready.empty() || !b.deployments.empty()) &&
@@ -56,11 +60,14 @@ void EngineGauges::update() {
   }
   ready_items_ = ready;
   metrics_.set_children(children);
+  metrics_.set_batches_waiting(waiting);
   metrics_.ready_items().Set(static_cast<double>(ready));
   metrics_.oldest_pending_seconds().Set(static_cast<double>(oldest_ms) / 1000.0);
 }
 
-void EngineGauges::update_batch(const Batch& b, std::map<std::string, int64_t>& children) {
+void EngineGauges::update_batch(Batch& b, const GateState& gates,
+                                std::map<std::string, int64_t>& children,
+                                std::map<std::string_view, int64_t>& waiting) {
   int64_t running = 0;
   if (b.items_loaded && b.count(ItemState::kLaunched) > 0) {
     for (const Item& item : b.items) {
@@ -77,7 +84,17 @@ void EngineGauges::update_batch(const Batch& b, std::map<std::string, int64_t>& 
                            b.count(ItemState::kRetryWait);
     metrics::BatchSample sample{core::to_seconds(clock_.now().time_since_epoch()), b.rec.total,
                                 b.rec.total - queued, b.done()};
-    metrics_.update_batch(b.rec.id, sample, running);
+    Progress& p = b.progress;
+    p.rate.add(sample);
+    p.waiting_on = waiting_on(b, gates);
+    p.children_running = running;
+    metrics::Metrics::BatchView view{
+        p.rate.launch_rate(), p.rate.completion_rate(), p.rate.eta_s(), running, {}};
+    for (Wait w : p.waiting_on) {
+      view.waiting_on.push_back(kWaitNames[static_cast<size_t>(w)]);
+      waiting[kWaitNames[static_cast<size_t>(w)]] += 1;
+    }
+    metrics_.update_batch(b.rec.id, sample, view);
   }
 }
 
@@ -86,15 +103,12 @@ json EngineGauges::batch_views() const {
   json out = json::object();
   for (const auto& [k, b] : book_.batches()) {
     if (core::is_final(b->rec.state)) continue;
-    auto v = metrics_.batch_view(b->rec.id);
-    if (!v) continue;
     const auto& max_running = b->spec.limits.max_running;
-    out[b->rec.id] = {{"launch_rate", v->launch_rate},
-                      {"completion_rate", v->completion_rate},
-                      {"eta_s", v->eta_s ? json(*v->eta_s) : json(nullptr)},
-                      {"children_running", v->children_running},
-                      {"max_running", max_running ? json(*max_running) : json(nullptr)},
-                      {"at_running_cap", max_running.has_value() && b->running() >= *max_running}};
+    json v = progress_json(*b);
+    v["children_running"] = b->progress.children_running;
+    v["max_running"] = max_running ? json(*max_running) : json(nullptr);
+    v["at_running_cap"] = max_running.has_value() && b->running() >= *max_running;
+    out[b->rec.id] = std::move(v);
   }
   return out;
 }

@@ -5,9 +5,13 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "core/clock.h"
+#include "core/launch_scheduler.h"
 #include "engine/batch_book.h"
+#include "engine/batch_progress.h"
+#include "engine/dispatcher.h"
 #include "metrics/metrics.h"
 
 namespace floodgate::engine {
@@ -25,15 +29,17 @@ class EngineGauges final : public BatchObserver {
   void on_item_state(Batch& b, int64_t index, core::ItemState from, core::ItemState to) override;
   void on_batch_state(Batch& b, core::BatchState from, core::BatchState to) override;
 
-  /// Samples the gauges that are not kept by observing (called each second).
-  void update();
+  /// Samples the gauges that are not kept by observing, and each active batch's progress and
+  /// what it waits on (called each second, with the global gates as they are now).
+  void update(const Dispatcher::Gates& gates, const core::LaunchScheduler& scheduler);
   /// Items ready to launch at the last update.
   int64_t ready_items() const { return ready_items_; }
   /// Launch rate, completion rate, ETA and running children of each active batch, by id.
   nlohmann::json batch_views() const;
 
  private:
-  void update_batch(const Batch& b, std::map<std::string, int64_t>& children);
+  void update_batch(Batch& b, const GateState& gates, std::map<std::string, int64_t>& children,
+                    std::map<std::string_view, int64_t>& waiting);
 
   core::Clock& clock_;
   core::WallClock& wall_;

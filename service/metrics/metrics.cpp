@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <sstream>
 
 namespace floodgate::metrics {
@@ -151,6 +152,14 @@ void Metrics::register_batch_metrics(prometheus::Registry& r) {
                               "completion rate; absent while nothing completes.");
   running_family_ = &gauge_family(r, "floodgate_batch_children_running",
                                   "Children of an active batch that Prefect last showed Running.");
+  waiting_family_ = &gauge_family(
+      r, "floodgate_batch_waiting",
+      "1 for each reason an active batch waits on now (paused, deployment, parent, "
+      "prefect_errors, start_pacing, running_cap, backlog, batch_rate, token_bucket, "
+      "in_flight_limit, children; first 50 active batches; removed when it no longer holds).");
+  batches_waiting_family_ =
+      &gauge_family(r, "floodgate_batches_waiting",
+                    "Active batches waiting on each reason (a batch may wait on several at once).");
 }
 
 prometheus::Histogram& Metrics::api_request_duration(const std::string& route) {
@@ -173,7 +182,7 @@ prometheus::Counter& Metrics::batches_finished(core::BatchState s) {
 }
 
 void Metrics::update_batch(const std::string& batch_id, const BatchSample& sample,
-                           int64_t children_running) {
+                           const BatchView& view) {
   const int64_t remaining = sample.total - sample.done;
   set_batch_progress(
       batch_id, sample.total > 0 ? static_cast<double>(sample.done) / sample.total : 0, remaining);
@@ -185,24 +194,38 @@ void Metrics::update_batch(const std::string& batch_id, const BatchSample& sampl
     it->second.running = &running_family_->Add({{"batch_id", batch_id}});
   }
   BatchRates& br = it->second;
-  br.rate.add(sample);
-  br.view = BatchView{br.rate.launch_rate(), br.rate.completion_rate(), br.rate.eta_s(),
-                      children_running};
-  br.launch_rate->Set(br.view.launch_rate);
-  br.running->Set(static_cast<double>(children_running));
-  if (br.view.eta_s) {
+  br.launch_rate->Set(view.launch_rate);
+  br.running->Set(static_cast<double>(view.children_running));
+  if (view.eta_s) {
     if (br.eta == nullptr) br.eta = &eta_family_->Add({{"batch_id", batch_id}});
-    br.eta->Set(*br.view.eta_s);
+    br.eta->Set(*view.eta_s);
   } else if (br.eta != nullptr) {
     eta_family_->Remove(br.eta);
     br.eta = nullptr;
   }
+  // One series per reason the batch waits on now; a reason that no longer holds is removed.
+  for (auto w = br.waiting.begin(); w != br.waiting.end();) {
+    if (std::find(view.waiting_on.begin(), view.waiting_on.end(), w->first) ==
+        view.waiting_on.end()) {
+      waiting_family_->Remove(w->second);
+      w = br.waiting.erase(w);
+    } else {
+      ++w;
+    }
+  }
+  for (std::string_view reason : view.waiting_on) {
+    auto& g = br.waiting[reason];
+    if (g == nullptr) {
+      g = &waiting_family_->Add({{"batch_id", batch_id}, {"reason", std::string(reason)}});
+    }
+    g->Set(1);
+  }
 }
 
-std::optional<Metrics::BatchView> Metrics::batch_view(const std::string& batch_id) const {
-  auto it = batch_rates_.find(batch_id);
-  if (it == batch_rates_.end()) return std::nullopt;
-  return it->second.view;
+void Metrics::set_batches_waiting(const std::map<std::string_view, int64_t>& by_reason) {
+  for (const auto& [reason, n] : by_reason) {
+    batches_waiting_family_->Add({{"reason", std::string(reason)}}).Set(static_cast<double>(n));
+  }
 }
 
 void Metrics::set_children(const std::map<std::string, int64_t>& by_state) {
@@ -238,6 +261,7 @@ void Metrics::remove_batch(const std::string& batch_id) {
     launch_rate_family_->Remove(r->second.launch_rate);
     running_family_->Remove(r->second.running);
     if (r->second.eta != nullptr) eta_family_->Remove(r->second.eta);
+    for (auto& [reason, g] : r->second.waiting) waiting_family_->Remove(g);
     batch_rates_.erase(r);
   }
   auto it = batch_series_.find(batch_id);

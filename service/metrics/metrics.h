@@ -11,6 +11,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/states.h"
 #include "metrics/batch_rate.h"
@@ -62,19 +64,19 @@ class Metrics {
   /// Cuts of a batch's start pace after children crashed as they started.
   prometheus::Counter& start_pace_cuts() { return *start_pace_cuts_; }
 
-  /// What the status page and the per-batch series show for an active batch.
+  /// What the per-batch series show for an active batch.
   struct BatchView {
     double launch_rate = 0;      // items started per second (last minute)
     double completion_rate = 0;  // items finished per second (last minute)
     std::optional<double> eta_s;
     int64_t children_running = 0;
+    std::vector<std::string_view> waiting_on;  // reasons, most binding first
   };
-  /// Records an active batch's counts (called once a second); sets its progress, remaining,
-  /// launch rate, ETA and running-children series (first kMaxBatchSeries batches only).
-  void update_batch(const std::string& batch_id, const BatchSample& sample,
-                    int64_t children_running);
-  /// The last view of an active batch, if it has one.
-  std::optional<BatchView> batch_view(const std::string& batch_id) const;
+  /// Sets an active batch's progress, remaining, launch rate, ETA, running-children and
+  /// waiting-on series (first kMaxBatchSeries batches only; called once a second).
+  void update_batch(const std::string& batch_id, const BatchSample& sample, const BatchView& view);
+  /// Active batches by what they wait on (every active batch; a batch may wait on several).
+  void set_batches_waiting(const std::map<std::string_view, int64_t>& by_reason);
 
   /// Children by the Prefect state name last seen ("Scheduled", "Running", "Late", ...).
   void set_children(const std::map<std::string, int64_t>& by_state);
@@ -125,12 +127,13 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* launch_rate_family_;
   prometheus::Family<prometheus::Gauge>* eta_family_;
   prometheus::Family<prometheus::Gauge>* running_family_;
+  prometheus::Family<prometheus::Gauge>* waiting_family_;
+  prometheus::Family<prometheus::Gauge>* batches_waiting_family_;
   struct BatchRates {
-    BatchRate rate{60};
-    BatchView view;
     prometheus::Gauge* launch_rate = nullptr;
     prometheus::Gauge* eta = nullptr;  // present only while an ETA is known
     prometheus::Gauge* running = nullptr;
+    std::map<std::string_view, prometheus::Gauge*> waiting;  // present while it waits on that
   };
   std::map<std::string, BatchRates> batch_rates_;
 };

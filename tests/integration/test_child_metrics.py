@@ -174,7 +174,10 @@ def test_children_state_label_set_is_bounded(api, fake):
     """Custom Prefect state names become `state` labels, at most 64 of them; each exported
     series still counts exactly the children in that state."""
     total = 70
-    b = api.submit({"deployment": DEMO_DEPLOYMENT, "runs": [{"parameters": {"i": i}} for i in range(total)]})
+    # The fake's children wait SCHEDULED until the test moves them: no backlog gating, so all
+    # 70 are created at once.
+    b = api.submit({"deployment": DEMO_DEPLOYMENT, "runs": [{"parameters": {"i": i}} for i in range(total)],
+                    "limits": {"max_backlog": 0}})
     bid = b["id"]
     wait_until(lambda: api.batch(bid)["counts"]["LAUNCHED"] == total, 10, what="all launched")
     for run in fake.runs_of(bid):

@@ -72,11 +72,14 @@ BATCH = {
     "created_at": "2026-11-28T12:28:50.529Z", "updated_at": "2026-11-28T12:28:50.529Z",
     "finished_at": None, "version": 3, "idempotency_key": None, "failures": 0,
     "tolerated_failures": 0, "deployment": "demo-flow/demo", "tags": [], "parent_flow_run_id": None,
-    "limits": {"max_in_flight": None, "max_running": None, "launches_per_second": None, "burst": None},
+    "limits": {"max_in_flight": None, "max_running": None, "launches_per_second": None, "burst": None,
+               "max_backlog": None},
     "retry": {"max_attempts": 8, "initial_delay_s": 1.0, "max_delay_s": 60.0, "max_elapsed_s": 3600.0},
     "track": True, "relaunch_crashed": 0, "tolerated_failure_percentage": 0.0,
     "tolerated_failure_count": None, "on_cancel": "abandon", "start_deadline_s": 0.0,
     "run_deadline_s": 0.0, "on_deadline": "report", "start_pacing": True, "start_pace": None,
+    "progress": {"launch_rate": 1.0, "completion_rate": 0.0, "eta_s": None,
+                 "waiting_on": ["backlog"], "backlog": 1, "max_backlog": 10},
     "priority": 0, "labels": {},
 }
 
@@ -100,6 +103,7 @@ def test_checker_accepts_a_good_batch_and_rejects_regressions():
         dict(BATCH, counts=dict(BATCH["counts"], PENDING=5)),
         dict(BATCH, finished_at="2026-11-28T12:28:50.529Z"),
         dict(BATCH, created_at="yesterday"),
+        dict(BATCH, progress=dict(BATCH["progress"], waiting_on=["tokens"])),
     ]
     for bad in bad_variants:
         with pytest.raises(ContractViolation):

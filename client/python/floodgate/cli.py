@@ -120,7 +120,20 @@ class Progress:
     def _stats(self, batch: Batch, rate: Optional[float]) -> str:
         pct = 100.0 * batch.done / batch.total if batch.total else 100.0
         parts = [f"{batch.done}/{batch.total} ({pct:.0f}%)", f"failed {batch.failed}"]
-        if not batch.is_final:
+        progress = batch.raw.get("progress") if isinstance(batch.raw, dict) else None
+        if not batch.is_final and isinstance(progress, dict):
+            # The server's own rates, ETA and what the batch waits on.
+            parts.append(f"running {batch.running}")
+            parts.append(f"{float(progress.get('completion_rate') or 0):.1f}/s")
+            eta = progress.get("eta_s")
+            parts.append(f"ETA {_fmt_duration(eta)}" if eta is not None else "ETA -")
+            waiting = progress.get("waiting_on") or []
+            if waiting:
+                what = ", ".join(str(w) for w in waiting)
+                if "backlog" in waiting and progress.get("max_backlog") is not None:
+                    what += f" ({progress.get('backlog')}/{progress.get('max_backlog')} waiting to start)"
+                parts.append(f"waiting on {what}")
+        elif not batch.is_final:
             parts.append(f"running {batch.running}")
             if rate is None:
                 parts.append("-/s")
@@ -301,6 +314,8 @@ def _limits(args: argparse.Namespace) -> Dict[str, Any]:
         limits["launches_per_second"] = args.rate
     if args.burst is not None:
         limits["burst"] = args.burst
+    if getattr(args, "max_backlog", None) is not None:
+        limits["max_backlog"] = args.max_backlog
     return limits
 
 
@@ -512,6 +527,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -529,6 +554,9 @@ def _add_limit_flags(p: argparse.ArgumentParser) -> None:
                    help="at most N create requests of the batch in flight")
     p.add_argument("--rate", type=float, metavar="R", help="launches per second for the batch")
     p.add_argument("--burst", type=float, metavar="N", help="launch burst for --rate")
+    p.add_argument("--max-backlog", type=_non_negative_int, metavar="N",
+                   help="at most N children created and not yet started (default: derived from "
+                        "the rate workers start them; 0: no backlog gating)")
 
 
 def build_parser() -> argparse.ArgumentParser:

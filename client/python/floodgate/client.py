@@ -234,7 +234,8 @@ class FloodgateClient:
             tags: Tags added to every child.
             parent_flow_run_id: Link the children under this flow run, as
                 ``run_deployment(as_subflow=True)`` does.
-            limits: ``max_in_flight``, ``max_running``, ``launches_per_second``, ``burst``.
+            limits: ``max_in_flight``, ``max_running``, ``launches_per_second``, ``burst``,
+                ``max_backlog``.
             retry: ``max_attempts``, ``initial_delay_s``, ``max_delay_s``, ``max_elapsed_s``.
             track: Follow the children to their final state (False: the batch ends when every
                 child is launched).

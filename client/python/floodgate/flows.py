@@ -115,7 +115,8 @@ def run_deployments(
         as_subflow: Inside a Prefect flow run, link the children under it (the Prefect UI shows
             the tree), as ``run_deployment(as_subflow=True)`` does.
         tags: Tags added to every child.
-        limits: ``max_in_flight``, ``max_running``, ``launches_per_second``, ``burst``.
+        limits: ``max_in_flight``, ``max_running``, ``launches_per_second``, ``burst``,
+            ``max_backlog``.
         tolerated_failure_percentage: Failures (in %) tolerated before the batch fails.
         client: The client to use; by default one built from ``FLOODGATE_URL``.
         poll_s: The longest single long-poll while waiting.

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import PKG_ROOT, FakePrefect, Floodgated, free_port, slow
 from floodgate import Batch, FloodgateClient
-from floodgate.cli import Progress, _allocate, main
+from floodgate.cli import Progress, _allocate, _limits, build_parser, main
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -233,6 +233,28 @@ def test_progress_rate_and_eta(monkeypatch: pytest.MonkeyPatch) -> None:
     p.update(_batch("RUNNING", {"COMPLETED": 4, "PENDING": 6}, 2))
     frame = out.getvalue().split("\r")[-1]
     assert "1.0/s" in frame and "ETA 0:06" in frame
+
+
+def test_progress_shows_the_servers_eta_and_what_the_batch_waits_on() -> None:
+    out = _Tty()
+    p = Progress(out, color=False)
+    batch = Batch.from_json({
+        "id": "b", "state": "RUNNING", "total": 10, "version": 3,
+        "counts": {"COMPLETED": 4, "LAUNCHED": 3, "PENDING": 3},
+        "progress": {"launch_rate": 2.0, "completion_rate": 0.5, "eta_s": 12.0,
+                     "waiting_on": ["backlog", "token_bucket"], "backlog": 3,
+                     "max_backlog": 3}})
+    p.update(batch)
+    frame = out.getvalue().split("\r")[-1]
+    assert "0.5/s" in frame and "ETA 0:12" in frame, frame
+    assert "waiting on backlog, token_bucket (3/3 waiting to start)" in frame, frame
+
+
+def test_update_sends_max_backlog(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["update", "b", "--max-backlog", "0"])
+    assert _limits(args) == {"max_backlog": 0}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["update", "b", "--max-backlog", "-1"])
 
 
 def test_progress_plain_lines_are_throttled(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,7 +92,8 @@ TEST(BatchRequestTest, FullRequestRoundTripsIntoBatchSpec) {
         {"parameters": {"x": 2}, "name": null, "idempotency_key": "user-1"}],
       "tags": ["team-a", "nightly"],
       "parent_flow_run_id": "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d",
-      "limits": {"max_in_flight": 10, "max_running": 50, "launches_per_second": 5, "burst": 10},
+      "limits": {"max_in_flight": 10, "max_running": 50, "launches_per_second": 5, "burst": 10,
+                 "max_backlog": 25},
       "retry": {"max_attempts": 6, "initial_delay_s": 0.5, "max_delay_s": 60,
                 "max_elapsed_s": 3600},
       "track": false, "relaunch_crashed": 2,
@@ -109,6 +110,7 @@ TEST(BatchRequestTest, FullRequestRoundTripsIntoBatchSpec) {
   EXPECT_EQ(s.limits.max_running, 50);
   EXPECT_EQ(s.limits.launches_per_second, 5.0);
   EXPECT_EQ(s.limits.burst, 10.0);
+  EXPECT_EQ(s.limits.max_backlog, 25);
   EXPECT_EQ(s.retry.max_attempts, 6);
   EXPECT_DOUBLE_EQ(s.retry.initial_delay_s, 0.5);
   EXPECT_DOUBLE_EQ(s.retry.max_delay_s, 60);
@@ -368,6 +370,12 @@ TEST(BatchRequestTest, LimitsMaxInFlight) {
   expect_rejected(with_limits({{"max_in_flight", 100001}}), "limits.max_in_flight");
   expect_rejected(with_limits({{"max_in_flight", 1.5}}), "limits.max_in_flight");
   expect_rejected(with_limits({{"max_in_flight", "5"}}), "limits.max_in_flight");
+}
+
+TEST(BatchRequestTest, LimitsMaxBacklog) {
+  expect_rejected(with_limits({{"max_backlog", -1}}), "limits.max_backlog");
+  expect_rejected(with_limits({{"max_backlog", 1.5}}), "limits.max_backlog");
+  expect_rejected(with_limits({{"max_backlog", "auto"}}), "limits.max_backlog");
 }
 
 TEST(BatchRequestTest, LimitsMaxRunning) {

@@ -54,6 +54,9 @@ TEST(ConfigTest, DefaultsSuitASelfHostedServer) {
   EXPECT_FALSE(c.show_version);
   // Bulk creates must stay below Prefect Cloud's 5 MiB request limit.
   EXPECT_LT(c.max_prefect_body_bytes, 5u * 1024 * 1024);
+  EXPECT_EQ(c.max_backlog, -1);  // backlog gating on, its limit derived
+  EXPECT_EQ(parse_config({"--max-backlog=auto"}, {}).max_backlog, -1);
+  EXPECT_EQ(parse_config({"--max-backlog=0"}, {}).max_backlog, 0);
 }
 
 TEST(ConfigTest, FlagWithSeparateValue) {
@@ -105,6 +108,7 @@ TEST(ConfigTest, EveryFlagIsAccepted) {
                     "--start-deadline-s=600",
                     "--run-deadline-s=3600",
                     "--on-deadline=relaunch",
+                    "--max-backlog=50",
                     "--tls-verify=no",
                     "--ca-file=/etc/ca.pem",
                     "--log-level=debug",
@@ -134,6 +138,7 @@ TEST(ConfigTest, EveryFlagIsAccepted) {
   EXPECT_DOUBLE_EQ(c.start_deadline_s, 600);
   EXPECT_DOUBLE_EQ(c.run_deadline_s, 3600);
   EXPECT_EQ(c.on_deadline, "relaunch");
+  EXPECT_EQ(c.max_backlog, 50);
   EXPECT_FALSE(c.tls_verify);
   EXPECT_EQ(c.ca_file, "/etc/ca.pem");
   EXPECT_EQ(c.log_level, "debug");
@@ -340,6 +345,8 @@ const std::vector<BadValue>& bad_values() {
       {"rate", "5/day"},
       {"rate", "5/"},
       {"burst", "0"},
+      {"max-backlog", "-1"},
+      {"max-backlog", "some"},
       {"burst", "lots"},
       {"max-in-flight", "0"},
       {"max-in-flight", "100001"},

@@ -35,6 +35,7 @@ BatchSpec crashing_spec(bool pacing) {
   s.relaunch_crashed = 3;
   s.tolerated_failure_percentage = 100;
   s.start_pacing = pacing;
+  s.limits.max_backlog = 0;  // the fake's runs wait SCHEDULED until crashed: no backlog gating
   return s;
 }
 

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+#include "core/clock.h"
+#include "engine/batch_book.h"
+
+namespace floodgate::engine {
+
+/// Backlog gating: a batch's children that Prefect holds without starting them (SCHEDULED, Late,
+/// PENDING, AwaitingConcurrencySlot; created by a launch still in flight too) are its backlog.
+/// Launches wait while the backlog is at the batch's max_backlog, so creates follow the rate at
+/// which workers start runs instead of piling up Late runs. Counted from the tracking reads
+/// floodgate already makes: no request of its own.
+class BacklogGate final : public BatchObserver {
+ public:
+  explicit BacklogGate(core::Clock& clock);
+
+  /// A read first found child `index` of `b` started (RUNNING or later).
+  void on_started(Batch& b, int64_t index);
+  /// Sets the batch's count of unstarted children from a scan of its items (each tracking
+  /// round: the incremental count cannot drift for long).
+  static void recount(Batch& b);
+
+  void on_batch_held(Batch& b) override { recount(b); }
+  void on_items_reloaded(Batch& b, const std::array<int64_t, core::kItemStateCount>&) override {
+    recount(b);
+  }
+  void on_item_state(Batch& b, int64_t index, core::ItemState from, core::ItemState to) override;
+
+  /// The derived limit never goes below this many children waiting to start.
+  static constexpr int64_t kMinBacklog = 10;
+  /// The derived limit: this many seconds of the workers' recent start rate, plus two tracking
+  /// intervals (the gate learns of starts only at reads).
+  static constexpr double kBacklogSeconds = 10;
+  /// The start rate is measured over this window (or since the first launch, when younger).
+  static constexpr std::chrono::seconds kRateWindow{30};
+
+ private:
+  core::Clock& clock_;
+};
+
+/// Children of `b` created (or being created) and not yet seen started.
+int64_t backlog(const Batch& b);
+/// Children a second that workers started lately (over BacklogGate::kRateWindow).
+double start_rate(const Batch& b, core::TimePoint now);
+/// The batch's limit on its backlog: limits.max_backlog when set (0: none), else derived from
+/// the workers' start rate; nullopt when the batch is not gated (not tracked, or 0).
+std::optional<int64_t> max_backlog(const Batch& b, core::TimePoint now);
+
+}  // namespace floodgate::engine
