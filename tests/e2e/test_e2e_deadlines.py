@@ -12,6 +12,11 @@ polls (`demo-flow/idle` on `floodgate-e2e-idle`) stay SCHEDULED, hit the batch's
   relaunched run that is started in time COMPLETES its item, one that is stuck again is
   cancelled too and its item FAILED with "no relaunch left" (the budget is one relaunch).
 
+And the same policy for the other two ways a child is lost: a run deleted in Prefect
+(`relaunch`: a `:r1` run replaces it) and a run past its `run_deadline_s` (`fail`: floodgate
+asks Prefect to cancel the RUNNING run, which goes CANCELLING; the test, playing the worker,
+ends it CANCELLED).
+
 The children that do start are played by a `Completer` (helpers.py) restricted to them. Each case
 takes about 10-30 s; no worker is needed.
 """
@@ -25,7 +30,7 @@ import urllib.request
 
 import pytest
 
-from helpers import Completer, wait_until
+from helpers import Completer, http, wait_until
 
 DEPLOYMENT = "demo-flow/idle"
 # Long enough for the Completer (0.5 s rounds) to start the children meant to start, on a
@@ -73,10 +78,11 @@ def cancel_leftovers(prefect, batch_id: str):
 
 
 def submit(fg, n: int, on_deadline: str, **extra) -> tuple[dict, float]:
-    b = fg.client.submit({"deployment": DEPLOYMENT, "runs": children(n),
-                          "start_deadline_s": START_DEADLINE_S, "on_deadline": on_deadline,
-                          **extra})
-    assert b["start_deadline_s"] == START_DEADLINE_S and b["on_deadline"] == on_deadline, b
+    body = {"deployment": DEPLOYMENT, "runs": children(n), "start_deadline_s": START_DEADLINE_S,
+            "on_deadline": on_deadline, **extra}
+    b = fg.client.submit(body)
+    assert b["start_deadline_s"] == body["start_deadline_s"], b
+    assert b["on_deadline"] == on_deadline, b
     return b, time.monotonic()
 
 
@@ -225,5 +231,78 @@ def test_start_deadline_relaunch_then_no_relaunch_left(prefect_env, floodgate):
                 assert f"start deadline ({START_DEADLINE_S} s) passed" in it["last_error"], it
         assert deadline_metric(floodgate, "start_deadline", "relaunch") == n
         assert deadline_metric(floodgate, "start_deadline", "fail") == n - 1
+    finally:
+        cancel_leftovers(prefect, bid)
+
+
+def test_deleted_child_is_relaunched(prefect_env, floodgate):
+    prefect = prefect_env.api
+    n = 2
+    # No start deadline: only the deletion makes floodgate give up on child 0's first run.
+    b, t0 = submit(floodgate, n, "relaunch", start_deadline_s=0)
+    bid = b["id"]
+    first_key = key_of(bid, 0)
+    try:
+        with Completer(prefect, tag_of(bid), hold_s=0.5,
+                       only=lambda fr: fr["idempotency_key"] != first_key) as completer:
+            first = wait_until("child 0 followed by floodgate", lambda: (
+                lambda it: it["state"] == "LAUNCHED" and it["flow_run_id"])(
+                    floodgate.client.runs(bid)[0]), 60, 0.2)
+            status, _ = http("DELETE", f"{prefect.api}/flow_runs/{first}")
+            assert status in (200, 204), status
+            t1 = time.monotonic()
+            final = floodgate.client.wait_final(bid, 120)
+        items = floodgate.client.runs(bid)
+        show("deleted", t0, final, items)
+        print(f"[e2e] deadlines deleted: batch final {time.monotonic() - t1:.1f}s after the "
+              "deletion")
+        assert final["state"] == "COMPLETED" and final["counts"]["COMPLETED"] == n, final
+        assert len(completer.completed) == n, completer.completed
+        assert items[0]["earlier_runs"] == [{"flow_run_id": first, "state": "DELETED"}], items[0]
+        runs = runs_by_key(prefect, bid)
+        assert sorted(runs) == sorted([key_of(bid, 0, 1), key_of(bid, 1)]), sorted(runs)
+        assert items[0]["flow_run_id"] == runs[key_of(bid, 0, 1)]["id"], (items[0], runs)
+        assert set(states_of(runs).values()) == {"COMPLETED"}, states_of(runs)
+        assert deadline_metric(floodgate, "deleted", "relaunch") == 1
+    finally:
+        cancel_leftovers(prefect, bid)
+
+
+def test_run_deadline_fail_cancels_the_running_child(prefect_env, floodgate):
+    prefect = prefect_env.api
+    n = 2
+    run_deadline_s = 3
+    b, t0 = submit(floodgate, n, "fail", start_deadline_s=0, run_deadline_s=run_deadline_s,
+                   tolerated_failure_count=1)
+    bid = b["id"]
+    assert b["run_deadline_s"] == run_deadline_s, b
+    slow_key = key_of(bid, 0)
+    try:
+        # Child 0 runs for good (held RUNNING far past the deadline), child 1 finishes at once.
+        with Completer(prefect, tag_of(bid), hold_s=0.5,
+                       only=lambda fr: fr["idempotency_key"] != slow_key) as quick, \
+                Completer(prefect, tag_of(bid), hold_s=3600,
+                          only=lambda fr: fr["idempotency_key"] == slow_key) as slow:
+            final = floodgate.client.wait_final(bid, 120)
+        took = time.monotonic() - t0
+        items = floodgate.client.runs(bid)
+        show("run deadline", t0, final, items)
+        assert len(quick.completed) == 1 and len(slow.started) == 1, (quick.completed, slow.started)
+        assert final["state"] == "COMPLETED", final
+        assert final["counts"]["COMPLETED"] == 1 and final["counts"]["FAILED"] == 1, final
+        assert items[0]["state"] == "FAILED", items[0]
+        assert f"run deadline ({run_deadline_s} s) passed" in items[0]["last_error"], items[0]
+        assert "after it started" in items[0]["last_error"], items[0]
+
+        # Prefect: a RUNNING run that floodgate cancels goes CANCELLING; with no worker to stop
+        # its process, the test plays the worker and ends it.
+        slow_id = items[0]["flow_run_id"]
+        wait_until("the slow run CANCELLING in Prefect", lambda: prefect.get(
+            f"/flow_runs/{slow_id}")["state_type"] in ("CANCELLING", "CANCELLED"), 60)
+        print(f"[e2e] deadlines run deadline: batch final {took:.1f}s after submit, the slow "
+              f"run CANCELLING {time.monotonic() - t0:.1f}s after submit")
+        prefect.set_state(slow_id, "CANCELLED", force=False)
+        assert prefect.get(f"/flow_runs/{slow_id}")["state_type"] == "CANCELLED"
+        assert deadline_metric(floodgate, "run_deadline", "fail") == 1
     finally:
         cancel_leftovers(prefect, bid)
