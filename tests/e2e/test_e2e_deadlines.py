@@ -28,7 +28,6 @@ import os
 import time
 import urllib.request
 
-
 from helpers import Completer, http, wait_until
 
 DEPLOYMENT = "demo-flow/idle"
