@@ -144,10 +144,50 @@ def render_seed_scenario(doc: dict) -> list[str]:
     return out
 
 
+def render_start_pacing(doc: dict) -> list[str]:
+    """Issue 17: crashes and makespan with and without start pacing (tests/bench/start_pacing.py)."""
+    rows = doc["rows"]
+    out = [provenance_line(doc), "",
+           "| rep | tolerance | start_pacing | batch | children COMPLETED | runs created | crashed runs | "
+           "makespan s | requests per child | pace cuts | pace at the end, launches/s | load at start |",
+           "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        pace = r.get("start_pace") or {}
+        lps = pace.get("launches_per_second")
+        out.append(f"| {r['rep']} | {r['tolerance']} | {'on' if r['pacing'] else 'off'} | {r['state']} | "
+                   f"{r['counts'].get('COMPLETED', 0)} | {r['runs_created']} | {r['crashed_runs']} | "
+                   f"{r['makespan_s']:.1f} | {r['requests_per_child']:.2f} | {pace.get('cuts', 0)} | "
+                   f"{'-' if lps is None else f'{lps:.1f}'} | {r['load'].split()[0]} |")
+    out += ["", "Medians per setting, and off over on:", "",
+            "| tolerance | start_pacing | batches | crashed runs | runs created | makespan s | requests per child |",
+            "| ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+
+    def med(rs: list[dict], key: str):
+        return bl.spread([r[key] for r in rs])["median"]
+    for tol in dict.fromkeys(r["tolerance"] for r in rows):
+        by = {p: [r for r in rows if r["tolerance"] == tol and r["pacing"] == p] for p in (True, False)}
+        for p in (True, False):
+            rs = by[p]
+            if not rs:
+                continue
+            states = ", ".join(f"{n} {s}" for s, n in sorted(
+                {s: sum(1 for r in rs if r["state"] == s) for s in {r["state"] for r in rs}}.items()))
+            out.append(f"| {tol} | {'on' if p else 'off'} | {states} | {med(rs, 'crashed_runs'):.0f} | "
+                       f"{med(rs, 'runs_created'):.0f} | {med(rs, 'makespan_s'):.1f} | "
+                       f"{med(rs, 'requests_per_child'):.2f} |")
+        if by[True] and by[False]:
+            ratio = {k: med(by[False], k) / med(by[True], k) for k in
+                     ("crashed_runs", "runs_created", "makespan_s", "requests_per_child")}
+            out.append(f"| {tol} | off / on | | {ratio['crashed_runs']:.1f}x | {ratio['runs_created']:.1f}x | "
+                       f"{ratio['makespan_s']:.2f}x | {ratio['requests_per_child']:.1f}x |")
+    return out
+
+
 RENDER = {"overload": render_overload, "api_economy": render_api_economy,
           "launch_throughput": render_launch_throughput, "launch_split_ab": render_launch_split_ab,
           "launch_http_read_ab": render_launch_split_ab}
 RENDER["seed_scenario"] = render_seed_scenario
+RENDER["start_pacing"] = render_start_pacing
 
 
 def main() -> int:

@@ -211,3 +211,9 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The busy case last, whichever files come after it by name: it leaves a non-lean server
+    running (see ensure_lean), which a later case would have to restart (~30 s)."""
+    items.sort(key=lambda item: item.path.name == "test_e2e_busy.py")  # stable: order kept

@@ -171,10 +171,14 @@ class Completer:
     Every `interval` s: a SCHEDULED child is proposed RUNNING, a child RUNNING for `hold_s`
     is proposed COMPLETED (force false: the server's orchestration rules apply, as for a
     worker and engine). Connection errors and 5xx (a Prefect outage, "database is locked")
-    are waited out. Counts what it did in `.started` and `.completed` (flow run ids)."""
+    are waited out. Counts what it did in `.started` and `.completed` (flow run ids).
+    `only(flow_run)`, when given, picks the children it plays the worker for (the others are
+    left as they are)."""
 
-    def __init__(self, prefect: Prefect, tag: str, hold_s: float = 1.0, interval: float = 0.5):
+    def __init__(self, prefect: Prefect, tag: str, hold_s: float = 1.0, interval: float = 0.5,
+                 only: Callable[[dict], bool] | None = None):
         self.prefect, self.tag, self.hold_s, self.interval = prefect, tag, hold_s, interval
+        self.only = only
         self.started: dict[str, float] = {}
         self.completed: set[str] = set()
         self.errors = 0
@@ -201,6 +205,8 @@ class Completer:
                                                "state": {"type": {"not_any_": sorted(FINAL_PREFECT_STATES)}}})
                 now = time.monotonic()
                 for fr in runs:
+                    if self.only is not None and not self.only(fr):
+                        continue
                     rid = fr["id"]
                     if fr["state_type"] == "SCHEDULED" and self._propose(rid, "RUNNING"):
                         self.started[rid] = now
