@@ -17,6 +17,17 @@ std::string_view to_string(Breach breach) {
   }
 }
 
+std::string_view earlier_run_state(Breach breach) {
+  switch (breach) {
+    case Breach::kStartDeadline:
+      return "START_DEADLINE";
+    case Breach::kRunDeadline:
+      return "RUN_DEADLINE";
+    default:
+      return "DELETED";
+  }
+}
+
 bool has_started(std::string_view state_type) {
   return !state_type.empty() && state_type != "SCHEDULED" && state_type != "PENDING";
 }

@@ -16,6 +16,9 @@ namespace floodgate::engine {
 enum class Breach { kStartDeadline, kRunDeadline, kDeleted };
 /// "start_deadline", "run_deadline" or "deleted" (the metric's label).
 std::string_view to_string(Breach breach);
+/// How an item's `earlier_runs` names a run replaced after `breach`: START_DEADLINE,
+/// RUN_DEADLINE or DELETED.
+std::string_view earlier_run_state(Breach breach);
 
 /// Whether a Prefect state type says the run has started: anything but SCHEDULED (Late and
 /// AwaitingConcurrencySlot included) and PENDING.

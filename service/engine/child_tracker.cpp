@@ -1,7 +1,6 @@
 #include "engine/child_tracker.h"
 
 #include <algorithm>
-#include <cctype>
 #include <memory>
 #include <unordered_map>
 #include <utility>
@@ -272,9 +271,7 @@ void ChildTracker::give_up(Batch& b, int64_t index, Breach breach,
     outbox_.dispatch_now();
   }
   if (can_relaunch) {
-    std::string earlier(to_string(breach));
-    for (auto& ch : earlier) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-    relaunch(b, index, earlier, std::move(message));
+    relaunch(b, index, earlier_run_state(breach), std::move(message));
     return;
   }
   if (policy == OnDeadline::kRelaunch) message += "; no relaunch left";

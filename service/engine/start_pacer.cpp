@@ -58,7 +58,8 @@ void StartPacer::on_started(Batch& b) {
   if (!p.active || core::is_final(b.rec.state)) return;
   const double step = p.rate < kNearCrash * p.crash_rate ? kRateStep : kRateStep / 10;
   p.rate += step / std::max(1.0, p.rate);
-  p.running_cap += 1;
+  // Never above the batch's size: a cap no batch can reach only confuses whoever reads it.
+  p.running_cap = std::min<int64_t>(p.running_cap + 1, std::max<int64_t>(b.rec.total, kMinCap));
   apply(b);
 }
 
