@@ -33,8 +33,12 @@ class BacklogGate final : public BatchObserver {
   /// The derived limit never goes below this many children waiting to start.
   static constexpr int64_t kMinBacklog = 10;
   /// The derived limit: this many seconds of the workers' recent start rate, plus two tracking
-  /// intervals (the gate learns of starts only at reads).
-  static constexpr double kBacklogSeconds = 10;
+  /// intervals (the gate learns of starts only at reads). Workers poll for runs (Prefect's
+  /// default every 10 s; often 15-30 s): each poll must find more than it took last time, or a
+  /// limit fed by what the polls took would settle below what the workers can start. At 30 s
+  /// the limit can triple per poll of a 10 s worker and still grows for one that polls every
+  /// 30 s.
+  static constexpr double kBacklogSeconds = 30;
   /// The start rate is measured over this window (or since the first launch, when younger).
   static constexpr std::chrono::seconds kRateWindow{30};
 

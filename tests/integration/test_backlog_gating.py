@@ -100,7 +100,8 @@ def test_the_derived_limit_follows_the_workers_and_keeps_the_makespan(api, fake)
     print(f"{CHILDREN} children, workers start {START_RATE}/s: unthrottled {free:.1f} s with "
           f"{free_peak} runs waiting at most; gated {gated:.1f} s ({gated / free:.3f}x) with "
           f"{gated_peak} at most")
-    # Without gating nearly every child waits unstarted at once; with it, about 10 s of starts.
+    # Without gating nearly every child waits unstarted at once; with it, about 30 s of starts
+    # (plus two read intervals).
     assert free_peak > CHILDREN * 0.8, free_peak
-    assert gated_peak <= START_RATE * 20, gated_peak
+    assert gated_peak <= START_RATE * 40, gated_peak
     assert gated <= free * 1.10, (gated, free)

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "engine/engine.h"
 #include "engine_test_support.h"
@@ -72,10 +73,10 @@ TEST(BacklogGateTest, AFixedLimitHoldsLaunchesUntilChildrenStart) {
 TEST(BacklogGateTest, CreatesFollowTheWorkersStartRateAndTheBatchCompletes) {
   EngineHarness h;
   h.start();
-  auto id = h.submit(tracked_spec(std::nullopt), 600);  // derived limit
+  auto id = h.submit(tracked_spec(std::nullopt), 1200);  // derived limit
   int64_t peak = 0;
   int64_t peak_limit = 0;
-  for (int s = 0; s < 200 && h.state(id) != "COMPLETED"; ++s) {
+  for (int s = 0; s < 400 && h.state(id) != "COMPLETED"; ++s) {
     start_runs(h, 10);  // workers start 10 runs a second
     for (auto* run : h.prefect.runs_in_order()) {
       if (run->state_type == "RUNNING") h.prefect.set_run_state(run->id, "COMPLETED");
@@ -88,12 +89,33 @@ TEST(BacklogGateTest, CreatesFollowTheWorkersStartRateAndTheBatchCompletes) {
     }
   }
   EXPECT_EQ(h.state(id), "COMPLETED");
-  EXPECT_EQ(h.prefect.order.size(), 600u);  // each child once
-  // The derived limit: about 10 s of 10 starts a second (plus two read intervals), never all.
-  EXPECT_GE(peak_limit, 100);
-  EXPECT_LE(peak_limit, 300);
+  EXPECT_EQ(h.prefect.order.size(), 1200u);  // each child once
+  // The derived limit: about 30 s of 10 starts a second (plus two read intervals), never all.
+  EXPECT_GE(peak_limit, 300);
+  EXPECT_LE(peak_limit, 400);
   EXPECT_LE(peak, peak_limit);
-  EXPECT_LT(peak, 600);
+  EXPECT_LT(peak, 500);
+}
+
+TEST(BacklogGateTest, AWorkerThatPollsEvery15sGetsMoreEachPoll) {
+  // A worker that polls every 15 s and can start 100 runs a poll: the derived limit must grow
+  // from its minimum to what the worker takes, not settle at what the last poll found.
+  EngineHarness h;
+  h.start();
+  auto id = h.submit(tracked_spec(std::nullopt), 3000);
+  std::vector<int64_t> taken;
+  for (int poll = 0; poll < 8; ++poll) {
+    h.advance(15s);
+    const int64_t before = waiting_runs(h);
+    start_runs(h, 100);
+    taken.push_back(before - waiting_runs(h));
+    for (auto* run : h.prefect.runs_in_order()) {
+      if (run->state_type == "RUNNING") h.prefect.set_run_state(run->id, "COMPLETED");
+    }
+  }
+  EXPECT_EQ(taken.front(), BacklogGate::kMinBacklog);
+  EXPECT_EQ(taken.back(), 100) << ::testing::PrintToString(taken);  // the worker's capacity
+  EXPECT_NE(h.state(id), "FAILED");
 }
 
 TEST(BacklogGateTest, ZeroOrAnUntrackedBatchIsNotGated) {
