@@ -12,7 +12,9 @@ A sampler reads the batch's runs in Prefect (tag `floodgate-batch:{id}`) every 0
 those not started yet (state type SCHEDULED or PENDING: Late and AwaitingConcurrencySlot are
 SCHEDULED states). The peak must stay within the batch's `max_backlog` (floodgate counts a child
 until one of its own reads shows it started, so its count is never below Prefect's), every
-child is created once and the batch COMPLETES. Each case takes about 30-90 s.
+child is created once and the batch COMPLETES. Each case took 125-180 s at load 10-13 (three
+sessions): a run the server turns away waits Prefect's default 30 s for its next try (the
+worker's 10 s prefetch makes it 20 s), which is most of the time.
 """
 
 from __future__ import annotations
