@@ -20,8 +20,11 @@ worker's 10 s prefetch makes it 20 s), which is most of the time.
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
+
+import pytest
 
 from helpers import http, wait_until
 
@@ -140,6 +143,10 @@ def test_backlog_limit_holds_with_a_deployment_concurrency_limit(worker, floodga
     assert s.peak_awaiting_slot >= 1, s.peak_awaiting_slot
 
 
+# Opt-in: with the fixed-limit case the two would add 5-6 minutes to the CI's e2e lane (the
+# lane may grow by a minute or two); the fixed limit is the case.
+@pytest.mark.skipif(os.environ.get("FG_E2E_BACKLOG_DERIVED") != "1",
+                    reason="the derived-limit case runs with FG_E2E_BACKLOG_DERIVED=1")
 def test_derived_backlog_limit_keeps_the_pile_small(worker, floodgate):
     final, s, _ = run_gated_batch(worker, floodgate, {})
     assert "max_backlog" not in final["limits"] or final["limits"]["max_backlog"] is None, (
