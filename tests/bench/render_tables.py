@@ -183,11 +183,48 @@ def render_start_pacing(doc: dict) -> list[str]:
     return out
 
 
+def render_backlog_gating(doc: dict) -> list[str]:
+    """Issue 17: peak backlog, makespan and requests per child with and without backlog gating
+    (tests/bench/backlog_gating.py)."""
+    rows = doc["rows"]
+    out = [provenance_line(doc), "",
+           "| rep | max_backlog | batch | children COMPLETED | runs created | distinct keys | "
+           "peak waiting to start | largest max_backlog shown | makespan s | requests per child | load at start |",
+           "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        mb = r.get("peak_max_backlog")
+        out.append(f"| {r['rep']} | {r['setting']} | {r['state']} | {r['counts'].get('COMPLETED', 0)} | "
+                   f"{r['runs_created']} | {r['distinct_keys']} | {r['peak_waiting']} | "
+                   f"{'-' if mb is None else mb} | {r['makespan_s']:.1f} | {r['requests_per_child']:.2f} | "
+                   f"{r['load'].split()[0]} |")
+
+    def med(rs: list[dict], key: str):
+        return bl.spread([r[key] for r in rs])["median"]
+    by = {s: [r for r in rows if r["setting"] == s] for s in ("off", "derived")}
+    out += ["", "Medians per setting, and derived over off:", "",
+            "| max_backlog | batches | peak waiting to start | makespan s | requests per child |",
+            "| --- | --- | ---: | ---: | ---: |"]
+    for s, rs in by.items():
+        if not rs:
+            continue
+        states = ", ".join(f"{n} {st}" for st, n in sorted(
+            {st: sum(1 for r in rs if r["state"] == st) for st in {r["state"] for r in rs}}.items()))
+        out.append(f"| {s} | {states} | {med(rs, 'peak_waiting'):.0f} | {med(rs, 'makespan_s'):.1f} | "
+                   f"{med(rs, 'requests_per_child'):.2f} |")
+    if by["off"] and by["derived"]:
+        ratio = {k: med(by["derived"], k) / med(by["off"], k)
+                 for k in ("peak_waiting", "makespan_s", "requests_per_child")}
+        out.append(f"| derived / off | | {ratio['peak_waiting']:.2f}x | {ratio['makespan_s']:.3f}x | "
+                   f"{ratio['requests_per_child']:.2f}x |")
+    return out
+
+
 RENDER = {"overload": render_overload, "api_economy": render_api_economy,
           "launch_throughput": render_launch_throughput, "launch_split_ab": render_launch_split_ab,
           "launch_http_read_ab": render_launch_split_ab}
 RENDER["seed_scenario"] = render_seed_scenario
 RENDER["start_pacing"] = render_start_pacing
+RENDER["backlog_gating"] = render_backlog_gating
 
 
 def main() -> int:

@@ -13,7 +13,8 @@ rules exactly as the engine proposes them (``set_state`` with ``force: false``).
 
 What it does, as the engine does for a flow run started by a worker:
   1. read the flow run (``GET /flow_runs/{PREFECT__FLOW_RUN_ID}``) for its parameters;
-  2. propose RUNNING; anything but ACCEPT (e.g. the run was cancelled meanwhile) ends here;
+  2. propose RUNNING (after a WAIT answer, again after its delay); anything but ACCEPT (e.g.
+     the run was cancelled meanwhile) ends here;
   3. call the flow's function from ``demo_flow.py`` (imported with a tiny stand-in for the
      ``prefect`` module, so the real function body runs);
   4. propose COMPLETED (or FAILED with the exception) and exit 0 (1 if it could not report).
@@ -98,6 +99,14 @@ def main() -> int:
     run_id = os.environ["PREFECT__FLOW_RUN_ID"]
     run = call("GET", f"/flow_runs/{run_id}")
     ans = propose(run_id, "RUNNING", "Running")
+    # WAIT (e.g. a run taken PENDING early by the worker's prefetch, then told "Scheduled time
+    # is in the future"): wait as told and propose again, as Prefect's engine does.
+    waits = 0
+    while ans.get("status") == "WAIT" and waits < 20:
+        waits += 1
+        time.sleep(min(60.0, max(0.5, float((ans.get("details") or {}).get("delay_seconds")
+                                            or 1))))
+        ans = propose(run_id, "RUNNING", "Running")
     if ans.get("status") != "ACCEPT":
         print(f"light_engine: RUNNING not accepted for {run_id}: {ans.get('status')} "
               f"{(ans.get('details') or {}).get('reason')}", file=sys.stderr)
