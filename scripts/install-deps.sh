@@ -12,9 +12,9 @@ PACKAGES=(
   python3 python3-venv python3-pip curl procps
   chromium openssl
 )
-# The benchmarks (tests/bench) use jq, /usr/bin/time (package time) and wrk; unzip unpacks the
-# Go toolchain below.
-PACKAGES+=(jq time wrk unzip ca-certificates)
+# The benchmarks (tests/bench) use jq, /usr/bin/time (package time) and wrk, and
+# tests/bench/perf_launch.sh perf (package linux-perf); unzip unpacks the Go toolchain below.
+PACKAGES+=(jq time wrk linux-perf unzip ca-certificates)
 # The fuzz lane (scripts/fuzz.sh): clang and libFuzzer's runtime.
 PACKAGES+=(clang-14 libclang-rt-14-dev)
 # The failing-disk tests (tests/integration/test_disk.py) mount a tmpfs and use chattr.
