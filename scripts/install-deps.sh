@@ -104,3 +104,15 @@ if ! GO=$(find_go); then
   GO=$(find_go)
 fi
 echo "install-deps: using $GO ($("$GO" env GOVERSION))"
+# scripts/test.sh puts $FLOODGATE_GO_ROOT/bin on its own PATH, but the benchmark scripts
+# (tests/bench, docs/benchmarks.md) and a developer's shell run plain `go`: link the pinned
+# toolchain into /usr/local/bin (ahead of Debian's /usr/bin/go 1.19 on root's PATH), unless
+# something is there already.
+if [[ $GO == "$FLOODGATE_GO_ROOT/bin/go" ]]; then
+  for tool in go gofmt; do
+    if [[ ! -e /usr/local/bin/$tool && ! -L /usr/local/bin/$tool ]]; then
+      $SUDO ln -s "$FLOODGATE_GO_ROOT/bin/$tool" "/usr/local/bin/$tool"
+      echo "install-deps: linked /usr/local/bin/$tool -> $FLOODGATE_GO_ROOT/bin/$tool"
+    fi
+  done
+fi
