@@ -12,9 +12,9 @@ PACKAGES=(
   python3 python3-venv python3-pip curl procps
   chromium openssl
 )
-# The benchmarks (tests/bench) use jq, /usr/bin/time (package time) and wrk; unzip unpacks the
-# Go toolchain below.
-PACKAGES+=(jq time wrk unzip ca-certificates)
+# The benchmarks (tests/bench) use jq, /usr/bin/time (package time) and wrk, and
+# tests/bench/perf_launch.sh perf (package linux-perf); unzip unpacks the Go toolchain below.
+PACKAGES+=(jq time wrk linux-perf unzip ca-certificates)
 # The fuzz lane (scripts/fuzz.sh): clang and libFuzzer's runtime.
 PACKAGES+=(clang-14 libclang-rt-14-dev)
 # The failing-disk tests (tests/integration/test_disk.py) mount a tmpfs and use chattr.
@@ -104,3 +104,15 @@ if ! GO=$(find_go); then
   GO=$(find_go)
 fi
 echo "install-deps: using $GO ($("$GO" env GOVERSION))"
+# scripts/test.sh puts $FLOODGATE_GO_ROOT/bin on its own PATH, but the benchmark scripts
+# (tests/bench, docs/benchmarks.md) and a developer's shell run plain `go`: link the pinned
+# toolchain into /usr/local/bin (ahead of Debian's /usr/bin/go 1.19 on root's PATH), unless
+# something is there already.
+if [[ $GO == "$FLOODGATE_GO_ROOT/bin/go" ]]; then
+  for tool in go gofmt; do
+    if [[ ! -e /usr/local/bin/$tool && ! -L /usr/local/bin/$tool ]]; then
+      $SUDO ln -s "$FLOODGATE_GO_ROOT/bin/$tool" "/usr/local/bin/$tool"
+      echo "install-deps: linked /usr/local/bin/$tool -> $FLOODGATE_GO_ROOT/bin/$tool"
+    fi
+  done
+fi

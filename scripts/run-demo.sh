@@ -80,6 +80,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libcpprest-dev libboost-system-dev libboost-dev nlohmann-json3-dev prometheus-cpp-dev
   libsqlite3-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev
+  libpq-dev # the PostgreSQL store: CMakeLists.txt needs libpq (find_package(PostgreSQL))
   python3 python3-venv curl procps ca-certificates
 )
 
