@@ -5,6 +5,7 @@
 #   scripts/e2e-versions.sh                  # 3.2.15 (oldest) and 3.9.1 (newest)
 #   scripts/e2e-versions.sh 3.2.15           # one version
 #   scripts/e2e-versions.sh 3.2.15 -- -x     # arguments after -- go to pytest
+#   FG_E2E_VERSIONS_DB=postgresql scripts/e2e-versions.sh 3.2.15   # server on PostgreSQL
 #
 # Per version: venv .venv-prefect-VERSION, run dir .run/e2e-prefect-VERSION, server port
 # FG_E2E_VERSIONS_PORT (4230; 4200/4210 belong to the demo and the main e2e suite). The cases
