@@ -5,12 +5,18 @@
 #   scripts/e2e-versions.sh                  # 3.2.15 (oldest) and 3.9.1 (newest)
 #   scripts/e2e-versions.sh 3.2.15           # one version
 #   scripts/e2e-versions.sh 3.2.15 -- -x     # arguments after -- go to pytest
+#   FG_E2E_VERSIONS_DB=postgresql scripts/e2e-versions.sh 3.2.15   # server on PostgreSQL
 #
 # Per version: venv .venv-prefect-VERSION, run dir .run/e2e-prefect-VERSION, server port
 # FG_E2E_VERSIONS_PORT (4230; 4200/4210 belong to the demo and the main e2e suite). The cases
 # are FG_E2E_VERSIONS_CASES (a pytest -k expression; default: unknown deployment and schema
 # errors, as_subflow under an API parent, cancel_children, and a 50-child batch exactly once).
 # floodgated must be built (build/ci, build/release or build/debug; or set FLOODGATED).
+#
+# FG_E2E_VERSIONS_DB=postgresql runs each Prefect server on PostgreSQL instead of SQLite: a
+# throw-away cluster per version (scripts/pg-cluster.sh, FLOODGATE_PG_DIR=build/pg-prefect-VERSION,
+# its own free port, so it never meets the postgres lane's build/pg), removed at the end. On
+# SQLite a 3.2 server answers hundreds of "database is locked" 503s under the cases' writes.
 #
 # Old releases do not install as they were on today's PyPI: their loose ranges pick up newer
 # dependencies that break them. The pins below are the ones each release needs (found by
@@ -40,6 +46,11 @@ port="${FG_E2E_VERSIONS_PORT:-4230}"
 export FG_E2E_BIG_N="${FG_E2E_BIG_N:-50}"
 # A fresh database migrates for minutes on a busy 2-core machine.
 export FG_PREFECT_START_TIMEOUT="${FG_PREFECT_START_TIMEOUT:-600}"
+db="${FG_E2E_VERSIONS_DB:-sqlite}"
+[[ "$db" == sqlite || "$db" == postgresql ]] || {
+  echo "e2e-versions: FG_E2E_VERSIONS_DB must be sqlite or postgresql, not '$db'" >&2
+  exit 2
+}
 
 status=0
 summary=()
@@ -55,17 +66,25 @@ for v in "${versions[@]}"; do
     # shellcheck source=prefect-env.sh
     source "$ROOT/scripts/prefect-env.sh"
     prefect_env_venv
+    export FLOODGATE_PG_DIR="$ROOT/build/pg-prefect-$v"
     stop_prefect() {
       FG_PREFECT_PORT="$port" bash "$ROOT/scripts/prefect-env.sh" down >/dev/null 2>&1 || true
+      if [[ "$db" == postgresql ]]; then bash "$ROOT/scripts/pg-cluster.sh" stop || true; fi
     }
     trap stop_prefect EXIT
     trap 'exit 130' INT TERM
-    echo "== Prefect $v: $("$FG_PREFECT_VENV/bin/python" -c 'import prefect; print(prefect.__version__)')"
+    if [[ "$db" == postgresql ]]; then
+      # A fresh cluster: the server migrates an empty database, as it does on a new SQLite file.
+      bash "$ROOT/scripts/pg-cluster.sh" stop
+      url="$(bash "$ROOT/scripts/pg-cluster.sh" start)"
+      export FG_PREFECT_DB_URL="postgresql+asyncpg://${url#postgresql://}"
+    fi
+    echo "== Prefect $v on $db: $("$FG_PREFECT_VENV/bin/python" -c 'import prefect; print(prefect.__version__)')"
     cd "$ROOT/tests/e2e"
     "$FG_PREFECT_VENV/bin/python" -m pytest -v -s -p no:cacheprovider -k "$cases" \
       ${pytest_args[@]+"${pytest_args[@]}"}
   ) && rc=0 || rc=$?
-  summary+=("Prefect $v: $([[ $rc == 0 ]] && echo passed || echo "FAILED ($rc)") in $(($(date +%s) - start)) s")
+  summary+=("Prefect $v ($db): $([[ $rc == 0 ]] && echo passed || echo "FAILED ($rc)") in $(($(date +%s) - start)) s")
   [[ $rc == 0 ]] || status=1
 done
 printf '%s\n' "${summary[@]}"

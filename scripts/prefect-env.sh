@@ -44,6 +44,11 @@
 #                            with its status (an access log)                   (WARNING)
 #   FG_PREFECT_LOG_RETRYABLE_ERRORS  true: the server logs each error it answers 503 for
 #                            (database locked/busy, ...) with its traceback     (false)
+#   FG_PREFECT_DB_URL        the server's database instead of SQLite under PREFECT_HOME, e.g.
+#                            postgresql+asyncpg://user:pass@127.0.0.1:PORT/db (asyncpg comes
+#                            with Prefect). reset-db does not empty it: use a fresh database
+#                            (scripts/e2e-versions.sh with FG_E2E_VERSIONS_DB=postgresql
+#                            starts and removes a throw-away cluster)           ()
 #   FG_PREFECT_IDLE_POOL     also create this process pool, which no worker polls, and deploy
 #                            demo-flow/idle on it (runs stay SCHEDULED until someone sets
 #                            their state through the API)                      ()
@@ -72,6 +77,7 @@ FG_PREFECT_LEAN="${FG_PREFECT_LEAN:-false}"
 FG_PREFECT_SERVER_LOG_LEVEL="${FG_PREFECT_SERVER_LOG_LEVEL:-WARNING}"
 FG_PREFECT_LOG_RETRYABLE_ERRORS="${FG_PREFECT_LOG_RETRYABLE_ERRORS:-false}"
 FG_PREFECT_IDLE_POOL="${FG_PREFECT_IDLE_POOL:-}"
+FG_PREFECT_DB_URL="${FG_PREFECT_DB_URL:-}"
 FG_PREFECT_FLOWS_DIR="${FG_PREFECT_FLOWS_DIR:-$FG_ROOT/tests/e2e/flows}"
 
 _fg_log() { printf '[prefect-env] %s\n' "$*" >&2; }
@@ -121,6 +127,11 @@ prefect_env_export() {
       export "PREFECT_SERVER_SERVICES_${svc}_ENABLED=false"
     done
     export PREFECT_LOGGING_TO_API_ENABLED=false
+  fi
+  # The e2e tests drop every PREFECT_* variable they inherit, hence an FG_ name for this one.
+  # PREFECT_API_DATABASE_CONNECTION_URL is the name 3.2 to 3.9 all read.
+  if [[ -n "$FG_PREFECT_DB_URL" ]]; then
+    export PREFECT_API_DATABASE_CONNECTION_URL="$FG_PREFECT_DB_URL"
   fi
   mkdir -p "$PREFECT_HOME" "$FG_PREFECT_RUN_DIR/logs"
 }
