@@ -24,8 +24,6 @@ only.
 
 from __future__ import annotations
 
-import argparse
-import socket
 import sys
 import threading
 import time
@@ -36,17 +34,6 @@ import benchlib as bl  # noqa: E402
 
 WORKERS = {"scheduled_ms": 0, "pending_ms": 0, "running_ms": 500, "start_rate": 20}
 SETTINGS = {"off": {"max_backlog": 0}, "derived": {}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def api_requests(stats: dict) -> int:
-    req = stats["requests"]
-    return stats["total_requests"] - req.get("health", 0) - req.get("ready", 0)
 
 
 class Sampler(threading.Thread):
@@ -80,8 +67,8 @@ class Sampler(threading.Thread):
 
 def one_run(fake: bl.Fake, args, setting: str, rep: int) -> dict:
     fake.reset({"run_schedule": WORKERS})
-    base = api_requests(fake.stats())
-    fg = bl.Floodgated(free_port(), fake.url + "/api", args.out)
+    base = bl.fake_api_requests(fake.stats())
+    fg = bl.Floodgated(bl.free_port(), fake.url + "/api", args.out)
     load = bl.machine()["load"]
     try:
         batch = {"deployment": "demo-flow/demo",
@@ -97,7 +84,7 @@ def one_run(fake: bl.Fake, args, setting: str, rep: int) -> dict:
         makespan = time.monotonic() - t0
         sampler.stop_ev.set()
         sampler.join(10)
-        requests = api_requests(fake.stats()) - base
+        requests = bl.fake_api_requests(fake.stats()) - base
     finally:
         fg.stop()
     tag = f"floodgate-batch:{accepted['id']}"
@@ -131,27 +118,11 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--children", type=int, default=2000)
-    ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--limit-s", type=float, default=900, help="longest wait for one batch")
-    ap.add_argument("--out", type=Path, default=Path("/tmp/bench-backlog-gating"),
-                    help="logs (fake, floodgated, SQLite files)")
-    ap.add_argument("--record", default="backlog_gating",
-                    help="name of the docs/bench-results JSON file")
-    ap.add_argument("--no-record", action="store_true", help="print only")
-    args = ap.parse_args()
-    bl.raise_fd_limit()
-    args.out.mkdir(parents=True, exist_ok=True)
-    prov = bl.provenance()
-    fake = bl.Fake(free_port(), args.out / "fake.log")
-    rows = []
-    try:
-        for rep in range(1, args.reps + 1):
-            for setting in ("off", "derived"):
-                rows.append(one_run(fake, args, setting, rep))
-    finally:
-        fake.stop()
+    args = bl.batch_bench_parser(__doc__.split("\n")[0], "backlog_gating", children=2000,
+                                 reps=2, limit_s=900).parse_args()
+    prov, rows = bl.run_batch_bench(args, lambda fake: [
+        one_run(fake, args, setting, rep)
+        for rep in range(1, args.reps + 1) for setting in ("off", "derived")])
     doc = {"argv": sys.argv, "provenance": prov, "fake_schedule": WORKERS,
            "children": args.children, "rows": rows, "summary": summary(rows)}
     for s in doc["summary"]:

@@ -7,12 +7,14 @@ the fake Prefect (tests/fake_prefect) and floodgated.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import time
@@ -310,3 +312,44 @@ class Floodgated:
 def iso_ts(s: str) -> float:
     from datetime import datetime
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+# --- Benchmarks of one floodgated batch per run against the fake (start_pacing.py,
+# backlog_gating.py): their shared command line, ports and request counting.
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_api_requests(stats: dict) -> int:
+    """The fake's requests from floodgated: all but its health and readiness probes."""
+    req = stats["requests"]
+    return stats["total_requests"] - req.get("health", 0) - req.get("ready", 0)
+
+
+def batch_bench_parser(description: str, name: str, children: int, reps: int,
+                       limit_s: float) -> argparse.ArgumentParser:
+    """The options every batch benchmark has; `name` names its JSON and its /tmp folder."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--children", type=int, default=children)
+    ap.add_argument("--reps", type=int, default=reps)
+    ap.add_argument("--limit-s", type=float, default=limit_s, help="longest wait for one batch")
+    ap.add_argument("--out", type=Path, default=Path(f"/tmp/bench-{name.replace('_', '-')}"),
+                    help="logs (fake, floodgated, SQLite files)")
+    ap.add_argument("--record", default=name, help="name of the docs/bench-results JSON file")
+    ap.add_argument("--no-record", action="store_true", help="print only")
+    return ap
+
+
+def run_batch_bench(args, runs) -> tuple[dict, list[dict]]:
+    """Starts one fake, calls `runs(fake)` for the rows, stops it; (provenance, rows)."""
+    raise_fd_limit()
+    args.out.mkdir(parents=True, exist_ok=True)
+    prov = provenance()
+    fake = Fake(free_port(), args.out / "fake.log")
+    try:
+        return prov, runs(fake)
+    finally:
+        fake.stop()

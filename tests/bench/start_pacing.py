@@ -29,8 +29,6 @@ docs/benchmarks.md from it. Standard library only.
 
 from __future__ import annotations
 
-import argparse
-import socket
 import sys
 import time
 from pathlib import Path
@@ -43,21 +41,10 @@ BURSTY = {"scheduled_ms": 0, "pending_ms": 0, "running_ms": 500, "burst_crash_st
 TOLERANCES = {"0": {}, "100%": {"tolerated_failure_percentage": 100}}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def api_requests(stats: dict) -> int:
-    req = stats["requests"]
-    return stats["total_requests"] - req.get("health", 0) - req.get("ready", 0)
-
-
 def one_run(fake: bl.Fake, args, pacing: bool, tolerance: str, rep: int) -> dict:
     fake.reset({"run_schedule": BURSTY})
-    base = api_requests(fake.stats())
-    fg = bl.Floodgated(free_port(), fake.url + "/api", args.out)
+    base = bl.fake_api_requests(fake.stats())
+    fg = bl.Floodgated(bl.free_port(), fake.url + "/api", args.out)
     load = bl.machine()["load"]
     try:
         batch = {"deployment": "demo-flow/demo",
@@ -70,7 +57,7 @@ def one_run(fake: bl.Fake, args, pacing: bool, tolerance: str, rep: int) -> dict
         makespan = time.monotonic() - t0
         # Requests up to the batch's end (a batch that failed early goes on following the
         # children it left running; that is not part of its makespan).
-        requests = api_requests(fake.stats()) - base
+        requests = bl.fake_api_requests(fake.stats()) - base
         metrics = fg.metrics()
     finally:
         fg.stop()
@@ -107,29 +94,14 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--children", type=int, default=400)
-    ap.add_argument("--reps", type=int, default=3)
+    ap = bl.batch_bench_parser(__doc__.split("\n")[0], "start_pacing", children=400, reps=3,
+                               limit_s=600)
     ap.add_argument("--tolerances", default="0,100%", help="comma-separated: 0, 100%%")
-    ap.add_argument("--limit-s", type=float, default=600, help="longest wait for one batch")
-    ap.add_argument("--out", type=Path, default=Path("/tmp/bench-start-pacing"),
-                    help="logs (fake, floodgated, SQLite files)")
-    ap.add_argument("--record", default="start_pacing",
-                    help="name of the docs/bench-results JSON file")
-    ap.add_argument("--no-record", action="store_true", help="print only")
     args = ap.parse_args()
-    bl.raise_fd_limit()
-    args.out.mkdir(parents=True, exist_ok=True)
-    prov = bl.provenance()
-    fake = bl.Fake(free_port(), args.out / "fake.log")
-    rows = []
-    try:
-        for rep in range(1, args.reps + 1):
-            for tolerance in args.tolerances.split(","):
-                for pacing in (True, False):
-                    rows.append(one_run(fake, args, pacing, tolerance, rep))
-    finally:
-        fake.stop()
+    prov, rows = bl.run_batch_bench(args, lambda fake: [
+        one_run(fake, args, pacing, tolerance, rep)
+        for rep in range(1, args.reps + 1)
+        for tolerance in args.tolerances.split(",") for pacing in (True, False)])
     doc = {"argv": sys.argv, "provenance": prov, "fake_schedule": BURSTY,
            "batch": {"limits": {"launches_per_second": 20, "burst": 20}, "relaunch_crashed": 3},
            "children": args.children, "rows": rows, "summary": summary(rows)}
