@@ -37,29 +37,28 @@ void BacklogGate::on_item_state(Batch& b, int64_t index, ItemState from, ItemSta
   const bool not_started = item.started_at == core::TimePoint::min();
   if (to == ItemState::kLaunched && not_started) {
     g.unstarted += 1;
-    if (g.first_launch == core::TimePoint::min()) g.first_launch = clock_.now();
   } else if (from == ItemState::kLaunched && not_started) {
     g.unstarted = std::max<int64_t>(0, g.unstarted - 1);
   }
-  g.peak = std::max(g.peak, backlog(b));
 }
 
 int64_t backlog(const Batch& b) { return b.count(ItemState::kLaunching) + b.backlog.unstarted; }
 
 double start_rate(const Batch& b, core::TimePoint now) {
-  const Backlog& g = b.backlog;
-  if (g.first_launch == core::TimePoint::min()) return 0;
-  const double window_s =
-      std::clamp(core::to_seconds(now - g.first_launch), 1.0, core::to_seconds(g.starts.window()));
-  return static_cast<double>(g.starts.sum(now)) / window_s;
+  if (b.first_launch == core::TimePoint::min()) return 0;
+  const double window_s = std::clamp(core::to_seconds(now - b.first_launch), 1.0,
+                                     core::to_seconds(b.backlog.starts.window()));
+  return static_cast<double>(b.backlog.starts.sum(now)) / window_s;
+}
+
+bool backlog_gated(const Batch& b) {
+  // Starts are seen only by reading the children.
+  return b.spec.track && b.spec.limits.max_backlog.value_or(1) > 0;
 }
 
 std::optional<int64_t> max_backlog(const Batch& b, core::TimePoint now) {
-  if (!b.spec.track) return std::nullopt;  // starts are seen only by reading the children
-  if (auto set = b.spec.limits.max_backlog) {
-    if (*set <= 0) return std::nullopt;
-    return *set;
-  }
+  if (!backlog_gated(b)) return std::nullopt;
+  if (auto set = b.spec.limits.max_backlog) return *set;
   // Enough created runs to keep the workers busy at their recent pace until the reads show
   // that they started some (two tracking intervals) and a margin beyond.
   const double horizon_s = BacklogGate::kBacklogSeconds + 2 * core::to_seconds(b.track_interval);

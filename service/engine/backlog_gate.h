@@ -39,8 +39,6 @@ class BacklogGate final : public BatchObserver {
   /// the limit can triple per poll of a 10 s worker and still grows for one that polls every
   /// 30 s.
   static constexpr double kBacklogSeconds = 30;
-  /// The start rate is measured over this window (or since the first launch, when younger).
-  static constexpr std::chrono::seconds kRateWindow{30};
 
  private:
   core::Clock& clock_;
@@ -48,8 +46,10 @@ class BacklogGate final : public BatchObserver {
 
 /// Children of `b` created (or being created) and not yet seen started.
 int64_t backlog(const Batch& b);
-/// Children a second that workers started lately (over BacklogGate::kRateWindow).
+/// Children a second that workers started lately (over Backlog::kRateWindow).
 double start_rate(const Batch& b, core::TimePoint now);
+/// Whether launches of `b` are gated by its backlog (tracked, and max_backlog not 0); cheap.
+bool backlog_gated(const Batch& b);
 /// The batch's limit on its backlog: limits.max_backlog when set (0: none), else derived from
 /// the workers' start rate; nullopt when the batch is not gated (not tracked, or 0).
 std::optional<int64_t> max_backlog(const Batch& b, core::TimePoint now);

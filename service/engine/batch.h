@@ -70,18 +70,17 @@ struct StartPace {
   int64_t early_crashes = 0;
   double crash_rate = 0;  // the launch rate at the last cut: the pace rises slowly near it
   core::TimePoint last_cut{};
-  core::TimePoint first_launch = core::TimePoint::min();
 };
 
 /// A batch's backlog (BacklogGate): its children created and not yet seen started, and how fast
 /// workers have been starting them.
 struct Backlog {
+  /// The workers' start rate is measured over this window (or since the first launch).
+  static constexpr std::chrono::seconds kRateWindow{30};
   int64_t unstarted = 0;  // LAUNCHED items whose run no read has yet found started
-  core::WindowedCounter starts{std::chrono::seconds(30), 30};
-  core::TimePoint first_launch = core::TimePoint::min();
+  core::WindowedCounter starts{kRateWindow, 30};
   bool held = false;             // launches waited on the backlog at the last count of ready items
   std::optional<int64_t> limit;  // the limit at the last count of ready items; none: not gated
-  int64_t peak = 0;              // the largest backlog seen
 };
 
 enum class Wait : uint8_t;
@@ -129,6 +128,9 @@ struct Batch {
   core::WindowedCounter recent_launches{std::chrono::seconds(5), 5};  // for the pace's base
   Backlog backlog;
   Progress progress;
+  // When this process first saw a run of the batch created: the rates of the start pace and of
+  // the backlog gate count from there while the batch is younger than their windows.
+  core::TimePoint first_launch = core::TimePoint::min();
   bool capped = false;
   core::TimePoint capped_since{};
   core::Duration capped_total{};

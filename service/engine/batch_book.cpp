@@ -223,6 +223,7 @@ void BatchBook::launched(Batch& b, int64_t index, const std::string& flow_run_id
   item.settled = clock_.now();
   item.launched_at = item.settled;
   item.started_at = core::TimePoint::min();
+  if (b.first_launch == core::TimePoint::min()) b.first_launch = item.settled;
   item.missing_reads = 0;
   item.last_error.clear();
   if (!may_relaunch(b, item)) item.spec.reset();

@@ -26,7 +26,7 @@ void add_cap_reason(const Batch& b, std::vector<Wait>& out) {
 
 }  // namespace
 
-std::vector<Wait> waiting_on(const Batch& b, const GateState& gates) {
+std::vector<Wait> waiting_on(const Batch& b, const Dispatcher::Gates& gates, bool own_limits) {
   std::vector<Wait> out;
   if (core::is_final(b.rec.state)) return out;
   if (b.rec.state == core::BatchState::kPaused) {
@@ -42,7 +42,7 @@ std::vector<Wait> waiting_on(const Batch& b, const GateState& gates) {
   if (ready) {
     add_cap_reason(b, out);
     if (b.backlog.held) out.push_back(Wait::kBacklog);
-    if (gates.own_limits) {
+    if (own_limits) {
       // The batch's rate tokens: its start pace's when that set them below its own rate.
       const auto& own = b.spec.limits.launches_per_second;
       out.push_back(b.pace.active && (!own || b.pace.rate < *own) ? Wait::kStartPacing

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/batch.h"
+#include "engine/dispatcher.h"
 
 namespace floodgate::engine {
 
@@ -29,16 +30,9 @@ inline constexpr std::array<std::string_view, 11> kWaitNames = {
     "paused",  "deployment", "parent",       "prefect_errors",  "start_pacing", "running_cap",
     "backlog", "batch_rate", "token_bucket", "in_flight_limit", "children"};
 
-/// The gates outside the batch, as the dispatcher and the scheduler see them now.
-struct GateState {
-  bool prefect_errors = false;
-  bool token_bucket = false;
-  bool in_flight_limit = false;
-  bool own_limits = false;  // the scheduler holds the batch's ready items on its own quota
-};
-
-/// What batch `b` waits on now; empty while it launches as fast as it is let.
-std::vector<Wait> waiting_on(const Batch& b, const GateState& gates);
+/// What batch `b` waits on now, given the dispatcher's global gates and whether the scheduler
+/// holds its ready items on its own quota; empty while it launches as fast as it is let.
+std::vector<Wait> waiting_on(const Batch& b, const Dispatcher::Gates& gates, bool own_limits);
 
 /// The batch's progress for the API: launch and completion rates, ETA, what it waits on and its
 /// backlog; null for a finished batch.

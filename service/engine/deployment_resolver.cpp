@@ -72,7 +72,7 @@ void DeploymentResolver::sync_ready(Batch& b) {
 
 void DeploymentResolver::on_item_state(Batch& b, int64_t /*index*/, core::ItemState /*from*/,
                                        core::ItemState /*to*/) {
-  if (running_cap(b) || max_backlog(b, clock_.now())) sync_ready(b);
+  if (running_cap(b) || backlog_gated(b)) sync_ready(b);
 }
 
 void DeploymentResolver::on_batch_ending(Batch& b, const std::vector<int64_t>& /*in_doubt*/) {

@@ -48,9 +48,8 @@ void EngineGauges::update(const Dispatcher::Gates& global, const core::LaunchSch
   for (std::string_view reason : kWaitNames) waiting[reason] = 0;
   for (const auto& [key, bp] : book_.batches()) {
     Batch& b = *bp;
-    const GateState gates{global.prefect_errors, global.token_bucket, global.in_flight_limit,
-                          scheduler.held_by_own_limits(b.key)};
-    update_batch(b, gates, children, waiting);
+    const bool own_limits = scheduler.held_by_own_limits(b.key);
+    update_batch(b, global, own_limits, children, waiting);
     if (core::is_final(b.rec.state)) continue;
     ready += static_cast<int64_t>(b.ready.size());
     if ((!b.ready.empty() || !b.deployments.empty()) &&
@@ -65,7 +64,7 @@ void EngineGauges::update(const Dispatcher::Gates& global, const core::LaunchSch
   metrics_.oldest_pending_seconds().Set(static_cast<double>(oldest_ms) / 1000.0);
 }
 
-void EngineGauges::update_batch(Batch& b, const GateState& gates,
+void EngineGauges::update_batch(Batch& b, const Dispatcher::Gates& gates, bool own_limits,
                                 std::map<std::string, int64_t>& children,
                                 std::map<std::string_view, int64_t>& waiting) {
   int64_t running = 0;
@@ -86,7 +85,7 @@ void EngineGauges::update_batch(Batch& b, const GateState& gates,
                                 b.rec.total - queued, b.done()};
     Progress& p = b.progress;
     p.rate.add(sample);
-    p.waiting_on = waiting_on(b, gates);
+    p.waiting_on = waiting_on(b, gates, own_limits);
     p.children_running = running;
     metrics::Metrics::BatchView view{
         p.rate.launch_rate(), p.rate.completion_rate(), p.rate.eta_s(), running, {}};

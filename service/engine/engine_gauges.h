@@ -38,7 +38,8 @@ class EngineGauges final : public BatchObserver {
   nlohmann::json batch_views() const;
 
  private:
-  void update_batch(Batch& b, const GateState& gates, std::map<std::string, int64_t>& children,
+  void update_batch(Batch& b, const Dispatcher::Gates& gates, bool own_limits,
+                    std::map<std::string, int64_t>& children,
                     std::map<std::string_view, int64_t>& waiting);
 
   core::Clock& clock_;

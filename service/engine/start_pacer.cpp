@@ -18,7 +18,6 @@ StartPacer::StartPacer(core::Clock& clock, core::LaunchScheduler& scheduler,
 void StartPacer::on_item_state(Batch& b, int64_t /*index*/, ItemState /*from*/, ItemState to) {
   if (to != ItemState::kLaunched) return;
   b.recent_launches.add(clock_.now(), 1);
-  if (b.pace.first_launch == core::TimePoint::min()) b.pace.first_launch = clock_.now();
 }
 
 void StartPacer::on_crash(Batch& b, std::optional<core::Duration> ran_for) {
@@ -30,7 +29,7 @@ void StartPacer::on_crash(Batch& b, std::optional<core::Duration> ran_for) {
   if (p.active && now - p.last_cut < kCutInterval) return;
   // What the batch launched at: its pace, else the last window's rate (its own limit at most).
   // Over the window, or since the first launch when the batch is younger than that.
-  const double window_s = std::clamp(core::to_seconds(now - p.first_launch), 1.0,
+  const double window_s = std::clamp(core::to_seconds(now - b.first_launch), 1.0,
                                      core::to_seconds(b.recent_launches.window()));
   double base = static_cast<double>(b.recent_launches.sum(now)) / window_s;
   if (b.spec.limits.launches_per_second) base = std::min(base, *b.spec.limits.launches_per_second);
