@@ -1,12 +1,15 @@
 // floodgated: launches Prefect deployment runs in batches through layered limits.
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -15,6 +18,8 @@
 #include "api/auth.h"
 #include "api/router.h"
 #include "app/config.h"
+#include "app/replica_keeper.h"
+#include "app/replica_peers.h"
 #include "engine/asio_timer_queue.h"
 #include "engine/engine.h"
 #include "http/beast_server.h"
@@ -25,6 +30,7 @@
 #include "metrics/log.h"
 #include "metrics/metrics.h"
 #include "store/database_url.h"
+#include "store/leases.h"
 #include "store/store.h"
 
 extern char** environ;
@@ -79,6 +85,36 @@ size_t connection_limit(int wanted, int max_in_flight) {
 
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// A replica's id among the replicas of a shared store: new for each process, so a replica that
+// restarts is a new one and claims its old batches like any other (after their leases end, or
+// at once after a clean stop), never twice.
+std::string replica_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "floodgated");
+  std::random_device rd;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%08x", rd());
+  return std::string(host) + "-" + suffix;
+}
+
+// Where the other replicas reach this one's API.
+std::string advertise_url(const floodgate::Config& cfg) {
+  if (!cfg.advertise_url.empty()) return cfg.advertise_url;
+  std::string host = cfg.listen_host;
+  if (host.empty() || host == "0.0.0.0" || host == "::") {
+    char name[256] = {};
+    host = gethostname(name, sizeof name - 1) == 0 && name[0] != '\0' ? name : "localhost";
+  }
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return (cfg.tls_cert.empty() ? "http://" : "https://") + host + ":" +
+         std::to_string(cfg.listen_port);
+}
+
+// A fifth of the TTL, at most a second: a replica that died is noticed soon after its lease.
+std::chrono::milliseconds keeper_interval(const floodgate::store::Leases& leases) {
+  return std::min<std::chrono::milliseconds>(std::chrono::seconds(1), leases.ttl() / 5);
 }
 
 floodgate::http::ClientOptions client_options(const floodgate::Config& cfg) {
@@ -258,7 +294,10 @@ int run(const floodgate::Config& cfg) {
   }
   http::init_http_threads(static_cast<size_t>(cfg.http_threads));
 
-  auto store = store::open_store(cfg.db);
+  const std::string replica = replica_id();
+  auto store = store::open_store(
+      cfg.db, replica, std::chrono::milliseconds(static_cast<int64_t>(cfg.lease_ttl_s * 1000)));
+  store::Leases* leases = store->leases();
   metrics::Metrics metrics(FLOODGATE_VERSION);
   const http::ClientOptions client_opts = client_options(cfg);
   auto client = http::make_cpprest_client(client_opts);
@@ -275,7 +314,38 @@ int run(const floodgate::Config& cfg) {
                         engine_options(cfg, client_opts.request_timeout), *store, *client, creds,
                         metrics);
 
-  api::Router router(api_options(cfg, auth, wall_clock), engine, *store, metrics);
+  // Replicas sharing a PostgreSQL store: leases, heartbeats, the budget's shares, forwarding.
+  std::unique_ptr<app::ReplicaKeeper> keeper;
+  std::unique_ptr<app::ReplicaPeers> peers;
+  if (leases != nullptr) {
+    keeper = std::make_unique<app::ReplicaKeeper>(
+        *store, *leases, engine,
+        app::ReplicaKeeper::Options{advertise_url(cfg), keeper_interval(*leases)},
+        [leases](std::vector<std::string>) {
+          // Its in-memory state is behind the store's now: stop at once, and let the others
+          // take the rest of its batches without waiting for their leases to end.
+          try {
+            leases->release_all();
+          } catch (const std::exception&) {
+          }
+          log::error("stopping: a batch this replica held is held by another replica now");
+          std::_Exit(3);
+        });
+    peers = std::make_unique<app::ReplicaPeers>(
+        *keeper, *leases,
+        [client_opts](const std::string& url) {
+          http::ClientOptions o;
+          o.base_url = url;
+          o.connect_timeout = client_opts.connect_timeout;
+          o.ca_file = client_opts.ca_file;
+          o.verify_tls = client_opts.verify_tls;
+          return http::make_cpprest_client(o);
+        },
+        std::chrono::seconds(330));
+  }
+  api::ApiOptions aopts = api_options(cfg, auth, wall_clock);
+  aopts.peers = peers.get();
+  api::Router router(std::move(aopts), engine, *store, metrics);
   http::ServerOptions sopts{cfg.listen_host,      cfg.listen_port, cfg.max_body_bytes,
                             cfg.max_parse_memory, cfg.tls_cert,    cfg.tls_key};
   sopts.header_timeout =
@@ -289,13 +359,16 @@ int run(const floodgate::Config& cfg) {
         router.handle(std::move(req), std::move(respond));
       });
 
-  engine.post([&engine] { engine.start(); });
+  engine.post([&engine, shared = leases != nullptr] { engine.start(!shared); });
+  if (keeper) keeper->start();
   server->start();
   log_started(cfg, client_opts, *auth);
   ProcessControl control(io, cfg, *auth, router, engine);
   control.start(open_network);
   io.run();
   control.cancel();
+  // Everything is written (or the drain gave up): the other replicas may take over at once.
+  if (keeper) keeper->stop(true);
   server->stop();
   log::info("floodgated stopped");
   return 0;

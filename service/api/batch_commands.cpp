@@ -219,10 +219,10 @@ void BatchCommands::patch(const std::string& id, const ServerRequest& req, Respo
   json body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) return respond(problem(400, "body is not valid JSON", "body"));
   auto shared = std::make_shared<json>(std::move(body));
-  engine_.post([this, id, shared, respond] {
+  engine_.post([this, id, shared, req, respond] {
     const engine::BatchSpec* current = engine_.spec_of(id);
     if (current != nullptr) return respond(run_patch(engine_, id, *current, *shared));
-    reads_.post(respond, [this, id](const Responder& answer) {
+    route_to_holder(peers_, reads_, id, req, respond, [this, id](const Responder& answer) {
       answer(refuse_change_of_stored(store_, id));
     });
   });
@@ -234,13 +234,14 @@ void BatchCommands::control(const std::string& id, const std::string& action,
   if (auto bad = read_control_body(req, action, limits_.max_depth, on_cancel)) {
     return respond(std::move(*bad));
   }
-  engine_.post([this, id, action, on_cancel, respond] {
+  engine_.post([this, id, action, on_cancel, req, respond] {
     if (engine_.has_batch(id) && action == "redrive") return redrive(id, {}, 0, respond);
     if (engine_.has_batch(id)) return respond(run_control(engine_, id, action, on_cancel));
-    if (action == "redrive") return redrive_stored(id, respond);
-    reads_.post(respond, [this, id](const Responder& answer) {
-      answer(refuse_change_of_stored(store_, id));
-    });
+    route_to_holder(peers_, reads_, id, req, respond,
+                    [this, id, action, respond](const Responder& answer) {
+                      if (action == "redrive") return redrive_stored(id, respond);
+                      answer(refuse_change_of_stored(store_, id));
+                    });
   });
 }
 
@@ -265,6 +266,11 @@ void BatchCommands::redrive_stored(const std::string& id, Responder respond) {
   reads_.post(respond, [this, id, respond](const Responder& answer) {
     auto rec = store_.get_batch(id);
     if (!rec) return answer(no_such_batch(id));
+    if (peers_ != nullptr && !peers_->take_over(id)) {
+      ServerResponse r = problem(503, "another replica took batch " + id + " meanwhile; retry");
+      r.headers["Retry-After"] = "1";
+      return answer(std::move(r));
+    }
     // Its items are needed anyway. Not held, its items were never freed in this process
     // (items_released 0); held and freed meanwhile by another redrive, the engine asks again.
     engine::RedriveNeeds needs;

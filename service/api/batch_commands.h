@@ -8,6 +8,7 @@
 
 #include "api/batch_request.h"
 #include "api/http_server.h"
+#include "api/peers.h"
 #include "api/store_reader.h"
 #include "core/clock.h"
 #include "core/random.h"
@@ -23,13 +24,15 @@ class BatchCommands {
  public:
   /// `random` (batch ids) is used under a lock of this object's own.
   BatchCommands(engine::Engine& engine, store::Store& store, StoreReader& reads,
-                RequestLimits limits, const core::WallClock& wall_clock, core::Random& random)
+                RequestLimits limits, const core::WallClock& wall_clock, core::Random& random,
+                Peers* peers = nullptr)
       : engine_(engine),
         store_(store),
         reads_(reads),
         limits_(limits),
         wall_clock_(wall_clock),
-        random_(random) {}
+        random_(random),
+        peers_(peers) {}
 
   void submit(const ServerRequest& req, const std::string& submitted_by, Responder respond);
   void patch(const std::string& id, const ServerRequest& req, Responder respond);
@@ -65,6 +68,7 @@ class BatchCommands {
   std::mutex random_mutex_;
   core::Random& random_;  // listener threads share it under random_mutex_
   std::atomic<bool> accepting_{true};
+  Peers* peers_ = nullptr;  // other replicas of a shared store, or null
 };
 
 }  // namespace floodgate::api

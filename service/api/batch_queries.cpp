@@ -149,9 +149,10 @@ void BatchQueries::get_batch(const std::string& id, const ServerRequest& req, Re
   if (auto bad = read_wait(parse_query(req.query), max_wait_s_, wait_s, after)) {
     return respond(std::move(*bad));
   }
-  engine_.post([this, id, wait_s, after, respond] {
+  engine_.post([this, id, wait_s, after, req, respond] {
     if (!engine_.has_batch(id)) {
-      return reads_.post(respond, [this, id](const Responder& answer) {
+      // Another replica's batch is answered by that replica, long-polls included.
+      return route_to_holder(peers_, reads_, id, req, respond, [this, id](const Responder& answer) {
         auto rec = store_.get_batch(id);
         if (!rec) return answer(no_such_batch(id));
         answer(json_response(200, stored_batch_view(store_, *rec)));

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "api/http_server.h"
+#include "api/peers.h"
 #include "api/store_reader.h"
 #include "core/states.h"
 #include "engine/engine.h"
@@ -17,8 +18,9 @@ namespace floodgate::api {
 /// the rest comes from the store on the StoreReader's thread.
 class BatchQueries {
  public:
-  BatchQueries(engine::Engine& engine, store::Store& store, StoreReader& reads, double max_wait_s)
-      : engine_(engine), store_(store), reads_(reads), max_wait_s_(max_wait_s) {}
+  BatchQueries(engine::Engine& engine, store::Store& store, StoreReader& reads, double max_wait_s,
+               Peers* peers = nullptr)
+      : engine_(engine), store_(store), reads_(reads), max_wait_s_(max_wait_s), peers_(peers) {}
 
   void get_batch(const std::string& id, const ServerRequest& req, Responder respond);
   void list_runs(const std::string& id, const ServerRequest& req, Responder respond);
@@ -31,7 +33,8 @@ class BatchQueries {
   engine::Engine& engine_;
   store::Store& store_;
   StoreReader& reads_;
-  double max_wait_s_;  // cap on long-poll waits
+  double max_wait_s_;       // cap on long-poll waits
+  Peers* peers_ = nullptr;  // other replicas of a shared store, or null
 };
 
 }  // namespace floodgate::api

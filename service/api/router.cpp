@@ -26,9 +26,9 @@ Router::Router(ApiOptions options, engine::Engine& engine, store::Store& store,
       engine_(engine),
       metrics_(metrics),
       random_((static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}()),
-      queries_(engine, store, reads_, options_.max_wait_s),
+      queries_(engine, store, reads_, options_.max_wait_s, options_.peers),
       commands_(engine, store, reads_, options_.limits, wall_clock_of(options_, system_wall_clock_),
-                random_) {}
+                random_, options_.peers) {}
 
 std::optional<double> Router::over_rate(const std::string& caller) {
   if (options_.token_rate <= 0) return std::nullopt;
@@ -133,7 +133,7 @@ void Router::dispatch(const ServerRequest& req, const std::vector<std::string>& 
     return respond(std::move(page->response));
   }
   if (route.name == "/healthz") return respond(health_answer());
-  if (route.name == "/readyz") return answer_readiness(engine_, respond);
+  if (route.name == "/readyz") return answer_readiness(engine_, options_.peers, respond);
   if (route.name == "/metrics") return respond(metrics_answer(metrics_));
   if (route.name == "/v1/batches") {
     if (req.method == "POST") return commands_.submit(req, caller_name, respond);

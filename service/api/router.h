@@ -12,6 +12,7 @@
 #include "api/batch_queries.h"
 #include "api/batch_request.h"
 #include "api/http_server.h"
+#include "api/peers.h"
 #include "api/request_guard.h"
 #include "api/routes.h"
 #include "api/store_reader.h"
@@ -37,6 +38,8 @@ struct ApiOptions {
   const core::Clock* clock = nullptr;  // for the per-token buckets; the steady clock if null
   /// For batches' creation times; the system clock if null.
   const core::WallClock* wall_clock = nullptr;
+  /// The other replicas when the store is shared (PostgreSQL); null for one process.
+  Peers* peers = nullptr;
 };
 
 /// floodgate's REST API: routing, Host and Origin checks, tokens and their rate limits, and the

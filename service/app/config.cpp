@@ -364,6 +364,15 @@ const std::vector<Option>& options() {
                      }
                      c.db = v;
                    }});
+    out.push_back(text("advertise-url",
+                       "with a postgresql:// store: this replica's API as the other replicas "
+                       "reach it, to forward requests for the batches it holds "
+                       "(http://LISTEN, with the host name for 0.0.0.0)",
+                       &Config::advertise_url));
+    out.push_back(number("lease-ttl-s",
+                         "with a postgresql:// store: seconds a replica's batches wait after its "
+                         "last heartbeat before another replica takes them over (15)",
+                         &Config::lease_ttl_s, 2, 3600));
     add_request_limit_options(out);
     add_api_options(out);
     add_listener_options(out);

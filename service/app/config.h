@@ -64,6 +64,8 @@ struct Config {
   std::string log_level = "info";
   int http_threads = 8;
   double drain_timeout_s = 60;
+  std::string advertise_url;  // "" = derived from --listen
+  double lease_ttl_s = 15;
   bool show_help = false;
   bool show_version = false;
 };

@@ -122,8 +122,29 @@ void Dispatcher::stop_sending(std::function<void()> on_idle) {
   if (in_flight_ == 0 && on_idle_) on_idle_();
 }
 
+void Dispatcher::set_share(double share, double peers_limit_ratio) {
+  share = std::clamp(share, 0.0, 1.0);
+  peers_limit_ratio = std::clamp(peers_limit_ratio, 0.0, 1.0);
+  if (share == share_ && peers_limit_ratio == peers_limit_ratio_) return;
+  share_ = share;
+  peers_limit_ratio_ = peers_limit_ratio;
+  if (options_.rate > 0 && share_ > 0) {
+    // At least one token of burst, or a small share could never send anything.
+    bucket_.set_rate(options_.rate * share_, std::max(1.0, bucket_size(options_) * share_));
+  }
+  dispatch();
+}
+
+double Dispatcher::limit_ratio() const {
+  return options_.max_in_flight > 0
+             ? std::min(1.0, static_cast<double>(limit_->limit()) / options_.max_in_flight)
+             : 1.0;
+}
+
 int Dispatcher::effective_limit() const {
-  double limit = limit_->limit() * backoff_.resume_fraction();
+  // Replicas sharing one Prefect: the most cautious replica's limit, and this one's share of it.
+  double limit = std::min<double>(limit_->limit(), peers_limit_ratio_ * options_.max_in_flight) *
+                 share_ * backoff_.resume_fraction();
   // Half-open trials go one at a time: two at once can lose to each other on a server that
   // serialises writes (SQLite), and the breaker would reopen for a race it caused.
   if (breaker_.is_half_open()) limit = 1.0;
@@ -134,7 +155,7 @@ Dispatcher::Gates Dispatcher::gates() const {
   Gates g;
   g.prefect_errors = breaker_.state() != core::CircuitBreaker::State::kClosed ||
                      backoff_.paused() || backoff_.ramping();
-  g.token_bucket = bucket_.time_until(1) > core::Duration(0);
+  g.token_bucket = share_ <= 0 || bucket_.time_until(1) > core::Duration(0);
   g.in_flight_limit = in_flight_ >= effective_limit();
   return g;
 }
@@ -187,7 +208,7 @@ bool Dispatcher::send_one(core::TimePoint now) {
     wake_at(now + backoff_.remaining());
     return false;
   }
-  if (in_flight_ >= effective_limit()) return false;
+  if (share_ <= 0 || in_flight_ >= effective_limit()) return false;
   if (api_.csrf() == prefect::PrefectApi::Csrf::kUnknown) {
     if (!csrf_in_flight_) {
       csrf_in_flight_ = true;
@@ -395,7 +416,8 @@ nlohmann::json Dispatcher::status_json() const {
           {"paused_s", core::to_seconds(backoff_.remaining())},
           {"breaker", std::string(breaker_.state_name())},
           {"pending_retries", retries_.size()},
-          {"retry_budget_tokens", budget_.balance()}};
+          {"retry_budget_tokens", budget_.balance()},
+          {"budget_share", share_}};
 }
 
 void Dispatcher::update_gauges() {

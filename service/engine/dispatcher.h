@@ -69,6 +69,13 @@ class Dispatcher final : public Outbox, public RequestOwner {
   int in_flight() const { return in_flight_; }
   bool breaker_open() const { return breaker_.state() == core::CircuitBreaker::State::kOpen; }
   int effective_limit() const;
+  /// Replicas sharing one Prefect: this one may use `share` (0..1) of the global rate and
+  /// in-flight ceiling, and takes the most cautious replica's adaptive limit, as a ratio of the
+  /// ceiling, when it is below its own. A share of 0 sends nothing. 1 and 1 alone (the default).
+  void set_share(double share, double peers_limit_ratio);
+  double share() const { return share_; }
+  /// The adaptive limit over the in-flight ceiling, for the other replicas.
+  double limit_ratio() const;
   /// Which global gates hold launches back now, for the batches' "waiting on".
   struct Gates {
     bool prefect_errors = false;  // paused after a 429/503/contention, or the breaker open
@@ -147,6 +154,8 @@ class Dispatcher final : public Outbox, public RequestOwner {
   double ramp_rate_ = 0;  // requests a second before the pause the ramp recovers from
   bool stopped_ = false;
   std::function<void()> on_idle_;
+  double share_ = 1.0;
+  double peers_limit_ratio_ = 1.0;
 
   std::optional<core::TimerQueue::Id> wake_timer_;
   std::optional<core::TimePoint> wake_at_;

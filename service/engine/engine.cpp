@@ -69,16 +69,35 @@ Engine::~Engine() {
 
 void Engine::post(std::function<void()> fn) { timers_.post(std::move(fn)); }
 
-void Engine::start() {
-  for (auto& record : store_.load_unfinished_batches()) load_batch(std::move(record));
+void Engine::start(bool load_unfinished) {
+  if (load_unfinished) {
+    for (auto& record : store_.load_unfinished_batches()) {
+      auto stored = store_.load_items(record.id, true);
+      load_batch(std::move(record), stored);
+    }
+  }
   tick();
   schedule_tracking();
   dispatcher_.dispatch_now();
 }
 
-void Engine::load_batch(store::BatchRecord record) {
+void Engine::adopt(store::BatchRecord record, std::vector<store::ItemRecord> items) {
+  if (queries_.has_batch(record.id)) return;
+  load_batch(std::move(record), items);
+  dispatcher_.dispatch_now();
+}
+
+int64_t Engine::demand() const {
+  int64_t n = 0;
+  for (const auto& [k, b] : book_.batches()) {
+    const bool followed = b->spec.track && b->count(core::ItemState::kLaunched) > 0;
+    if (!core::is_final(b->rec.state) || followed) ++n;
+  }
+  return n;
+}
+
+void Engine::load_batch(store::BatchRecord record, const std::vector<store::ItemRecord>& stored) {
   BatchSpec spec = spec_from_json(json::parse(record.spec_json, nullptr, false));
-  auto stored = store_.load_items(record.id, true);
   Batch& b = book_.add(std::move(record), std::move(spec));
   auto to_launch = book_.restore_items(b, stored);
   log::info("resumed batch", {{"batch_id", b.rec.id},

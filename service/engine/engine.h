@@ -81,8 +81,9 @@ class Engine {
   /// called there.
   void post(std::function<void()> fn);
 
-  /// Loads unfinished batches from the store and starts working (engine thread).
-  void start();
+  /// Loads unfinished batches from the store (unless replicas share the store: then batches
+  /// come by adopt()) and starts working (engine thread).
+  void start(bool load_unfinished = true);
   /// Stops sending new requests, waits for those in flight (bounded by the request timeout),
   /// writes everything to the store, then calls `done` (engine thread).
   void drain(std::function<void()> done);
@@ -94,6 +95,19 @@ class Engine {
   /// Takes a batch just committed to the store (engine thread); `run_specs[i]` is item i's spec
   /// JSON (a run may name its own deployment).
   void add_batch(store::BatchRecord record, BatchSpec spec, std::vector<std::string> run_specs);
+
+  // --- Work sharing between replicas (engine thread) ---
+  /// Takes a batch claimed from a replica that died (or left), with its items as stored, and
+  /// resumes it as after a restart; nothing when it is held already.
+  void adopt(store::BatchRecord record, std::vector<store::ItemRecord> items);
+  /// Batches held that need Prefect: not final, or final with children still followed.
+  int64_t demand() const;
+  /// This replica's part of the global budget and the most cautious replica's limit (see
+  /// Dispatcher::set_share).
+  void set_budget_share(double share, double peers_limit_ratio) {
+    dispatcher_.set_share(share, peers_limit_ratio);
+  }
+  double limit_ratio() const { return dispatcher_.limit_ratio(); }
 
   // --- Reads and control, engine thread ---
   bool has_batch(const std::string& id) const { return queries_.has_batch(id); }
@@ -153,7 +167,7 @@ class Engine {
   nlohmann::json batch_views() const { return gauges_.batch_views(); }
 
  private:
-  void load_batch(store::BatchRecord record);
+  void load_batch(store::BatchRecord record, const std::vector<store::ItemRecord>& stored);
   /// Puts a batch just held (and its items to launch) to work.
   void activate(Batch& b, const std::vector<int64_t>& to_launch);
   void tick();

@@ -50,6 +50,29 @@ CREATE TABLE items (
 );
 CREATE INDEX items_by_state ON items (batch_seq, state, idx);
 )sql"},
+    {2, "replicas and leases", R"sql(
+CREATE TABLE replicas (
+  id            TEXT   PRIMARY KEY,
+  url           TEXT   NOT NULL DEFAULT '',
+  started_at    BIGINT NOT NULL,
+  heartbeat_at  BIGINT NOT NULL,
+  demand        BIGINT NOT NULL DEFAULT 0,
+  share         DOUBLE PRECISION NOT NULL DEFAULT 0,
+  limit_ratio   DOUBLE PRECISION NOT NULL DEFAULT 1
+);
+COMMENT ON TABLE replicas IS
+  'Live floodgated replicas: each upserts its row every heartbeat (times are the server''s clock, Unix ms).';
+COMMENT ON COLUMN replicas.demand IS 'Unfinished batches the replica holds: its claim on the budget.';
+COMMENT ON COLUMN replicas.share IS
+  'Fraction of the global rate and in-flight ceiling the replica uses; the shares of live replicas sum to at most 1.';
+COMMENT ON COLUMN replicas.limit_ratio IS
+  'The replica''s adaptive limit over its maximum; every replica applies the smallest live one.';
+COMMENT ON COLUMN batches.owner_id IS 'The replica holding the batch (replicas.id), NULL when none.';
+COMMENT ON COLUMN batches.lease_expires_at IS
+  'Server clock (Unix ms) when the owner''s lease ends unless renewed; another replica may then claim it.';
+CREATE INDEX batches_unfinished_by_owner ON batches (owner_id, lease_expires_at)
+  WHERE state IN ('QUEUED', 'RUNNING', 'PAUSED');
+)sql"},
 }};
 
 constexpr bool versions_are_consecutive() {
@@ -60,13 +83,10 @@ constexpr bool versions_are_consecutive() {
 }
 static_assert(versions_are_consecutive(), "migration i must have version i + 1");
 
-// Both locks are keyed by the schema the tables live in, so two installations in two schemas
+// The lock is keyed by the schema the tables live in, so two installations in two schemas
 // of one database do not wait for each other.
 constexpr std::string_view kMigrationLock =
     "SELECT pg_advisory_xact_lock(hashtextextended('floodgate.migrate:' || "
-    "coalesce(current_schema(), ''), 0))";
-constexpr std::string_view kInstanceLock =
-    "SELECT pg_try_advisory_lock(hashtextextended('floodgate.instance:' || "
     "coalesce(current_schema(), ''), 0))";
 
 constexpr std::string_view kCreateLedger =
@@ -141,9 +161,5 @@ void migrate_postgres(PgConnection& conn) {
 }
 
 int postgres_schema_version(PgConnection& conn) { return current_version(conn); }
-
-bool try_instance_lock(PgConnection& conn) {
-  return conn.exec(kInstanceLock, "taking the instance lock").text(0, 0) == "t";
-}
 
 }  // namespace floodgate::store

@@ -14,7 +14,7 @@ struct PgMigration {
 };
 
 /// Schema version this build writes.
-inline constexpr int kPostgresSchemaVersion = 1;
+inline constexpr int kPostgresSchemaVersion = 2;
 
 /// Brings the schema of the connection's database (its current schema, by default "public")
 /// up to kPostgresSchemaVersion: every missing migration in one transaction, each recorded as a
@@ -25,10 +25,5 @@ void migrate_postgres(PgConnection& conn);
 
 /// Reads the highest applied version (0 for an empty database).
 int postgres_schema_version(PgConnection& conn);
-
-/// Takes the session-level advisory lock that marks a live floodgated on this database and
-/// schema; false when another session holds it. It is released when the connection closes
-/// (also when the process is killed: the server notices the closed socket).
-bool try_instance_lock(PgConnection& conn);
 
 }  // namespace floodgate::store

@@ -6,6 +6,7 @@
 
 #include "store/database_url.h"
 #include "store/pg_connection.h"
+#include "store/postgres_leases.h"
 #include "store/postgres_schema.h"
 #include "store/queries.h"
 
@@ -32,11 +33,26 @@ constexpr std::string_view kUpdateItems =
     "$7::text[], $8::text[]) AS u (batch_id, idx, state, attempts, flow_run_id, flow_run_state, "
     "last_error, detail) JOIN batches AS b ON b.id = u.batch_id "
     "WHERE i.batch_seq = b.seq AND i.idx = u.idx";
+// Under work sharing, a replica writes only the batches it holds: one whose lease another
+// replica took has moved on there, and this replica's late writes must not overwrite it.
+const std::string& fenced_item_updates() {
+  static const std::string text = std::string(kUpdateItems) + " AND b.owner_id = $9";
+  return text;
+}
+const std::string& fenced_batch_update() {
+  static const std::string text = std::string(sql(Query::kUpdateBatch)) + " AND owner_id = $7";
+  return text;
+}
+constexpr std::string_view kOwnInserted =
+    "UPDATE batches SET owner_id = $2, lease_expires_at = "
+    "(extract(epoch from clock_timestamp()) * 1000)::bigint + $3 WHERE seq = $1";
 constexpr std::string_view kItemSpecs =
     "SELECT idx, spec FROM items WHERE batch_seq = (SELECT seq FROM batches WHERE id = $1) "
     "AND idx = ANY ($2::bigint[])";
 
-BatchRecord read_batch(const PgResult& r, int row) {
+}  // namespace
+
+BatchRecord read_pg_batch(const PgResult& r, int row) {
   BatchRecord b;
   b.seq = r.int64(row, 0);
   b.id = r.text(row, 1);
@@ -55,12 +71,14 @@ BatchRecord read_batch(const PgResult& r, int row) {
   return b;
 }
 
-std::vector<BatchRecord> read_batches(const PgResult& r) {
+std::vector<BatchRecord> read_pg_batches(const PgResult& r) {
   std::vector<BatchRecord> out;
   out.reserve(static_cast<size_t>(r.rows()));
-  for (int row = 0; row < r.rows(); ++row) out.push_back(read_batch(r, row));
+  for (int row = 0; row < r.rows(); ++row) out.push_back(read_pg_batch(r, row));
   return out;
 }
+
+namespace {
 
 std::vector<ItemRecord> read_items(const PgResult& r, const std::string& batch_id, bool with_spec) {
   std::vector<ItemRecord> out;
@@ -123,14 +141,9 @@ class ItemColumns {
   std::string batch_ids_, indexes_, states_, attempts_, run_ids_, run_states_, errors_, details_;
 };
 
-constexpr std::string_view kAnotherInstance =
-    "another floodgated is running against this database and schema (it holds the instance "
-    "advisory lock); several replicas are not supported yet";
-
 }  // namespace
 
-PostgresStore::PostgresStore(const std::string& url, Options options)
-    : url_(url), exclusive_(options.exclusive) {
+PostgresStore::PostgresStore(const std::string& url, Options options) : url_(url) {
   try {
     pool_ = std::make_unique<PgPool>(url, std::max<size_t>(options.connections, 1));
     auto conn = pool_->acquire();
@@ -139,11 +152,10 @@ PostgresStore::PostgresStore(const std::string& url, Options options)
       throw StoreError("the database's encoding is " + encoding.text(0, 0) +
                        "; floodgate needs a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8')");
     }
-    if (options.exclusive) {
-      instance_lock_ = std::make_unique<PgConnection>(url);
-      if (!try_instance_lock(*instance_lock_)) throw StoreError(std::string(kAnotherInstance));
-    }
     migrate_postgres(*conn);
+    if (!options.replica_id.empty()) {
+      leases_ = std::make_unique<PgLeases>(*pool_, options.replica_id, options.lease_ttl);
+    }
   } catch (const StoreError& e) {
     throw StoreError("cannot open PostgreSQL database at " + redact_database_url(url) + ": " +
                      e.what());
@@ -152,25 +164,12 @@ PostgresStore::PostgresStore(const std::string& url, Options options)
 
 PostgresStore::~PostgresStore() = default;
 
-void PostgresStore::keep_instance_lock() {
-  if (!exclusive_ || (instance_lock_ && instance_lock_->still_open())) return;
-  // The session ended (a server restart, pg_terminate_backend) and the lock with it. Writing on
-  // while another floodgated may have started on the database would launch its batches twice,
-  // so the lock is taken again first; a failure here fails the write, which is retried.
-  instance_lock_.reset();
-  auto conn = std::make_unique<PgConnection>(url_);
-  if (!try_instance_lock(*conn)) {
-    throw StoreError(std::string(kAnotherInstance) + "; it started while this one's " +
-                     "connection to the server was down, so this one no longer writes");
-  }
-  instance_lock_ = std::move(conn);
-}
+Leases* PostgresStore::leases() { return leases_.get(); }
 
 InsertResult PostgresStore::insert_batch(const BatchRecord& batch,
                                          const std::vector<ItemRecord>& items) {
   const std::string what = "inserting batch " + batch.id;
   std::lock_guard lock(write_mutex_);
-  keep_instance_lock();
   auto conn = pool_->acquire();
   PgTransaction tx(*conn, what);
   PgParams params;
@@ -213,6 +212,15 @@ InsertResult PostgresStore::insert_batch(const BatchRecord& batch,
     }
     conn->copy_in(kCopyItems, rows, what);
   }
+  if (leases_) {
+    // The replica that accepts a batch holds it from the start.
+    conn->run(kOwnInserted,
+              PgParams()
+                  .add(inserted.int64(0, 0))
+                  .add(leases_->replica_id())
+                  .add(int64_t{leases_->ttl().count()}),
+              what);
+  }
   tx.commit();
   return InsertResult{true, batch.id};
 }
@@ -239,7 +247,6 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
   for (const ItemUpdate* u : latest) columns.add(*u);
 
   std::lock_guard lock(write_mutex_);
-  keep_instance_lock();
   auto conn = pool_->acquire();
   const std::string_view what = "applying updates";
   // Item progress may be lost on a server crash (not on a floodgated crash): relaunches reuse
@@ -248,7 +255,10 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
   PgTransaction tx(*conn, what, "BEGIN; SET LOCAL synchronous_commit = off");
   int64_t skipped = 0;
   if (!latest.empty()) {
-    const PgResult r = conn->run(kUpdateItems, columns.params(), what);
+    PgParams params = columns.params();
+    if (leases_) params.add(leases_->replica_id());
+    const PgResult r =
+        conn->run(leases_ ? std::string_view(fenced_item_updates()) : kUpdateItems, params, what);
     skipped += static_cast<int64_t>(latest.size()) - r.changed();
   }
   for (const BatchUpdate& u : batches) {
@@ -259,7 +269,10 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
         .add(u.finished_at_ms)
         .add(u.version)
         .add(u.spec_json);
-    if (conn->run(sql(Query::kUpdateBatch), p, what).changed() == 0) ++skipped;
+    if (leases_) p.add(leases_->replica_id());
+    const std::string_view update =
+        leases_ ? std::string_view(fenced_batch_update()) : sql(Query::kUpdateBatch);
+    if (conn->run(update, p, what).changed() == 0) ++skipped;
   }
   tx.commit();
   if (skipped > 0) skipped_updates_.fetch_add(skipped, std::memory_order_relaxed);
@@ -269,7 +282,7 @@ std::optional<BatchRecord> PostgresStore::get_batch(const std::string& id) {
   auto conn = pool_->acquire();
   const PgResult r = conn->run(sql(Query::kGetBatch), PgParams().add(id), "reading a batch");
   if (r.rows() == 0) return std::nullopt;
-  return read_batch(r, 0);
+  return read_pg_batch(r, 0);
 }
 
 std::vector<BatchRecord> PostgresStore::list_batches(std::optional<core::BatchState> state,
@@ -279,13 +292,13 @@ std::vector<BatchRecord> PostgresStore::list_batches(std::optional<core::BatchSt
   add_limit(p, limit);
   if (state) p.add(core::to_string(*state));
   auto conn = pool_->acquire();
-  return read_batches(conn->run(sql(state ? Query::kListBatchesInState : Query::kListBatches), p,
-                                "listing batches"));
+  return read_pg_batches(conn->run(sql(state ? Query::kListBatchesInState : Query::kListBatches), p,
+                                   "listing batches"));
 }
 
 std::vector<BatchRecord> PostgresStore::load_unfinished_batches() {
   auto conn = pool_->acquire();
-  return read_batches(
+  return read_pg_batches(
       conn->run(sql(Query::kUnfinishedBatches), PgParams(), "loading unfinished batches"));
 }
 

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -20,16 +21,17 @@ class PgPool;
 /// The shared store: batches and items in a PostgreSQL database, reached through a small pool
 /// of libpq connections. The schema is brought up to date at open (see postgres_schema.h).
 ///
-/// One floodgated per database (and schema) for now: with `exclusive` the store holds a
-/// session advisory lock for its whole life and refuses to open while another process holds
-/// it. When the server ends that session (a restart), the next write takes the lock again, and
-/// fails (StoreError) while another process holds it meanwhile. Updates in apply() that name an
-/// unknown batch or item are skipped (see skipped_updates()); only database failures throw.
+/// Several floodgateds may share one database (and schema): with a replica id the store keeps
+/// leases (see leases.h), holds the batches it inserts and writes only the batches it holds.
+/// Updates in apply() that name an unknown batch or item, or a batch another replica holds, are
+/// skipped (see skipped_updates()); only database failures throw.
 class PostgresStore final : public Store {
  public:
   struct Options {
     size_t connections = 4;  // the pool's size: one writer at a time plus concurrent readers
-    bool exclusive = true;   // hold the instance lock (see above)
+    // This replica's id for work sharing; "" for none (no leases, no fencing: tools, tests).
+    std::string replica_id;
+    std::chrono::milliseconds lease_ttl{15000};
   };
 
   /// Connects to the libpq URL `url` ("postgresql://user:pass@host:port/db?sslmode=...") and
@@ -57,21 +59,17 @@ class PostgresStore final : public Store {
   std::vector<std::pair<int64_t, std::string>> load_item_specs(
       const std::string& batch_id, const std::vector<int64_t>& indexes) override;
 
+  Leases* leases() override;
+
   /// The schema version of the open database (the highest row of schema_migrations).
   int schema_version();
   /// How many item and batch updates apply() skipped because their batch or item is unknown.
   int64_t skipped_updates() const { return skipped_updates_.load(std::memory_order_relaxed); }
 
  private:
-  /// Takes the instance lock again if its session ended; caller holds write_mutex_.
-  void keep_instance_lock();
-
   const std::string url_;
   std::unique_ptr<PgPool> pool_;
-  // Holds the advisory lock; null if !exclusive, or after its session ended until the next
-  // write takes the lock again. Guarded by write_mutex_ after construction.
-  std::unique_ptr<PgConnection> instance_lock_;
-  bool exclusive_ = true;
+  std::unique_ptr<class PgLeases> leases_;  // null without a replica id
   // Writes go one at a time, as with SQLite: the engine has one writer anyway, and it keeps two
   // applies from taking row locks in different orders.
   std::mutex write_mutex_;

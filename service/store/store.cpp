@@ -24,7 +24,8 @@ std::string lowercase(std::string_view s) {
 
 }  // namespace
 
-std::unique_ptr<Store> open_store(const std::string& url) {
+std::unique_ptr<Store> open_store(const std::string& url, const std::string& replica_id,
+                                  std::chrono::milliseconds lease_ttl) {
   if (url.empty()) throw StoreError("no database URL given; " + std::string(kAcceptedForms));
   const size_t scheme_end = url.find("://");
   const std::string scheme =
@@ -48,7 +49,10 @@ std::unique_ptr<Store> open_store(const std::string& url) {
   if (scheme == "postgresql" || scheme == "postgres") {
     // libpq reads the URL itself, so its options (sslmode, connect_timeout, ...) pass through;
     // it knows the scheme only in lower case.
-    return std::make_unique<PostgresStore>(scheme + url.substr(scheme_end));
+    PostgresStore::Options options;
+    options.replica_id = replica_id;
+    options.lease_ttl = lease_ttl;
+    return std::make_unique<PostgresStore>(scheme + url.substr(scheme_end), options);
   }
   throw StoreError("unsupported database URL '" + redact_database_url(url) + "'; " +
                    std::string(kAcceptedForms));

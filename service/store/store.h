@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -122,6 +123,9 @@ class Store {
     return counts;
   }
 
+  /// Work sharing between replicas; null where one process owns the store (SQLite).
+  virtual class Leases* leases() { return nullptr; }
+
   /// Specs of the given items of a batch (index -> spec), for launching them again (a crashed
   /// child relaunched, a redrive); in the order asked, leaving out indexes the batch does not
   /// have.
@@ -132,6 +136,9 @@ class Store {
 /// Opens the store named by a URL: "sqlite:///abs/path.db", "sqlite://./rel.db" (or
 /// "sqlite://rel.db"), "sqlite://:memory:", "postgresql://user:pass@host:port/db?sslmode=...".
 /// Throws StoreError with a clear message on a bad URL or a failure to open.
-std::unique_ptr<Store> open_store(const std::string& url);
+/// `replica_id` (PostgreSQL only): share the database with other replicas under leases of
+/// `lease_ttl` (see leases.h).
+std::unique_ptr<Store> open_store(const std::string& url, const std::string& replica_id = "",
+                                  std::chrono::milliseconds lease_ttl = std::chrono::seconds(15));
 
 }  // namespace floodgate::store

@@ -164,8 +164,16 @@ class FloodgateClient:
         return r.json
 
     def batch(self, batch_id: str, **query) -> dict:
-        r = self.request("GET", f"/v1/batches/{batch_id}", query=query or None,
-                         timeout=float(query.get("wait_s", 0)) + 30)
+        # A 503 with Retry-After (with several replicas: the batch is being taken over) is
+        # waited out, as the Python client does; for at most 60 s.
+        deadline = time.monotonic() + 60
+        while True:
+            r = self.request("GET", f"/v1/batches/{batch_id}", query=query or None,
+                             timeout=float(query.get("wait_s", 0)) + 30)
+            retry_after = r.headers.get("retry-after") if r.status == 503 else None
+            if retry_after is None or time.monotonic() > deadline:
+                break
+            time.sleep(min(float(retry_after), 1.0))
         assert r.status == 200, r
         return r.json
 

@@ -161,7 +161,12 @@ class OpenApiChecker:
                 if hnode_r.get("required"):
                     raise ContractViolation(f"{where}: required header {hname} is missing")
                 continue
-            errs = self._schema_errors(f"{hpointer}/schema", value) if "schema" in hnode_r else []
+            # A header is text on the wire; an integer header (Retry-After) is checked as the
+            # number it spells (OpenAPI's "simple" style).
+            typed: object = int(value) if value.isdigit() else value
+            if hnode_r.get("schema", {}).get("type") != "integer":
+                typed = value
+            errs = self._schema_errors(f"{hpointer}/schema", typed) if "schema" in hnode_r else []
             if errs:
                 raise ContractViolation(f"{where}: header {hname}={value!r}: {errs}")
 

@@ -131,6 +131,47 @@ TEST_F(DispatcherTest, TheTokenBucketSpacesRequests) {
   EXPECT_EQ(owner.answers.size(), 2u);
 }
 
+TEST_F(DispatcherTest, AReplicasShareScalesTheBucketAndTheInFlightCeiling) {
+  auto o = defaults();
+  o.rate = 10;
+  o.burst = 10;
+  o.max_in_flight = 8;
+  make(o);
+  dispatcher->dispatch_now();
+  timers.run_ready();  // the CSRF token
+  // A quarter of the budget: 2.5 requests a second, bursts of 2.5, 2 in flight.
+  dispatcher->set_share(0.25, 1.0);
+  EXPECT_EQ(dispatcher->effective_limit(), 2);
+  timers.advance(10s);
+  for (int i = 1; i <= 20; ++i) dispatcher->enqueue(owner.request(i));
+  dispatcher->dispatch_now();
+  timers.run_ready();
+  EXPECT_EQ(owner.answers.size(), 2u);  // the burst, clamped to the new size
+  timers.advance(2000ms);
+  EXPECT_EQ(owner.answers.size(), 7u);  // 2.5 a second
+  // The most cautious replica's limit (a quarter of the ceiling) binds before the share does.
+  dispatcher->set_share(1.0, 0.25);
+  EXPECT_EQ(dispatcher->effective_limit(), 2);
+  dispatcher->set_share(1.0, 1.0);
+  EXPECT_EQ(dispatcher->effective_limit(), 8);
+  EXPECT_DOUBLE_EQ(dispatcher->limit_ratio(), 1.0);
+}
+
+TEST_F(DispatcherTest, AShareOfNothingSendsNothingUntilTheShareComesBack) {
+  make();
+  dispatcher->dispatch_now();
+  timers.run_ready();
+  dispatcher->set_share(0.0, 1.0);
+  dispatcher->enqueue(owner.request(1));
+  dispatcher->dispatch_now();
+  timers.advance(5s);
+  EXPECT_TRUE(owner.answers.empty());
+  EXPECT_TRUE(dispatcher->gates().token_bucket);
+  dispatcher->set_share(0.5, 1.0);
+  timers.run_ready();
+  EXPECT_EQ(owner.answers, (std::vector<std::string>{"1:404"}));
+}
+
 TEST_F(DispatcherTest, ARetryAfterPausesEveryRequestAndTheOwnerStillGetsTheAnswer) {
   make();
   prefect.script("GET", "/x/1", answer(429, {}, {{"Retry-After", "5"}}));

@@ -1,5 +1,5 @@
 // The store contract (store_contract_test.cpp) on PostgreSQL, and what only the PostgreSQL
-// store does: migrations under an advisory lock, the instance lock, reconnecting, the password
+// store does: migrations under an advisory lock, reconnecting, the password
 // kept out of messages. Needs a server: FLOODGATE_TEST_PG_URL (scripts/pg-cluster.sh); without
 // it every test here is skipped with the reason printed, or fails under CI.
 
@@ -27,17 +27,13 @@ namespace {
 using core::BatchState;
 using core::ItemState;
 
-PostgresStore::Options shared() {
-  PostgresStore::Options o;
-  o.exclusive = false;
-  return o;
-}
+// Without a replica id: no leases, no fencing (the store contract's view).
+PostgresStore::Options shared() { return PostgresStore::Options{}; }
 
 class PgFixture final : public StoreFixture {
  public:
   explicit PgFixture(const std::string& url) : schema_(url) {}
   std::unique_ptr<Store> open() override {
-    // Not exclusive: some contract tests open a second store on the same data.
     return std::make_unique<PostgresStore>(schema_.url(), shared());
   }
   int64_t skipped_updates(Store& store) override {
@@ -94,9 +90,9 @@ class PostgresStoreTest : public ::testing::Test {
 TEST_F(PostgresStoreTest, MigrationsCreateTheTablesAndRecordThemselves) {
   PostgresStore store(url(), shared());
   EXPECT_EQ(store.schema_version(), kPostgresSchemaVersion);
-  EXPECT_EQ(query("SELECT version, name, applied_at <= now() FROM schema_migrations"),
-            "1|batches and items|t");
-  // The lease columns are there for the replica work that comes next, and unused.
+  EXPECT_EQ(query("SELECT version, name, applied_at <= now() FROM schema_migrations ORDER BY 1"),
+            "1|batches and items|t\n2|replicas and leases|t");
+  // Without a replica id nobody holds what the store inserts.
   store.insert_batch(make_batch("b", 1), make_items(1));
   EXPECT_EQ(query("SELECT owner_id, lease_expires_at FROM batches"), "NULL|NULL");
   EXPECT_EQ(query("SELECT id, state FROM batches"), "b|QUEUED");
@@ -108,7 +104,8 @@ TEST_F(PostgresStoreTest, ReopeningKeepsTheDataAndMigratesNothing) {
   PostgresStore again(url(), shared());
   EXPECT_EQ(again.load_items("b", true).size(), 3u);
   EXPECT_FALSE(again.insert_batch(make_batch("c", 0, "key"), {}).inserted);
-  EXPECT_EQ(query("SELECT count(*) FROM schema_migrations"), "1");
+  EXPECT_EQ(query("SELECT count(*) FROM schema_migrations"),
+            std::to_string(kPostgresSchemaVersion));
 }
 
 TEST_F(PostgresStoreTest, ReplicasStartingAtOnceMigrateOnce) {
@@ -126,7 +123,7 @@ TEST_F(PostgresStoreTest, ReplicasStartingAtOnceMigrateOnce) {
   for (auto& t : threads) t.join();
   for (const auto& e : errors) EXPECT_EQ(e, "(no error)");
   EXPECT_EQ(query("SELECT count(*), max(version) FROM schema_migrations"),
-            "1|" + std::to_string(kPostgresSchemaVersion));
+            std::to_string(kPostgresSchemaVersion) + "|" + std::to_string(kPostgresSchemaVersion));
 }
 
 TEST_F(PostgresStoreTest, RefusesANewerSchema) {
@@ -149,40 +146,6 @@ TEST_F(PostgresStoreTest, RefusesAnotherProgramsMigrationLedger) {
       << error_of(url());
 }
 
-TEST_F(PostgresStoreTest, ASecondExclusiveStoreIsRefusedWhileTheFirstLives) {
-  PostgresStore::Options exclusive;
-  {
-    PostgresStore first(url(), exclusive);
-    const std::string error = error_of(url(), exclusive);
-    EXPECT_TRUE(contains(error, "another floodgated is running against this database")) << error;
-    EXPECT_TRUE(contains(error, "several replicas are not supported yet")) << error;
-    // A store in another schema of the same database is another installation.
-    PgTestSchema other(*pg_test_url());
-    EXPECT_EQ(error_of(other.url(), exclusive), "(no error)");
-  }
-  EXPECT_EQ(error_of(url(), exclusive), "(no error)");
-}
-
-TEST_F(PostgresStoreTest, TheInstanceLockOfAKilledProcessIsReleased) {
-  EXPECT_EXIT(
-      {
-        PostgresStore store(url(), PostgresStore::Options{});
-        store.insert_batch(make_batch("accepted", 2, "k"), make_items(2));
-        raise(SIGKILL);
-      },
-      ::testing::KilledBySignal(SIGKILL), "");
-  // The server ends the dead process's session when it sees the socket close; wait for that.
-  std::string error;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    error = error_of(url(), PostgresStore::Options{});
-    if (error == "(no error)") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(error, "(no error)");
-  PostgresStore store(url(), shared());
-  EXPECT_EQ(store.load_items("accepted", false).size(), 2u);
-}
-
 TEST_F(PostgresStoreTest, ThePasswordNeverShowsInErrors) {
   const std::string wrong = "Wrong-Pass-4711";
   for (const std::string& bad :
@@ -199,19 +162,18 @@ TEST_F(PostgresStoreTest, ThePasswordNeverShowsInErrors) {
 }
 
 TEST_F(PostgresStoreTest, OpenStoreTakesPostgresUrls) {
-  // open_store holds the instance lock, like floodgated, and takes the scheme in any case
-  // (libpq only in lower case).
-  auto store = open_store(url());
+  // open_store takes the scheme in any case (libpq only in lower case), and with a replica id
+  // the store shares the database under leases (several may open it at once).
+  auto store = open_store(url(), "r1");
   ASSERT_NE(store, nullptr);
+  ASSERT_NE(store->leases(), nullptr);
   EXPECT_TRUE(store->insert_batch(make_batch("b"), {}).inserted);
+  EXPECT_EQ(query("SELECT owner_id FROM batches WHERE id = 'b'"), "r1");
   std::string upper = url();
   upper.replace(0, upper.find("://"), "PostgreSQL");
-  try {
-    open_store(upper);
-    FAIL() << "expected StoreError";
-  } catch (const StoreError& e) {
-    EXPECT_TRUE(contains(e.what(), "another floodgated")) << e.what();
-  }
+  auto second = open_store(upper, "r2");
+  EXPECT_NE(second->leases(), nullptr);
+  EXPECT_EQ(open_store(url())->leases(), nullptr);
 }
 
 TEST_F(PostgresStoreTest, ReconnectsAfterTheServerClosedItsConnections) {
@@ -251,7 +213,6 @@ std::string retry_write(Write write) {
       return "";
     } catch (const StoreError& e) {
       error = e.what();
-      if (contains(error, "another floodgated")) return error;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
@@ -266,27 +227,12 @@ ItemUpdate launched(int64_t index) {
   return u;
 }
 
-TEST_F(PostgresStoreTest, TheInstanceLockIsTakenAgainAfterTheServerEndedItsSession) {
+TEST_F(PostgresStoreTest, WritesGoOnAfterTheServerEndedTheSessions) {
   PostgresStore store(url(), PostgresStore::Options{});
   store.insert_batch(make_batch("b", 2), make_items(2));
   schema_->terminate_sessions();
   EXPECT_EQ(retry_write([&] { store.apply({launched(0)}, {}); }), "");
-  const std::string second = error_of(url(), PostgresStore::Options{});
-  EXPECT_TRUE(contains(second, "another floodgated is running")) << second;
-}
-
-TEST_F(PostgresStoreTest, WritesStopWhileAnotherFloodgatedTookTheLockMeanwhile) {
-  auto first = std::make_unique<PostgresStore>(url(), PostgresStore::Options{});
-  first->insert_batch(make_batch("b", 2), make_items(2));
-  schema_->terminate_sessions();
-  auto second = std::make_unique<PostgresStore>(url(), PostgresStore::Options{});
-  const std::string error = retry_write([&] { first->apply({launched(0)}, {}); });
-  EXPECT_TRUE(contains(error, "no longer writes")) << error;
-  EXPECT_THROW(first->insert_batch(make_batch("c"), {}), StoreError);
-  EXPECT_EQ(first->load_items("b", false)[0].state, ItemState::kPending);  // reads still work
-  second.reset();  // the other one is gone: writing may go on
-  EXPECT_EQ(retry_write([&] { first->apply({launched(1)}, {}); }), "");
-  EXPECT_EQ(first->load_items("b", false)[1].state, ItemState::kLaunched);
+  EXPECT_EQ(store.load_items("b", false)[0].state, ItemState::kLaunched);
 }
 
 TEST_F(PostgresStoreTest, TextPostgresRefusesIsStoredWithReplacementCharacters) {

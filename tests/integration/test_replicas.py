@@ -1,0 +1,147 @@
+"""Several floodgated replicas on one PostgreSQL database (issue 16): batches held under leases,
+taken over when their replica dies (kill -9) or leaves (SIGTERM), every child created exactly
+once (counted on the fake's side), one budget toward Prefect for all replicas together
+(measured on the fake's side, second by second), and any replica answering for any batch.
+
+Needs FLOODGATE_TEST_PG_URL like test_postgres.py (scripts/postgres-lane.sh runs both).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness import assert_exactly_once, wait_until
+from test_postgres import batch, pg_url, run_sql  # noqa: F401  (pg_url is a fixture)
+
+TTL_S = 3
+
+
+def replica_id(fg) -> str:
+    r = fg.client.request("GET", "/readyz")
+    return r.json["engine"]["replica"]["id"]
+
+
+def holder(pg: str, batch_id: str) -> str:
+    return run_sql(pg, f"SELECT coalesce(owner_id, '') FROM batches WHERE id = '{batch_id}'")
+
+
+def start_replicas(start_floodgated, pg: str, names: list[str], *extra: str) -> list:
+    return [start_floodgated("--db", pg, "--lease-ttl-s", str(TTL_S), *extra, name=n)
+            for n in names]
+
+
+@pytest.mark.time_limit(240)
+def test_three_replicas_carry_a_batch_through_kill_and_sigterm(start_floodgated, fake, pg_url):
+    total, rate, burst = 5000, 250, 10
+    a, b, c = start_replicas(start_floodgated, pg_url, ["a", "b", "c"], "--bulk", "false",
+                             "--rate", f"{rate}/s", "--burst", str(burst))
+    ids = {replica_id(fg): fg for fg in (a, b, c)}
+    assert len(ids) == 3
+    a_id = replica_id(a)
+    job = a.client.submit(batch(total))
+    assert holder(pg_url, job["id"]) == a_id
+    # b and c have batches of their own meanwhile, so all three draw on the budget at once.
+    others = [fg.client.submit(batch(1000)) for fg in (b, c)]
+
+    # Any replica answers for the batch: b and c forward to a, which holds it.
+    for fg in (b, c):
+        view = fg.client.batch(job["id"])
+        assert view["id"] == job["id"] and view["total"] == total
+
+    def launched(fg) -> int:
+        return fg.client.batch(job["id"])["counts"]["LAUNCHED"]
+
+    wait_until(lambda: launched(b) >= total // 4, 60, 0.05, what="a quarter launched")
+    a.kill()
+    killed_at, at_kill = time.monotonic(), launched(b)
+    second = ids[wait_until(lambda: (h := holder(pg_url, job["id"])) in ids and h != a_id and h,
+                            TTL_S + 10, 0.05, what="a new holder")]
+    failover_s = time.monotonic() - killed_at
+    wait_until(lambda: launched(second) > at_kill + 5, 30, 0.05,
+               what="the new holder launching the killed one's batch")
+    # A lease ends TTL_S after its last renewal; then the next claim round takes it.
+    assert failover_s < TTL_S + 3, failover_s
+
+    wait_until(lambda: launched(second) >= total // 2, 60, 0.05, what="half launched")
+    third = c if second is b else b
+    third_id = replica_id(third)
+    assert second.terminate(timeout=30) == 0
+    stopped_at = time.monotonic()
+    wait_until(lambda: holder(pg_url, job["id"]) == third_id, 10, 0.02,
+               what="the last replica taking the stopped one's batch")
+    handover_s = time.monotonic() - stopped_at
+    # SIGTERM gives the leases up: no wait for the TTL.
+    assert handover_s < TTL_S, handover_s
+
+    final = third.client.wait_state(job["id"], timeout=120)
+    assert final["state"] == "COMPLETED", final
+    assert final["counts"]["LAUNCHED"] == total
+    runs = fake.runs()
+    assert_exactly_once([r for r in runs if job["id"] in r["idempotency_key"]], job["id"], total)
+    for other in others:
+        assert third.client.wait_state(other["id"], timeout=60)["state"] == "COMPLETED"
+        assert_exactly_once([r for r in fake.runs() if other["id"] in r["idempotency_key"]],
+                            other["id"], 1000)
+
+    # One budget: the requests of all replicas together, second by second on the fake's side,
+    # stay within the bucket (its rate, its burst, and one token of burst per replica's share).
+    per_second = [bk["requests"] for bk in fake.timeline()]
+    busiest = max(per_second)
+    assert busiest <= rate + burst + 3, per_second
+    # The batch was paced by the shared bucket, not faster for having three replicas.
+    assert busiest >= rate * 0.6, per_second
+
+    # Every replica gives the same answer for the finished batch.
+    a.start()
+    views = [fg.client.batch(job["id"]) for fg in (a, third)]
+    assert views[0] == views[1]
+    print(f"failover after kill -9: {failover_s:.2f}s; after SIGTERM: {handover_s:.2f}s; "
+          f"busiest second {busiest} requests (bucket {rate}/s + {burst})")
+
+
+def test_control_through_any_replica_reaches_the_holder(start_floodgated, fake, pg_url):
+    a, b = start_replicas(start_floodgated, pg_url, ["a", "b"])
+    job = a.client.submit(batch(400, limits={"launches_per_second": 20}))
+    wait_until(lambda: fake.stats()["runs"] >= 5, 30, 0.02, what="launches")
+    started = time.monotonic()
+    r = b.client.request("POST", f"/v1/batches/{job['id']}/pause")
+    assert r.status == 200, r
+    assert r.json["state"] == "PAUSED"
+    # The holder itself says so at once: the request went to it.
+    assert a.client.batch(job["id"])["state"] == "PAUSED"
+    assert time.monotonic() - started < 1.0
+    r = b.client.request("PATCH", f"/v1/batches/{job['id']}",
+                         {"limits": {"launches_per_second": 1000}})
+    assert r.status == 200, r
+    assert a.client.batch(job["id"])["limits"]["launches_per_second"] == 1000
+    assert b.client.request("POST", f"/v1/batches/{job['id']}/resume").status == 200
+    final = b.client.wait_state(job["id"], timeout=60)
+    assert final["state"] == "COMPLETED", final
+    assert_exactly_once(fake.runs(), job["id"], 400)
+    # A finished batch cannot be cancelled, through either replica.
+    assert a.client.request("POST", f"/v1/batches/{job['id']}/cancel").status == 409
+    assert b.client.request("POST", f"/v1/batches/{job['id']}/cancel").status == 409
+
+
+@pytest.mark.time_limit(120)
+def test_a_replica_cut_off_past_its_lease_stops_and_nothing_runs_twice(start_floodgated, fake,
+                                                                        pg_url):
+    """A replica frozen (SIGSTOP) past its lease: another takes its batch; when it wakes it sees
+    the lease gone and exits (3) instead of working on in parallel."""
+    total = 1500
+    a, b = start_replicas(start_floodgated, pg_url, ["a", "b"], "--bulk", "false")
+    fake.config(latency_ms=5)
+    job = a.client.submit(batch(total, limits={"launches_per_second": 200}))
+    wait_until(lambda: fake.stats()["runs"] >= 200, 30, 0.02, what="launches")
+    a.proc.send_signal(19)  # SIGSTOP
+    wait_until(lambda: holder(pg_url, job["id"]) == replica_id(b), TTL_S + 10, 0.1,
+               what="b taking the frozen replica's batch")
+    a.proc.send_signal(18)  # SIGCONT
+    assert a.proc.wait(15) == 3
+    final = b.client.wait_state(job["id"], timeout=60)
+    assert final["state"] == "COMPLETED", final
+    assert_exactly_once(fake.runs(), job["id"], total)
+    log = a.log_path.read_text(errors="replace")
+    assert "another replica took batches whose lease this one held" in log
