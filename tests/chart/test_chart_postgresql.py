@@ -44,6 +44,13 @@ def test_example_runs_three_replicas_with_a_rolling_update_that_never_drops_one(
         "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
 
 
+def test_rolling_update_is_configurable():
+    dep = deployment(render(EXAMPLE, sets=["replication.rollingUpdate.maxUnavailable=1",
+                                           "replication.rollingUpdate.maxSurge=0"]))
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    assert "maxSurge" in render_error(EXAMPLE, sets=["replication.rollingUpdate.maxSurge=lots"])
+
+
 def test_example_has_a_disruption_budget_over_the_deployments_pods():
     docs = render(EXAMPLE)
     pdb = one(docs, "PodDisruptionBudget")
