@@ -260,7 +260,9 @@ def test_schema_rejects_unknown_replication_values():
     assert "additional properties" in render_error(
         EXAMPLE, sets=["replication.leaseTTL=5"]).lower()
     assert "podAntiAffinity" in render_error(EXAMPLE, sets=["replication.podAntiAffinity.type=maybe"])
-    assert "leaseTtlSeconds" in render_error(EXAMPLE, sets=["replication.leaseTtlSeconds=0"])
+    # floodgated takes --lease-ttl-s from 2 to 3600.
+    assert "leaseTtlSeconds" in render_error(EXAMPLE, sets=["replication.leaseTtlSeconds=1"])
+    assert "leaseTtlSeconds" in render_error(EXAMPLE, sets=["replication.leaseTtlSeconds=3601"])
     assert "maxUnavailable" in render_error(EXAMPLE, sets=["podDisruptionBudget.maxUnavailable=-1"])
 
 
