@@ -3,7 +3,8 @@
 #   - helm is built from the Go module proxy once and kept in /usr/local/lib/floodgate/tools;
 #   - a venv (.venv-chart) holds kubernetes-validate (Kubernetes' JSON schemas, offline) and pytest;
 #   - tests/chart: helm lint, helm template with the default values and every file in
-#     charts/floodgate/ci/, each manifest validated, security and unit assertions, the
+#     charts/floodgate/ci/ and examples/, each manifest validated, security and unit
+#     assertions (the PostgreSQL mode: test_chart_postgresql.py), the
 #     Dockerfile's steps against the ones CI runs, scripts/runtime-libs.sh on the built binary;
 #   - promtool check rules / test rules on the alert rules (Debian's prometheus package).
 # Needs floodgated built (build/ci/service/floodgated, or FLOODGATED_BIN). Run from anywhere.

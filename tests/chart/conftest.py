@@ -9,8 +9,10 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "floodgate"
 HELM = os.environ.get("HELM_BIN", str(ROOT / ".tools" / "bin" / "helm"))
-# Values files that must render: the defaults (None) and every file under the chart's ci/.
-VALUES_FILES = [None] + sorted(str(p) for p in (CHART / "ci").glob("*.yaml"))
+# Values files that must render: the defaults (None), every file under the chart's ci/ and
+# every example under examples/.
+VALUES_FILES = [None] + sorted(str(p) for p in (CHART / "ci").glob("*.yaml")) + sorted(
+    str(p) for p in (CHART / "examples").glob("*.yaml"))
 
 
 KUBE_VERSION = "1.30.0"  # helm template assumes 1.20 otherwise, below the chart's kubeVersion
@@ -63,4 +65,7 @@ def _helm_exists():
 
 
 def values_id(v):
-    return "defaults" if v is None else pathlib.Path(v).stem
+    if v is None:
+        return "defaults"
+    p = pathlib.Path(v)
+    return f"{p.parent.name}/{p.stem}"

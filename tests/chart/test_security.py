@@ -35,7 +35,10 @@ def test_pods_are_locked_down(values):
             assert not sc["capabilities"].get("add"), c["name"]
             assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
             assert "limits" in c["resources"] and "requests" in c["resources"], c["name"]
-            # A read-only root needs somewhere to write: the store's volume and /tmp.
+            # A read-only root needs somewhere to write: /tmp, and the store's volume with
+            # SQLite (PostgreSQL needs none).
             mounts = {m["mountPath"] for m in c["volumeMounts"]}
-            assert "/tmp" in mounts and "/var/lib/floodgate" in mounts
+            assert "/tmp" in mounts
+            env = {e["name"] for e in c.get("env", [])}
+            assert ("/var/lib/floodgate" in mounts) == ("FLOODGATE_DB" not in env), c["name"]
 

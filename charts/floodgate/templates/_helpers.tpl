@@ -53,13 +53,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{/* Refuse what the chart cannot run: several SQLite replicas, PostgreSQL (not built yet). */}}
-{{- define "floodgate.validate" -}}
-{{- if eq .Values.store.type "postgresql" -}}
-{{- fail "store.type=postgresql: floodgate's PostgreSQL store (several replicas sharing one database) is not built yet; the values are prepared for it, but this chart only runs store.type=sqlite with replicaCount=1" -}}
+{{/* "true" when the store is PostgreSQL (several replicas, no volume), else "". */}}
+{{- define "floodgate.postgresql" -}}
+{{- if eq .Values.store.type "postgresql" -}}true{{- end -}}
 {{- end -}}
+
+{{/* Name of the Secret holding the PostgreSQL URL (PostgreSQL mode). */}}
+{{- define "floodgate.postgresqlSecret" -}}
+{{- .Values.store.postgresql.existingSecret | default (printf "%s-postgresql" (include "floodgate.fullname" .)) -}}
+{{- end -}}
+
+{{/* Refuse what the chart cannot run: several SQLite replicas, PostgreSQL without a URL. */}}
+{{- define "floodgate.validate" -}}
 {{- if and (eq .Values.store.type "sqlite") (ne (int .Values.replicaCount) 1) -}}
-{{- fail "replicaCount must be 1 with store.type=sqlite: the SQLite store belongs to one process" -}}
+{{- fail "replicaCount must be 1 with store.type=sqlite: the SQLite store belongs to one process; use store.type=postgresql for several replicas" -}}
+{{- end -}}
+{{- if and (include "floodgate.postgresql" .) (not .Values.store.postgresql.url) (not .Values.store.postgresql.existingSecret) -}}
+{{- fail "store.type=postgresql needs the database URL: set store.postgresql.existingSecret (a Secret of yours holding the postgresql:// URL under store.postgresql.existingSecretKey) or store.postgresql.url" -}}
+{{- end -}}
+{{- if and (include "floodgate.postgresql" .) .Values.store.postgresql.url (not (regexMatch "^postgres(ql)?://" .Values.store.postgresql.url)) -}}
+{{- fail "store.postgresql.url must start with postgresql:// (or postgres://)" -}}
 {{- end -}}
 {{- end -}}
 
@@ -75,4 +88,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 {{- .Values.auth.generatedToken -}}
+{{- end -}}
+
+{{/* The pod's affinity: .Values.affinity, plus on PostgreSQL a podAntiAffinity that spreads the
+     replicas across replication.podAntiAffinity.topologyKey (unless affinity has its own), so
+     one node going down takes at most one replica. */}}
+{{- define "floodgate.affinity" -}}
+{{- $affinity := deepCopy (.Values.affinity | default dict) -}}
+{{- $anti := .Values.replication.podAntiAffinity -}}
+{{- if and (include "floodgate.postgresql" .) (ne $anti.type "none") (not (hasKey $affinity "podAntiAffinity")) -}}
+{{- $term := dict "topologyKey" $anti.topologyKey "labelSelector" (dict "matchLabels" (include "floodgate.selectorLabels" . | fromYaml)) -}}
+{{- if eq $anti.type "hard" -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term)) -}}
+{{- else -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" (int $anti.weight) "podAffinityTerm" $term))) -}}
+{{- end -}}
+{{- end -}}
+{{- if $affinity -}}
+{{- toYaml $affinity -}}
+{{- end -}}
 {{- end -}}
