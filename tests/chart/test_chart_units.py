@@ -195,9 +195,7 @@ def floodgated_flags():
 
 def test_every_configmap_variable_is_a_floodgated_flag():
     flags = floodgated_flags()
-    # Flags another change adds (issue 13: authentication; issue 16, in progress: work sharing
-    # between PostgreSQL replicas); the chart sets them ahead.
-    pending = {"api-tokens-file", "insecure-no-auth", "advertise-url", "lease-ttl-s"}
+    pending: set[str] = set()  # flags the chart sets ahead of floodgated (none now)
     for values in (None, PROD, EPHEMERAL, PG_CI):
         docs = render(values)
         cm = next(d for d in by_kind(docs, "ConfigMap") if "FLOODGATE_LISTEN" in d["data"])
