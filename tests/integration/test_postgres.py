@@ -127,8 +127,9 @@ RESTART_CMD = os.environ.get("FLOODGATE_TEST_PG_RESTART", "")
 
 @pytest.mark.time_limit(120)
 def test_a_server_restart_mid_batch_is_waited_out(start_floodgated, fake, pg_url):
-    """The server goes away mid-batch: writes fail and are retried, /readyz says not ready, and
-    once the server is back the batch completes, every child created once."""
+    """The server goes away mid-batch under two replicas, each holding a batch: writes and
+    heartbeats fail and are retried, /readyz says not ready, and once the server is back both
+    batches complete, every child created once, each on the replica that held it."""
     if not RESTART_CMD:
         reason = ("FLOODGATE_TEST_PG_RESTART (a command that restarts the test server, e.g. "
                   "`bash scripts/pg-cluster.sh restart`) is not set")
@@ -137,15 +138,20 @@ def test_a_server_restart_mid_batch_is_waited_out(start_floodgated, fake, pg_url
         pytest.skip(reason)
     total = 400
     fg = start_floodgated("--db", pg_url, "--bulk", "false", "--rate", "100/s")
+    other = start_floodgated("--db", pg_url, "--bulk", "false", "--rate", "100/s", name="other")
     b = fg.client.submit(batch(total))
-    wait_until(lambda: fake.stats()["runs"] >= total // 4, 60, 0.01, what="a quarter of the runs")
+    b2 = other.client.submit(batch(total))
+    wait_until(lambda: fake.stats()["runs"] >= total // 2, 60, 0.01, what="a quarter of the runs of each batch")
     # /readyz, watched while the server restarts (and a moment after, until writes succeed).
     readiness: list[int] = []
     stop_watching = threading.Event()
 
+    other_readiness: list[int] = []
+
     def watch() -> None:
         while not stop_watching.is_set():
             readiness.append(fg.client.request("GET", "/readyz").status)
+            other_readiness.append(other.client.request("GET", "/readyz").status)
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -154,19 +160,26 @@ def test_a_server_restart_mid_batch_is_waited_out(start_floodgated, fake, pg_url
     runs_at_restart = fake.stats()["runs"]
     final = fg.client.wait_state(b["id"], timeout=90)
     assert final["state"] == "COMPLETED", final
-    assert_exactly_once(fake.runs(), b["id"], total)
+    assert other.client.wait_state(b2["id"], timeout=90)["state"] == "COMPLETED"
+    runs = fake.runs()
+    for job in (b, b2):
+        assert_exactly_once([r for r in runs if job["id"] in r["idempotency_key"]], job["id"], total)
+    # Neither lost its batch to the other over the outage (it would have exited 3).
+    assert fg.running and other.running
     log = fg.log_path.read_text(errors="replace")
     assert "store write failed; retrying" in log, "the restart went unnoticed; nothing was tested"
-    wait_until(lambda: readiness and readiness[-1] == 200, 60,
+    wait_until(lambda: readiness and readiness[-1] == 200 and other_readiness[-1] == 200, 60,
                what="/readyz ready again once writes succeed")
     stop_watching.set()
     watcher.join()
     assert 503 in readiness, f"/readyz never said not ready during the outage: {set(readiness)}"
+    assert 503 in other_readiness, set(other_readiness)
     # Everything reaches the database once the server is back (the writer flushes every 50 ms;
     # wait for it), and a floodgated started afresh on it (after kill -9) has nothing left to do.
     wait_until(lambda: run_sql(pg_url, f"SELECT state FROM batches WHERE id = '{b['id']}'")
                == "COMPLETED" and run_sql(pg_url, "SELECT count(*) FROM items WHERE state = "
-                                                  "'LAUNCHED' AND flow_run_id <> ''") == str(total),
+                                                  "'LAUNCHED' AND flow_run_id <> ''")
+               == str(2 * total),
                30, what="the batch's end in the database")
     before = fake.stats()
     fg.kill()
@@ -174,6 +187,6 @@ def test_a_server_restart_mid_batch_is_waited_out(start_floodgated, fake, pg_url
     again = fg.client.batch(b["id"])
     assert again["state"] == "COMPLETED" and again["counts"]["LAUNCHED"] == total, again
     after = fake.stats()
-    assert (after["runs"], after["existing"]) == (total, before["existing"]), (before, after)
+    assert (after["runs"], after["existing"]) == (2 * total, before["existing"]), (before, after)
     print(f"restarted the server at {runs_at_restart} of {total} runs; "
           f"{log.count('store write failed')} failed writes retried")
