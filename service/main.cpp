@@ -319,7 +319,7 @@ int run(const floodgate::Config& cfg) {
   std::unique_ptr<app::ReplicaPeers> peers;
   if (leases != nullptr) {
     keeper = std::make_unique<app::ReplicaKeeper>(
-        *store, *leases, engine,
+        *store, *leases, engine, metrics,
         app::ReplicaKeeper::Options{advertise_url(cfg), keeper_interval(*leases)},
         [leases](std::vector<std::string>) {
           // Its in-memory state is behind the store's now: stop at once, and let the others

@@ -8,10 +8,12 @@
 namespace floodgate::app {
 
 ReplicaKeeper::ReplicaKeeper(store::Store& store, store::Leases& leases, engine::Engine& engine,
-                             Options options, std::function<void(std::vector<std::string>)> on_lost)
+                             metrics::Metrics& metrics, Options options,
+                             std::function<void(std::vector<std::string>)> on_lost)
     : store_(store),
       leases_(leases),
       engine_(engine),
+      metrics_(metrics),
       options_(std::move(options)),
       on_lost_(std::move(on_lost)),
       last_ok_(std::chrono::steady_clock::now()) {}
@@ -102,6 +104,7 @@ void ReplicaKeeper::round() {
     std::lock_guard lock(mutex_);
     if (!last_error_.empty()) log::info("the shared store answers again");
     live_ = beat.live;
+    metrics_.replicas_live().Set(static_cast<double>(beat.live.size()));
     held_ = renewed;
     last_ok_ = std::chrono::steady_clock::now();
     last_error_.clear();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "metrics/metrics.h"
 #include "store/leases.h"
 #include "store/store.h"
 
@@ -29,7 +30,8 @@ class ReplicaKeeper {
     std::chrono::milliseconds interval{1000};
   };
 
-  ReplicaKeeper(store::Store& store, store::Leases& leases, engine::Engine& engine, Options options,
+  ReplicaKeeper(store::Store& store, store::Leases& leases, engine::Engine& engine,
+                metrics::Metrics& metrics, Options options,
                 std::function<void(std::vector<std::string>)> on_lost);
   ~ReplicaKeeper();
   ReplicaKeeper(const ReplicaKeeper&) = delete;
@@ -53,6 +55,7 @@ class ReplicaKeeper {
   store::Store& store_;
   store::Leases& leases_;
   engine::Engine& engine_;
+  metrics::Metrics& metrics_;
   const Options options_;
   std::function<void(std::vector<std::string>)> on_lost_;
 

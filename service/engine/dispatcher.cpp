@@ -427,6 +427,7 @@ void Dispatcher::update_gauges() {
     metrics_.latency_recent_seconds().Set(g->short_rtt_seconds());
   }
   metrics_.token_bucket_tokens().Set(bucket_.level());
+  metrics_.budget_share().Set(share_);
   metrics_.paused_seconds_remaining().Set(core::to_seconds(backoff_.remaining()));
   metrics_.breaker_open().Set(breaker_open() ? 1 : 0);
   metrics_.set_breaker_state(breaker_.state_name());

@@ -71,6 +71,16 @@ void Metrics::register_limiter_metrics(prometheus::Registry& r) {
   tokens_ = &gauge_family(r, "floodgate_token_bucket_tokens",
                           "Tokens in the global token bucket (requests that may start now).")
                  .Add({});
+  budget_share_ = &gauge_family(r, "floodgate_budget_share",
+                                "The part of the global rate and in-flight ceiling this replica "
+                                "may use (1 with one replica).")
+                       .Add({});
+  budget_share_->Set(1);
+  replicas_live_ = &gauge_family(r, "floodgate_replicas_live",
+                                 "Replicas sharing the PostgreSQL store whose heartbeat is "
+                                 "fresh, this one included (1 without sharing).")
+                        .Add({});
+  replicas_live_->Set(1);
   latency_floor_ = &gauge_family(r, "floodgate_prefect_latency_floor_seconds",
                                  "The adaptive limit's estimate of Prefect's no-load latency.")
                         .Add({});

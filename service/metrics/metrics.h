@@ -38,6 +38,8 @@ class Metrics {
   prometheus::Gauge& requests_in_flight() { return *in_flight_; }
   prometheus::Gauge& in_flight_limit() { return *in_flight_limit_; }
   prometheus::Gauge& token_bucket_tokens() { return *tokens_; }
+  prometheus::Gauge& budget_share() { return *budget_share_; }
+  prometheus::Gauge& replicas_live() { return *replicas_live_; }
   prometheus::Gauge& latency_floor_seconds() { return *latency_floor_; }
   prometheus::Gauge& latency_recent_seconds() { return *latency_recent_; }
   prometheus::Gauge& paused_seconds_remaining() { return *paused_remaining_; }
@@ -102,6 +104,8 @@ class Metrics {
   prometheus::Gauge* in_flight_;
   prometheus::Gauge* in_flight_limit_;
   prometheus::Gauge* tokens_;
+  prometheus::Gauge* budget_share_;
+  prometheus::Gauge* replicas_live_;
   prometheus::Gauge* latency_floor_;
   prometheus::Gauge* latency_recent_;
   prometheus::Gauge* paused_remaining_;

@@ -39,6 +39,8 @@ def test_three_replicas_carry_a_batch_through_kill_and_sigterm(start_floodgated,
                              "--rate", f"{rate}/s", "--burst", str(burst))
     ids = {replica_id(fg): fg for fg in (a, b, c)}
     assert len(ids) == 3
+    wait_until(lambda: "floodgate_replicas_live 3" in a.client.metrics(), 10, 0.1,
+               what="a seeing three live replicas")
     a_id = replica_id(a)
     job = a.client.submit(batch(total))
     assert holder(pg_url, job["id"]) == a_id
@@ -49,6 +51,10 @@ def test_three_replicas_carry_a_batch_through_kill_and_sigterm(start_floodgated,
     for fg in (b, c):
         view = fg.client.batch(job["id"])
         assert view["id"] == job["id"] and view["total"] == total
+    # Each holds one batch now: a third of the budget each, within a few heartbeats.
+    wait_until(lambda: all(abs(fg.client.request("GET", "/readyz").json["engine"]["budget_share"]
+                               - 1 / 3) < 0.01 for fg in (a, b, c)), 10, 0.1,
+               what="equal shares")
 
     def launched(fg) -> int:
         return fg.client.batch(job["id"])["counts"]["LAUNCHED"]
@@ -61,19 +67,21 @@ def test_three_replicas_carry_a_batch_through_kill_and_sigterm(start_floodgated,
     failover_s = time.monotonic() - killed_at
     wait_until(lambda: launched(second) > at_kill + 5, 30, 0.05,
                what="the new holder launching the killed one's batch")
-    # A lease ends TTL_S after its last renewal; then the next claim round takes it.
-    assert failover_s < TTL_S + 3, failover_s
+    # A lease ends TTL_S after its last renewal; then the next claim round takes it (about
+    # TTL_S + 1 s; the bound is loose for a loaded machine, the figure is printed).
+    assert failover_s < TTL_S + 10, failover_s
 
     wait_until(lambda: launched(second) >= total // 2, 60, 0.05, what="half launched")
     third = c if second is b else b
     third_id = replica_id(third)
     assert second.terminate(timeout=30) == 0
     stopped_at = time.monotonic()
+    # SIGTERM gives the leases up before the process exits: nobody holds the batch now, or the
+    # last replica already does; no wait for the lease to end.
+    assert holder(pg_url, job["id"]) in ("", third_id)
     wait_until(lambda: holder(pg_url, job["id"]) == third_id, 10, 0.02,
                what="the last replica taking the stopped one's batch")
     handover_s = time.monotonic() - stopped_at
-    # SIGTERM gives the leases up: no wait for the TTL.
-    assert handover_s < TTL_S, handover_s
 
     final = third.client.wait_state(job["id"], timeout=120)
     assert final["state"] == "COMPLETED", final
