@@ -38,6 +38,10 @@ class BatchCommands {
                Responder respond);
   /// Refuse new batches (while draining).
   void stop_accepting() { accepting_ = false; }
+  /// POST /v1/batches/{id}/runs: appends a chunk of runs to an unsealed batch.
+  void append_runs(const std::string& id, const ServerRequest& req, Responder respond);
+  /// POST /v1/batches/{id}/seal: no more runs will be appended.
+  void seal(const std::string& id, const ServerRequest& req, Responder respond);
 
  private:
   std::string new_batch_id();
