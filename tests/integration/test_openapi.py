@@ -81,7 +81,7 @@ BATCH = {
     "run_deadline_s": 0.0, "on_deadline": "report", "start_pacing": True, "start_pace": None,
     "progress": {"launch_rate": 1.0, "completion_rate": 0.0, "eta_s": None,
                  "waiting_on": ["backlog"], "backlog": 1, "max_backlog": 10},
-    "priority": 0, "labels": {},
+    "priority": 0, "labels": {}, "sealed": True,
 }
 
 
