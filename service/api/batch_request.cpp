@@ -456,7 +456,9 @@ std::optional<size_t> count_runs(Checker& c, const std::optional<std::string_vie
   if (count == 0 && !may_be_empty) c.fail("runs", "must hold at least one run");
   if (count > limits.max_runs) {
     c.fail("runs", "holds " + std::to_string(count) + " runs; at most " +
-                       std::to_string(limits.max_runs) + " are allowed in one batch");
+                       std::to_string(limits.max_runs) +
+                       " are allowed in one request (--max-runs-per-batch; a larger batch is "
+                       "created with \"sealed\": false and its runs appended in chunks)");
     return std::nullopt;
   }
   return count;
