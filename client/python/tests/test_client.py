@@ -181,7 +181,7 @@ def test_submit_in_chunks_and_again_after_a_failure_part_way(
         client.submit_in_chunks("demo-flow/demo", runs, 3, idempotency_key=key, labels=label,
                                 track=False)
     [batch] = find_batches(client, label)
-    assert batch.raw["sealed"] is False and batch.total == 9  # 3 created + 2 chunks of 3
+    assert batch.sealed is False and batch.total == 9  # 3 created + 2 chunks of 3
     monkeypatch.setattr(client, "append_runs", real_append)
     again = client.submit_in_chunks("demo-flow/demo", runs, 3, idempotency_key=key,
                                     labels=label, track=False)
