@@ -149,6 +149,7 @@ store::BatchRecord BatchCommands::new_record(const BatchRequest& parsed,
   rec.version = 1;
   rec.idempotency_key = std::move(idem);
   rec.submitted_by = submitted_by;
+  rec.sealed = parsed.sealed;
   return rec;
 }
 
@@ -281,6 +282,156 @@ void BatchCommands::redrive_stored(const std::string& id, Responder respond) {
       engine_.hold(std::move(record), counts);
       redrive(id, *got, 1, respond);
     });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunked appends
+
+namespace {
+
+// FNV-1a (64 bits) of the chunk's runs as validated (compact JSON, keys sorted), so that a chunk
+// sent again with other spacing or key order still counts as the same. It only tells a repeat
+// from another chunk under the same key; it is stored, so it must not change between builds.
+std::string chunk_hash(const std::vector<std::string>& run_specs) {
+  uint64_t h = 14695981039346656037ULL;
+  auto add = [&h](unsigned char byte) {
+    h ^= byte;
+    h *= 1099511628211ULL;
+  };
+  for (const std::string& spec : run_specs) {
+    for (const char ch : spec) add(static_cast<unsigned char>(ch));
+    add('\n');
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "fnv1a64:";
+  for (int shift = 60; shift >= 0; shift -= 4) out += kHex[(h >> shift) & 0xf];
+  return out;
+}
+
+// The answer to an append (engine thread): the chunk and the batch as it is now.
+json chunk_json(engine::Engine& engine, const std::string& id, const store::AppendResult& r) {
+  json out = {{"batch_id", id},
+              {"first_index", r.first_index},
+              {"count", r.count},
+              {"total", r.total},
+              {"version", nullptr}};
+  const json view = engine.batch_json(id);
+  if (!view.is_null()) {
+    out["total"] = view["total"];
+    out["version"] = view["version"];
+    out["state"] = view["state"];
+    out["sealed"] = view["sealed"];
+  }
+  return out;
+}
+
+}  // namespace
+
+void BatchCommands::append_runs(const std::string& id, const ServerRequest& req,
+                                Responder respond) {
+  if (!accepting_) {
+    return respond(problem(503, "floodgate is shutting down; append the runs again later"));
+  }
+  if (auto bad = refuse_body(req, true)) return respond(std::move(*bad));
+  std::vector<FieldError> errors;
+  auto specs = parse_runs_chunk(std::string_view(req.body), limits_, errors);
+  if (!specs) {
+    const auto& first = errors.front();
+    int status = first.malformed || first.field == "body" ? 400 : 422;
+    return respond(problem(status, first.field + ": " + first.message, first.field, errors));
+  }
+  std::optional<std::string> idem;
+  if (auto bad = read_idempotency_key(req, idem)) return respond(std::move(*bad));
+
+  auto chunk = std::make_shared<Chunk>();
+  chunk->request.batch_id = id;
+  chunk->request.idempotency_key = std::move(idem);
+  chunk->request.body_hash = chunk_hash(*specs);
+  chunk->specs = std::move(*specs);
+  // The engine says first whether the batch takes runs (it knows best whether it ended); the
+  // store then appends (or finds the chunk's key) off the engine's thread; the engine takes the
+  // runs last. Appends and seals all pass the one StoreReader thread, so the engine gets them
+  // in the order the store took them.
+  at_holder(id, req, std::move(respond),
+            [this, chunk](const Responder& answer) { append_here(chunk, answer); });
+}
+
+void BatchCommands::append_here(const std::shared_ptr<Chunk>& chunk, const Responder& respond) {
+  engine_.post([this, chunk, respond] {
+    chunk->gate = engine_.may_append(chunk->request.batch_id);
+    chunk->request.allowed = chunk->gate.result == engine::ControlResult::kOk;
+    reads_.post(respond, [this, chunk](const Responder& answer) {
+      const store::AppendResult r = store_.append_items(chunk->request, chunk->specs);
+      engine_.post([this, chunk, r, answer] {
+        const std::string& batch_id = chunk->request.batch_id;
+        using store::AppendOutcome;
+        switch (r.outcome) {
+          case AppendOutcome::kAppended:
+            engine_.append_items(batch_id, r.first_index, chunk->specs);
+            return answer(json_response(201, chunk_json(engine_, batch_id, r)));
+          case AppendOutcome::kRepeated:
+            return answer(json_response(200, chunk_json(engine_, batch_id, r)));
+          case AppendOutcome::kKeyReused:
+            return answer(problem(
+                422,
+                "Idempotency-Key: this batch already took another chunk of runs under this key "
+                "(runs " +
+                    std::to_string(r.first_index) + " to " +
+                    std::to_string(r.first_index + r.count - 1) +
+                    "); send a new chunk under a new key",
+                "Idempotency-Key"));
+          case AppendOutcome::kNotFound:
+            return answer(no_such_batch(batch_id));
+          case AppendOutcome::kSealed:
+            return answer(problem(409,
+                                  "cannot append runs: batch is sealed: it takes no more runs "
+                                  "(create it with \"sealed\": false and seal it after the "
+                                  "last chunk)"));
+          case AppendOutcome::kFinal:
+          case AppendOutcome::kRefused:
+            break;
+        }
+        const std::string why = chunk->gate.result == engine::ControlResult::kConflict
+                                    ? chunk->gate.message
+                                    : "the batch has ended";
+        answer(problem(409, "cannot append runs: " + why));
+      });
+    });
+  });
+}
+
+void BatchCommands::seal(const std::string& id, const ServerRequest& req, Responder respond) {
+  std::optional<engine::OnCancel> unused;
+  if (auto bad = read_control_body(req, "seal", limits_.max_depth, unused)) {
+    return respond(std::move(*bad));
+  }
+  // Stored first: the answer promises a seal that a restart keeps. Through the StoreReader
+  // thread, as appends, so that the engine sees appends and seals in the store's order. With
+  // several replicas, at the batch's holder, whose engine must see the seal.
+  at_holder(id, req, std::move(respond), [this, id](const Responder& to_caller) {
+    reads_.post(to_caller, [this, id](const Responder& answer) { seal_here(id, answer); });
+  });
+}
+
+void BatchCommands::seal_here(const std::string& id, const Responder& answer) {
+  if (store_.seal_batch(id) == store::SealResult::kNotFound) return answer(no_such_batch(id));
+  engine_.post([this, id, answer] {
+    if (engine_.seal(id)) return answer(json_response(200, engine_.batch_json(id)));
+    reads_.post(answer, [this, id](const Responder& stored) {
+      auto rec = store_.get_batch(id);
+      if (!rec) return stored(no_such_batch(id));
+      stored(json_response(200, stored_batch_view(store_, *rec)));
+    });
+  });
+}
+
+void BatchCommands::at_holder(const std::string& id, const ServerRequest& req, Responder respond,
+                              std::function<void(const Responder&)> here) {
+  if (peers_ == nullptr) return here(respond);
+  engine_.post([this, id, req, respond, here = std::move(here)] {
+    if (engine_.has_batch(id)) return here(respond);
+    route_to_holder(peers_, reads_, id, req, respond, here);
   });
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -41,6 +43,10 @@ class BatchCommands {
                Responder respond);
   /// Refuse new batches (while draining).
   void stop_accepting() { accepting_ = false; }
+  /// POST /v1/batches/{id}/runs: appends a chunk of runs to an unsealed batch.
+  void append_runs(const std::string& id, const ServerRequest& req, Responder respond);
+  /// POST /v1/batches/{id}/seal: no more runs will be appended.
+  void seal(const std::string& id, const ServerRequest& req, Responder respond);
 
  private:
   std::string new_batch_id();
@@ -59,6 +65,20 @@ class BatchCommands {
   /// Brings a batch that ended before this process started back into memory, with its items
   /// read on the store reader, then redrives it.
   void redrive_stored(const std::string& id, Responder respond);
+
+  /// One chunk of runs on its way to a batch.
+  struct Chunk {
+    store::AppendRequest request;
+    std::vector<std::string> specs;
+    engine::ControlAnswer gate;
+  };
+  void append_here(const std::shared_ptr<Chunk>& chunk, const Responder& respond);
+  /// Seals on the store reader's thread, then tells the engine.
+  void seal_here(const std::string& id, const Responder& answer);
+  /// Runs `here` when this replica's engine holds the batch (or there are no other replicas);
+  /// otherwise forwards the request to the replica that holds it (see route_to_holder).
+  void at_holder(const std::string& id, const ServerRequest& req, Responder respond,
+                 std::function<void(const Responder&)> here);
 
   engine::Engine& engine_;
   store::Store& store_;

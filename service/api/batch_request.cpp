@@ -405,7 +405,8 @@ const std::initializer_list<const char*> kBatchFields = {"deployment",
                                                          "on_deadline",
                                                          "start_pacing",
                                                          "priority",
-                                                         "labels"};
+                                                         "labels",
+                                                         "sealed"};
 
 }  // namespace
 
@@ -436,8 +437,9 @@ void read_batch_members(Checker& c, std::string_view text, const RequestLimits& 
 }
 
 // How many runs the "runs" text lists; nullopt when it is missing, not a list or too long.
+// `may_be_empty`: an unsealed batch may start with no runs ("runs": []).
 std::optional<size_t> count_runs(Checker& c, const std::optional<std::string_view>& runs_text,
-                                 const RequestLimits& limits) {
+                                 const RequestLimits& limits, bool may_be_empty = false) {
   if (!runs_text) {
     c.fail("runs", "is required: a list of runs, e.g. [{\"parameters\": {}}]");
     return std::nullopt;
@@ -451,10 +453,12 @@ std::optional<size_t> count_runs(Checker& c, const std::optional<std::string_vie
     ++count;
     return true;
   });
-  if (count == 0) c.fail("runs", "must hold at least one run");
+  if (count == 0 && !may_be_empty) c.fail("runs", "must hold at least one run");
   if (count > limits.max_runs) {
     c.fail("runs", "holds " + std::to_string(count) + " runs; at most " +
-                       std::to_string(limits.max_runs) + " are allowed in one batch");
+                       std::to_string(limits.max_runs) +
+                       " are allowed in one request (--max-runs-per-batch; a larger batch is "
+                       "created with \"sealed\": false and its runs appended in chunks)");
     return std::nullopt;
   }
   return count;
@@ -511,12 +515,24 @@ std::optional<BatchRequest> parse_batch_request(std::string_view text, const Req
   bool has_dep = false;
   bool has_id = false;
   parse_batch_fields(c, body, out.spec, has_dep, has_id);
+  if (body.contains("sealed")) {
+    if (!body["sealed"].is_boolean()) {
+      c.fail("sealed", "must be true or false");
+    } else {
+      out.sealed = body["sealed"];
+    }
+  }
   body = json();
 
-  const auto count = count_runs(c, runs_text, limits);
+  const auto count = count_runs(c, runs_text, limits, !out.sealed);
   if (!count) return std::nullopt;
   out.run_specs.reserve(*count);
   parse_runs(c, *runs_text, limits, has_dep || has_id, errors, out);
+  if (c.ok() && out.run_specs.empty() && !has_dep && !has_id) {
+    c.fail("deployment",
+           "is required: a batch created without runs must name its deployment (\"flow/"
+           "deployment\") or deployment_id");
+  }
   if (!c.ok()) return std::nullopt;
   if (out.spec.deployment.empty()) {
     // Every run names its own deployment; the batch's slot is never used.
@@ -529,6 +545,37 @@ std::optional<BatchRequest> parse_batch_request(const json& body, const RequestL
                                                 std::vector<FieldError>& errors) {
   const std::string text = body.dump();
   return parse_batch_request(std::string_view(text), limits, errors);
+}
+
+std::optional<std::vector<std::string>> parse_runs_chunk(std::string_view text,
+                                                         const RequestLimits& limits,
+                                                         std::vector<FieldError>& errors) {
+  Checker c(errors);
+  if (auto bad = check_json(text, limits.max_depth)) {
+    errors.push_back({bad->field, bad->message, true});
+    return std::nullopt;
+  }
+  if (json_kind(text) != '{') {
+    c.fail("body", "must be a JSON object, not " + kind_name(json_kind(text)));
+    return std::nullopt;
+  }
+  std::optional<std::string_view> runs_text;
+  for_each_member(text, [&](const std::string& key, std::string_view value) {
+    if (key == "runs") {
+      runs_text = value;
+    } else {
+      c.fail(key, "unknown field (the body of an append is {\"runs\": [...]})");
+    }
+    return errors.size() < 50;
+  });
+  if (!c.ok()) return std::nullopt;
+  const auto count = count_runs(c, runs_text, limits);
+  if (!count) return std::nullopt;
+  BatchRequest out;
+  out.run_specs.reserve(*count);
+  parse_runs(c, *runs_text, limits, true, errors, out);
+  if (!c.ok()) return std::nullopt;
+  return std::move(out.run_specs);
 }
 
 bool apply_batch_patch(const json& body, engine::BatchSpec& spec, std::vector<FieldError>& errors) {

@@ -29,6 +29,7 @@ struct RequestLimits {
 struct BatchRequest {
   engine::BatchSpec spec;
   std::vector<std::string> run_specs;  // each run's spec as compact JSON
+  bool sealed = true;  // false: more runs will be appended (POST /v1/batches/{id}/runs)
 };
 
 /// Validates a batch submission given as JSON text. On failure returns nullopt and fills
@@ -41,6 +42,13 @@ std::optional<BatchRequest> parse_batch_request(std::string_view body, const Req
 std::optional<BatchRequest> parse_batch_request(const nlohmann::json& body,
                                                 const RequestLimits& limits,
                                                 std::vector<FieldError>& errors);
+
+/// Validates the body of POST /v1/batches/{id}/runs ({"runs": [...]}, each run as in a batch
+/// submission, under the same limits); returns each run's spec as compact JSON, or nullopt
+/// with `errors`. A run need not name a deployment: the batch has one.
+std::optional<std::vector<std::string>> parse_runs_chunk(std::string_view body,
+                                                         const RequestLimits& limits,
+                                                         std::vector<FieldError>& errors);
 
 /// Validates a PATCH body and merges it into `spec`. False with `errors` on a bad body.
 bool apply_batch_patch(const nlohmann::json& body, engine::BatchSpec& spec,

@@ -144,7 +144,11 @@ void Router::dispatch(const ServerRequest& req, const std::vector<std::string>& 
     if (req.method == "PATCH") return commands_.patch(id, req, respond);
     return queries_.get_batch(id, req, respond);
   }
-  if (route.name == "/v1/batches/{id}/runs") return queries_.list_runs(id, req, respond);
+  if (route.name == "/v1/batches/{id}/runs") {
+    if (req.method == "POST") return commands_.append_runs(id, req, respond);
+    return queries_.list_runs(id, req, respond);
+  }
+  if (route.name == "/v1/batches/{id}/seal") return commands_.seal(id, req, respond);
   commands_.control(id, parts[3], req, respond);
 }
 

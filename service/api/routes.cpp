@@ -17,9 +17,11 @@ Route route_of(const std::vector<std::string>& parts) {
   if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "batches") {
     if (parts.size() == 2) return make("/v1/batches", "GET, POST");
     if (parts.size() == 3) return make("/v1/batches/{id}", "GET, PATCH");
-    if (parts.size() == 4 && parts[3] == "runs") return make("/v1/batches/{id}/runs", "GET");
+    if (parts.size() == 4 && parts[3] == "runs") {
+      return make("/v1/batches/{id}/runs", "GET, POST");
+    }
     if (parts.size() == 4 && (parts[3] == "cancel" || parts[3] == "pause" || parts[3] == "resume" ||
-                              parts[3] == "redrive")) {
+                              parts[3] == "redrive" || parts[3] == "seal")) {
       return make("/v1/batches/{id}/" + parts[3], "POST");
     }
   }

@@ -98,7 +98,7 @@ async function refresh(){
       if(UI&&failed>0&&v){for(const run of await failedLinks(b)){fc.append(" ");fc.append(link(UI+"/runs/flow-run/"+encodeURIComponent(run.flow_run_id),"#"+run.index))}}
       const tr=el("tr");
       const waits=v&&v.waiting_on&&v.waiting_on.length?el("div","muted","waiting on "+v.waiting_on.join(", ")):"";
-      tr.append(idc,td(el("span","state",b.state),waits),td(bar),td(done+" / "+b.total),
+      tr.append(idc,td(el("span","state",b.state),waits),td(bar),td(done+" / "+b.total+(b.sealed===false?" (open: more may come)":"")),
         td(v?rate(v.launch_rate):"–"),td(v?dur(v.eta_s):"–"),td(v?String(v.children_running):"–"),fc,td(el("span","muted",b.created_at)));
       rows.push(tr);
     }

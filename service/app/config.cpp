@@ -233,7 +233,8 @@ void add_api_options(std::vector<Option>& out) {
       {
           number("max-body-bytes", "largest request body accepted (16777216)",
                  &Config::max_body_bytes, 1024, 1e10),
-          whole("max-runs-per-batch", "most runs in one batch (100000)",
+          whole("max-runs-per-batch",
+                "most runs in one request (100000; send larger batches in chunks)",
                 &Config::max_runs_per_batch, 1, 10000000),
           whole("max-json-depth",
                 "deepest nesting of objects and lists in a request body, the body itself included "

@@ -1,5 +1,6 @@
 #include "engine/batch_book.h"
 
+#include <limits>
 #include <utility>
 
 #include "metrics/log.h"
@@ -271,14 +272,20 @@ void BatchBook::set_batch_state(Batch& b, BatchState s) {
 
 void BatchBook::check_finished(Batch& b) {
   if (core::is_final(b.rec.state)) return;
-  const int64_t allowance = failure_allowance(b.spec, b.rec.total);
+  int64_t allowance = failure_allowance(b.spec, b.rec.total);
+  if (!b.rec.sealed && b.spec.tolerated_failure_percentage > 0) {
+    // While runs may still be appended, a percentage counts against a total that is still to
+    // grow: only a fixed count, which more runs cannot raise, fails the batch before its seal.
+    allowance = b.spec.tolerated_failure_count.value_or(std::numeric_limits<int64_t>::max());
+  }
   if (b.failures > allowance) {
     log::warn("batch failed: failures beyond tolerance",
               {{"batch_id", b.rec.id}, {"failures", b.failures}, {"tolerated", allowance}});
     finish(b, BatchState::kFailed);
     return;
   }
-  if (b.done() == b.rec.total) finish(b, BatchState::kCompleted);
+  // An unsealed batch waits for more runs even when every item so far is done.
+  if (b.rec.sealed && b.done() == b.rec.total) finish(b, BatchState::kCompleted);
 }
 
 void BatchBook::finish(Batch& b, BatchState state) {
@@ -306,6 +313,53 @@ void BatchBook::finish(Batch& b, BatchState state) {
                                {"failures", b.failures},
                                {"total", b.rec.total}});
   for (auto* o : observers_) o->on_batch_finished(b);
+}
+
+std::vector<int64_t> BatchBook::append_items(Batch& b, int64_t first_index,
+                                             const std::vector<std::string>& run_specs) {
+  const auto n = static_cast<int64_t>(run_specs.size());
+  if (first_index != b.rec.total || !b.items_loaded) {
+    // Appends reach the engine in the order the store took them, so this does not happen; the
+    // runs are in the store all the same and a restart picks them up.
+    log::error("appended runs do not follow the batch's items; left to a restart",
+               {{"batch_id", b.rec.id},
+                {"first_index", first_index},
+                {"total", b.rec.total},
+                {"items_loaded", b.items_loaded}});
+    return {};
+  }
+  const auto before = b.counts;
+  b.items.resize(static_cast<size_t>(first_index + n));
+  if (b.deployments.empty()) deployment_index(b, b.spec.deployment);
+  std::vector<int64_t> added;
+  added.reserve(run_specs.size());
+  for (int64_t i = 0; i < n; ++i) {
+    Item& item = b.items[static_cast<size_t>(first_index + i)];
+    item.spec = std::make_unique<RunSpec>(parse_run_spec(run_specs[static_cast<size_t>(i)]));
+    if (!item.spec->deployment.empty()) {
+      item.deployment = deployment_index(b, item.spec->deployment);
+    }
+    added.push_back(first_index + i);
+  }
+  b.counts[static_cast<int>(ItemState::kPending)] += n;
+  b.rec.total += n;
+  items_reloaded(b, before);
+  batch_changed(b);
+  log::info(
+      "runs appended",
+      {{"batch_id", b.rec.id}, {"first_index", first_index}, {"count", n}, {"total", b.rec.total}});
+  if (!core::is_final(b.rec.state)) return added;
+  // The batch ended (cancelled, failed) between the API's look and the store's append.
+  for (int64_t idx : added) set_state(b, idx, ItemState::kSkipped);
+  return {};
+}
+
+void BatchBook::seal(Batch& b) {
+  if (b.rec.sealed) return;
+  b.rec.sealed = true;
+  log::info("batch sealed", {{"batch_id", b.rec.id}, {"total", b.rec.total}});
+  batch_changed(b);
+  check_finished(b);
 }
 
 }  // namespace floodgate::engine

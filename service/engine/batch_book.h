@@ -81,6 +81,14 @@ class BatchBook {
   void check_finished(Batch& b);
   void finish(Batch& b, core::BatchState state);
 
+  /// Items of runs just appended to the batch in the store (indexes `first_index` on, which
+  /// must be where the batch ends); returns the indexes to launch. Appended to a batch that
+  /// ended meanwhile, they are SKIPPED at once.
+  std::vector<int64_t> append_items(Batch& b, int64_t first_index,
+                                    const std::vector<std::string>& run_specs);
+  /// No more runs will be appended: the batch may finish.
+  void seal(Batch& b);
+
  private:
   void bump_version(Batch& b);
   void notify_changed(Batch& b);

@@ -19,6 +19,7 @@ json batch_view(const Batch& b) {
   j["id"] = b.rec.id;
   j["state"] = std::string(core::to_string(b.rec.state));
   j["total"] = b.rec.total;
+  j["sealed"] = b.rec.sealed;
   j["counts"] = std::move(counts);
   j["created_at"] = core::format_time_ms(b.rec.created_at_ms);
   j["updated_at"] = core::format_time_ms(b.rec.updated_at_ms);

@@ -219,4 +219,42 @@ json Engine::status_json() const {
   return j;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Chunked appends
+
+ControlAnswer Engine::may_append(const std::string& id) const {
+  const Batch* b = book_.find(id);
+  if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
+  if (core::is_final(b->rec.state)) {
+    return {ControlResult::kConflict,
+            "batch is already " + std::string(core::to_string(b->rec.state)) +
+                "; runs can be appended only to a batch that has not ended"};
+  }
+  if (b->rec.sealed) {
+    return {ControlResult::kConflict,
+            "batch is sealed: it takes no more runs (create it with \"sealed\": false and "
+            "seal it after the last chunk)"};
+  }
+  return {};
+}
+
+bool Engine::append_items(const std::string& id, int64_t first_index,
+                          const std::vector<std::string>& run_specs) {
+  Batch* b = book_.find(id);
+  if (b == nullptr) return false;
+  const auto to_launch = book_.append_items(*b, first_index, run_specs);
+  if (to_launch.empty()) return true;
+  for (int64_t idx : to_launch) resolver_.make_ready(*b, idx);
+  resolver_.sync_ready(*b);
+  dispatcher_.dispatch_now();
+  return true;
+}
+
+bool Engine::seal(const std::string& id) {
+  Batch* b = book_.find(id);
+  if (b == nullptr) return false;
+  book_.seal(*b);
+  return true;
+}
+
 }  // namespace floodgate::engine

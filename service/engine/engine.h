@@ -166,6 +166,17 @@ class Engine {
   /// Launch rate, completion rate, ETA and running children of each active batch, by id.
   nlohmann::json batch_views() const { return gauges_.batch_views(); }
 
+  // --- Chunked appends, engine thread ---
+  /// Whether runs may be appended to batch `id` now: kNotFound when it is not held, kConflict
+  /// (with why) when it ended or is sealed.
+  ControlAnswer may_append(const std::string& id) const;
+  /// Takes runs just appended to a held batch in the store (indexes `first_index` on) and puts
+  /// them to work through the batch's limits; false when the batch is not held.
+  bool append_items(const std::string& id, int64_t first_index,
+                    const std::vector<std::string>& run_specs);
+  /// Marks a held batch sealed (stored so already), so that it may finish; false when not held.
+  bool seal(const std::string& id);
+
  private:
   void load_batch(store::BatchRecord record, const std::vector<store::ItemRecord>& stored);
   /// Puts a batch just held (and its items to launch) to work.

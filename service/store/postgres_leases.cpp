@@ -50,7 +50,7 @@ constexpr std::string_view kClaim =
     " AND NOT " FLOODGATE_OWNER_ALIVE
     ")) ORDER BY b.seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
     "RETURNING seq, id, spec, state, total, created_at, updated_at, finished_at, version, "
-    "idempotency_key, submitted_by";
+    "idempotency_key, submitted_by, sealed";
 constexpr std::string_view kUnfinishedCount =
     "SELECT count(*) FROM batches WHERE " FLOODGATE_UNFINISHED;
 constexpr std::string_view kTakeOver =

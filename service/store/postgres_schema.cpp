@@ -50,7 +50,21 @@ CREATE TABLE items (
 );
 CREATE INDEX items_by_state ON items (batch_seq, state, idx);
 )sql"},
-    {2, "replicas and leases", R"sql(
+    // Chunked appends, as SQLite's version 4: batches.sealed (0 while runs may still be
+    // appended) and the Idempotency-Key of each appended chunk.
+    {2, "chunked appends: batches.sealed, batch_chunks", R"sql(
+ALTER TABLE batches ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1 CHECK (sealed IN (0, 1));
+CREATE TABLE batch_chunks (
+  batch_seq       BIGINT NOT NULL REFERENCES batches (seq),
+  idempotency_key TEXT   NOT NULL,
+  first_index     BIGINT NOT NULL,
+  count           BIGINT NOT NULL,
+  body_hash       TEXT   NOT NULL,
+  created_at      BIGINT NOT NULL,
+  PRIMARY KEY (batch_seq, idempotency_key)
+);
+)sql"},
+    {3, "replicas and leases", R"sql(
 CREATE TABLE replicas (
   id            TEXT   PRIMARY KEY,
   url           TEXT   NOT NULL DEFAULT '',

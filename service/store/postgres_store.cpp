@@ -68,6 +68,7 @@ BatchRecord read_pg_batch(const PgResult& r, int row) {
   b.version = r.int64(row, 8);
   b.idempotency_key = r.optional_text(row, 9);
   b.submitted_by = r.text(row, 10);
+  b.sealed = r.int64(row, 11) != 0;
   return b;
 }
 
@@ -182,7 +183,8 @@ InsertResult PostgresStore::insert_batch(const BatchRecord& batch,
       .add(batch.finished_at_ms)
       .add(batch.version)
       .add(batch.idempotency_key)
-      .add(batch.submitted_by);
+      .add(batch.submitted_by)
+      .add(int64_t{batch.sealed ? 1 : 0});
   // ON CONFLICT waits for a concurrent insert of the same key to commit or roll back, so
   // exactly one insert of a key wins, also across processes.
   const PgResult inserted = conn->run(insert_batch_or_nothing(), params, what);
@@ -365,6 +367,113 @@ std::vector<std::pair<int64_t, std::string>> PostgresStore::load_item_specs(
 int PostgresStore::schema_version() {
   auto conn = pool_->acquire();
   return postgres_schema_version(*conn);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunked appends
+
+namespace {
+
+// FOR UPDATE: appends to one batch (and a seal) take turns, also across processes, so the key
+// check, the new indexes and the total agree.
+constexpr std::string_view kBatchForAppend =
+    "SELECT seq, state, total, sealed FROM batches WHERE id = $1 FOR UPDATE";
+constexpr std::string_view kChunkByKey =
+    "SELECT first_index, count, body_hash FROM batch_chunks WHERE batch_seq = $1 AND "
+    "idempotency_key = $2";
+constexpr std::string_view kRecordChunk =
+    "INSERT INTO batch_chunks (batch_seq, idempotency_key, first_index, count, body_hash, "
+    "created_at) VALUES ($1, $2, $3, $4, $5, (extract(epoch FROM now()) * 1000)::bigint)";
+constexpr std::string_view kGrowTotal = "UPDATE batches SET total = total + $2 WHERE seq = $1";
+constexpr std::string_view kSealedOf = "SELECT sealed FROM batches WHERE id = $1 FOR UPDATE";
+constexpr std::string_view kSeal = "UPDATE batches SET sealed = 1 WHERE id = $1";
+
+}  // namespace
+
+AppendResult PostgresStore::append_items(const AppendRequest& request,
+                                         const std::vector<std::string>& run_specs) {
+  const std::string what = "appending runs to batch " + request.batch_id;
+  std::lock_guard lock(write_mutex_);
+  auto conn = pool_->acquire();
+  PgTransaction tx(*conn, what);
+  AppendResult result;
+  const PgResult batch = conn->run(kBatchForAppend, PgParams().add(request.batch_id), what);
+  if (batch.rows() == 0) return result;  // kNotFound
+  const int64_t seq = batch.int64(0, 0);
+  const std::string stored_state = batch.text(0, 1);
+  const auto state = core::parse_batch_state(stored_state);
+  if (!state) throw StoreError(what + ": unknown state '" + stored_state + "' stored");
+  result.total = batch.int64(0, 2);
+  const bool sealed = batch.int64(0, 3) != 0;
+  if (request.idempotency_key) {
+    const PgResult chunk =
+        conn->run(kChunkByKey, PgParams().add(seq).add(*request.idempotency_key), what);
+    if (chunk.rows() > 0) {
+      result.first_index = chunk.int64(0, 0);
+      result.count = chunk.int64(0, 1);
+      result.outcome = chunk.text(0, 2) == request.body_hash ? AppendOutcome::kRepeated
+                                                             : AppendOutcome::kKeyReused;
+      return result;
+    }
+  }
+  if (core::is_final(*state)) {
+    result.outcome = AppendOutcome::kFinal;
+    return result;
+  }
+  if (sealed) {
+    result.outcome = AppendOutcome::kSealed;
+    return result;
+  }
+  if (!request.allowed) {
+    result.outcome = AppendOutcome::kRefused;
+    return result;
+  }
+  result.first_index = result.total;
+  result.count = static_cast<int64_t>(run_specs.size());
+  if (!run_specs.empty()) {
+    const std::string seq_text = std::to_string(seq);
+    const std::string pending(core::to_string(core::ItemState::kPending));
+    std::string rows;
+    for (size_t i = 0; i < run_specs.size(); ++i) {
+      rows += seq_text;
+      rows += '\t';
+      rows += std::to_string(result.first_index + static_cast<int64_t>(i));
+      rows += '\t';
+      rows += pending;
+      rows += "\t0\t\t\t\t\t";  // attempts 0; no run id, run state, error or detail yet
+      append_copy_field(rows, run_specs[i]);
+      rows += '\n';
+    }
+    conn->copy_in(kCopyItems, rows, what);
+  }
+  conn->run(kGrowTotal, PgParams().add(seq).add(result.count), what);
+  if (request.idempotency_key) {
+    conn->run(kRecordChunk,
+              PgParams()
+                  .add(seq)
+                  .add(*request.idempotency_key)
+                  .add(result.first_index)
+                  .add(result.count)
+                  .add(request.body_hash),
+              what);
+  }
+  tx.commit();
+  result.total += result.count;
+  result.outcome = AppendOutcome::kAppended;
+  return result;
+}
+
+SealResult PostgresStore::seal_batch(const std::string& batch_id) {
+  const std::string what = "sealing batch " + batch_id;
+  std::lock_guard lock(write_mutex_);
+  auto conn = pool_->acquire();
+  PgTransaction tx(*conn, what);
+  const PgResult sealed = conn->run(kSealedOf, PgParams().add(batch_id), what);
+  if (sealed.rows() == 0) return SealResult::kNotFound;
+  if (sealed.int64(0, 0) != 0) return SealResult::kAlreadySealed;
+  conn->run(kSeal, PgParams().add(batch_id), what);
+  tx.commit();
+  return SealResult::kSealed;
 }
 
 }  // namespace floodgate::store

@@ -66,6 +66,10 @@ class PostgresStore final : public Store {
   /// How many item and batch updates apply() skipped because their batch or item is unknown.
   int64_t skipped_updates() const { return skipped_updates_.load(std::memory_order_relaxed); }
 
+  AppendResult append_items(const AppendRequest& request,
+                            const std::vector<std::string>& run_specs) override;
+  SealResult seal_batch(const std::string& batch_id) override;
+
  private:
   const std::string url_;
   std::unique_ptr<PgPool> pool_;

@@ -12,7 +12,7 @@ using core::BatchState;
 
 #define FLOODGATE_BATCH_COLUMNS                                                        \
   "SELECT seq, id, spec, state, total, created_at, updated_at, finished_at, version, " \
-  "idempotency_key, submitted_by FROM batches "
+  "idempotency_key, submitted_by, sealed FROM batches "
 #define FLOODGATE_ITEM_COLUMNS \
   "SELECT idx, state, attempts, flow_run_id, flow_run_state, last_error, detail"
 #define FLOODGATE_ITEMS_OF_BATCH \
@@ -23,8 +23,8 @@ constexpr std::string_view postgres_text(Query query) {
   switch (query) {
     case Query::kInsertBatch:
       return "INSERT INTO batches (id, spec, state, total, created_at, updated_at, finished_at, "
-             "version, idempotency_key, submitted_by) "
-             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+             "version, idempotency_key, submitted_by, sealed) "
+             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
     case Query::kBatchByKey:
       return "SELECT id FROM batches WHERE idempotency_key = $1";
     case Query::kUpdateBatch:

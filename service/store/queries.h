@@ -16,7 +16,7 @@ enum class SqlDialect { kSqlite, kPostgres };
 /// the order each store's read_batch / read_item expects.
 enum class Query {
   kInsertBatch,         // $1..$10: id, spec, state, total, created/updated/finished, version,
-                        // idempotency key, submitted_by
+                        // idempotency key, submitted_by, $11 sealed (0/1)
   kBatchByKey,          // $1 idempotency key -> id
   kUpdateBatch,         // $1 id; $2 state, $3 updated_at, $4 finished_at, $5 version, $6 spec
                         // (NULL keeps it)

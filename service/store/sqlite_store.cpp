@@ -78,11 +78,27 @@ CREATE TABLE schema_migrations (
 INSERT INTO schema_migrations (version, name, applied_at) VALUES
   (1, 'batches and items', 0), (2, 'batches.submitted_by', 0);
 )sql",
+    // 4: chunked appends. batches.sealed: 0 while runs may still be appended (older batches are
+    // sealed); batch_chunks: the Idempotency-Key of each appended chunk, so that a chunk sent
+    // again appends nothing, with the hash of its runs to tell a repeat from another chunk.
+    R"sql(
+ALTER TABLE batches ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1 CHECK (sealed IN (0, 1));
+CREATE TABLE batch_chunks (
+  batch_seq       INTEGER NOT NULL REFERENCES batches (seq),
+  idempotency_key TEXT    NOT NULL,
+  first_index     INTEGER NOT NULL,
+  count           INTEGER NOT NULL,
+  body_hash       TEXT    NOT NULL,
+  created_at      INTEGER NOT NULL,
+  PRIMARY KEY (batch_seq, idempotency_key)
+) WITHOUT ROWID;
+)sql",
 };
 
 // Names of the migrations from version 3 on, recorded in schema_migrations as they run.
 constexpr std::array<const char*, SqliteStore::kSchemaVersion - 2> kMigrationNames = {
     "schema_migrations",
+    "chunked appends: batches.sealed, batch_chunks",
 };
 
 // The queries the PostgreSQL store runs too are in queries.cpp; these are SQLite's own.
@@ -113,6 +129,7 @@ BatchRecord read_batch(const Statement& stmt) {
   b.version = stmt.column_int64(8);
   b.idempotency_key = stmt.column_optional_text(9);
   b.submitted_by = stmt.column_text(10);
+  b.sealed = stmt.column_int64(11) != 0;
   return b;
 }
 
@@ -300,6 +317,7 @@ InsertResult SqliteStore::insert_batch(const BatchRecord& batch,
   insert.bind(8, batch.version);
   insert.bind(9, batch.idempotency_key);
   insert.bind(10, batch.submitted_by);
+  insert.bind(11, int64_t{batch.sealed ? 1 : 0});
   insert.run();
   const int64_t seq = sqlite3_last_insert_rowid(db.handle());
 
@@ -477,6 +495,131 @@ std::vector<std::pair<int64_t, std::string>> SqliteStore::load_item_specs(
     stmt.reset();
   }
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunked appends
+
+namespace {
+
+constexpr std::string_view kBatchForAppend =
+    "SELECT seq, state, total, sealed FROM batches WHERE id = ?1";
+constexpr std::string_view kChunkByKey =
+    "SELECT first_index, count, body_hash FROM batch_chunks WHERE batch_seq = ?1 AND "
+    "idempotency_key = ?2";
+constexpr std::string_view kRecordChunk =
+    "INSERT INTO batch_chunks (batch_seq, idempotency_key, first_index, count, body_hash, "
+    "created_at) VALUES (?1, ?2, ?3, ?4, ?5, CAST(strftime('%s', 'now') AS INTEGER) * 1000)";
+constexpr std::string_view kGrowTotal = "UPDATE batches SET total = total + ?2 WHERE seq = ?1";
+constexpr std::string_view kSeal = "UPDATE batches SET sealed = 1 WHERE id = ?1";
+constexpr std::string_view kSealedOf = "SELECT sealed FROM batches WHERE id = ?1";
+
+}  // namespace
+
+AppendResult SqliteStore::append_items(const AppendRequest& request,
+                                       const std::vector<std::string>& run_specs) {
+  std::lock_guard lock(writer_->mutex());
+  SqliteConnection& db = *writer_;
+  const std::string what = "appending runs to batch " + request.batch_id;
+  // Accepted runs, like an accepted batch: the API answers 201 only after this returns.
+  FullSyncScope full_sync(db);
+  Transaction tx(db, Transaction::Mode::kImmediate, what);
+
+  AppendResult result;
+  int64_t seq = 0;
+  core::BatchState state = core::BatchState::kQueued;
+  bool sealed = true;
+  {
+    Statement batch(db, kBatchForAppend, what);
+    batch.bind(1, request.batch_id);
+    if (!batch.step()) return result;  // kNotFound
+    seq = batch.column_int64(0);
+    const std::string stored_state = batch.column_text(1);
+    const auto parsed = core::parse_batch_state(stored_state);
+    if (!parsed) throw StoreError(what + ": unknown state '" + stored_state + "' stored");
+    state = *parsed;
+    result.total = batch.column_int64(2);
+    sealed = batch.column_int64(3) != 0;
+  }
+  if (request.idempotency_key) {
+    Statement chunk(db, kChunkByKey, what);
+    chunk.bind(1, seq);
+    chunk.bind(2, *request.idempotency_key);
+    if (chunk.step()) {
+      result.first_index = chunk.column_int64(0);
+      result.count = chunk.column_int64(1);
+      result.outcome = chunk.column_text(2) == request.body_hash ? AppendOutcome::kRepeated
+                                                                 : AppendOutcome::kKeyReused;
+      return result;
+    }
+  }
+  if (core::is_final(state)) {
+    result.outcome = AppendOutcome::kFinal;
+    return result;
+  }
+  if (sealed) {
+    result.outcome = AppendOutcome::kSealed;
+    return result;
+  }
+  if (!request.allowed) {
+    result.outcome = AppendOutcome::kRefused;
+    return result;
+  }
+
+  result.first_index = result.total;
+  result.count = static_cast<int64_t>(run_specs.size());
+  Statement insert_item(db, kInsertItem, what);
+  insert_item.bind(1, seq);
+  const std::string pending(core::to_string(core::ItemState::kPending));
+  for (size_t i = 0; i < run_specs.size(); ++i) {
+    insert_item.bind(2, result.first_index + static_cast<int64_t>(i));
+    insert_item.bind(3, pending);
+    insert_item.bind(4, int64_t{0});
+    insert_item.bind(5, std::string_view());
+    insert_item.bind(6, std::string_view());
+    insert_item.bind(7, std::string_view());
+    insert_item.bind(8, std::string_view());
+    insert_item.bind(9, run_specs[i]);
+    insert_item.run();
+  }
+  {
+    Statement grow(db, kGrowTotal, what);
+    grow.bind(1, seq);
+    grow.bind(2, result.count);
+    grow.run();
+  }
+  if (request.idempotency_key) {
+    Statement record(db, kRecordChunk, what);
+    record.bind(1, seq);
+    record.bind(2, *request.idempotency_key);
+    record.bind(3, result.first_index);
+    record.bind(4, result.count);
+    record.bind(5, request.body_hash);
+    record.run();
+  }
+  tx.commit();
+  result.total += result.count;
+  result.outcome = AppendOutcome::kAppended;
+  return result;
+}
+
+SealResult SqliteStore::seal_batch(const std::string& batch_id) {
+  std::lock_guard lock(writer_->mutex());
+  SqliteConnection& db = *writer_;
+  const std::string what = "sealing batch " + batch_id;
+  FullSyncScope full_sync(db);
+  Transaction tx(db, Transaction::Mode::kImmediate, what);
+  {
+    Statement sealed(db, kSealedOf, what);
+    sealed.bind(1, batch_id);
+    if (!sealed.step()) return SealResult::kNotFound;
+    if (sealed.column_int64(0) != 0) return SealResult::kAlreadySealed;
+  }
+  Statement seal(db, kSeal, what);
+  seal.bind(1, batch_id);
+  seal.run();
+  tx.commit();
+  return SealResult::kSealed;
 }
 
 }  // namespace floodgate::store

@@ -27,7 +27,7 @@ class SqliteStore final : public Store {
  public:
   /// Schema version this build writes (kept in PRAGMA user_version, which decides; each
   /// migration also leaves a row in the schema_migrations table, for people and tools).
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   /// Opens or creates the database file at `path` (":memory:" for a private in-memory
   /// database) and brings its schema up to date. The parent directory must exist.
@@ -55,6 +55,10 @@ class SqliteStore final : public Store {
 
   /// How many item and batch updates apply() skipped because their batch or item is unknown.
   int64_t skipped_updates() const { return skipped_updates_.load(std::memory_order_relaxed); }
+
+  AppendResult append_items(const AppendRequest& request,
+                            const std::vector<std::string>& run_specs) override;
+  SealResult seal_batch(const std::string& batch_id) override;
 
  private:
   void configure_writer();

@@ -24,6 +24,15 @@ std::string lowercase(std::string_view s) {
 
 }  // namespace
 
+AppendResult Store::append_items(const AppendRequest& /*request*/,
+                                 const std::vector<std::string>& /*run_specs*/) {
+  throw StoreError("this store does not append runs to a batch");
+}
+
+SealResult Store::seal_batch(const std::string& /*batch_id*/) {
+  throw StoreError("this store does not seal batches");
+}
+
 std::unique_ptr<Store> open_store(const std::string& url, const std::string& replica_id,
                                   std::chrono::milliseconds lease_ttl) {
   if (url.empty()) throw StoreError("no database URL given; " + std::string(kAcceptedForms));

@@ -32,6 +32,10 @@ struct BatchRecord {
   std::optional<std::string> idempotency_key;
   int64_t seq = 0;                // insertion order, assigned by the store
   std::string submitted_by = {};  // name of the API token that submitted it; "" without auth
+  // False while more runs may be appended (POST /v1/batches/{id}/runs): such a batch does not
+  // finish before it is sealed. A column of its own rather than a key of spec_json, so that
+  // sealing never races with the engine's rewrites of the spec (PATCH).
+  bool sealed = true;
 };
 
 /// One item (one child run) as persisted.
@@ -75,6 +79,37 @@ struct InsertResult {
   bool inserted = false;  // false: the idempotency key matched an existing batch
   std::string batch_id;   // the new batch, or the existing one
 };
+
+/// One chunk of runs to append to a batch.
+struct AppendRequest {
+  std::string batch_id;
+  /// The chunk's Idempotency-Key: a chunk sent again with it appends nothing and is answered as
+  /// the first time (kRepeated). Keys are per batch.
+  std::optional<std::string> idempotency_key;
+  std::string body_hash;  // tells a repeat from another chunk under the same key
+  /// False: the caller knows the batch takes no more runs; only a repeated key is answered,
+  /// nothing is appended (kRefused, or kNotFound/kFinal/kSealed when the store sees why).
+  bool allowed = true;
+};
+
+enum class AppendOutcome {
+  kAppended,
+  kRepeated,   // the key was used before with the same body: nothing appended
+  kKeyReused,  // the key was used before with another body: nothing appended
+  kNotFound,
+  kFinal,   // the batch ended
+  kSealed,  // the batch takes no more runs
+  kRefused  // not allowed by the caller, and the store sees no reason of its own
+};
+
+struct AppendResult {
+  AppendOutcome outcome = AppendOutcome::kNotFound;
+  int64_t first_index = 0;  // of the chunk (appended now or first)
+  int64_t count = 0;        // runs in the chunk
+  int64_t total = 0;        // the batch's total after the append (or now)
+};
+
+enum class SealResult { kSealed, kAlreadySealed, kNotFound };
 
 /// Durable storage of batches and items. Thread-safe: any thread may call any method.
 class Store {
@@ -131,6 +166,16 @@ class Store {
   /// have.
   virtual std::vector<std::pair<int64_t, std::string>> load_item_specs(
       const std::string& batch_id, const std::vector<int64_t>& indexes) = 0;
+
+  // --- Chunked appends (POST /v1/batches/{id}/runs and /seal) ---
+
+  /// Appends runs (their spec JSON) to a batch as PENDING items numbered from its total on, grows
+  /// its total and records the chunk's key, in one transaction (see AppendRequest). The default
+  /// throws: stores made for tests need not support it.
+  virtual AppendResult append_items(const AppendRequest& request,
+                                    const std::vector<std::string>& run_specs);
+  /// Marks a batch sealed: no runs will be appended any more. Idempotent.
+  virtual SealResult seal_batch(const std::string& batch_id);
 };
 
 /// Opens the store named by a URL: "sqlite:///abs/path.db", "sqlite://./rel.db" (or

@@ -65,6 +65,9 @@ def test_tokens_and_scopes(start_floodgated, fake, tmp_path):
     assert call(fg, "GET", f"/v1/batches/{bid}", READ).status == 200
     assert call(fg, "GET", f"/v1/batches/{bid}/runs", READ).status == 200
     assert call(fg, "POST", f"/v1/batches/{bid}/pause", READ).status == 403
+    assert call(fg, "POST", f"/v1/batches/{bid}/runs", READ, {"runs": [{}]}).status == 403
+    assert call(fg, "POST", f"/v1/batches/{bid}/seal", READ).status == 403
+    assert call(fg, "POST", f"/v1/batches/{bid}/runs", None, {"runs": [{}]}).status == 401
     assert call(fg, "PATCH", f"/v1/batches/{bid}", READ, {"priority": 2}).status == 403
     assert call(fg, "PATCH", f"/v1/batches/{bid}", WRITE, {"priority": 2}).status in (200, 409)
     # Health is open; metrics and the status page are not (without --public-status).

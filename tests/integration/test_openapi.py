@@ -22,7 +22,8 @@ def test_spec_declares_the_whole_rest_contract():
     want = {
         "/v1/batches": {"get", "post"},
         "/v1/batches/{id}": {"get", "patch"},
-        "/v1/batches/{id}/runs": {"get"},
+        "/v1/batches/{id}/runs": {"get", "post"},
+        "/v1/batches/{id}/seal": {"post"},
         "/v1/batches/{id}/cancel": {"post"},
         "/v1/batches/{id}/pause": {"post"},
         "/v1/batches/{id}/resume": {"post"},
@@ -47,7 +48,7 @@ def test_spec_declares_the_whole_rest_contract():
         "deployment", "deployment_id", "runs", "tags", "parent_flow_run_id", "limits", "retry",
         "track", "relaunch_crashed", "tolerated_failure_percentage", "tolerated_failure_count",
         "on_cancel", "start_deadline_s", "run_deadline_s", "on_deadline", "start_pacing",
-        "priority", "labels"}
+        "priority", "labels", "sealed"}
     assert set(schemas["RunRequest"]["properties"]) == {
         "parameters", "name", "tags", "job_variables", "work_queue_name", "idempotency_key",
         "deployment"}
@@ -80,7 +81,7 @@ BATCH = {
     "run_deadline_s": 0.0, "on_deadline": "report", "start_pacing": True, "start_pace": None,
     "progress": {"launch_rate": 1.0, "completion_rate": 0.0, "eta_s": None,
                  "waiting_on": ["backlog"], "backlog": 1, "max_backlog": 10},
-    "priority": 0, "labels": {},
+    "priority": 0, "labels": {}, "sealed": True,
 }
 
 

@@ -82,7 +82,7 @@ def test_batch_completes_and_the_password_is_not_logged(start_floodgated, fake, 
         "COMPLETED|20"
     assert run_sql(pg_url, "SELECT count(*) FROM items WHERE state = 'LAUNCHED' "
                            "AND flow_run_id <> ''") == "20"
-    assert run_sql(pg_url, "SELECT max(version) FROM schema_migrations") == "2"
+    assert run_sql(pg_url, "SELECT max(version) FROM schema_migrations") == "3"
 
     log = fg.log_path.read_text(errors="replace")
     # The harness's own "==== start" line shows the command; floodgated's lines must not.
@@ -190,3 +190,31 @@ def test_a_server_restart_mid_batch_is_waited_out(start_floodgated, fake, pg_url
     assert (after["runs"], after["existing"]) == (2 * total, before["existing"]), (before, after)
     print(f"restarted the server at {runs_at_restart} of {total} runs; "
           f"{log.count('store write failed')} failed writes retried")
+
+
+# --- Chunked appends on PostgreSQL (issue 16, item 6); the same flow on SQLite is in
+# test_chunked_batches.py ---
+
+def test_chunks_survive_kill_dash_nine_on_postgres(start_floodgated, fake, pg_url):
+    fg = start_floodgated("--db", pg_url)
+    body = {"deployment": DEMO_DEPLOYMENT, "track": False, "sealed": False,
+            "runs": [{"parameters": {"i": i}} for i in range(3)]}
+    b = fg.client.submit(body)
+
+    def append(start, n, key, expect):
+        r = fg.client.request("POST", f"/v1/batches/{b['id']}/runs",
+                              {"runs": [{"parameters": {"i": i}} for i in range(start, start + n)]},
+                              headers={"Idempotency-Key": key})
+        assert r.status == expect, r
+        return r.json
+
+    assert append(3, 10, "c1", 201)["first_index"] == 3
+    fg.kill()
+    fg.start()
+    assert fg.client.batch(b["id"])["total"] == 13
+    assert append(3, 10, "c1", 200)["first_index"] == 3  # the same chunk again: nothing new
+    assert append(13, 5, "c2", 201)["total"] == 18
+    assert fg.client.control(b["id"], "seal").status == 200
+    final = fg.client.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED" and final["total"] == 18, final
+    assert_exactly_once(fake.runs(), b["id"], 18)

@@ -128,6 +128,14 @@ def test_control_through_any_replica_reaches_the_holder(start_floodgated, fake, 
     final = b.client.wait_state(job["id"], timeout=60)
     assert final["state"] == "COMPLETED", final
     assert_exactly_once(fake.runs(), job["id"], 400)
+    # Runs appended and the seal through b reach a's engine: the batch takes them and ends.
+    open_job = a.client.submit(dict(batch(0), sealed=False))
+    r = b.client.request("POST", f"/v1/batches/{open_job['id']}/runs",
+                         {"runs": [{"parameters": {"i": i}} for i in range(30)]})
+    assert r.status == 201, r
+    assert b.client.request("POST", f"/v1/batches/{open_job['id']}/seal").status == 200
+    done = a.client.wait_state(open_job["id"], timeout=60)
+    assert done["state"] == "COMPLETED" and done["counts"]["LAUNCHED"] == 30, done
     # A finished batch cannot be cancelled, through either replica.
     assert a.client.request("POST", f"/v1/batches/{job['id']}/cancel").status == 409
     assert b.client.request("POST", f"/v1/batches/{job['id']}/cancel").status == 409

@@ -1,6 +1,7 @@
 """Runs schemathesis against a live floodgated (with the fake Prefect) from proto/openapi.yaml:
 examples, coverage, fuzzing and the stateful phase (the spec's links: createBatch -> getBatch,
-listRuns, updateBatch, pause/resume/cancel). Any server error or contract failure fails the run.
+listRuns, updateBatch, pause/resume/cancel, appendRuns, sealBatch). Any server error or
+contract failure fails the run.
 
 Usage: python tests/schemathesis/run.py [extra schemathesis args]
 Env: FLOODGATED_BIN, FAKE_PREFECT_BIN (as the integration tests), ST_MAX_EXAMPLES (default 10),

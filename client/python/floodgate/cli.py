@@ -385,8 +385,7 @@ def _cmd_submit(client: FloodgateClient, args: argparse.Namespace, out: IO[str],
     retry: Dict[str, Any] = {}
     if args.max_attempts is not None:
         retry["max_attempts"] = args.max_attempts
-    batch = client.submit(
-        args.deployment, runs,
+    options: Dict[str, Any] = dict(
         tags=args.tag or None,
         parent_flow_run_id=args.parent_flow_run_id,
         limits=limits or None,
@@ -403,6 +402,10 @@ def _cmd_submit(client: FloodgateClient, args: argparse.Namespace, out: IO[str],
         labels=_labels(args.label or []) or None,
         idempotency_key=args.idempotency_key,
     )
+    if args.chunk_size is not None and len(runs) > args.chunk_size:
+        batch = client.submit_in_chunks(args.deployment, runs, args.chunk_size, **options)
+    else:
+        batch = client.submit(args.deployment, runs, **options)
     if args.json:
         _print_json(batch.raw, out)
     else:
@@ -616,6 +619,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="create attempts per run")
     p.add_argument("--idempotency-key", metavar="KEY",
                    help="a repeat with the same key returns the same batch")
+    p.add_argument("--chunk-size", type=_positive_int, metavar="N",
+                   help="send the runs N per request: the batch is created unsealed, the rest "
+                   "appended in chunks (each under a key derived from --idempotency-key), "
+                   "then sealed")
     p.add_argument("--wait", action="store_true",
                    help="follow the batch until it ends (progress on stderr)")
     p.add_argument("--timeout", type=_seconds, metavar="S", help="with --wait: stop after S s")

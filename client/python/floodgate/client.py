@@ -10,6 +10,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import hashlib
 import http.client
 import json
 import os
@@ -31,6 +32,7 @@ from typing import (
     Mapping,
     NamedTuple,
     Optional,
+    Sequence,
     Tuple,
     Union,
 )
@@ -142,6 +144,13 @@ def _describe(reason: BaseException) -> str:
     return text
 
 
+def chunk_key(batch_key: str, n: int) -> str:
+    """The ``Idempotency-Key`` of chunk ``n`` of the batch submitted under ``batch_key``: at
+    most 255 characters, as the server takes (a long batch key is replaced by its SHA-256)."""
+    base = batch_key if len(batch_key) <= 230 else hashlib.sha256(batch_key.encode()).hexdigest()
+    return f"{base}:chunk-{n}"
+
+
 class FloodgateClient:
     """A client of floodgate's REST API (``/v1/batches``).
 
@@ -222,6 +231,7 @@ class FloodgateClient:
         priority: Optional[int] = None,
         labels: Optional[Mapping[str, str]] = None,
         idempotency_key: Optional[str] = None,
+        sealed: bool = True,
     ) -> Batch:
         """Submit a batch of deployment runs (``POST /v1/batches``).
 
@@ -255,6 +265,9 @@ class FloodgateClient:
             idempotency_key: Sent as the ``Idempotency-Key`` header: a repeat returns the
                 batch made by the first call. When not given, a random key is made for this
                 call, so a retry after a lost answer never creates a second batch.
+            sealed: False: more runs will be appended (:meth:`append_runs`) and the batch does
+                not finish before :meth:`seal`; ``runs`` may then be empty (with a
+                ``deployment`` or ``deployment_id``). See :meth:`submit_in_chunks`.
 
         Returns:
             The batch, as accepted (usually QUEUED).
@@ -288,6 +301,8 @@ class FloodgateClient:
                 body[name] = value
         if labels is not None:
             body["labels"] = dict(labels)
+        if not sealed:
+            body["sealed"] = False
         key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
         data = self._json("POST", "/v1/batches", body=body, headers={"Idempotency-Key": key},
                           mode=_IDEMPOTENT)
@@ -464,6 +479,59 @@ class FloodgateClient:
     def redrive(self, batch_id: str) -> Batch:
         """Launch the failed, crashed, launch-failed and skipped items of a batch again."""
         return self._control(batch_id, "redrive")
+
+    def append_runs(self, batch_id: str, runs: Iterable[Mapping[str, Any]],
+                    idempotency_key: Optional[str] = None) -> Dict[str, Any]:
+        """Append a chunk of runs to a batch created with ``sealed=False``
+        (``POST /v1/batches/{id}/runs``).
+
+        Args:
+            batch_id: The batch.
+            runs: The chunk's runs, as for :meth:`submit`.
+            idempotency_key: Sent as the ``Idempotency-Key`` header (one key per chunk): a
+                repeat appends nothing and answers what the chunk appended the first time. When
+                not given, a random key is made for this call, so a retry after a lost answer
+                never appends the chunk twice.
+
+        Returns:
+            The server's answer: ``batch_id``, ``first_index`` (the index of the chunk's first
+            run), ``count``, ``total`` (the batch's runs now) and ``version``.
+        """
+        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+        return self._json("POST", f"{self._batch_path(batch_id)}/runs",
+                          body={"runs": [dict(r) for r in runs]},
+                          headers={"Idempotency-Key": key}, mode=_IDEMPOTENT)
+
+    def seal(self, batch_id: str) -> Batch:
+        """Say that no more runs will be appended (``POST /v1/batches/{id}/seal``); the batch
+        may then finish. Sealing a sealed batch changes nothing."""
+        data = self._json("POST", f"{self._batch_path(batch_id)}/seal", mode=_IDEMPOTENT)
+        return Batch.from_json(data)
+
+    def submit_in_chunks(self, deployment: Optional[str], runs: Sequence[Mapping[str, Any]],
+                         chunk_size: int, *, idempotency_key: Optional[str] = None,
+                         **options: Any) -> Batch:
+        """Submit a batch too large for one request: created unsealed with the first
+        ``chunk_size`` runs, the others appended ``chunk_size`` at a time, then sealed.
+
+        Each chunk's ``Idempotency-Key`` is derived from the batch's, so calling this again
+        with the same ``idempotency_key`` (and the same runs and chunk size) after a failure
+        part-way finds the batch and the chunks already sent, and appends only the rest.
+        ``options`` are those of :meth:`submit`.
+
+        Returns:
+            The sealed batch.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        runs = list(runs)
+        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+        batch = self.submit(deployment, runs[:chunk_size], idempotency_key=key, sealed=False,
+                            **options)
+        for n, start in enumerate(range(chunk_size, len(runs), chunk_size), start=1):
+            self.append_runs(batch.id, runs[start:start + chunk_size],
+                             idempotency_key=chunk_key(key, n))
+        return self.seal(batch.id)
 
     def update(
         self,

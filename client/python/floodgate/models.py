@@ -113,6 +113,8 @@ class Batch:
         updated_at: When the batch last changed.
         deployment: The batch's deployment (``flow/deployment`` or an id).
         track: Whether floodgate follows the children to their final state.
+        sealed: False while more runs may be appended (a batch submitted with
+            ``sealed=False`` and not sealed yet); such a batch does not finish.
         raw: The server's JSON object, unchanged.
     """
 
@@ -126,6 +128,7 @@ class Batch:
     updated_at: Optional[_dt.datetime] = None
     deployment: Optional[str] = None
     track: bool = True
+    sealed: bool = True
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -137,6 +140,7 @@ class Batch:
             for key, value in raw_counts.items():
                 counts[str(key)] = _int(value)
         track = data.get("track", True)
+        sealed = data.get("sealed", True)
         return cls(
             id=str(data.get("id", "")),
             state=str(data.get("state", "")),
@@ -148,6 +152,7 @@ class Batch:
             updated_at=parse_time(data.get("updated_at")),
             deployment=_opt_str(data.get("deployment")),
             track=bool(track) if track is not None else True,
+            sealed=bool(sealed) if sealed is not None else True,
             raw=dict(data),
         )
 

@@ -50,6 +50,25 @@ def test_submit_wait_completed(floodgated: Floodgated, fake: FakePrefect) -> Non
     assert batch.raw["tags"] == ["cli"] and batch.raw["limits"]["max_running"] == 2
 
 
+def test_submit_in_chunks_twice_with_one_key(floodgated: Floodgated, fake: FakePrefect) -> None:
+    marker = uuid.uuid4().hex
+    key = f"cli-chunks-{marker}"
+    args = ("submit", "demo-flow/demo", "--params", json.dumps({"i": "{index}", "m": marker}),
+            "--count", "7", "--chunk-size", "3", "--no-track", "--idempotency-key", key)
+    p = cli(*args, "--wait", url=floodgated.url)
+    assert p.returncode == 0, p.stderr
+    batch_id = p.stdout.strip()
+    assert f"batch {batch_id} COMPLETED: 7/7 done" in p.stderr
+    again = cli(*args, url=floodgated.url)  # a retried submit: nothing is appended twice
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == batch_id
+    batch = FloodgateClient(floodgated.url).get(batch_id)
+    assert batch.total == 7 and batch.raw["sealed"] is True
+    params = sorted(r["parameters"]["i"] for r in fake.runs()
+                    if r["parameters"].get("m") == marker)
+    assert params == list(range(7))
+
+
 def test_submit_wait_failed_exit_1(floodgated: Floodgated) -> None:
     p = cli("submit", "demo-flow/demo", "--params", "{}", "--params",
             '{"__fake_final": "FAILED"}', "--wait", url=floodgated.url)

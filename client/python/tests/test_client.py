@@ -160,6 +160,54 @@ def test_submit_retry_after_lost_answer_makes_one_batch(
     assert [b.id for b in find_batches(client, label)] == [batch.id]
 
 
+def test_submit_in_chunks_and_again_after_a_failure_part_way(
+        client: FloodgateClient, monkeypatch: pytest.MonkeyPatch, fake: FakePrefect,
+        label: Dict[str, str]) -> None:
+    """A batch sent in chunks: the first attempt dies after two chunks; the second, with the
+    same key, finds the batch and those chunks and appends only the rest."""
+    runs = [{"parameters": {"i": i}} for i in range(10)]
+    key = f"chunks-{uuid.uuid4()}"
+    real_append = client.append_runs
+    calls = {"n": 0}
+
+    def failing_append(batch_id: str, chunk: Any, idempotency_key: Any = None) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise FloodgateConnectionError("gone")
+        return real_append(batch_id, chunk, idempotency_key=idempotency_key)
+
+    monkeypatch.setattr(client, "append_runs", failing_append)
+    with pytest.raises(FloodgateConnectionError):
+        client.submit_in_chunks("demo-flow/demo", runs, 3, idempotency_key=key, labels=label,
+                                track=False)
+    [batch] = find_batches(client, label)
+    assert batch.sealed is False and batch.total == 9  # 3 created + 2 chunks of 3
+    monkeypatch.setattr(client, "append_runs", real_append)
+    again = client.submit_in_chunks("demo-flow/demo", runs, 3, idempotency_key=key,
+                                    labels=label, track=False)
+    assert again.id == batch.id and again.raw["sealed"] is True and again.total == 10
+    final = client.wait(batch.id, timeout=30)
+    assert final.state == "COMPLETED"
+    params = sorted(r["parameters"]["i"] for r in fake.runs()
+                    if f"floodgate-batch:{batch.id}" in r["tags"])
+    assert params == list(range(10))
+    # One chunk on its own: a repeat under its key appends nothing.
+    open_batch = client.submit("demo-flow/demo", [], sealed=False, labels=label, track=False)
+    first = client.append_runs(open_batch.id, runs[:2], idempotency_key="c1")
+    assert (first["first_index"], first["count"], first["total"]) == (0, 2, 2)
+    repeat = client.append_runs(open_batch.id, runs[:2], idempotency_key="c1")
+    assert (repeat["first_index"], repeat["total"]) == (0, 2)
+    assert client.seal(open_batch.id).raw["sealed"] is True
+    assert client.seal(open_batch.id).raw["sealed"] is True
+
+
+def test_chunk_keys_fit_the_servers_limit() -> None:
+    assert client_mod.chunk_key("k", 3) == "k:chunk-3"
+    long_key = "x" * 255
+    assert len(client_mod.chunk_key(long_key, 123456)) <= 255
+    assert client_mod.chunk_key(long_key, 1) != client_mod.chunk_key("y" * 255, 1)
+
+
 def test_problem_json_errors(client: FloodgateClient) -> None:
     with pytest.raises(FloodgateError) as info:
         client.submit("demo-flow/demo", [{"parameters": 3}])

@@ -266,7 +266,8 @@ TEST(SqliteFileTest, MigrationsAreRecordedInSchemaMigrations) {
   SqliteStore(path).insert_batch(make_batch("c"), {});  // reopening migrates nothing
   RawDb raw(path);
   EXPECT_EQ(raw.query("SELECT version, name FROM schema_migrations ORDER BY version"),
-            "1|batches and items\n2|batches.submitted_by\n3|schema_migrations");
+            "1|batches and items\n2|batches.submitted_by\n3|schema_migrations\n"
+            "4|chunked appends: batches.sealed, batch_chunks");
   EXPECT_EQ(raw.query("SELECT count(*) FROM schema_migrations WHERE version = 3 AND "
                       "applied_at > 1700000000000"),
             "1");
@@ -302,14 +303,15 @@ PRAGMA user_version = 2;
 )sql");
   }
   SqliteStore store(path);
-  EXPECT_EQ(RawDb(path).query("PRAGMA user_version"), "3");
+  EXPECT_EQ(RawDb(path).query("PRAGMA user_version"), "4");
   const auto old = store.get_batch("old");
   ASSERT_TRUE(old.has_value());
   EXPECT_EQ(old->submitted_by, "team-a");
+  EXPECT_TRUE(old->sealed);  // batches from before chunked appends took all their runs at once
   EXPECT_EQ(store.load_items("old", true).at(0).spec_json, R"({"name":"x"})");
   EXPECT_EQ(RawDb(path).query("SELECT version, applied_at > 0 FROM schema_migrations "
                               "ORDER BY version"),
-            "1|0\n2|0\n3|1");
+            "1|0\n2|0\n3|1\n4|1");
 }
 
 TEST(SqliteFileTest, RefusesAnotherProgramsDatabase) {

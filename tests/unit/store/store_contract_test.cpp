@@ -438,5 +438,162 @@ TEST_P(StoreContractTest, ReadsProceedWhileAnotherThreadWrites) {
   EXPECT_EQ(store_->load_items("b", false)[999].attempts, 19);
 }
 
+// --- Chunked appends ---
+
+std::vector<std::string> run_specs(int64_t n, const std::string& tag) {
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < n; ++i) {
+    out.push_back(R"({"parameters":{"chunk":")" + tag + R"(","i":)" + std::to_string(i) + "}}");
+  }
+  return out;
+}
+
+AppendRequest append_to(const std::string& id, std::optional<std::string> key,
+                        const std::string& hash) {
+  AppendRequest r;
+  r.batch_id = id;
+  r.idempotency_key = std::move(key);
+  r.body_hash = hash;
+  return r;
+}
+
+TEST_P(StoreContractTest, UnsealedFlagRoundTripsAndOlderInsertsAreSealed) {
+  auto open_batch = make_batch("open", 2);
+  open_batch.sealed = false;
+  ASSERT_TRUE(store_->insert_batch(open_batch, make_items(2)).inserted);
+  ASSERT_TRUE(store_->insert_batch(make_batch("closed", 1), make_items(1)).inserted);
+  EXPECT_FALSE(store_->get_batch("open")->sealed);
+  EXPECT_TRUE(store_->get_batch("closed")->sealed);
+  // The engine reloads unsealed batches after a restart from this list.
+  const auto unfinished = store_->load_unfinished_batches();
+  ASSERT_EQ(unfinished.size(), 2u);
+  EXPECT_FALSE(unfinished[0].sealed);
+  EXPECT_TRUE(unfinished[1].sealed);
+  EXPECT_FALSE(store_->list_batches(std::nullopt, 0, -1).at(0).sealed);
+}
+
+TEST_P(StoreContractTest, AppendsContinueTheIndexesAndGrowTheTotal) {
+  auto b = make_batch("b", 2);
+  b.sealed = false;
+  ASSERT_TRUE(store_->insert_batch(b, make_items(2)).inserted);
+
+  const AppendResult first = store_->append_items(append_to("b", "c1", "h1"), run_specs(3, "a"));
+  EXPECT_EQ(first.outcome, AppendOutcome::kAppended);
+  EXPECT_EQ(first.first_index, 2);
+  EXPECT_EQ(first.count, 3);
+  EXPECT_EQ(first.total, 5);
+  const AppendResult second =
+      store_->append_items(append_to("b", std::nullopt, "h2"), run_specs(2, "b"));
+  EXPECT_EQ(second.outcome, AppendOutcome::kAppended);
+  EXPECT_EQ(second.first_index, 5);
+  EXPECT_EQ(second.total, 7);
+
+  EXPECT_EQ(store_->get_batch("b")->total, 7);
+  const auto items = store_->load_items("b", true);
+  EXPECT_EQ(indexes_of(items), (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(items[2].spec_json, run_specs(3, "a")[0]);
+  EXPECT_EQ(items[6].spec_json, run_specs(2, "b")[1]);
+  EXPECT_EQ(items[4].state, ItemState::kPending);
+  EXPECT_EQ(items[4].attempts, 0);
+  EXPECT_EQ(items[4].flow_run_id, "");
+  EXPECT_EQ(store_->count_items("b")[static_cast<int>(ItemState::kPending)], 7);
+}
+
+TEST_P(StoreContractTest, AChunkSentAgainWithItsKeyAppendsNothing) {
+  auto b = make_batch("b", 1);
+  b.sealed = false;
+  ASSERT_TRUE(store_->insert_batch(b, make_items(1)).inserted);
+  ASSERT_EQ(store_->append_items(append_to("b", "c1", "h1"), run_specs(3, "a")).outcome,
+            AppendOutcome::kAppended);
+  ASSERT_EQ(store_->append_items(append_to("b", "c2", "h2"), run_specs(2, "b")).outcome,
+            AppendOutcome::kAppended);
+
+  const AppendResult again = store_->append_items(append_to("b", "c1", "h1"), run_specs(3, "a"));
+  EXPECT_EQ(again.outcome, AppendOutcome::kRepeated);
+  EXPECT_EQ(again.first_index, 1);
+  EXPECT_EQ(again.count, 3);
+  EXPECT_EQ(again.total, 6);
+  const AppendResult other = store_->append_items(append_to("b", "c1", "hX"), run_specs(4, "x"));
+  EXPECT_EQ(other.outcome, AppendOutcome::kKeyReused);
+  EXPECT_EQ(other.first_index, 1);
+  EXPECT_EQ(store_->get_batch("b")->total, 6);
+  EXPECT_EQ(store_->load_items("b", false).size(), 6u);
+
+  // Keys are per batch: another batch may use the same one.
+  auto c = make_batch("c", 0);
+  c.sealed = false;
+  ASSERT_TRUE(store_->insert_batch(c, {}).inserted);
+  EXPECT_EQ(store_->append_items(append_to("c", "c1", "h1"), run_specs(1, "a")).outcome,
+            AppendOutcome::kAppended);
+}
+
+TEST_P(StoreContractTest, AppendsAreRefusedToSealedFinalAndUnknownBatches) {
+  auto b = make_batch("b", 1);
+  b.sealed = false;
+  ASSERT_TRUE(store_->insert_batch(b, make_items(1)).inserted);
+  ASSERT_EQ(store_->append_items(append_to("b", "c1", "h1"), run_specs(1, "a")).outcome,
+            AppendOutcome::kAppended);
+
+  EXPECT_EQ(store_->append_items(append_to("nope", "c1", "h1"), run_specs(1, "a")).outcome,
+            AppendOutcome::kNotFound);
+  // Not allowed by the caller (the engine said no): only a repeat is answered.
+  auto refused = append_to("b", "c2", "h2");
+  refused.allowed = false;
+  EXPECT_EQ(store_->append_items(refused, run_specs(1, "a")).outcome, AppendOutcome::kRefused);
+  refused.idempotency_key = "c1";
+  refused.body_hash = "h1";
+  EXPECT_EQ(store_->append_items(refused, run_specs(1, "a")).outcome, AppendOutcome::kRepeated);
+
+  EXPECT_EQ(store_->seal_batch("b"), SealResult::kSealed);
+  EXPECT_EQ(store_->seal_batch("b"), SealResult::kAlreadySealed);
+  EXPECT_EQ(store_->seal_batch("nope"), SealResult::kNotFound);
+  EXPECT_TRUE(store_->get_batch("b")->sealed);
+  EXPECT_EQ(store_->append_items(append_to("b", "c3", "h3"), run_specs(1, "a")).outcome,
+            AppendOutcome::kSealed);
+  // A chunk that made it before the seal is still answered as the first time.
+  EXPECT_EQ(store_->append_items(append_to("b", "c1", "h1"), run_specs(1, "a")).outcome,
+            AppendOutcome::kRepeated);
+
+  auto done = make_batch("done", 1);
+  done.sealed = false;
+  done.state = BatchState::kCancelled;
+  ASSERT_TRUE(store_->insert_batch(done, make_items(1)).inserted);
+  EXPECT_EQ(store_->append_items(append_to("done", "c1", "h1"), run_specs(1, "a")).outcome,
+            AppendOutcome::kFinal);
+  EXPECT_EQ(store_->get_batch("b")->total, 2);
+  EXPECT_EQ(store_->get_batch("done")->total, 1);
+}
+
+TEST_P(StoreContractTest, ConcurrentAppendsGetDisjointIndexesAndOneKeyAppendsOnce) {
+  auto b = make_batch("b", 0);
+  b.sealed = false;
+  ASSERT_TRUE(store_->insert_batch(b, {}).inserted);
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 5;
+  std::vector<std::thread> threads;
+  std::atomic<int> repeated{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Store* store = store_.get();
+      for (int r = 0; r < kRounds; ++r) {
+        // Every thread sends chunk "shared-r" once and a chunk of its own.
+        const auto a = store->append_items(append_to("b", "shared-" + std::to_string(r), "h"),
+                                           run_specs(3, "s"));
+        if (a.outcome == AppendOutcome::kRepeated) repeated.fetch_add(1);
+        store->append_items(
+            append_to("b", "own-" + std::to_string(t) + "-" + std::to_string(r), "h"),
+            run_specs(2, "o"));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(repeated.load(), (kThreads - 1) * kRounds);
+  const int64_t expected = kRounds * 3 + kThreads * kRounds * 2;
+  EXPECT_EQ(store_->get_batch("b")->total, expected);
+  const auto items = store_->load_items("b", false);
+  ASSERT_EQ(static_cast<int64_t>(items.size()), expected);
+  for (int64_t i = 0; i < expected; ++i) EXPECT_EQ(items[static_cast<size_t>(i)].index, i);
+}
+
 }  // namespace
 }  // namespace floodgate::store::testing
