@@ -281,6 +281,60 @@ void log_started(const floodgate::Config& cfg, const floodgate::http::ClientOpti
                         {"api_tokens", static_cast<int64_t>(auth.size())}});
 }
 
+floodgate::http::ServerOptions server_options(const floodgate::Config& cfg) {
+  using std::chrono::milliseconds;
+  floodgate::http::ServerOptions o{cfg.listen_host,      cfg.listen_port, cfg.max_body_bytes,
+                                   cfg.max_parse_memory, cfg.tls_cert,    cfg.tls_key};
+  o.header_timeout = milliseconds(static_cast<int64_t>(cfg.header_timeout_s * 1000));
+  o.body_timeout = milliseconds(static_cast<int64_t>(cfg.body_timeout_s * 1000));
+  o.idle_timeout = milliseconds(static_cast<int64_t>(cfg.idle_timeout_s * 1000));
+  o.max_connections = connection_limit(cfg.max_connections, cfg.max_in_flight);
+  o.threads = static_cast<size_t>(cfg.http_threads);
+  return o;
+}
+
+/// The parts of a replica of a shared store; empty for a store of one process (SQLite).
+struct Replication {
+  std::unique_ptr<floodgate::app::ReplicaKeeper> keeper;
+  std::unique_ptr<floodgate::app::ReplicaPeers> peers;
+};
+
+Replication start_replication(const floodgate::Config& cfg, floodgate::store::Store& store,
+                              floodgate::engine::Engine& engine,
+                              floodgate::metrics::Metrics& metrics,
+                              const floodgate::http::ClientOptions& client_opts) {
+  using namespace floodgate;
+  Replication r;
+  store::Leases* leases = store.leases();
+  if (leases == nullptr) return r;
+  r.keeper = std::make_unique<app::ReplicaKeeper>(
+      store, *leases, engine, metrics,
+      app::ReplicaKeeper::Options{advertise_url(cfg), keeper_interval(*leases)},
+      [leases](std::vector<std::string>) {
+        // Its in-memory state is behind the store's now: stop at once, and let the others
+        // take the rest of its batches without waiting for their leases to end.
+        try {
+          leases->release_all();
+        } catch (const std::exception&) {
+        }
+        log::error("stopping: a batch this replica held is held by another replica now");
+        std::_Exit(3);
+      });
+  r.peers = std::make_unique<app::ReplicaPeers>(
+      *r.keeper, *leases,
+      [client_opts](const std::string& url) {
+        http::ClientOptions o;
+        o.base_url = url;
+        o.connect_timeout = client_opts.connect_timeout;
+        o.ca_file = client_opts.ca_file;
+        o.verify_tls = client_opts.verify_tls;
+        return http::make_cpprest_client(o);
+      },
+      // Longer than the longest long-poll (300 s) a forwarded request may carry.
+      std::chrono::seconds(330));
+  return r;
+}
+
 int run(const floodgate::Config& cfg) {
   using namespace floodgate;
   log::set_level(cfg.log_level);
@@ -315,52 +369,17 @@ int run(const floodgate::Config& cfg) {
                         metrics);
 
   // Replicas sharing a PostgreSQL store: leases, heartbeats, the budget's shares, forwarding.
-  std::unique_ptr<app::ReplicaKeeper> keeper;
-  std::unique_ptr<app::ReplicaPeers> peers;
-  if (leases != nullptr) {
-    keeper = std::make_unique<app::ReplicaKeeper>(
-        *store, *leases, engine, metrics,
-        app::ReplicaKeeper::Options{advertise_url(cfg), keeper_interval(*leases)},
-        [leases](std::vector<std::string>) {
-          // Its in-memory state is behind the store's now: stop at once, and let the others
-          // take the rest of its batches without waiting for their leases to end.
-          try {
-            leases->release_all();
-          } catch (const std::exception&) {
-          }
-          log::error("stopping: a batch this replica held is held by another replica now");
-          std::_Exit(3);
-        });
-    peers = std::make_unique<app::ReplicaPeers>(
-        *keeper, *leases,
-        [client_opts](const std::string& url) {
-          http::ClientOptions o;
-          o.base_url = url;
-          o.connect_timeout = client_opts.connect_timeout;
-          o.ca_file = client_opts.ca_file;
-          o.verify_tls = client_opts.verify_tls;
-          return http::make_cpprest_client(o);
-        },
-        std::chrono::seconds(330));
-  }
+  Replication replication = start_replication(cfg, *store, engine, metrics, client_opts);
   api::ApiOptions aopts = api_options(cfg, auth, wall_clock);
-  aopts.peers = peers.get();
+  aopts.peers = replication.peers.get();
   api::Router router(std::move(aopts), engine, *store, metrics);
-  http::ServerOptions sopts{cfg.listen_host,      cfg.listen_port, cfg.max_body_bytes,
-                            cfg.max_parse_memory, cfg.tls_cert,    cfg.tls_key};
-  sopts.header_timeout =
-      std::chrono::milliseconds(static_cast<int64_t>(cfg.header_timeout_s * 1000));
-  sopts.body_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.body_timeout_s * 1000));
-  sopts.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.idle_timeout_s * 1000));
-  sopts.max_connections = connection_limit(cfg.max_connections, cfg.max_in_flight);
-  sopts.threads = static_cast<size_t>(cfg.http_threads);
-  auto server =
-      http::make_http_server(sopts, [&router](api::ServerRequest req, api::Responder respond) {
-        router.handle(std::move(req), std::move(respond));
-      });
+  auto server = http::make_http_server(server_options(cfg),
+                                       [&router](api::ServerRequest req, api::Responder respond) {
+                                         router.handle(std::move(req), std::move(respond));
+                                       });
 
   engine.post([&engine, shared = leases != nullptr] { engine.start(!shared); });
-  if (keeper) keeper->start();
+  if (replication.keeper) replication.keeper->start();
   server->start();
   log_started(cfg, client_opts, *auth);
   ProcessControl control(io, cfg, *auth, router, engine);
@@ -368,7 +387,7 @@ int run(const floodgate::Config& cfg) {
   io.run();
   control.cancel();
   // Everything is written (or the drain gave up): the other replicas may take over at once.
-  if (keeper) keeper->stop(true);
+  if (replication.keeper) replication.keeper->stop(true);
   server->stop();
   log::info("floodgated stopped");
   return 0;

@@ -561,11 +561,8 @@ std::optional<std::vector<std::string>> parse_runs_chunk(std::string_view text,
   }
   std::optional<std::string_view> runs_text;
   for_each_member(text, [&](const std::string& key, std::string_view value) {
-    if (key == "runs") {
-      runs_text = value;
-    } else {
-      c.fail(key, "unknown field (the body of an append is {\"runs\": [...]})");
-    }
+    if (key != "runs") c.fail(key, "unknown field (the body of an append is {\"runs\": [...]})");
+    if (key == "runs") runs_text = value;
     return errors.size() < 50;
   });
   if (!c.ok()) return std::nullopt;
@@ -574,8 +571,7 @@ std::optional<std::vector<std::string>> parse_runs_chunk(std::string_view text,
   BatchRequest out;
   out.run_specs.reserve(*count);
   parse_runs(c, *runs_text, limits, true, errors, out);
-  if (!c.ok()) return std::nullopt;
-  return std::move(out.run_specs);
+  return c.ok() ? std::optional(std::move(out.run_specs)) : std::nullopt;
 }
 
 bool apply_batch_patch(const json& body, engine::BatchSpec& spec, std::vector<FieldError>& errors) {

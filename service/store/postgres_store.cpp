@@ -4,6 +4,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "store/append_rules.h"
 #include "store/database_url.h"
 #include "store/pg_connection.h"
 #include "store/postgres_leases.h"
@@ -396,38 +397,24 @@ AppendResult PostgresStore::append_items(const AppendRequest& request,
   std::lock_guard lock(write_mutex_);
   auto conn = pool_->acquire();
   PgTransaction tx(*conn, what);
-  AppendResult result;
   const PgResult batch = conn->run(kBatchForAppend, PgParams().add(request.batch_id), what);
-  if (batch.rows() == 0) return result;  // kNotFound
+  if (batch.rows() == 0) return AppendResult{};  // kNotFound
   const int64_t seq = batch.int64(0, 0);
-  const std::string stored_state = batch.text(0, 1);
-  const auto state = core::parse_batch_state(stored_state);
-  if (!state) throw StoreError(what + ": unknown state '" + stored_state + "' stored");
-  result.total = batch.int64(0, 2);
-  const bool sealed = batch.int64(0, 3) != 0;
+  AppendFound found(stored_batch_state(batch.text(0, 1), what), batch.int64(0, 3) != 0,
+                    batch.int64(0, 2));
   if (request.idempotency_key) {
     const PgResult chunk =
         conn->run(kChunkByKey, PgParams().add(seq).add(*request.idempotency_key), what);
     if (chunk.rows() > 0) {
-      result.first_index = chunk.int64(0, 0);
-      result.count = chunk.int64(0, 1);
-      result.outcome = chunk.text(0, 2) == request.body_hash ? AppendOutcome::kRepeated
-                                                             : AppendOutcome::kKeyReused;
-      return result;
+      found.chunk_found = true;
+      found.chunk_first = chunk.int64(0, 0);
+      found.chunk_count = chunk.int64(0, 1);
+      found.chunk_hash = chunk.text(0, 2);
     }
   }
-  if (core::is_final(*state)) {
-    result.outcome = AppendOutcome::kFinal;
-    return result;
-  }
-  if (sealed) {
-    result.outcome = AppendOutcome::kSealed;
-    return result;
-  }
-  if (!request.allowed) {
-    result.outcome = AppendOutcome::kRefused;
-    return result;
-  }
+  if (auto settled = settle_append(request, found)) return *settled;
+  AppendResult result;
+  result.total = found.total;
   result.first_index = result.total;
   result.count = static_cast<int64_t>(run_specs.size());
   if (!run_specs.empty()) {

@@ -184,4 +184,13 @@ void Transaction::commit() {
   open_ = false;
 }
 
+FullSyncScope::FullSyncScope(SqliteConnection& conn) : conn_(conn) {
+  Statement(conn_, "PRAGMA synchronous = FULL", "setting synchronous = FULL").run();
+}
+
+FullSyncScope::~FullSyncScope() {
+  // Failing here would only leave the connection at FULL: slower, never less safe.
+  sqlite3_exec(conn_.handle(), "PRAGMA synchronous = NORMAL", nullptr, nullptr, nullptr);
+}
+
 }  // namespace floodgate::store

@@ -109,4 +109,18 @@ class Transaction {
   bool open_ = true;
 };
 
+/// synchronous=FULL for a scope (an accepted batch or chunk: the API answers 201 only after the
+/// commit, and the client then forgets the request), NORMAL again after. SQLite refuses to
+/// change the level inside a transaction, so this guard wraps the Transaction.
+class FullSyncScope {
+ public:
+  explicit FullSyncScope(SqliteConnection& conn);
+  ~FullSyncScope();
+  FullSyncScope(const FullSyncScope&) = delete;
+  FullSyncScope& operator=(const FullSyncScope&) = delete;
+
+ private:
+  SqliteConnection& conn_;
+};
+
 }  // namespace floodgate::store

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string_view>
 
+#include "store/append_rules.h"
 #include "store/queries.h"
 #include "store/sqlite_connection.h"
 #include "store/wal_checkpointer.h"
@@ -118,10 +119,7 @@ BatchRecord read_batch(const Statement& stmt) {
   b.seq = stmt.column_int64(0);
   b.id = stmt.column_text(1);
   b.spec_json = stmt.column_text(2);
-  const std::string state = stmt.column_text(3);
-  const auto parsed = core::parse_batch_state(state);
-  if (!parsed) throw StoreError("batch " + b.id + " has unknown state '" + state + "' stored");
-  b.state = *parsed;
+  b.state = stored_batch_state(stmt.column_text(3), "batch " + b.id);
   b.total = stmt.column_int64(4);
   b.created_at_ms = stmt.column_int64(5);
   b.updated_at_ms = stmt.column_int64(6);
@@ -168,24 +166,7 @@ int parse_pragma_int(const std::string& text, std::string_view pragma) {
 // deterministic idempotency keys and tracking re-reads the children's states from Prefect.
 // An accepted batch is different: the API answers 201 only after insert_batch returns and
 // the client then forgets the request, so insert_batch commits with synchronous=FULL (one
-// fsync of the WAL, which also covers every earlier NORMAL commit). SQLite refuses to change
-// the level inside a transaction, so this guard wraps the Transaction.
-class FullSyncScope {
- public:
-  explicit FullSyncScope(SqliteConnection& conn) : conn_(conn) {
-    Statement(conn_, "PRAGMA synchronous = FULL", "setting synchronous = FULL").run();
-  }
-  ~FullSyncScope() {
-    // Failing here would only leave the connection at FULL: slower, never less safe.
-    sqlite3_exec(conn_.handle(), "PRAGMA synchronous = NORMAL", nullptr, nullptr, nullptr);
-  }
-  FullSyncScope(const FullSyncScope&) = delete;
-  FullSyncScope& operator=(const FullSyncScope&) = delete;
-
- private:
-  SqliteConnection& conn_;
-};
-
+// fsync of the WAL, which also covers every earlier NORMAL commit): FullSyncScope.
 }  // namespace
 
 SqliteStore::SqliteStore(const std::string& path) {
@@ -516,6 +497,34 @@ constexpr std::string_view kSealedOf = "SELECT sealed FROM batches WHERE id = ?1
 
 }  // namespace
 
+// The batch and the chunk under the request's key, as an append finds them; nullopt for an
+// unknown batch. `seq` gets the batch's seq.
+static std::optional<AppendFound> read_for_append(SqliteConnection& db,
+                                                  const AppendRequest& request,
+                                                  const std::string& what, int64_t& seq) {
+  AppendFound found;
+  {
+    Statement batch(db, kBatchForAppend, what);
+    batch.bind(1, request.batch_id);
+    if (!batch.step()) return std::nullopt;
+    seq = batch.column_int64(0);
+    found = AppendFound(stored_batch_state(batch.column_text(1), what), batch.column_int64(3) != 0,
+                        batch.column_int64(2));
+  }
+  if (request.idempotency_key) {
+    Statement chunk(db, kChunkByKey, what);
+    chunk.bind(1, seq);
+    chunk.bind(2, *request.idempotency_key);
+    if (chunk.step()) {
+      found.chunk_found = true;
+      found.chunk_first = chunk.column_int64(0);
+      found.chunk_count = chunk.column_int64(1);
+      found.chunk_hash = chunk.column_text(2);
+    }
+  }
+  return found;
+}
+
 AppendResult SqliteStore::append_items(const AppendRequest& request,
                                        const std::vector<std::string>& run_specs) {
   std::lock_guard lock(writer_->mutex());
@@ -525,60 +534,22 @@ AppendResult SqliteStore::append_items(const AppendRequest& request,
   FullSyncScope full_sync(db);
   Transaction tx(db, Transaction::Mode::kImmediate, what);
 
-  AppendResult result;
   int64_t seq = 0;
-  core::BatchState state = core::BatchState::kQueued;
-  bool sealed = true;
-  {
-    Statement batch(db, kBatchForAppend, what);
-    batch.bind(1, request.batch_id);
-    if (!batch.step()) return result;  // kNotFound
-    seq = batch.column_int64(0);
-    const std::string stored_state = batch.column_text(1);
-    const auto parsed = core::parse_batch_state(stored_state);
-    if (!parsed) throw StoreError(what + ": unknown state '" + stored_state + "' stored");
-    state = *parsed;
-    result.total = batch.column_int64(2);
-    sealed = batch.column_int64(3) != 0;
-  }
-  if (request.idempotency_key) {
-    Statement chunk(db, kChunkByKey, what);
-    chunk.bind(1, seq);
-    chunk.bind(2, *request.idempotency_key);
-    if (chunk.step()) {
-      result.first_index = chunk.column_int64(0);
-      result.count = chunk.column_int64(1);
-      result.outcome = chunk.column_text(2) == request.body_hash ? AppendOutcome::kRepeated
-                                                                 : AppendOutcome::kKeyReused;
-      return result;
-    }
-  }
-  if (core::is_final(state)) {
-    result.outcome = AppendOutcome::kFinal;
-    return result;
-  }
-  if (sealed) {
-    result.outcome = AppendOutcome::kSealed;
-    return result;
-  }
-  if (!request.allowed) {
-    result.outcome = AppendOutcome::kRefused;
-    return result;
-  }
-
+  const std::optional<AppendFound> found = read_for_append(db, request, what, seq);
+  if (!found) return AppendResult{};  // kNotFound
+  if (auto settled = settle_append(request, *found)) return *settled;
+  AppendResult result;
+  result.total = found->total;
   result.first_index = result.total;
   result.count = static_cast<int64_t>(run_specs.size());
   Statement insert_item(db, kInsertItem, what);
   insert_item.bind(1, seq);
-  const std::string pending(core::to_string(core::ItemState::kPending));
+  const std::string pending(core::to_string(core::ItemState::kPending));  // bound, not copied
+  insert_item.bind(3, pending);
+  insert_item.bind(4, int64_t{0});
+  for (int col = 5; col <= 8; ++col) insert_item.bind(col, std::string_view());  // none yet
   for (size_t i = 0; i < run_specs.size(); ++i) {
     insert_item.bind(2, result.first_index + static_cast<int64_t>(i));
-    insert_item.bind(3, pending);
-    insert_item.bind(4, int64_t{0});
-    insert_item.bind(5, std::string_view());
-    insert_item.bind(6, std::string_view());
-    insert_item.bind(7, std::string_view());
-    insert_item.bind(8, std::string_view());
     insert_item.bind(9, run_specs[i]);
     insert_item.run();
   }
