@@ -493,6 +493,20 @@ void parse_runs(Checker& c, std::string_view runs_text, const RequestLimits& lim
   });
 }
 
+// The checks every body gets first, as text: its depth and numbers, and that it is an object.
+bool body_is_object(Checker& c, std::string_view text, const RequestLimits& limits,
+                    std::vector<FieldError>& errors) {
+  if (auto bad = check_json(text, limits.max_depth)) {
+    errors.push_back({bad->field, bad->message, true});
+    return false;
+  }
+  if (json_kind(text) != '{') {
+    c.fail("body", "must be a JSON object, not " + kind_name(json_kind(text)));
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<BatchRequest> parse_batch_request(std::string_view text, const RequestLimits& limits,
@@ -500,14 +514,7 @@ std::optional<BatchRequest> parse_batch_request(std::string_view text, const Req
   Checker c(errors);
   // Checked as text first: depth and numbers are settled before any tree is built, and only
   // one run at a time is ever a tree, so no body costs much more memory than its own size.
-  if (auto bad = check_json(text, limits.max_depth)) {
-    errors.push_back({bad->field, bad->message, true});
-    return std::nullopt;
-  }
-  if (json_kind(text) != '{') {
-    c.fail("body", "must be a JSON object, not " + kind_name(json_kind(text)));
-    return std::nullopt;
-  }
+  if (!body_is_object(c, text, limits, errors)) return std::nullopt;
   json body = json::object();
   std::optional<std::string_view> runs_text;
   read_batch_members(c, text, limits, errors, body, runs_text);
@@ -551,14 +558,7 @@ std::optional<std::vector<std::string>> parse_runs_chunk(std::string_view text,
                                                          const RequestLimits& limits,
                                                          std::vector<FieldError>& errors) {
   Checker c(errors);
-  if (auto bad = check_json(text, limits.max_depth)) {
-    errors.push_back({bad->field, bad->message, true});
-    return std::nullopt;
-  }
-  if (json_kind(text) != '{') {
-    c.fail("body", "must be a JSON object, not " + kind_name(json_kind(text)));
-    return std::nullopt;
-  }
+  if (!body_is_object(c, text, limits, errors)) return std::nullopt;
   std::optional<std::string_view> runs_text;
   for_each_member(text, [&](const std::string& key, std::string_view value) {
     if (key != "runs") c.fail(key, "unknown field (the body of an append is {\"runs\": [...]})");
