@@ -10,7 +10,7 @@ void route_to_holder(Peers* peers, StoreReader& reads, const std::string& id,
                      const ServerRequest& req, Responder respond,
                      std::function<void(const Responder&)> here) {
   if (peers == nullptr) return reads.post(std::move(respond), std::move(here));
-  reads.post(respond, [peers, id, req, here = std::move(here)](const Responder& answer) {
+  reads.post(respond, [peers, &reads, id, req, here = std::move(here)](const Responder& answer) {
     const auto owner = peers->owner_of(id);
     if (!owner) return here(answer);
     const bool ours = owner->owner_id == peers->replica_id();
@@ -33,7 +33,13 @@ void route_to_holder(Peers* peers, StoreReader& reads, const std::string& id,
                    2);
     }
     if (forwarded) return retry("batch " + id + " is moving between replicas; retry", 1);
-    peers->forward(owner->url, req, answer);
+    // A read whose holder does not answer (it died and its lease has not ended yet) is
+    // answered from the store; a change gets the 503.
+    std::function<void()> unreachable;
+    if (req.method == "GET") {
+      unreachable = [&reads, answer, here] { reads.post(answer, here); };
+    }
+    peers->forward(owner->url, req, answer, std::move(unreachable));
   });
 }
 

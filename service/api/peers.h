@@ -27,8 +27,10 @@ class Peers {
   virtual std::optional<store::BatchOwner> owner_of(const std::string& batch_id) = 0;
   /// Holds a batch that no live replica holds (to redrive it here); false when one does.
   virtual bool take_over(const std::string& batch_id) = 0;
-  /// Sends `req` to the replica whose API is at `url` and answers with what it answers.
-  virtual void forward(const std::string& url, const ServerRequest& req, Responder respond) = 0;
+  /// Sends `req` to the replica whose API is at `url` and answers with what it answers; when
+  /// that replica does not answer at all, calls `unreachable` instead (if given).
+  virtual void forward(const std::string& url, const ServerRequest& req, Responder respond,
+                       std::function<void()> unreachable = nullptr) = 0;
 };
 
 /// The header a forwarded request carries (the forwarding replica's id): a replica never

@@ -1,6 +1,8 @@
 #include "app/replica_keeper.h"
 
 #include <algorithm>
+#include <future>
+#include <memory>
 #include <utility>
 
 #include "metrics/log.h"
@@ -78,17 +80,28 @@ void ReplicaKeeper::run() {
 }
 
 void ReplicaKeeper::round() {
-  // What the engine holds, read on its thread for the next heartbeat (one round behind).
-  engine_.post([this] {
+  // What the engine holds now, read on its thread (this thread is not the engine's nor the HTTP
+  // pool's, so it may wait a little; a busy engine leaves last round's values).
+  auto read = std::make_shared<std::promise<void>>();
+  std::future<void> done = read->get_future();
+  engine_.post([this, read] {
     demand_.store(engine_.demand());
     limit_ratio_.store(engine_.limit_ratio());
+    auto ids = engine_.unfinished_ids();
+    std::lock_guard lock(mutex_);
+    working_on_ = std::move(ids);
+    read->set_value();
   });
+  done.wait_for(std::chrono::milliseconds(200));
   const store::Heartbeat beat =
       leases_.heartbeat(options_.url, demand_.load(), limit_ratio_.load());
+  // What this replica held at the last renewal and what its engine works on (a batch it just
+  // accepted is held before any renewal names it).
   std::vector<std::string> previously;
   {
     std::lock_guard lock(mutex_);
     previously = held_;
+    previously.insert(previously.end(), working_on_.begin(), working_on_.end());
   }
   std::vector<std::string> renewed = leases_.renew();
   if (auto lost = leases_.taken_from_us(previously); !lost.empty()) {

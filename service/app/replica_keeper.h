@@ -65,6 +65,7 @@ class ReplicaKeeper {
   bool stopping_ = false;                          // guarded by mutex_
   std::vector<store::ReplicaRecord> live_;         // guarded by mutex_
   std::vector<std::string> held_;                  // guarded by mutex_: leases renewed last
+  std::vector<std::string> working_on_;            // guarded by mutex_: the engine's, read last
   std::string last_error_;                         // guarded by mutex_
   std::chrono::steady_clock::time_point last_ok_;  // guarded by mutex_
   bool fenced_ = false;                            // guarded by mutex_: share set to 0

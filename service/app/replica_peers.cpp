@@ -33,7 +33,7 @@ prefect::HttpClient& ReplicaPeers::client_for(const std::string& url) {
 }
 
 void ReplicaPeers::forward(const std::string& url, const api::ServerRequest& req,
-                           api::Responder respond) {
+                           api::Responder respond, std::function<void()> unreachable) {
   prefect::HttpRequest out;
   out.method = req.method;
   out.path = req.path + (req.query.empty() ? "" : "?" + req.query);
@@ -52,10 +52,12 @@ void ReplicaPeers::forward(const std::string& url, const api::ServerRequest& req
     return respond(api::problem(
         502, "cannot reach the replica holding the batch at " + url + ": " + e.what()));
   }
-  client->send(std::move(out), [url, respond = std::move(respond)](prefect::HttpResponse in) {
+  client->send(std::move(out), [url, respond = std::move(respond),
+                                unreachable = std::move(unreachable)](prefect::HttpResponse in) {
     if (in.status == 0) {
       floodgate::log::warn("forwarding to the batch's replica failed",
                            {{"url", url}, {"error", in.error}});
+      if (unreachable) return unreachable();
       api::ServerResponse r = api::problem(
           503, "the replica holding the batch (" + url + ") did not answer: " + in.error);
       r.headers["Retry-After"] = "1";

@@ -31,8 +31,8 @@ class ReplicaPeers final : public api::Peers {
     return leases_.owner_of(batch_id);
   }
   bool take_over(const std::string& batch_id) override { return leases_.take_over(batch_id); }
-  void forward(const std::string& url, const api::ServerRequest& req,
-               api::Responder respond) override;
+  void forward(const std::string& url, const api::ServerRequest& req, api::Responder respond,
+               std::function<void()> unreachable) override;
 
  private:
   prefect::HttpClient& client_for(const std::string& url);

@@ -96,6 +96,14 @@ int64_t Engine::demand() const {
   return n;
 }
 
+std::vector<std::string> Engine::unfinished_ids() const {
+  std::vector<std::string> ids;
+  for (const auto& [k, b] : book_.batches()) {
+    if (!core::is_final(b->rec.state)) ids.push_back(b->rec.id);
+  }
+  return ids;
+}
+
 void Engine::load_batch(store::BatchRecord record, const std::vector<store::ItemRecord>& stored) {
   BatchSpec spec = spec_from_json(json::parse(record.spec_json, nullptr, false));
   Batch& b = book_.add(std::move(record), std::move(spec));

@@ -102,6 +102,8 @@ class Engine {
   void adopt(store::BatchRecord record, std::vector<store::ItemRecord> items);
   /// Batches held that need Prefect: not final, or final with children still followed.
   int64_t demand() const;
+  /// Ids of the batches held that are not final.
+  std::vector<std::string> unfinished_ids() const;
   /// This replica's part of the global budget and the most cautious replica's limit (see
   /// Dispatcher::set_share).
   void set_budget_share(double share, double peers_limit_ratio) {

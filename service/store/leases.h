@@ -48,7 +48,8 @@ class Leases {
   std::chrono::milliseconds ttl() const { return ttl_; }
 
   /// Records this replica as alive with `demand` and `limit_ratio` and recomputes its share:
-  /// demand over the live replicas' total demand, but never more than the live replicas leave
+  /// demand over the live replicas' total demand (an equal part while none has demand), but
+  /// never more than the live replicas leave
   /// (heartbeats are serialised, so the shares of live replicas never sum to more than 1).
   virtual Heartbeat heartbeat(const std::string& url, int64_t demand, double limit_ratio) = 0;
   /// Extends the leases of every unfinished batch this replica holds; their ids.

@@ -113,9 +113,11 @@ Heartbeat PgLeases::heartbeat(const std::string& url, int64_t demand, double lim
     beat.live.push_back(std::move(rec));
   }
   // This replica's fair part of the budget, but only what the others have let go of: a share
-  // that grows waits until the replicas it grows against have shrunk theirs.
-  const double target =
-      total_demand > 0 ? static_cast<double>(std::max<int64_t>(0, demand)) / total_demand : 0.0;
+  // that grows waits until the replicas it grows against have shrunk theirs. While no replica
+  // has work, each keeps an equal part, so the first batch to come starts at once.
+  const double target = total_demand > 0
+                            ? static_cast<double>(std::max<int64_t>(0, demand)) / total_demand
+                            : 1.0 / static_cast<double>(std::max<size_t>(1, beat.live.size()));
   beat.share = std::clamp(std::min(target, 1.0 - others), 0.0, 1.0);
   conn->run(kSetShare, PgParams().add(replica_id()).add(float_text(beat.share)), what);
   for (auto& rec : beat.live) {

@@ -183,8 +183,21 @@ TEST_F(LeasesTest, SharesFollowDemandAndNeverSumAboveOne) {
   EXPECT_DOUBLE_EQ(b->leases()->heartbeat("", 1, 1.0).share, 0.25);
   EXPECT_DOUBLE_EQ(c->leases()->heartbeat("", 2, 1.0).share, 0.5);
   EXPECT_NEAR(sum(), 1.0, 1e-9);
-  // A replica with nothing to do takes nothing.
+  // A replica with nothing to do takes nothing while others have work.
   EXPECT_DOUBLE_EQ(a->leases()->heartbeat("", 0, 1.0).share, 0.0);
+}
+
+TEST_F(LeasesTest, IdleReplicasKeepEqualPartsSoTheFirstBatchStartsAtOnce) {
+  auto a = replica("a", milliseconds(60000));
+  auto b = replica("b", milliseconds(60000));
+  EXPECT_DOUBLE_EQ(a->leases()->heartbeat("", 0, 1.0).share, 1.0);  // alone
+  EXPECT_DOUBLE_EQ(b->leases()->heartbeat("", 0, 1.0).share, 0.0);  // a has not let go yet
+  EXPECT_DOUBLE_EQ(a->leases()->heartbeat("", 0, 1.0).share, 0.5);
+  EXPECT_DOUBLE_EQ(b->leases()->heartbeat("", 0, 1.0).share, 0.5);
+  // b gets a batch: it has its half at once, and all once a has let go.
+  EXPECT_DOUBLE_EQ(b->leases()->heartbeat("", 1, 1.0).share, 0.5);
+  EXPECT_DOUBLE_EQ(a->leases()->heartbeat("", 0, 1.0).share, 0.0);
+  EXPECT_DOUBLE_EQ(b->leases()->heartbeat("", 1, 1.0).share, 1.0);
 }
 
 TEST_F(LeasesTest, TheMostCautiousReplicasLimitIsEveryones) {
