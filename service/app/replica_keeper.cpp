@@ -125,10 +125,14 @@ void ReplicaKeeper::round() {
   }
   // After the store comes back, claims wait a round, so that owners still alive renew first.
   if (++good_rounds_ < 2) return;
-  const auto live = static_cast<int64_t>(std::max<size_t>(1, beat.live.size()));
+  claim(beat.live.size(), renewed.size());
+}
+
+void ReplicaKeeper::claim(size_t live_replicas, size_t held) {
+  const auto live = static_cast<int64_t>(std::max<size_t>(1, live_replicas));
   const int64_t fair = (leases_.unfinished_count() + live - 1) / live;
   const auto want =
-      static_cast<int>(std::clamp<int64_t>(fair - static_cast<int64_t>(renewed.size()), 1, 1000));
+      static_cast<int>(std::clamp<int64_t>(fair - static_cast<int64_t>(held), 1, 1000));
   for (store::BatchRecord& rec : leases_.claim(want)) {
     std::vector<store::ItemRecord> items = store_.load_items(rec.id, true);
     log::info("claimed a batch no live replica held",

@@ -51,6 +51,9 @@ class ReplicaKeeper {
   void run();
   /// One round: heartbeat, renew, share, claim. Throws StoreError.
   void round();
+  /// Claims batches no live replica holds, up to a fair part of the unfinished ones (at least
+  /// one a round), and hands them to the engine.
+  void claim(size_t live_replicas, size_t held);
 
   store::Store& store_;
   store::Leases& leases_;
