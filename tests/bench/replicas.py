@@ -16,17 +16,19 @@ database (the schema `public` is dropped and floodgated re-creates its tables) a
    completes when all its runs are created), posted round-robin to the replicas' APIs, against
    the fast fake (runs created at once, no latency) with `--bulk false` (one create request per
    run). Each configuration runs with the global --rate off (not binding) and with --rate R/s
-   (binding; --burst R/10). Measured: the makespan from the first POST to the last create on
-   the fake (runs/s = runs / makespan), the fake's per-second buckets (`/_fake/timeline`) over
-   the seconds with creates: requests per second, mean and busiest second; and exactly once:
-   one run and one idempotency key per item, counted on the fake.
+   (binding; --burst R/10), --reps times (the eight one after the other in each repetition).
+   Measured: the makespan from the first POST to the last create on the fake (runs/s = runs /
+   makespan), the time to the first create, the fake's per-second buckets (`/_fake/timeline`)
+   over the seconds with creates: requests per second, mean and busiest second; and exactly
+   once: one run and one idempotency key per item, counted on the fake.
 2. Claims. (a) Takeover: replica A accepts --claim-batches batches (slow ones, so they stay
    RUNNING) while B and C run; A is stopped with SIGTERM, which releases its leases; measured
    is the time from A's exit until B and C hold all of them (`owner_id`, polled with psql),
    i.e. claim rounds plus resuming the batches. (b) The claim statement itself: --pgbench-rows
    unowned RUNNING rows are inserted into `batches` and pgbench runs floodgated's claim UPDATE
-   (the text of service/store/postgres_leases.cpp) from 3 clients until all are claimed, one
-   row per statement and 50 rows per statement; claims/s = rows claimed / elapsed.
+   (the text of service/store/postgres_leases.cpp): 1 client with 1 row per statement, 3
+   clients with 1 and with 50 rows per statement, as many statements as there are rows;
+   claims/s = rows claimed / pgbench's run time (statements / statements per second).
 3. Failover. Replica B runs; replica A is started, accepts a batch (3,000 runs at 100
    launches/s) and, once 50 are launched, is killed with kill -9 (or stopped with SIGTERM).
    Measured from the signal: when another replica holds the batch (psql) and when its items
@@ -177,10 +179,10 @@ def throughput_row(fake: bl.Fake, cluster: Cluster, args, store: str, replicas: 
         ids = [fgs[i % replicas].post_batch(batch_body(args.runs))["id"] for i in range(args.batches)]
         posted_s = time.monotonic() - t0
         deadline = t0 + args.limit_s
-        first = None
+        first_s = None
         while (created := fake.stats()["created"] - base) < total:
-            if first is None and created > 0:
-                first = time.monotonic() - t0
+            if first_s is None and created > 0:
+                first_s = time.monotonic() - t0
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{store} x{replicas} rate {rate}: not all created")
             time.sleep(0.02)
@@ -202,7 +204,7 @@ def throughput_row(fake: bl.Fake, cluster: Cluster, args, store: str, replicas: 
     reqs = [b["requests"] for b in window]
     row = {"store": store, "replicas": replicas, "rate": rate, "runs": total,
            "batches": args.batches, "posted_s": round(posted_s, 2),
-           "first_create_s": None if first is None else round(first, 2), "makespan_s": round(makespan, 2),
+           "first_create_s": None if first_s is None else round(first_s, 2), "makespan_s": round(makespan, 2),
            "runs_per_s": round(total / makespan, 1),
            "requests_per_s_mean": round(sum(reqs) / len(reqs), 1) if reqs else None,
            "requests_busiest_s": max(reqs) if reqs else None,
@@ -219,9 +221,10 @@ def throughput_row(fake: bl.Fake, cluster: Cluster, args, store: str, replicas: 
 
 def part_throughput(fake, cluster, args) -> list[dict]:
     rows = []
-    for rate in args.rates.split(","):
-        for store, n in (("sqlite", 1), ("pg", 1), ("pg", 2), ("pg", 3)):
-            rows.append(throughput_row(fake, cluster, args, store, n, rate))
+    for rep in range(1, args.reps + 1):
+        for rate in args.rates.split(","):
+            for store, n in (("sqlite", 1), ("pg", 1), ("pg", 2), ("pg", 3)):
+                rows.append({"rep": rep, **throughput_row(fake, cluster, args, store, n, rate)})
     return rows
 
 
@@ -282,7 +285,7 @@ def part_pgbench(fake, cluster, args) -> list[dict]:
     rows = []
     script = args.out / "claim.sql"
     script.write_text(CLAIM_SQL)
-    for per_stmt in (1, 50):
+    for clients, per_stmt in ((1, 1), (3, 1), (3, 50)):
         wipe(cluster.url)
         # One floodgated creates the tables, then leaves.
         start(fake, args, "pgbench-schema", cluster.url).stop()
@@ -290,7 +293,6 @@ def part_pgbench(fake, cluster, args) -> list[dict]:
         sql(cluster.url, "INSERT INTO batches (id, spec, state, total, created_at, updated_at) "
                          f"SELECT 'claimbench-' || g, '{{}}', 'RUNNING', 0, 0, 0 "
                          f"FROM generate_series(1, {n}) g; ANALYZE batches;")
-        clients = 3
         tx = n // (clients * per_stmt)
         load = bl.machine()["load"]
         t = time.monotonic()
@@ -302,9 +304,13 @@ def part_pgbench(fake, cluster, args) -> list[dict]:
         m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
         lat = re.search(r"latency average = ([0-9.]+) ms", out)
         tps = float(m.group(1)) if m else None
+        # Rows claimed over pgbench's own run time (statements / statements per second): a
+        # statement may claim fewer rows than its LIMIT when the clients race.
+        run_s = tx * clients / tps if tps else None
         row = {"rows": n, "rows_per_statement": per_stmt, "clients": clients,
                "statements": tx * clients, "claimed": claimed, "elapsed_s": round(elapsed, 2),
-               "statements_per_s": tps, "claims_per_s": round(tps * per_stmt, 1) if tps else None,
+               "pgbench_s": round(run_s, 2) if run_s else None, "statements_per_s": tps,
+               "claims_per_s": round(claimed / run_s, 1) if run_s else None,
                "latency_ms": float(lat.group(1)) if lat else None, "load": load}
         print(f"claim statement, {per_stmt} row(s) each, {clients} clients over {n} rows: "
               f"{row['statements_per_s']} statements/s = {row['claims_per_s']} claims/s, latency "
@@ -403,6 +409,7 @@ def main() -> int:
     ap.add_argument("--batches", type=int, default=6, help="batches per throughput run")
     ap.add_argument("--runs", type=int, default=1000, help="runs per batch")
     ap.add_argument("--rates", default="off,200", help="global --rate settings, comma-separated")
+    ap.add_argument("--reps", type=int, default=2, help="repetitions of the throughput part")
     ap.add_argument("--claim-batches", type=int, default=500)
     ap.add_argument("--pgbench-rows", type=int, default=10000)
     ap.add_argument("--tries", type=int, default=5, help="kill -9 with a 3 s TTL, and SIGTERM")
