@@ -26,9 +26,10 @@ database (the schema `public` is dropped and floodgated re-creates its tables) a
    is the time from A's exit until B and C hold all of them (`owner_id`, polled with psql),
    i.e. claim rounds plus resuming the batches. (b) The claim statement itself: --pgbench-rows
    unowned RUNNING rows are inserted into `batches` and pgbench runs floodgated's claim UPDATE
-   (the text of service/store/postgres_leases.cpp): 1 client with 1 row per statement, 3
-   clients with 1 and with 50 rows per statement, as many statements as there are rows;
-   claims/s = rows claimed / pgbench's run time (statements / statements per second).
+   (the text of service/store/postgres_leases.cpp, with one-hour leases): 1 client with 1 row
+   per statement (also over a tenth of the rows), 3 clients with 1 and with 50 rows per
+   statement, as many statements as there are rows; claims/s = rows claimed / pgbench's run
+   time (statements / statements per second).
 3. Failover. Replica B runs; replica A is started, accepts a batch (3,000 runs at 100
    launches/s) and, once 50 are launched, is killed with kill -9 (or stopped with SIGTERM).
    Measured from the signal: when another replica holds the batch (psql) and when its items
@@ -61,10 +62,12 @@ FAST = {"scheduled_ms": 0, "pending_ms": 0, "running_ms": 0}
 PG_BIN = Path(os.environ.get("FLOODGATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 # floodgated's claim statement (service/store/postgres_leases.cpp, kClaim) with pgbench
-# variables for the owner and the row count; TTL 15 s.
+# variables for the owner and the row count. The leases it writes last an hour: the pgbench
+# clients write no heartbeat, so with a short TTL the rows claimed first would be free again
+# (and claimed a second time) before the run ends, and rows claimed would undercount claims.
 NOW_MS = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 CLAIM_SQL = (
-    f"UPDATE batches SET owner_id = 'bench-' || :client_id, lease_expires_at = {NOW_MS} + 15000 "
+    f"UPDATE batches SET owner_id = 'bench-' || :client_id, lease_expires_at = {NOW_MS} + 3600000 "
     "WHERE seq IN (SELECT b.seq FROM batches b WHERE b.state IN ('QUEUED', 'RUNNING', 'PAUSED') "
     f"AND (b.owner_id IS NULL OR (b.owner_id <> 'bench-' || :client_id AND b.lease_expires_at < {NOW_MS} "
     f"AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = b.owner_id AND r.heartbeat_at > {NOW_MS} - 15000))) "
@@ -285,11 +288,11 @@ def part_pgbench(fake, cluster, args) -> list[dict]:
     rows = []
     script = args.out / "claim.sql"
     script.write_text(CLAIM_SQL)
-    for clients, per_stmt in ((1, 1), (3, 1), (3, 50)):
+    big = args.pgbench_rows
+    for n, clients, per_stmt in ((big // 10, 1, 1), (big, 1, 1), (big, 3, 1), (big, 3, 50)):
         wipe(cluster.url)
         # One floodgated creates the tables, then leaves.
         start(fake, args, "pgbench-schema", cluster.url).stop()
-        n = args.pgbench_rows
         sql(cluster.url, "INSERT INTO batches (id, spec, state, total, created_at, updated_at) "
                          f"SELECT 'claimbench-' || g, '{{}}', 'RUNNING', 0, 0, 0 "
                          f"FROM generate_series(1, {n}) g; ANALYZE batches;")
