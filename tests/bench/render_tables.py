@@ -293,12 +293,16 @@ def render_replicas(doc: dict) -> list[str]:
     if fo:
         out += ["Failover, each try from the signal to A:", "",
                 "| signal | --lease-ttl-s | try | another replica holds the batch, s | its items move "
-                "again, s | LAUNCHED before -> after | failed reads through B | load at start |",
-                "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
+                "again, s | a new run created, s | LAUNCHED: before, in the store after A, then | "
+                "failed reads through B | load at start |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
         for r in fo:
             errs = ", ".join(f"{v} x {k}" for k, v in sorted(r["read_errors"].items())) or "-"
+            created = r.get("created_s")
+            stored = r.get("launched_in_store_after_exit", "?")
             out.append(f"| {r['signal']} | {r['ttl_s']} | {r['try']} | {r['held_s']:.2f} | {r['moved_s']:.2f} | "
-                       f"{r['launched_before']} -> {r['launched_after']} | {errs} | {r['load'].split()[0]} |")
+                       f"{'-' if created is None else f'{created:.2f}'} | {r['launched_before']}, {stored} -> "
+                       f"{r['launched_after']} | {errs} | {r['load'].split()[0]} |")
         out += ["", "| signal | --lease-ttl-s | tries | holder, median [min-max] s | items move, median "
                 "[min-max] s |", "| --- | ---: | ---: | ---: | ---: |"]
         for key in dict.fromkeys((r["signal"], r["ttl_s"]) for r in fo):

@@ -33,8 +33,10 @@ database (the schema `public` is dropped and floodgated re-creates its tables) a
 3. Failover. Replica B runs; replica A is started, accepts a batch (3,000 runs at 100
    launches/s) and, once 50 are launched, is killed with kill -9 (or stopped with SIGTERM).
    Measured from the signal: when another replica holds the batch (psql) and when its items
-   move again, i.e. its LAUNCHED count read through B's API first exceeds the count read just
-   before the signal. With --lease-ttl-s 3 (--tries times) and 15 (--tries-15 times), and
+   move again, i.e. its LAUNCHED count read through B's API first exceeds both the count read
+   just before the signal and the count in the store once A is gone (after SIGTERM A drains:
+   its requests in flight end as LAUNCHED), and when the fake first creates a new run after
+   that. With --lease-ttl-s 3 (--tries times) and 15 (--tries-15 times), and
    SIGTERM with the 15 s TTL (--tries times).
 
 Raw results go to docs/bench-results/replicas.json; tests/bench/render_tables.py renders the
@@ -347,15 +349,26 @@ def failover_try(fake, cluster, args, b: bl.Floodgated, ttl: int, how: str, n: i
     else:
         a.stop()
     exited = time.monotonic() - t0
-    moved = held = None
+    # What A left in the store: after SIGTERM it drains, so requests it had in flight at the
+    # signal end as LAUNCHED in the store without another replica doing anything; the items
+    # "move again" only past that. After kill -9 the store is at most a flush behind A.
+    if how == "kill":
+        time.sleep(0.2)  # requests A had sent may still be answered by the fake
+    stored = int(sql(cluster.url, "SELECT count(*) FROM items i JOIN batches b ON b.seq = "
+                                  f"i.batch_seq WHERE b.id = '{job}' AND i.state = 'LAUNCHED'"))
+    threshold = max(before, stored)
+    fake_base = fake.stats()["created"]
+    moved = held = created = None
     errors: dict[str, int] = {}
     after = before
     deadline = t0 + ttl + 60
-    while moved is None:
+    while moved is None or held is None or created is None:
         v = view(b, job, errors)
         now = time.monotonic() - t0
-        if v is not None and v["counts"]["LAUNCHED"] > before:
+        if moved is None and v is not None and v["counts"]["LAUNCHED"] > threshold:
             moved, after = now, v["counts"]["LAUNCHED"]
+        if created is None and fake.stats()["created"] > fake_base:
+            created = time.monotonic() - t0
         if held is None:
             h = sql(cluster.url, f"SELECT coalesce(owner_id, '') FROM batches WHERE id = '{job}'")
             if h and h != a_id:
@@ -363,18 +376,18 @@ def failover_try(fake, cluster, args, b: bl.Floodgated, ttl: int, how: str, n: i
         if time.monotonic() > deadline:
             raise TimeoutError(f"items did not move after {how} (ttl {ttl})")
         time.sleep(0.01)
-    if held is None:
-        held = moved  # the view moved first: the holder changed before it
     try:
         bl.http_json(f"{b.url}/v1/batches/{job}/cancel", b"{}")
     except urllib.error.HTTPError:
         pass
     row = {"ttl_s": ttl, "signal": "kill -9" if how == "kill" else "SIGTERM", "try": n,
            "launched_before": before, "launched_after": after, "exit_s": round(exited, 3),
-           "held_s": round(held, 3), "moved_s": round(moved, 3), "read_errors": errors,
+           "launched_in_store_after_exit": stored, "held_s": round(held, 3),
+           "moved_s": round(moved, 3), "created_s": round(created, 3), "read_errors": errors,
            "load": load}
     print(f"ttl {ttl:2} {row['signal']:7} try {n}: new holder after {held:.2f}s, items moving "
-          f"after {moved:.2f}s ({before} -> {after} launched; {errors} reads failed; A exited "
+          f"after {moved:.2f}s ({before}/{stored} -> {after} launched), new creates on the fake after "
+          f"{created:.2f}s; {errors} reads failed; A exited "
           f"{exited:.2f}s) (load {load})", flush=True)
     return row
 
