@@ -255,17 +255,20 @@ class Fake:
 
 
 class Floodgated:
-    """One floodgated process with a fresh SQLite file."""
+    """One floodgated process with a fresh SQLite file, or on the store `db` names (a
+    postgresql:// URL: one replica among those on that database)."""
 
     def __init__(self, port: int, prefect_url: str, workdir: Path, extra: list[str] | None = None,
-                 log_level: str | None = "warn"):
+                 log_level: str | None = "warn", db: str | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
-        db = workdir / f"fg-{port}.db"
-        for p in workdir.glob(db.name + "*"):
-            p.unlink()
+        if db is None:
+            path = workdir / f"fg-{port}.db"
+            for p in workdir.glob(path.name + "*"):
+                p.unlink()
+            db = f"sqlite://{path}"
         self.url = f"http://127.0.0.1:{port}"
         self.args = [str(FLOODGATED), "--listen", f"127.0.0.1:{port}", "--prefect-api-url",
-                     prefect_url, "--db", f"sqlite://{db}"]
+                     prefect_url, "--db", db]
         if log_level:
             self.args += ["--log-level", log_level]
         self.args += extra or []
@@ -306,6 +309,12 @@ class Floodgated:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log.close()
+
+    def kill(self) -> None:
+        """kill -9: no drain, no release of leases."""
+        self.proc.kill()
+        self.proc.wait()
         self.log.close()
 
 

@@ -219,12 +219,108 @@ def render_backlog_gating(doc: dict) -> list[str]:
     return out
 
 
+def render_replicas(doc: dict) -> list[str]:
+    """Issue 16: replicas on PostgreSQL next to SQLite, claims, failover (tests/bench/replicas.py)."""
+    out = [provenance_line(doc) + f" PostgreSQL {doc.get('postgres', '?')}.", ""]
+    rows = doc.get("throughput", [])
+    if rows:
+        def after_first(r: dict) -> float:
+            return r["runs"] / max(1e-9, r["makespan_s"] - (r["first_create_s"] or 0))
+
+        def bound(r: dict) -> str:
+            rate = r["rate"]
+            return "-" if rate == "off" else str(int(rate) + max(1, int(rate) // 10) + r["replicas"])
+
+        def label(r: dict) -> str:
+            return "SQLite" if r["store"] == "sqlite" else "PostgreSQL"
+        out += ["Throughput and the load on Prefect (the fake), one configuration after the other, "
+                f"{rows[0]['batches']} batches x {rows[0]['runs'] // rows[0]['batches']:,} runs, "
+                "`--bulk false`:", "",
+                "| rep | --rate | store | replicas | runs/s | first create s | runs/s after the first "
+                "create | requests/s, mean | busiest second | bucket's bound | exactly once | load at start |",
+                "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+        for r in rows:
+            rate_s = "off" if r["rate"] == "off" else f"{r['rate']}/s"
+            out.append(
+                f"| {r.get('rep', 1)} | {rate_s} | {label(r)} | {r['replicas']} | {r['runs_per_s']:,.0f} | "
+                f"{r['first_create_s']:.2f} | {after_first(r):,.0f} | {r['requests_per_s_mean']:,.0f} | "
+                f"{r['requests_busiest_s']:,} | {bound(r)} | {'yes' if r['exactly_once'] else 'NO'} "
+                f"({r['runs_created']:,} runs, {r['distinct_keys']:,} keys) | {r['load'].split()[0]} |")
+        out += ["", "Medians over the repetitions, and over one replica on SQLite:", "",
+                "| --rate | store | replicas | runs/s | x SQLite | first create s | runs/s after the "
+                "first create | x SQLite | busiest second, worst | bucket's bound |",
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+        def med(rs: list[dict], f) -> float:
+            return bl.spread([f(r) for r in rs])["median"]
+        for rate in dict.fromkeys(r["rate"] for r in rows):
+            groups = {}
+            for r in rows:
+                if r["rate"] == rate:
+                    groups.setdefault((r["store"], r["replicas"]), []).append(r)
+            base = groups.get(("sqlite", 1))
+            b_rate = med(base, lambda r: r["runs_per_s"]) if base else None
+            b_after = med(base, after_first) if base else None
+            for (store, n), rs in groups.items():
+                rps, aft = med(rs, lambda r: r["runs_per_s"]), med(rs, after_first)
+                rate_s = "off" if rate == "off" else f"{rate}/s"
+                out.append(f"| {rate_s} | {label(rs[0])} | {n} | {rps:,.0f} | "
+                           f"{rps / b_rate if b_rate else float('nan'):.2f} | "
+                           f"{med(rs, lambda r: r['first_create_s']):.2f} | {aft:,.0f} | "
+                           f"{aft / b_after if b_after else float('nan'):.2f} | "
+                           f"{max(r['requests_busiest_s'] for r in rs):,} | {bound(rs[0])} |")
+        out.append("")
+    t = doc.get("takeover")
+    if t:
+        split = ", ".join(f"{k} {v}" for k, v in sorted(t["split"].items()))
+        out += [f"Takeover after SIGTERM: {t['batches']} RUNNING batches released by A (which exited "
+                f"{t['sigterm_to_exit_s']:.2f} s after the signal) were all held by B and C "
+                f"{t['exit_to_all_held_s']:.2f} s after A's exit ({split}): **{t['claims_per_s']:,.0f} "
+                f"claims/s** end to end, load {t['load'].split()[0]} at the start.", ""]
+    cs = doc.get("claim_statement", [])
+    if cs:
+        out += ["The claim statement alone (pgbench, floodgated's claim `UPDATE ... FOR UPDATE SKIP LOCKED`, "
+                "until every row is claimed):", "",
+                "| unowned rows | rows per statement | clients | statements | statements/s | claims/s | "
+                "mean latency ms | rows claimed | load at start |",
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in cs:
+            out.append(f"| {r['rows']:,} | {r['rows_per_statement']} | {r['clients']} | {r['statements']:,} | "
+                       f"{r['statements_per_s']:,.0f} | {r['claims_per_s']:,.0f} | {r['latency_ms']:.1f} | "
+                       f"{r['claimed']:,} | {r['load'].split()[0]} |")
+        out.append("")
+    fo = doc.get("failover", [])
+    if fo:
+        out += ["Failover, each try from the signal to A:", "",
+                "| signal | --lease-ttl-s | try | another replica holds the batch, s | its items move "
+                "again, s | a new run created, s | LAUNCHED: before, in the store after A, then | "
+                "failed reads through B | load at start |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
+        for r in fo:
+            errs = ", ".join(f"{v} x {k}" for k, v in sorted(r["read_errors"].items())) or "-"
+            created = r.get("created_s")
+            stored = r.get("launched_in_store_after_exit", "?")
+            out.append(f"| {r['signal']} | {r['ttl_s']} | {r['try']} | {r['held_s']:.2f} | {r['moved_s']:.2f} | "
+                       f"{'-' if created is None else f'{created:.2f}'} | {r['launched_before']}, {stored} -> "
+                       f"{r['launched_after']} | {errs} | {r['load'].split()[0]} |")
+        out += ["", "| signal | --lease-ttl-s | tries | holder, median [min-max] s | items move, median "
+                "[min-max] s |", "| --- | ---: | ---: | ---: | ---: |"]
+        for key in dict.fromkeys((r["signal"], r["ttl_s"]) for r in fo):
+            rs = [r for r in fo if (r["signal"], r["ttl_s"]) == key]
+            h = bl.spread([r["held_s"] for r in rs])
+            m = bl.spread([r["moved_s"] for r in rs])
+            out.append(f"| {key[0]} | {key[1]} | {len(rs)} | {h['median']:.2f} [{h['min']:.2f}-{h['max']:.2f}] | "
+                       f"{m['median']:.2f} [{m['min']:.2f}-{m['max']:.2f}] |")
+    return out
+
+
 RENDER = {"overload": render_overload, "api_economy": render_api_economy,
           "launch_throughput": render_launch_throughput, "launch_split_ab": render_launch_split_ab,
           "launch_http_read_ab": render_launch_split_ab}
 RENDER["seed_scenario"] = render_seed_scenario
 RENDER["start_pacing"] = render_start_pacing
 RENDER["backlog_gating"] = render_backlog_gating
+RENDER["replicas"] = render_replicas
 
 
 def main() -> int:
