@@ -71,8 +71,9 @@ class ReplicaKeeper {
   std::vector<std::string> working_on_;            // guarded by mutex_: the engine's, read last
   std::string last_error_;                         // guarded by mutex_
   std::chrono::steady_clock::time_point last_ok_;  // guarded by mutex_
-  bool fenced_ = false;                            // guarded by mutex_: share set to 0
-  int good_rounds_ = 0;                            // rounds since the store answered again
+  bool settled_ = true;  // guarded by mutex_: the last heartbeat found every share fair
+  bool fenced_ = false;  // guarded by mutex_: share set to 0
+  int good_rounds_ = 0;  // rounds since the store answered again
   // Read by the keeper, written on the engine's thread.
   std::atomic<int64_t> demand_{0};
   std::atomic<double> limit_ratio_{1.0};

@@ -142,9 +142,13 @@ double Dispatcher::limit_ratio() const {
 }
 
 int Dispatcher::effective_limit() const {
-  // Replicas sharing one Prefect: the most cautious replica's limit, and this one's share of it.
-  double limit = std::min<double>(limit_->limit(), peers_limit_ratio_ * options_.max_in_flight) *
-                 share_ * backoff_.resume_fraction();
+  // Replicas sharing one Prefect: this one's share of the ceiling, and the most cautious
+  // replica's limit. Its own adaptive limit is not scaled by the share: it is what this replica
+  // measured Prefect to take from it.
+  const double ceiling = options_.max_in_flight * share_;
+  double limit = std::min({static_cast<double>(limit_->limit()), ceiling,
+                           peers_limit_ratio_ * options_.max_in_flight}) *
+                 backoff_.resume_fraction();
   // Half-open trials go one at a time: two at once can lose to each other on a server that
   // serialises writes (SQLite), and the breaker would reopen for a race it caused.
   if (breaker_.is_half_open()) limit = 1.0;

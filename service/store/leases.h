@@ -26,6 +26,8 @@ struct Heartbeat {
   std::vector<ReplicaRecord> live;  // every replica whose heartbeat is younger than the TTL
   double share = 0;                 // the share this replica may use from now on
   double limit_ratio = 1.0;         // the smallest limit_ratio of the live replicas
+  /// Every live replica holds its fair share: nobody waits for another to let go of budget.
+  bool settled = true;
 };
 
 /// The batch a replica was asked about and who holds it.

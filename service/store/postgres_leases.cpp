@@ -1,6 +1,7 @@
 #include "store/postgres_leases.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string_view>
 
@@ -120,8 +121,13 @@ Heartbeat PgLeases::heartbeat(const std::string& url, int64_t demand, double lim
                             : 1.0 / static_cast<double>(std::max<size_t>(1, beat.live.size()));
   beat.share = std::clamp(std::min(target, 1.0 - others), 0.0, 1.0);
   conn->run(kSetShare, PgParams().add(replica_id()).add(float_text(beat.share)), what);
+  const double idle_part = 1.0 / static_cast<double>(std::max<size_t>(1, beat.live.size()));
   for (auto& rec : beat.live) {
     if (rec.id == replica_id()) rec.share = beat.share;
+    const double fair = total_demand > 0
+                            ? static_cast<double>(std::max<int64_t>(0, rec.demand)) / total_demand
+                            : idle_part;
+    if (std::abs(rec.share - fair) > 1e-6) beat.settled = false;
   }
   conn->run(kForgetDead, PgParams().add(ttl_ms), what);
   tx.commit();

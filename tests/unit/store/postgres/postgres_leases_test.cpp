@@ -196,8 +196,12 @@ TEST_F(LeasesTest, IdleReplicasKeepEqualPartsSoTheFirstBatchStartsAtOnce) {
   EXPECT_DOUBLE_EQ(b->leases()->heartbeat("", 0, 1.0).share, 0.5);
   // b gets a batch: it has its half at once, and all once a has let go.
   EXPECT_DOUBLE_EQ(b->leases()->heartbeat("", 1, 1.0).share, 0.5);
-  EXPECT_DOUBLE_EQ(a->leases()->heartbeat("", 0, 1.0).share, 0.0);
-  EXPECT_DOUBLE_EQ(b->leases()->heartbeat("", 1, 1.0).share, 1.0);
+  const Heartbeat a_beat = a->leases()->heartbeat("", 0, 1.0);
+  EXPECT_DOUBLE_EQ(a_beat.share, 0.0);
+  EXPECT_FALSE(a_beat.settled);  // b still waits for its whole part: beat quickly
+  const Heartbeat b_beat = b->leases()->heartbeat("", 1, 1.0);
+  EXPECT_DOUBLE_EQ(b_beat.share, 1.0);
+  EXPECT_TRUE(b_beat.settled);
 }
 
 TEST_F(LeasesTest, TheMostCautiousReplicasLimitIsEveryones) {
