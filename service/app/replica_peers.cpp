@@ -27,6 +27,9 @@ std::string lower(std::string s) {
 
 prefect::HttpClient& ReplicaPeers::client_for(const std::string& url) {
   std::lock_guard lock(mutex_);
+  // Replicas come and go (new pod addresses): forget the clients of old ones now and then.
+  // Requests in flight on a client that goes complete normally.
+  if (clients_.size() >= 32 && clients_.count(url) == 0) clients_.clear();
   auto& client = clients_[url];
   if (!client) client = make_client_(url);
   return *client;
