@@ -93,6 +93,7 @@ void ReplicaKeeper::round() {
     demand_.store(engine_.demand());
     limit_ratio_.store(engine_.limit_ratio());
     auto ids = engine_.unfinished_ids();
+    draining_.store(engine_.draining());
     std::lock_guard lock(mutex_);
     working_on_ = std::move(ids);
     read->set_value();
@@ -131,7 +132,8 @@ void ReplicaKeeper::round() {
   }
   // After the store comes back, claims wait a round, so that owners still alive renew first.
   if (++good_rounds_ < 2) return;
-  claim(beat.live.size(), renewed.size());
+  // A replica that is stopping takes nothing more: it would only give it up again.
+  if (!draining_.load()) claim(beat.live.size(), renewed.size());
 }
 
 void ReplicaKeeper::claim(size_t live_replicas, size_t held) {

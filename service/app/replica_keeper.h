@@ -77,6 +77,7 @@ class ReplicaKeeper {
   // Read by the keeper, written on the engine's thread.
   std::atomic<int64_t> demand_{0};
   std::atomic<double> limit_ratio_{1.0};
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace floodgate::app

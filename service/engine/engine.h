@@ -104,6 +104,8 @@ class Engine {
   int64_t demand() const;
   /// Ids of the batches held that are not final.
   std::vector<std::string> unfinished_ids() const;
+  /// True once drain() was called: takes no batch of another replica any more.
+  bool draining() const { return draining_; }
   /// This replica's part of the global budget and the most cautious replica's limit (see
   /// Dispatcher::set_share).
   void set_budget_share(double share, double peers_limit_ratio) {
