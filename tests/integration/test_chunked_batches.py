@@ -138,6 +138,10 @@ def test_long_polls_wake_on_an_append_and_on_the_seal(api, fake):
         out["took"] = time.monotonic() - t0
 
     for change in ("append", "seal"):
+        if change == "seal":
+            # The appended run's launch changes the batch too: let it land first, so that what
+            # wakes the poll is the seal.
+            wait_until(lambda: launched(api, b["id"]) == 3, 20, what="the appended run launched")
         before = api.batch(b["id"])
         out = {}
         poll = threading.Thread(target=long_poll, args=(before, out))
