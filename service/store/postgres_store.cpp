@@ -379,15 +379,10 @@ namespace {
 // check, the new indexes and the total agree.
 constexpr std::string_view kBatchForAppend =
     "SELECT seq, state, total, sealed FROM batches WHERE id = $1 FOR UPDATE";
-constexpr std::string_view kChunkByKey =
-    "SELECT first_index, count, body_hash FROM batch_chunks WHERE batch_seq = $1 AND "
-    "idempotency_key = $2";
 constexpr std::string_view kRecordChunk =
     "INSERT INTO batch_chunks (batch_seq, idempotency_key, first_index, count, body_hash, "
     "created_at) VALUES ($1, $2, $3, $4, $5, (extract(epoch FROM now()) * 1000)::bigint)";
-constexpr std::string_view kGrowTotal = "UPDATE batches SET total = total + $2 WHERE seq = $1";
 constexpr std::string_view kSealedOf = "SELECT sealed FROM batches WHERE id = $1 FOR UPDATE";
-constexpr std::string_view kSeal = "UPDATE batches SET sealed = 1 WHERE id = $1";
 
 }  // namespace
 
@@ -404,7 +399,7 @@ AppendResult PostgresStore::append_items(const AppendRequest& request,
                     batch.int64(0, 2));
   if (request.idempotency_key) {
     const PgResult chunk =
-        conn->run(kChunkByKey, PgParams().add(seq).add(*request.idempotency_key), what);
+        conn->run(sql(Query::kChunkByKey), PgParams().add(seq).add(*request.idempotency_key), what);
     if (chunk.rows() > 0) {
       found.chunk_found = true;
       found.chunk_first = chunk.int64(0, 0);
@@ -433,7 +428,7 @@ AppendResult PostgresStore::append_items(const AppendRequest& request,
     }
     conn->copy_in(kCopyItems, rows, what);
   }
-  conn->run(kGrowTotal, PgParams().add(seq).add(result.count), what);
+  conn->run(sql(Query::kGrowTotal), PgParams().add(seq).add(result.count), what);
   if (request.idempotency_key) {
     conn->run(kRecordChunk,
               PgParams()
@@ -458,7 +453,7 @@ SealResult PostgresStore::seal_batch(const std::string& batch_id) {
   const PgResult sealed = conn->run(kSealedOf, PgParams().add(batch_id), what);
   if (sealed.rows() == 0) return SealResult::kNotFound;
   if (sealed.int64(0, 0) != 0) return SealResult::kAlreadySealed;
-  conn->run(kSeal, PgParams().add(batch_id), what);
+  conn->run(sql(Query::kSeal), PgParams().add(batch_id), what);
   tx.commit();
   return SealResult::kSealed;
 }

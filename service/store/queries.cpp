@@ -47,6 +47,13 @@ constexpr std::string_view postgres_text(Query query) {
     case Query::kListItemsInState:
       return FLOODGATE_ITEM_COLUMNS FLOODGATE_ITEMS_OF_BATCH
           " AND state = $4 AND idx > $2 ORDER BY idx LIMIT $3";
+    case Query::kChunkByKey:
+      return "SELECT first_index, count, body_hash FROM batch_chunks WHERE batch_seq = $1 AND "
+             "idempotency_key = $2";
+    case Query::kGrowTotal:
+      return "UPDATE batches SET total = total + $2 WHERE seq = $1";
+    case Query::kSeal:
+      return "UPDATE batches SET sealed = 1 WHERE id = $1";
     case Query::kCountItems:
       // Counted from the items_by_state index alone, without touching the rows.
       return "SELECT state, count(*)" FLOODGATE_ITEMS_OF_BATCH " GROUP BY state";

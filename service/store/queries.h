@@ -28,6 +28,9 @@ enum class Query {
   kLoadItemsWithSpec,   // $1 batch id; spec is the 8th column
   kListItems,           // $1 batch id, $2 after index, $3 limit
   kListItemsInState,    // the same, $4 state
+  kChunkByKey,          // $1 batch seq, $2 chunk key -> first_index, count, body_hash
+  kGrowTotal,           // $1 batch seq, $2 runs appended
+  kSeal,                // $1 batch id
   kCountItems,          // $1 batch id -> (state, count) rows
 };
 inline constexpr size_t kQueryCount = static_cast<size_t>(Query::kCountItems) + 1;

@@ -485,14 +485,9 @@ namespace {
 
 constexpr std::string_view kBatchForAppend =
     "SELECT seq, state, total, sealed FROM batches WHERE id = ?1";
-constexpr std::string_view kChunkByKey =
-    "SELECT first_index, count, body_hash FROM batch_chunks WHERE batch_seq = ?1 AND "
-    "idempotency_key = ?2";
 constexpr std::string_view kRecordChunk =
     "INSERT INTO batch_chunks (batch_seq, idempotency_key, first_index, count, body_hash, "
     "created_at) VALUES (?1, ?2, ?3, ?4, ?5, CAST(strftime('%s', 'now') AS INTEGER) * 1000)";
-constexpr std::string_view kGrowTotal = "UPDATE batches SET total = total + ?2 WHERE seq = ?1";
-constexpr std::string_view kSeal = "UPDATE batches SET sealed = 1 WHERE id = ?1";
 constexpr std::string_view kSealedOf = "SELECT sealed FROM batches WHERE id = ?1";
 
 }  // namespace
@@ -512,7 +507,7 @@ static std::optional<AppendFound> read_for_append(SqliteConnection& db,
                         batch.column_int64(2));
   }
   if (request.idempotency_key) {
-    Statement chunk(db, kChunkByKey, what);
+    Statement chunk(db, sql(Query::kChunkByKey), what);
     chunk.bind(1, seq);
     chunk.bind(2, *request.idempotency_key);
     if (chunk.step()) {
@@ -554,7 +549,7 @@ AppendResult SqliteStore::append_items(const AppendRequest& request,
     insert_item.run();
   }
   {
-    Statement grow(db, kGrowTotal, what);
+    Statement grow(db, sql(Query::kGrowTotal), what);
     grow.bind(1, seq);
     grow.bind(2, result.count);
     grow.run();
@@ -586,7 +581,7 @@ SealResult SqliteStore::seal_batch(const std::string& batch_id) {
     if (!sealed.step()) return SealResult::kNotFound;
     if (sealed.column_int64(0) != 0) return SealResult::kAlreadySealed;
   }
-  Statement seal(db, kSeal, what);
+  Statement seal(db, sql(Query::kSeal), what);
   seal.bind(1, batch_id);
   seal.run();
   tx.commit();
