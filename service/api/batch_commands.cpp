@@ -100,14 +100,6 @@ ServerResponse run_control(engine::Engine& engine, const std::string& id, const 
 // How many times a redrive reads the store for a batch that keeps changing meanwhile.
 constexpr int kRedriveReadRounds = 3;
 
-// The items of a batch counted by state.
-std::array<int64_t, core::kItemStateCount> count_states(
-    const std::vector<store::ItemRecord>& items) {
-  std::array<int64_t, core::kItemStateCount> counts{};
-  for (const auto& item : items) counts[static_cast<int>(item.state)] += 1;
-  return counts;
-}
-
 // Merges a PATCH body into the spec of a batch the engine holds and applies it (engine thread).
 ServerResponse run_patch(engine::Engine& engine, const std::string& id,
                          const engine::BatchSpec& current, const json& patch) {
@@ -169,21 +161,18 @@ void BatchCommands::submit(const ServerRequest& req, const std::string& submitte
 
   engine_.apply_defaults(parsed->spec);
   store::BatchRecord rec = new_record(*parsed, std::move(idem), submitted_by);
-  std::vector<store::ItemRecord> items(parsed->run_specs.size());
-  for (size_t i = 0; i < items.size(); ++i) {
-    items[i].index = static_cast<int64_t>(i);
-    items[i].spec_json = std::move(parsed->run_specs[i]);
-  }
   store::InsertResult result;
   try {
-    result = store_.insert_batch(rec, items);
+    result = store_.insert_pending_batch(rec, parsed->run_specs);
   } catch (const std::exception& e) {
     log::error("could not store a batch", {{"error", e.what()}});
     return respond(problem(503, std::string("could not store the batch: ") + e.what()));
   }
   if (!result.inserted) return answer_existing(result.batch_id, std::move(respond));
   if (auto stored = store_.get_batch(rec.id)) rec.seq = stored->seq;
-  start(std::move(rec), std::move(parsed->spec), std::move(items), std::move(respond));
+  // The runs are the store's now: the engine reads them back as their turn to launch comes.
+  std::vector<std::string>().swap(parsed->run_specs);
+  start(std::move(rec), std::move(parsed->spec), std::move(respond));
 }
 
 void BatchCommands::answer_existing(const std::string& id, Responder respond) {
@@ -198,18 +187,11 @@ void BatchCommands::answer_existing(const std::string& id, Responder respond) {
   });
 }
 
-void BatchCommands::start(store::BatchRecord rec, engine::BatchSpec spec,
-                          std::vector<store::ItemRecord> items, Responder respond) {
-  // Take the specs back from the records: the engine keeps them until each run exists.
-  std::vector<std::string> specs(items.size());
-  for (size_t i = 0; i < items.size(); ++i) specs[i] = std::move(items[i].spec_json);
-  items.clear();
-  items.shrink_to_fit();
-  auto shared_specs = std::make_shared<std::vector<std::string>>(std::move(specs));
+void BatchCommands::start(store::BatchRecord rec, engine::BatchSpec spec, Responder respond) {
   auto shared_spec = std::make_shared<engine::BatchSpec>(std::move(spec));
-  engine_.post([this, rec = std::move(rec), shared_spec, shared_specs, respond]() mutable {
+  engine_.post([this, rec = std::move(rec), shared_spec, respond]() mutable {
     std::string id = rec.id;
-    engine_.add_batch(std::move(rec), std::move(*shared_spec), std::move(*shared_specs));
+    engine_.add_batch(std::move(rec), std::move(*shared_spec));
     respond(with_location(json_response(201, engine_.batch_json(id)), id));
   });
 }
@@ -272,12 +254,12 @@ void BatchCommands::redrive_stored(const std::string& id, Responder respond) {
       r.headers["Retry-After"] = "1";
       return answer(std::move(r));
     }
-    // Its items are needed anyway. Not held, its items were never freed in this process
-    // (items_released 0); held and freed meanwhile by another redrive, the engine asks again.
+    // Its redrivable items are needed anyway. Not held, none was evicted in this process
+    // (evictions 0); held and evicted meanwhile by another redrive, the engine asks again.
     engine::RedriveNeeds needs;
     needs.items = true;
     auto got = std::make_shared<engine::RedriveReads>(read_for_redrive(store_, id, needs));
-    auto counts = count_states(*got->items);
+    auto counts = store_.count_items(id);
     engine_.post([this, id, record = std::move(*rec), counts, got, respond]() mutable {
       engine_.hold(std::move(record), counts);
       redrive(id, *got, 1, respond);
@@ -368,7 +350,7 @@ void BatchCommands::append_here(const std::shared_ptr<Chunk>& chunk, const Respo
         using store::AppendOutcome;
         switch (r.outcome) {
           case AppendOutcome::kAppended:
-            engine_.append_items(batch_id, r.first_index, chunk->specs);
+            engine_.append_items(batch_id, r.first_index, r.count);
             return answer(json_response(201, chunk_json(engine_, batch_id, r)));
           case AppendOutcome::kRepeated:
             return answer(json_response(200, chunk_json(engine_, batch_id, r)));

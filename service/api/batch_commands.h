@@ -55,8 +55,7 @@ class BatchCommands {
   /// The batch an Idempotency-Key named again, as it is now (200).
   void answer_existing(const std::string& id, Responder respond);
   /// Hands a batch just stored to the engine and answers 201.
-  void start(store::BatchRecord rec, engine::BatchSpec spec, std::vector<store::ItemRecord> items,
-             Responder respond);
+  void start(store::BatchRecord rec, engine::BatchSpec spec, Responder respond);
   /// Redrives a batch the engine holds (engine thread) with what was read for it so far; when
   /// the engine asks for store reads, makes them on the store reader and tries again, a bounded
   /// number of rounds (`round` counts them).

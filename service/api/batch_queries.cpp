@@ -39,32 +39,17 @@ json run_json(const engine::RunView& v) {
   return j;
 }
 
-engine::RunView view_of(const store::ItemRecord& r) {
-  engine::RunView v;
-  v.index = r.index;
-  v.state = r.state;
-  v.flow_run_id = r.flow_run_id;
-  v.flow_run_state = r.flow_run_state;
-  v.attempts = r.attempts;
-  v.last_error = r.last_error;
-  v.detail_json = r.detail_json;
-  if (!r.detail_json.empty()) {
-    json d = json::parse(r.detail_json, nullptr, false);
-    if (d.is_object()) {
-      v.transient_attempts = d.value("transient_attempts", 0);
-      v.waited_s = d.value("waited_s", 0.0);
-    }
-  }
-  return v;
-}
-
 // A page of runs from up to `limit` + 1 views: one more than asked tells whether another exists.
-ServerResponse runs_page(std::vector<engine::RunView> views, int limit) {
+// `covered_to`: the views are every run up to this index, and more may follow it.
+ServerResponse runs_page(std::vector<engine::RunView> views, int limit,
+                         std::optional<int64_t> covered_to) {
   const bool more = static_cast<int>(views.size()) > limit;
   if (more) views.pop_back();
   json list = json::array();
   for (const auto& v : views) list.push_back(run_json(v));
-  json next = more ? json(std::to_string(views.back().index)) : json();
+  json next = more         ? json(std::to_string(views.back().index))
+              : covered_to ? json(std::to_string(*covered_to))
+                           : json();
   return json_response(200, {{"runs", std::move(list)}, {"next", next}});
 }
 
@@ -182,18 +167,21 @@ void BatchQueries::list_runs(const std::string& id, const ServerRequest& req, Re
     }
   }
   if (auto bad = read_page(q, -1, limit, after)) return respond(std::move(*bad));
-  engine_.post([this, id, state, limit, after, respond] {
-    if (auto runs = engine_.list_runs(id, state, after, limit + 1)) {
-      return respond(runs_page(std::move(*runs), limit));
+  // The store first, then what the engine holds newer of the batch (when it holds it).
+  reads_.post(respond, [this, id, state, limit, after](const Responder& answer) {
+    if (!store_.get_batch(id)) return answer(no_such_batch(id));
+    std::vector<engine::RunView> views;
+    for (const auto& r : store_.list_items(id, state, after, limit + 1)) {
+      views.push_back(engine::run_view(r));
     }
-    // Not held, or held without its items (brought back for a redrive): the store has them.
-    reads_.post(respond, [this, id, state, limit, after](const Responder& answer) {
-      if (!store_.get_batch(id)) return answer(no_such_batch(id));
-      std::vector<engine::RunView> views;
-      for (const auto& r : store_.list_items(id, state, after, limit + 1)) {
-        views.push_back(view_of(r));
-      }
-      answer(runs_page(std::move(views), limit));
+    // A full page covers the runs up to its last one; the held ones may change which of them
+    // are shown, not where the next page starts.
+    std::optional<int64_t> covered_to;
+    if (static_cast<int>(views.size()) > limit) covered_to = views.back().index;
+    auto stored = std::make_shared<std::vector<engine::RunView>>(std::move(views));
+    engine_.post([this, id, state, limit, after, stored, covered_to, answer] {
+      auto runs = engine_.overlay_runs(id, state, after, limit, std::move(*stored));
+      answer(runs_page(std::move(runs), limit, covered_to));
     });
   });
 }

@@ -21,8 +21,10 @@ ServerResponse refuse_change_of_stored(store::Store& store, const std::string& i
 engine::RedriveReads read_for_redrive(store::Store& store, const std::string& id,
                                       const engine::RedriveNeeds& needs) {
   engine::RedriveReads got;
-  got.items_released = needs.items_released;
-  if (needs.items) got.items = store.load_items(id, true);
+  got.evictions = needs.evictions;
+  if (needs.items) {
+    got.items = store.items_in_states(id, engine::kRedrivableStates, true);
+  }
   if (needs.specs.empty()) return got;
   std::unordered_map<int64_t, std::string> found;
   for (auto& [index, text] : store.load_item_specs(id, needs.specs)) found[index] = std::move(text);

@@ -142,7 +142,6 @@ void ReplicaKeeper::claim(size_t live_replicas, size_t held) {
   const auto want =
       static_cast<int>(std::clamp<int64_t>(fair - static_cast<int64_t>(held), 1, 1000));
   for (store::BatchRecord& rec : leases_.claim(want)) {
-    std::vector<store::ItemRecord> items = store_.load_items(rec.id, true);
     log::info("claimed a batch no live replica held",
               {{"batch_id", rec.id},
                {"state", std::string(core::to_string(rec.state))},
@@ -151,9 +150,8 @@ void ReplicaKeeper::claim(size_t live_replicas, size_t held) {
       std::lock_guard lock(mutex_);
       held_.push_back(rec.id);
     }
-    engine_.post([this, rec = std::move(rec), items = std::move(items)]() mutable {
-      engine_.adopt(std::move(rec), std::move(items));
-    });
+    auto stored = std::make_shared<engine::StoredBatch>(engine::read_stored_batch(store_, rec));
+    engine_.post([this, stored] { engine_.adopt(std::move(*stored)); });
   }
 }
 

@@ -24,9 +24,8 @@ void BacklogGate::on_started(Batch& b, int64_t index) {
 }
 
 void BacklogGate::recount(Batch& b) {
-  if (!b.items_loaded) return;
   int64_t n = 0;
-  for (const Item& item : b.items) n += unstarted(item) ? 1 : 0;
+  for (const auto& [index, item] : b.items) n += unstarted(item) ? 1 : 0;
   b.backlog.unstarted = n;
 }
 

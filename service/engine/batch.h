@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -44,6 +45,40 @@ struct Item {
   // The run's own spec; released once the run exists and can no longer be launched again.
   std::unique_ptr<RunSpec> spec;
   nlohmann::json earlier_runs;  // ids of runs of earlier attempts (re-launches), null when none
+};
+
+/// The items of a batch held in memory, by index: those waiting to launch or being launched,
+/// children being followed, and items that are done until their last change is written. The
+/// others live in the store only: items not yet paged in (ItemPager) and items done and written
+/// (ChangeFlusher evicts them). Reaching an item that is not held is a bug: at() throws.
+class ItemWindow {
+ public:
+  using Map = std::map<int64_t, Item>;
+  Item& operator[](int64_t index) { return items_.at(index); }
+  const Item& operator[](int64_t index) const { return items_.at(index); }
+  Item* find(int64_t index) {
+    auto it = items_.find(index);
+    return it == items_.end() ? nullptr : &it->second;
+  }
+  const Item* find(int64_t index) const {
+    auto it = items_.find(index);
+    return it == items_.end() ? nullptr : &it->second;
+  }
+  /// Item `index`, held from now on (a new, PENDING item when it was not held).
+  Item& hold(int64_t index) { return items_[index]; }
+  void erase(int64_t index) { items_.erase(index); }
+  void clear() { items_.clear(); }
+  size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+  Map::iterator begin() { return items_.begin(); }
+  Map::iterator end() { return items_.end(); }
+  Map::const_iterator begin() const { return items_.begin(); }
+  Map::const_iterator end() const { return items_.end(); }
+  /// Held items with index > `after`, in index order.
+  Map::const_iterator after(int64_t index) const { return items_.upper_bound(index); }
+
+ private:
+  Map items_;
 };
 
 /// One deployment a batch launches into, resolved once for the items that name it.
@@ -98,12 +133,19 @@ struct Batch {
   uint64_t key = 0;
   store::BatchRecord rec;
   BatchSpec spec;
-  std::vector<Item> items;
-  bool items_loaded = true;
-  // How many times the items were freed (evicted, once all their changes are written). Items
-  // read from the store while they were out of memory are still the store's current ones when
-  // they are put back under the same count: nothing writes a batch's items while none are held.
-  uint64_t items_released = 0;
+  ItemWindow items;
+  // Paging (ItemPager): every item below page_cursor that is PENDING in the store is held;
+  // `unpaged` items at or past it are PENDING in the store and not held yet.
+  int64_t page_cursor = 0;
+  int64_t unpaged = 0;
+  bool page_wanted = false;  // a refill is posted
+  // Where the store must still turn the PENDING items not held into SKIPPED (the batch ended
+  // before they were paged in), written with the batch's next update; none when unset.
+  std::optional<int64_t> skip_unpaged_from;
+  // How many items in a state a redrive launches again left memory (evicted, or SKIPPED in the
+  // store without being paged in): a redrive reads them from the store when there are any, and
+  // its read is current when no more left since it was asked for.
+  uint64_t redrivable_evictions = 0;
   std::vector<BatchDeployment> deployments;  // [0] is the batch's own
   std::deque<int64_t> ready;
   std::array<int64_t, core::kItemStateCount> counts{};
@@ -149,6 +191,13 @@ struct Batch {
     return item.first_attempt + (capped_time(now) - item.capped_at_first);
   }
 
+  /// Items waiting to launch or being launched that are held (not counting those the store
+  /// holds until they are paged in).
+  int64_t held_unlaunched() const {
+    return counts[static_cast<int>(core::ItemState::kPending)] +
+           counts[static_cast<int>(core::ItemState::kLaunching)] +
+           counts[static_cast<int>(core::ItemState::kRetryWait)] - unpaged;
+  }
   int64_t running() const {
     return counts[static_cast<int>(core::ItemState::kLaunching)] +
            (spec.track ? counts[static_cast<int>(core::ItemState::kLaunched)] : 0);

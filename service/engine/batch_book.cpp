@@ -96,7 +96,6 @@ Batch& BatchBook::add(store::BatchRecord record, BatchSpec spec) {
   b->rec = std::move(record);
   b->spec = std::move(spec);
   b->batch_tag = "floodgate-batch:" + b->rec.id;
-  b->items_loaded = false;
   Batch& ref = *b;
   by_id_[ref.rec.id] = ref.key;
   batches_[ref.key] = std::move(b);
@@ -105,15 +104,15 @@ Batch& BatchBook::add(store::BatchRecord record, BatchSpec spec) {
 
 std::vector<int64_t> BatchBook::load_items(Batch& b, const std::vector<std::string>& run_specs) {
   b.items.clear();
-  b.items.resize(run_specs.size());
-  b.items_loaded = true;
   b.counts = {};
   b.failures = 0;
+  b.unpaged = 0;
+  b.page_cursor = static_cast<int64_t>(run_specs.size());
   if (b.deployments.empty()) deployment_index(b, b.spec.deployment);
   std::vector<int64_t> to_launch;
   to_launch.reserve(run_specs.size());
   for (size_t i = 0; i < run_specs.size(); ++i) {
-    Item& item = b.items[i];
+    Item& item = b.items.hold(static_cast<int64_t>(i));
     item.spec = std::make_unique<RunSpec>(parse_run_spec(run_specs[i]));
     if (!item.spec->deployment.empty()) {
       item.deployment = deployment_index(b, item.spec->deployment);
@@ -124,18 +123,22 @@ std::vector<int64_t> BatchBook::load_items(Batch& b, const std::vector<std::stri
   return to_launch;
 }
 
-std::vector<int64_t> BatchBook::restore_items(Batch& b,
-                                              const std::vector<store::ItemRecord>& stored) {
+void BatchBook::start_paging(Batch& b) {
   b.items.clear();
-  b.items.resize(stored.size());
-  b.items_loaded = true;
   b.counts = {};
   b.failures = 0;
+  b.counts[static_cast<int>(ItemState::kPending)] = b.rec.total;
+  b.unpaged = b.rec.total;
+  b.page_cursor = 0;
+  if (b.deployments.empty()) deployment_index(b, b.spec.deployment);
+}
+
+std::vector<int64_t> BatchBook::hold_items(Batch& b, const std::vector<store::ItemRecord>& stored) {
   if (b.deployments.empty()) deployment_index(b, b.spec.deployment);
   std::vector<int64_t> to_launch;
-  for (size_t i = 0; i < stored.size(); ++i) {
-    Item& item = b.items[i];
-    const auto& rec = stored[i];
+  for (const auto& rec : stored) {
+    if (b.items.find(rec.index) != nullptr) continue;  // held: memory is newer than the store
+    Item& item = b.items.hold(rec.index);
     item.state = rec.state;
     item.attempts = rec.attempts;
     item.flow_run_id = rec.flow_run_id;
@@ -146,6 +149,8 @@ std::vector<int64_t> BatchBook::restore_items(Batch& b,
     restore_detail(item, rec.detail_json);
     if (item.state == ItemState::kLaunching || item.state == ItemState::kRetryWait) {
       // In flight or waiting when the process stopped: send again with the same key.
+      b.counts[static_cast<int>(item.state)] -= 1;
+      b.counts[static_cast<int>(ItemState::kPending)] += 1;
       item.state = ItemState::kPending;
     }
     // Deadlines count again from now: the steady clock does not survive a restart.
@@ -160,10 +165,7 @@ std::vector<int64_t> BatchBook::restore_items(Batch& b,
         item.deployment = deployment_index(b, item.spec->deployment);
       }
     }
-    if (item.state == ItemState::kPending && item.spec)
-      to_launch.push_back(static_cast<int64_t>(i));
-    b.counts[static_cast<int>(item.state)] += 1;
-    if (core::is_failure(item.state)) b.failures += 1;
+    if (item.state == ItemState::kPending && item.spec) to_launch.push_back(rec.index);
   }
   return to_launch;
 }
@@ -171,6 +173,9 @@ std::vector<int64_t> BatchBook::restore_items(Batch& b,
 void BatchBook::set_counts(Batch& b, const std::array<int64_t, core::kItemStateCount>& counts) {
   b.counts = counts;
   b.failures = 0;
+  // Items to redrive are in the store only: a redrive reads them.
+  b.redrivable_evictions = 0;
+  for (auto s : kRedrivableStates) b.redrivable_evictions += static_cast<uint64_t>(b.count(s));
   for (int i = 0; i < core::kItemStateCount; ++i) {
     if (core::is_failure(static_cast<ItemState>(i))) b.failures += counts[i];
   }
@@ -184,10 +189,29 @@ void BatchBook::items_reloaded(Batch& b, const std::array<int64_t, core::kItemSt
   for (auto* o : observers_) o->on_items_reloaded(b, before);
 }
 
-void BatchBook::release_items(Batch& b) {
-  std::vector<Item>().swap(b.items);
-  b.items_loaded = false;
-  b.items_released += 1;
+bool BatchBook::evictable(const Batch& b, const Item& item) {
+  if (item.dirty || item.in_request || item.in_doubt) return false;
+  switch (item.state) {
+    case ItemState::kPending:
+    case ItemState::kLaunching:
+    case ItemState::kRetryWait:
+      return false;
+    case ItemState::kLaunched:
+      // Followed, or to be cancelled with its batch.
+      if (b.spec.track) return false;
+      return b.spec.on_cancel != OnCancel::kCancelChildren || core::is_final(b.rec.state);
+    case ItemState::kStuck:
+      return !b.spec.track;  // still followed: it may yet end
+    default:
+      return true;
+  }
+}
+
+void BatchBook::evict(Batch& b, int64_t index) {
+  const Item* item = b.items.find(index);
+  if (item == nullptr || !evictable(b, *item)) return;
+  if (is_redrivable(item->state)) b.redrivable_evictions += 1;
+  b.items.erase(index);
 }
 
 void BatchBook::bump_version(Batch& b) {
@@ -290,18 +314,18 @@ void BatchBook::check_finished(Batch& b) {
 
 void BatchBook::finish(Batch& b, BatchState state) {
   std::vector<int64_t> in_doubt;
-  if (b.items_loaded) {
-    for (size_t i = 0; i < b.items.size(); ++i) {
-      Item& item = b.items[i];
-      if (item.in_request) continue;  // its answer decides
-      if (item.state != ItemState::kPending && item.state != ItemState::kRetryWait) continue;
-      if (item.in_doubt) {
-        in_doubt.push_back(static_cast<int64_t>(i));  // its run may exist: look first
-        continue;
-      }
-      set_state(b, static_cast<int64_t>(i), unlaunched_end(item));
+  std::vector<int64_t> unlaunched;
+  for (auto& [index, item] : b.items) {
+    if (item.in_request) continue;  // its answer decides
+    if (item.state != ItemState::kPending && item.state != ItemState::kRetryWait) continue;
+    if (item.in_doubt) {
+      in_doubt.push_back(index);  // its run may exist: look first
+      continue;
     }
+    unlaunched.push_back(index);
   }
+  for (int64_t index : unlaunched) set_state(b, index, unlaunched_end(b.items[index]));
+  skip_unpaged(b, b.page_cursor);
   for (auto* o : observers_) o->on_batch_ending(b, in_doubt);
   b.ready.clear();
   for (auto& d : b.deployments) d.waiting.clear();
@@ -315,43 +339,38 @@ void BatchBook::finish(Batch& b, BatchState state) {
   for (auto* o : observers_) o->on_batch_finished(b);
 }
 
-std::vector<int64_t> BatchBook::append_items(Batch& b, int64_t first_index,
-                                             const std::vector<std::string>& run_specs) {
-  const auto n = static_cast<int64_t>(run_specs.size());
-  if (first_index != b.rec.total || !b.items_loaded) {
+void BatchBook::append_items(Batch& b, int64_t first_index, int64_t n) {
+  if (first_index != b.rec.total) {
     // Appends reach the engine in the order the store took them, so this does not happen; the
     // runs are in the store all the same and a restart picks them up.
     log::error("appended runs do not follow the batch's items; left to a restart",
-               {{"batch_id", b.rec.id},
-                {"first_index", first_index},
-                {"total", b.rec.total},
-                {"items_loaded", b.items_loaded}});
-    return {};
+               {{"batch_id", b.rec.id}, {"first_index", first_index}, {"total", b.rec.total}});
+    return;
   }
   const auto before = b.counts;
-  b.items.resize(static_cast<size_t>(first_index + n));
-  if (b.deployments.empty()) deployment_index(b, b.spec.deployment);
-  std::vector<int64_t> added;
-  added.reserve(run_specs.size());
-  for (int64_t i = 0; i < n; ++i) {
-    Item& item = b.items[static_cast<size_t>(first_index + i)];
-    item.spec = std::make_unique<RunSpec>(parse_run_spec(run_specs[static_cast<size_t>(i)]));
-    if (!item.spec->deployment.empty()) {
-      item.deployment = deployment_index(b, item.spec->deployment);
-    }
-    added.push_back(first_index + i);
-  }
   b.counts[static_cast<int>(ItemState::kPending)] += n;
+  b.unpaged += n;
   b.rec.total += n;
   items_reloaded(b, before);
   batch_changed(b);
   log::info(
       "runs appended",
       {{"batch_id", b.rec.id}, {"first_index", first_index}, {"count", n}, {"total", b.rec.total}});
-  if (!core::is_final(b.rec.state)) return added;
   // The batch ended (cancelled, failed) between the API's look and the store's append.
-  for (int64_t idx : added) set_state(b, idx, ItemState::kSkipped);
-  return {};
+  if (core::is_final(b.rec.state)) skip_unpaged(b, first_index);
+}
+
+void BatchBook::skip_unpaged(Batch& b, int64_t from_index) {
+  if (b.unpaged == 0) return;
+  const auto before = b.counts;
+  b.counts[static_cast<int>(ItemState::kPending)] -= b.unpaged;
+  b.counts[static_cast<int>(ItemState::kSkipped)] += b.unpaged;
+  b.redrivable_evictions += static_cast<uint64_t>(b.unpaged);  // SKIPPED in the store only
+  b.unpaged = 0;
+  b.page_cursor = b.rec.total;
+  b.skip_unpaged_from = std::min(b.skip_unpaged_from.value_or(from_index), from_index);
+  items_reloaded(b, before);
+  batch_changed(b);
 }
 
 void BatchBook::seal(Batch& b) {

@@ -56,18 +56,26 @@ class BatchBook {
 
   /// Holds a batch (without its items); tell observers with announce() once it is filled in.
   Batch& add(store::BatchRecord record, BatchSpec spec);
-  /// Items of a new batch from the runs' spec JSON; returns the indexes to launch.
+  /// Items of a new batch from the runs' spec JSON, all held (tests of the engine's parts);
+  /// returns the indexes to launch.
   std::vector<int64_t> load_items(Batch& b, const std::vector<std::string>& run_specs);
-  /// Items read back from the store (PENDING again when in flight or waiting); returns the
-  /// indexes to launch.
-  std::vector<int64_t> restore_items(Batch& b, const std::vector<store::ItemRecord>& stored);
+  /// A new batch whose `rec.total` items are all PENDING in the store: none held, each paged in
+  /// as its turn comes (ItemPager).
+  void start_paging(Batch& b);
+  /// Holds the items read from the store that are not held yet (PENDING again when they were in
+  /// flight or waiting, counted so); the counts must already include them. Returns the indexes
+  /// to launch.
+  std::vector<int64_t> hold_items(Batch& b, const std::vector<store::ItemRecord>& stored);
   /// Counts of a batch whose items stay in the store.
   void set_counts(Batch& b, const std::array<int64_t, core::kItemStateCount>& counts);
   void announce(Batch& b);
-  /// Tells observers that `b`'s items were read back from the store (counts were `before`).
+  /// Tells observers that `b`'s counts moved in bulk (were `before`).
   void items_reloaded(Batch& b, const std::array<int64_t, core::kItemStateCount>& before);
-  /// Frees the items of a finished batch that is safely written; they are listed from the store.
-  void release_items(Batch& b);
+  /// Whether item `item` of `b` may leave memory once written: it is done (or no longer
+  /// followed) and nothing of it is unwritten or in flight.
+  static bool evictable(const Batch& b, const Item& item);
+  /// Drops item `index` from memory when it is evictable (see ChangeFlusher).
+  void evict(Batch& b, int64_t index);
 
   void set_state(Batch& b, int64_t index, core::ItemState to);
   void launched(Batch& b, int64_t index, const std::string& flow_run_id, bool existing);
@@ -81,15 +89,17 @@ class BatchBook {
   void check_finished(Batch& b);
   void finish(Batch& b, core::BatchState state);
 
-  /// Items of runs just appended to the batch in the store (indexes `first_index` on, which
-  /// must be where the batch ends); returns the indexes to launch. Appended to a batch that
-  /// ended meanwhile, they are SKIPPED at once.
-  std::vector<int64_t> append_items(Batch& b, int64_t first_index,
-                                    const std::vector<std::string>& run_specs);
+  /// `n` runs were just appended to the batch in the store (indexes `first_index` on, which must
+  /// be where the batch ends): counted PENDING and paged in as their turn comes. Appended to a
+  /// batch that ended meanwhile, they are SKIPPED at once.
+  void append_items(Batch& b, int64_t first_index, int64_t n);
   /// No more runs will be appended: the batch may finish.
   void seal(Batch& b);
 
  private:
+  /// The items PENDING in the store and not held (from `from_index` on) become SKIPPED: in the
+  /// counts now, in the store with the batch's next write.
+  void skip_unpaged(Batch& b, int64_t from_index);
   void bump_version(Batch& b);
   void notify_changed(Batch& b);
 
@@ -101,6 +111,15 @@ class BatchBook {
   std::unordered_map<std::string, uint64_t> by_id_;
   uint64_t next_key_ = 1;
 };
+
+/// The states whose items a redrive launches again.
+inline const std::vector<core::ItemState> kRedrivableStates = {
+    core::ItemState::kLaunchFailed, core::ItemState::kFailed, core::ItemState::kCrashed,
+    core::ItemState::kSkipped};
+inline bool is_redrivable(core::ItemState s) {
+  return s == core::ItemState::kLaunchFailed || s == core::ItemState::kFailed ||
+         s == core::ItemState::kCrashed || s == core::ItemState::kSkipped;
+}
 
 /// The index of the batch's deployment named `text`, added (unresolved, or failed when `text`
 /// is no deployment reference) when new.

@@ -14,18 +14,13 @@ using nlohmann::json;
 
 namespace {
 
-bool is_redrivable(ItemState s) {
-  return s == ItemState::kLaunchFailed || s == ItemState::kFailed || s == ItemState::kCrashed ||
-         s == ItemState::kSkipped;
-}
-
-// The answer that asks for reads first: all items when they are not in memory, else the specs
-// of `missing`.
+// The answer that asks for reads first: the batch's items in a state a redrive launches again
+// (some of them may no longer be held), and the specs of `missing` (held without their spec).
 ControlAnswer read_first(const Batch& b, std::vector<int64_t> missing) {
   ControlAnswer answer{ControlResult::kReadFirst, "the batch's items must be read from the store"};
-  answer.needs.items = !b.items_loaded;
-  if (b.items_loaded) answer.needs.specs = std::move(missing);
-  answer.needs.items_released = b.items_released;
+  answer.needs.items = b.redrivable_evictions > 0;
+  answer.needs.specs = std::move(missing);
+  answer.needs.evictions = b.redrivable_evictions;
   return answer;
 }
 
@@ -116,11 +111,11 @@ void BatchControl::hold(store::BatchRecord record,
 ControlAnswer BatchControl::take_specs(Batch& b, const RedriveReads& reads,
                                        std::vector<int64_t>& again) {
   std::vector<int64_t> missing;
-  for (size_t i = 0; i < b.items.size(); ++i) {
-    if (!is_redrivable(b.items[i].state)) continue;
-    again.push_back(static_cast<int64_t>(i));
+  for (const auto& [index, item] : b.items) {
+    if (!is_redrivable(item.state)) continue;
+    again.push_back(index);
     // Runs that ended FAILED or CRASHED no longer hold their spec in memory.
-    if (!b.items[i].spec) missing.push_back(static_cast<int64_t>(i));
+    if (!item.spec) missing.push_back(index);
   }
   if (missing.empty()) return {};
   const auto found = specs_read(reads);
@@ -161,14 +156,11 @@ void BatchControl::relaunch(Batch& b, int64_t index) {
 ControlAnswer BatchControl::redrive(const std::string& id, const RedriveReads& reads) {
   Batch* b = book_.find(id);
   if (b == nullptr) return {ControlResult::kNotFound, "no batch with id " + id};
-  if (!b->items_loaded) {
-    // Items read while these were out of memory, and not freed again since, are current.
-    if (!reads.items || reads.items_released != b->items_released) return read_first(*b, {});
-    const auto before = b->counts;
-    b->deployments.clear();
-    auto to_launch = book_.restore_items(*b, *reads.items);
-    book_.items_reloaded(*b, before);
-    for (int64_t idx : to_launch) resolver_.make_ready(*b, idx);
+  if (b->redrivable_evictions > 0) {
+    // Some items to redrive are in the store only. Items evicted since the read may have been
+    // read before their last write: read again.
+    if (!reads.items || reads.evictions != b->redrivable_evictions) return read_first(*b, {});
+    for (int64_t idx : book_.hold_items(*b, *reads.items)) resolver_.make_ready(*b, idx);
   }
   std::vector<int64_t> again;
   ControlAnswer answer = take_specs(*b, reads, again);

@@ -21,15 +21,15 @@ enum class ControlResult { kOk, kNotFound, kConflict, kReadFirst };
 
 /// What a redrive must have read from the store (off the engine thread) before it can be applied.
 struct RedriveNeeds {
-  bool items = false;           // every item with its spec: the batch's items are not in memory
-  std::vector<int64_t> specs;   // run specs of these items (released once their run existed)
-  uint64_t items_released = 0;  // the batch's Batch::items_released when this was asked
+  bool items = false;          // the items in a state a redrive launches again, with their specs
+  std::vector<int64_t> specs;  // run specs of these items (released once their run existed)
+  uint64_t evictions = 0;      // the batch's Batch::redrivable_evictions when this was asked
 };
 
 /// What was read from the store for a redrive, on the store reader's thread.
 struct RedriveReads {
-  std::optional<std::vector<store::ItemRecord>> items;  // all items, with their specs
-  uint64_t items_released = 0;                          // as in the RedriveNeeds answered
+  std::optional<std::vector<store::ItemRecord>> items;  // redrivable items, with their specs
+  uint64_t evictions = 0;                               // as in the RedriveNeeds answered
   std::vector<std::pair<int64_t, std::string>> specs;   // (index, spec); "" when the store has none
 };
 

@@ -1,6 +1,8 @@
 #include "engine/batch_queries.h"
 
 #include <algorithm>
+#include <limits>
+#include <map>
 #include <utility>
 
 namespace floodgate::engine {
@@ -115,18 +117,28 @@ void BatchQueries::answer_all() {
   }
 }
 
-std::optional<std::vector<RunView>> BatchQueries::list_runs(const std::string& id,
-                                                            std::optional<ItemState> state,
-                                                            int64_t after, int limit) const {
+std::vector<RunView> BatchQueries::overlay_runs(const std::string& id,
+                                                std::optional<ItemState> state, int64_t after,
+                                                int limit, std::vector<RunView> stored) const {
   const Batch* b = book_.find(id);
-  if (b == nullptr || !b->items_loaded) return std::nullopt;
-  std::vector<RunView> out;
+  if (b == nullptr || b->items.empty()) return stored;
+  // The page covers the indexes up to its last row when it is full, else all after `after`.
+  const bool full = static_cast<int>(stored.size()) > limit;
+  const int64_t bound = full ? stored.back().index : std::numeric_limits<int64_t>::max();
   const auto now = clock_.now();
-  for (int64_t i = std::max<int64_t>(0, after + 1);
-       i < static_cast<int64_t>(b->items.size()) && static_cast<int>(out.size()) < limit; ++i) {
-    const Item& item = b->items[i];
-    if (state && item.state != *state) continue;
-    out.push_back(run_view(item, i, now));
+  std::map<int64_t, RunView> merged;
+  for (auto& row : stored) {
+    if (b->items.find(row.index) == nullptr) merged.emplace(row.index, std::move(row));
+  }
+  for (auto it = b->items.after(after); it != b->items.end() && it->first <= bound; ++it) {
+    if (state && it->second.state != *state) continue;
+    merged.insert_or_assign(it->first, run_view(it->second, it->first, now));
+  }
+  std::vector<RunView> out;
+  out.reserve(std::min<size_t>(merged.size(), static_cast<size_t>(limit) + 1));
+  for (auto& [index, view] : merged) {
+    if (static_cast<int>(out.size()) > limit) break;
+    out.push_back(std::move(view));
   }
   return out;
 }

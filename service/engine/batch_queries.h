@@ -40,10 +40,12 @@ class BatchQueries final : public BatchObserver {
   /// `wait` (null JSON when the batch is unknown).
   void wait_for_change(const std::string& id, int64_t after_version, std::chrono::milliseconds wait,
                        std::function<void(nlohmann::json)> fn);
-  /// Items of a held batch; nullopt when the batch's items are not in memory.
-  std::optional<std::vector<RunView>> list_runs(const std::string& id,
-                                                std::optional<core::ItemState> state, int64_t after,
-                                                int limit) const;
+  /// A page of runs as the store listed them (`stored`: index > `after`, in `state` when given,
+  /// at most `limit` + 1) with the held items put in: a held item replaces its stored row (or
+  /// drops it when no longer in `state`), and held items in `state` that the store does not show
+  /// so yet are added within the range the page covers. The store alone when not held.
+  std::vector<RunView> overlay_runs(const std::string& id, std::optional<core::ItemState> state,
+                                    int64_t after, int limit, std::vector<RunView> stored) const;
   /// Held batches after `after_seq` (optionally only in `state`), as (seq, JSON), by seq.
   std::vector<std::pair<int64_t, nlohmann::json>> held_batches(
       std::optional<core::BatchState> state, int64_t after_seq) const;

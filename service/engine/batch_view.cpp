@@ -64,4 +64,23 @@ RunView run_view(const Item& item, int64_t index, core::TimePoint now) {
   return v;
 }
 
+RunView run_view(const store::ItemRecord& r) {
+  RunView v;
+  v.index = r.index;
+  v.state = r.state;
+  v.flow_run_id = r.flow_run_id;
+  v.flow_run_state = r.flow_run_state;
+  v.attempts = r.attempts;
+  v.last_error = r.last_error;
+  v.detail_json = r.detail_json;
+  if (!r.detail_json.empty()) {
+    json d = json::parse(r.detail_json, nullptr, false);
+    if (d.is_object()) {
+      v.transient_attempts = d.value("transient_attempts", 0);
+      v.waited_s = d.value("waited_s", 0.0);
+    }
+  }
+  return v;
+}
+
 }  // namespace floodgate::engine

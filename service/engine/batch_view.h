@@ -6,6 +6,7 @@
 
 #include "core/clock.h"
 #include "core/states.h"
+#include "store/store.h"
 
 namespace floodgate::engine {
 
@@ -29,5 +30,7 @@ struct RunView {
 nlohmann::json batch_view(const Batch& b);
 /// Item `index` as the API lists it; `now` (steady) measures the wait of an item still waiting.
 RunView run_view(const Item& item, int64_t index, core::TimePoint now);
+/// An item as the store has it, as the API lists it.
+RunView run_view(const store::ItemRecord& record);
 
 }  // namespace floodgate::engine

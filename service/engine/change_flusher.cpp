@@ -34,7 +34,7 @@ store::ItemUpdate item_update(const Batch& b, int64_t index) {
   return u;
 }
 
-store::BatchUpdate batch_update(const Batch& b) {
+store::BatchUpdate batch_update(Batch& b) {
   store::BatchUpdate u;
   u.id = b.rec.id;
   u.state = b.rec.state;
@@ -42,6 +42,8 @@ store::BatchUpdate batch_update(const Batch& b) {
   u.finished_at_ms = b.rec.finished_at_ms;
   u.version = b.rec.version;
   u.spec_json = engine::to_json(b.spec).dump();
+  u.skip_pending_from = b.skip_unpaged_from;
+  b.skip_unpaged_from.reset();
   return u;
 }
 
@@ -89,11 +91,14 @@ void ChangeFlusher::flush() {
   if (dirty_items_.empty() && dirty_batches_.empty()) return;
   std::vector<store::ItemUpdate> items;
   items.reserve(dirty_items_.size());
+  std::vector<std::pair<uint64_t, int64_t>> done;
   for (auto [key, index] : dirty_items_) {
     Batch* b = book_.get(key);
-    if (b == nullptr || !b->items_loaded) continue;
-    b->items[index].dirty = false;
+    Item* item = b == nullptr ? nullptr : b->items.find(index);
+    if (item == nullptr) continue;
+    item->dirty = false;
     items.push_back(item_update(*b, index));
+    if (BatchBook::evictable(*b, *item)) done.emplace_back(key, index);
   }
   dirty_items_.clear();
   std::vector<store::BatchUpdate> batches;
@@ -108,21 +113,34 @@ void ChangeFlusher::flush() {
   dirty_batches_.clear();
   const uint64_t seq = writer_.submit(std::move(items), std::move(batches));
   for (Batch* b : finals) b->final_flush_seq = seq;
+  if (!done.empty()) written_done_.emplace_back(seq, std::move(done));
+  evict_written();
+}
+
+void ChangeFlusher::evict_written() {
+  const uint64_t applied = writer_.applied();
+  while (!written_done_.empty() && written_done_.front().first <= applied) {
+    for (auto [key, index] : written_done_.front().second) {
+      if (Batch* b = book_.get(key)) book_.evict(*b, index);
+    }
+    written_done_.pop_front();
+  }
 }
 
 void ChangeFlusher::evict() {
-  // Free the items of batches that ended a while ago and are safely written; their runs are
-  // then listed from the store.
-  const auto now = clock_.now();
+  evict_written();
+  const uint64_t applied = writer_.applied();
+  // Items of an ended batch that became evictable without a change of their own (children no
+  // longer to be cancelled, followed or awaited).
   for (const auto& [key, bp] : book_.batches()) {
     Batch& b = *bp;
-    if (!b.items_loaded || !core::is_final(b.rec.state) || b.waiters > 0) continue;
-    if (b.spec.track && b.count(ItemState::kLaunched) > 0) continue;
-    if (b.dirty || b.final_flush_seq == 0 || writer_.applied() < b.final_flush_seq) continue;
-    if (now - b.finished_steady < std::chrono::seconds(30)) continue;
-    const bool busy = std::any_of(b.items.begin(), b.items.end(),
-                                  [](const Item& i) { return i.dirty || i.in_request; });
-    if (!busy) book_.release_items(b);
+    if (b.items.empty() || !core::is_final(b.rec.state) || b.dirty) continue;
+    if (b.final_flush_seq == 0 || applied < b.final_flush_seq) continue;
+    std::vector<int64_t> idle;
+    for (const auto& [index, item] : b.items) {
+      if (BatchBook::evictable(b, item)) idle.push_back(index);
+    }
+    for (int64_t index : idle) book_.evict(b, index);
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -20,8 +21,8 @@ struct FlushOptions {
 };
 
 /// Collects changed items and batches and hands them to the store writer in batched
-/// transactions (every interval, or sooner when many changed); frees the items of batches that
-/// ended a while ago once they are written.
+/// transactions (every interval, or sooner when many changed); evicts items that are done from
+/// memory once their last change is written (the store then answers for them).
 class ChangeFlusher final : public BatchObserver {
  public:
   ChangeFlusher(core::Clock& clock, core::TimerQueue& timers, FlushOptions options, BatchBook& book,
@@ -35,13 +36,16 @@ class ChangeFlusher final : public BatchObserver {
 
   /// Hands every change so far to the store writer.
   void flush();
-  /// Frees the items of batches that ended at least 30 s ago and are written.
+  /// Evicts the items that are done and whose last change the store has written, and those of
+  /// ended batches that no longer need memory (each second).
   void evict();
   /// Cancels the flush timer (the last flush is the caller's).
   void stop();
 
  private:
   void arm();
+  /// Evicts the items that were done when written, once the store has their write.
+  void evict_written();
 
   core::Clock& clock_;
   core::TimerQueue& timers_;
@@ -50,6 +54,8 @@ class ChangeFlusher final : public BatchObserver {
   StoreWriter& writer_;
   std::vector<std::pair<uint64_t, int64_t>> dirty_items_;
   std::vector<uint64_t> dirty_batches_;
+  // Items that were done when written, by the writer's sequence number of the write.
+  std::deque<std::pair<uint64_t, std::vector<std::pair<uint64_t, int64_t>>>> written_done_;
   std::optional<core::TimerQueue::Id> timer_;
   bool stopped_ = false;
 };

@@ -54,7 +54,7 @@ bool ChildTracker::queue_reads(Batch& b) {
   // The parent is watched while the batch runs, launched children or not: once it has ended,
   // nothing more is launched under it.
   const bool watch_parent = !b.spec.parent_flow_run_id.empty() && !core::is_final(b.rec.state);
-  if (!b.spec.track || !b.items_loaded || b.track_outstanding > 0 || clock_.now() < b.next_track ||
+  if (!b.spec.track || b.track_outstanding > 0 || clock_.now() < b.next_track ||
       (followed(b) == 0 && !watch_parent)) {
     return false;
   }
@@ -69,13 +69,12 @@ bool ChildTracker::queue_reads(Batch& b) {
     read.batch = b.key;
   };
   bool queued = false;
-  for (size_t i = 0; i < b.items.size(); ++i) {
-    const Item& item = b.items[i];
+  for (const auto& [i, item] : b.items) {
     if (!is_followed(item.state) || item.flow_run_id.empty() ||
         item.missing_reads >= kMissingReadsForDeleted) {
       continue;
     }
-    read.indexes.push_back(static_cast<int64_t>(i));
+    read.indexes.push_back(i);
     read.ids.push_back(item.flow_run_id);
     if (read.ids.size() == kReadSize) {
       queue();
@@ -147,7 +146,7 @@ void ChildTracker::on_answer(Request& request, const prefect::HttpResponse& resp
   if (c.verdict != prefect::Verdict::kOk) {
     log::debug("tracking read failed", {{"batch_id", b->rec.id}, {"error", c.message}});
   }
-  if (!runs || !b->items_loaded) {
+  if (!runs) {
     round_done(*b);
     return;
   }
@@ -195,7 +194,9 @@ void ChildTracker::on_parent_only(Batch& b, const std::string& parent_id,
 }
 
 bool ChildTracker::follow(Batch& b, int64_t index, const prefect::FlowRunInfo& run) {
-  Item& item = b.items[index];
+  Item* held = b.items.find(index);  // no longer held: it ended meanwhile
+  if (held == nullptr) return false;
+  Item& item = *held;
   if (!is_followed(item.state) || item.flow_run_id != run.id) return false;
   item.missing_reads = 0;
   if (item.flow_run_state != run.state_name) {
@@ -231,7 +232,9 @@ bool ChildTracker::follow(Batch& b, int64_t index, const prefect::FlowRunInfo& r
 }
 
 bool ChildTracker::missing(Batch& b, int64_t index, const std::string& flow_run_id) {
-  Item& item = b.items[index];
+  Item* held = b.items.find(index);  // no longer held: it ended meanwhile
+  if (held == nullptr) return false;
+  Item& item = *held;
   if (!is_followed(item.state) || item.flow_run_id != flow_run_id) return false;
   if (++item.missing_reads < kMissingReadsForDeleted) return false;
   if (item.state == ItemState::kStuck) {
@@ -320,11 +323,10 @@ void ChildTracker::on_item_state(Batch& b, int64_t index, ItemState /*from*/, It
 }
 
 void ChildTracker::on_batch_finished(Batch& b) {
-  if (b.spec.on_cancel != OnCancel::kCancelChildren || b.rec.state == BatchState::kCompleted ||
-      !b.items_loaded) {
+  if (b.spec.on_cancel != OnCancel::kCancelChildren || b.rec.state == BatchState::kCompleted) {
     return;
   }
-  for (const Item& item : b.items) {
+  for (const auto& [index, item] : b.items) {
     if (item.state != ItemState::kLaunched || item.flow_run_id.empty()) continue;
     canceller_.cancel(b, item.flow_run_id);
   }

@@ -23,6 +23,7 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
       dispatcher_(runtime.clock, runtime.wall, runtime.random, runtime.timers, options_.dispatch,
                   scheduler_, http, api_, metrics),
       resolver_(runtime.clock, runtime.random, book_, scheduler_, dispatcher_, api_, metrics),
+      pager_(runtime.timers, store, book_, resolver_, dispatcher_, options_.page_items),
       retries_(runtime.clock, runtime.random, book_, resolver_, dispatcher_, api_, metrics),
       pacer_(runtime.clock, scheduler_, metrics),
       gate_(runtime.clock),
@@ -52,6 +53,7 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
   book_.add_observer(&resolver_);
   book_.add_observer(&pacer_);
   book_.add_observer(&tracker_);
+  book_.add_observer(&pager_);
   pacer_.set_resync([this](Batch& b) {
     resolver_.sync_ready(b);
     dispatcher_.dispatch_now();
@@ -69,11 +71,26 @@ Engine::~Engine() {
 
 void Engine::post(std::function<void()> fn) { timers_.post(std::move(fn)); }
 
+StoredBatch read_stored_batch(store::Store& store, store::BatchRecord record) {
+  StoredBatch out;
+  out.counts = store.count_items(record.id);
+  const BatchSpec spec = spec_from_json(json::parse(record.spec_json, nullptr, false));
+  std::vector<core::ItemState> held = {core::ItemState::kRetryWait};
+  if (spec.track) {
+    held.push_back(core::ItemState::kLaunched);
+    held.push_back(core::ItemState::kStuck);
+  } else if (spec.on_cancel == OnCancel::kCancelChildren && !core::is_final(record.state)) {
+    held.push_back(core::ItemState::kLaunched);
+  }
+  out.held = store.items_in_states(record.id, held, true);
+  out.record = std::move(record);
+  return out;
+}
+
 void Engine::start(bool load_unfinished) {
   if (load_unfinished) {
     for (auto& record : store_.load_unfinished_batches()) {
-      auto stored = store_.load_items(record.id, true);
-      load_batch(std::move(record), stored);
+      load_batch(read_stored_batch(store_, std::move(record)));
     }
   }
   tick();
@@ -81,9 +98,9 @@ void Engine::start(bool load_unfinished) {
   dispatcher_.dispatch_now();
 }
 
-void Engine::adopt(store::BatchRecord record, std::vector<store::ItemRecord> items) {
-  if (queries_.has_batch(record.id)) return;
-  load_batch(std::move(record), items);
+void Engine::adopt(StoredBatch stored) {
+  if (queries_.has_batch(stored.record.id)) return;
+  load_batch(std::move(stored));
   dispatcher_.dispatch_now();
 }
 
@@ -104,10 +121,15 @@ std::vector<std::string> Engine::unfinished_ids() const {
   return ids;
 }
 
-void Engine::load_batch(store::BatchRecord record, const std::vector<store::ItemRecord>& stored) {
-  BatchSpec spec = spec_from_json(json::parse(record.spec_json, nullptr, false));
-  Batch& b = book_.add(std::move(record), std::move(spec));
-  auto to_launch = book_.restore_items(b, stored);
+void Engine::load_batch(StoredBatch stored) {
+  BatchSpec spec = spec_from_json(json::parse(stored.record.spec_json, nullptr, false));
+  Batch& b = book_.add(std::move(stored.record), std::move(spec));
+  book_.set_counts(b, stored.counts);
+  // The PENDING items (those in flight when the process stopped too: the store has them so) are
+  // paged in from the first on; the others that need memory are held from now.
+  b.unpaged = core::is_final(b.rec.state) ? 0 : b.count(core::ItemState::kPending);
+  b.page_cursor = b.unpaged > 0 ? 0 : b.rec.total;
+  auto to_launch = book_.hold_items(b, stored.held);
   log::info("resumed batch", {{"batch_id", b.rec.id},
                               {"state", std::string(core::to_string(b.rec.state))},
                               {"total", b.rec.total},
@@ -123,12 +145,11 @@ void Engine::apply_defaults(BatchSpec& spec) const {
   if (!spec.limits.max_backlog) spec.limits.max_backlog = options_.max_backlog;
 }
 
-void Engine::add_batch(store::BatchRecord record, BatchSpec spec,
-                       std::vector<std::string> run_specs) {
+void Engine::add_batch(store::BatchRecord record, BatchSpec spec) {
   Batch& b = book_.add(std::move(record), std::move(spec));
-  auto to_launch = book_.load_items(b, run_specs);
+  book_.start_paging(b);
   log::info("batch accepted", {{"batch_id", b.rec.id}, {"total", b.rec.total}});
-  activate(b, to_launch);
+  activate(b, {});
   dispatcher_.dispatch_now();
 }
 
@@ -138,6 +159,7 @@ void Engine::activate(Batch& b, const std::vector<int64_t>& to_launch) {
   if (core::is_final(b.rec.state)) return;
   scheduler_.add_batch(b.key, effective_quota(b));
   scheduler_.set_paused(b.key, b.rec.state == core::BatchState::kPaused);
+  pager_.refill(b);
   resolver_.sync_ready(b);
   book_.check_finished(b);
 }
@@ -146,6 +168,8 @@ void Engine::tick() {
   dispatcher_.update_gauges();
   gauges_.update(dispatcher_.gates(), scheduler_);
   flusher_.evict();
+  // Pages a read failed to bring (the store was out of reach) are asked for again.
+  for (const auto& [key, b] : book_.batches()) pager_.want(*b);
   tick_timer_ = timers_.schedule(clock_.now() + std::chrono::seconds(1), [this] {
     tick_timer_.reset();
     tick();
@@ -246,15 +270,11 @@ ControlAnswer Engine::may_append(const std::string& id) const {
   return {};
 }
 
-bool Engine::append_items(const std::string& id, int64_t first_index,
-                          const std::vector<std::string>& run_specs) {
+bool Engine::append_items(const std::string& id, int64_t first_index, int64_t count) {
   Batch* b = book_.find(id);
   if (b == nullptr) return false;
-  const auto to_launch = book_.append_items(*b, first_index, run_specs);
-  if (to_launch.empty()) return true;
-  for (int64_t idx : to_launch) resolver_.make_ready(*b, idx);
-  resolver_.sync_ready(*b);
-  dispatcher_.dispatch_now();
+  book_.append_items(*b, first_index, count);
+  pager_.want(*b);
   return true;
 }
 

@@ -24,6 +24,7 @@
 #include "engine/deployment_resolver.h"
 #include "engine/dispatcher.h"
 #include "engine/engine_gauges.h"
+#include "engine/item_pager.h"
 #include "engine/launch_retries.h"
 #include "engine/launcher.h"
 #include "engine/start_pacer.h"
@@ -36,6 +37,17 @@
 
 namespace floodgate::engine {
 
+/// A batch as the store holds it, read (off the engine's thread) to be resumed: its record, item
+/// counts, and the items that must be held from the start (waiting for a retry, or children
+/// followed or to be cancelled); the PENDING ones are paged in later.
+struct StoredBatch {
+  store::BatchRecord record;
+  std::array<int64_t, core::kItemStateCount> counts{};
+  std::vector<store::ItemRecord> held;
+};
+/// Reads what resuming batch `record` needs from the store (any thread).
+StoredBatch read_stored_batch(store::Store& store, store::BatchRecord record);
+
 /// Global limits and knobs of the engine.
 struct EngineOptions {
   DispatchOptions dispatch;  // the global limits toward Prefect
@@ -44,6 +56,9 @@ struct EngineOptions {
   int bulk_size = 100;
   size_t max_body_bytes = 4 * 1024 * 1024;  // a bulk create's body, packed by bytes as well
   std::chrono::milliseconds flush_interval{50};
+  // Items of a batch read from the store at a time, when fewer than this many held wait to
+  // launch (ItemPager): what a batch holds in memory, besides its children in flight.
+  int page_items = 2000;
   size_t flush_max_items = 5000;
   std::chrono::milliseconds track_interval_min{1000};
   std::chrono::milliseconds track_interval_max{15000};
@@ -92,14 +107,14 @@ class Engine {
   /// its max_backlog when the server sets a number), so they are stored with it and a restart
   /// with other defaults does not change it. Any thread.
   void apply_defaults(BatchSpec& spec) const;
-  /// Takes a batch just committed to the store (engine thread); `run_specs[i]` is item i's spec
-  /// JSON (a run may name its own deployment).
-  void add_batch(store::BatchRecord record, BatchSpec spec, std::vector<std::string> run_specs);
+  /// Takes a batch just committed to the store, its items all PENDING there (engine thread);
+  /// they are read from the store as their turn to launch comes.
+  void add_batch(store::BatchRecord record, BatchSpec spec);
 
   // --- Work sharing between replicas (engine thread) ---
-  /// Takes a batch claimed from a replica that died (or left), with its items as stored, and
+  /// Takes a batch claimed from a replica that died (or left), as read from the store, and
   /// resumes it as after a restart; nothing when it is held already.
-  void adopt(store::BatchRecord record, std::vector<store::ItemRecord> items);
+  void adopt(StoredBatch stored);
   /// Batches held that need Prefect: not final, or final with children still followed.
   int64_t demand() const;
   /// Ids of the batches held that are not final.
@@ -131,11 +146,19 @@ class Engine {
                        std::function<void(nlohmann::json)> fn) {
     queries_.wait_for_change(id, after_version, wait, std::move(fn));
   }
-  /// Items of a held batch; nullopt when the batch's items are not in memory.
-  std::optional<std::vector<RunView>> list_runs(const std::string& id,
-                                                std::optional<core::ItemState> state, int64_t after,
-                                                int limit) const {
-    return queries_.list_runs(id, state, after, limit);
+  /// A page of a batch's runs: `stored`, as the store listed them (index > `after`, in `state`
+  /// when given, up to `limit` + 1), with what the engine holds newer when it holds the batch.
+  std::vector<RunView> overlay_runs(const std::string& id, std::optional<core::ItemState> state,
+                                    int64_t after, int limit, std::vector<RunView> stored) const {
+    return queries_.overlay_runs(id, state, after, limit, std::move(stored));
+  }
+  /// True when the store has every change handed to its writer so far (any thread).
+  bool store_caught_up() const { return writer_.caught_up(); }
+  /// How many items of batch `id` are held in memory (the rest are in the store only); 0 when
+  /// the batch is not held.
+  size_t held_items(const std::string& id) const {
+    const Batch* b = book_.find(id);
+    return b == nullptr ? 0 : b->items.size();
   }
   /// Brings a batch that ended before this process started back into memory (for redrive),
   /// from its record and item counts as the caller read them from the store; nothing when it
@@ -174,15 +197,14 @@ class Engine {
   /// Whether runs may be appended to batch `id` now: kNotFound when it is not held, kConflict
   /// (with why) when it ended or is sealed.
   ControlAnswer may_append(const std::string& id) const;
-  /// Takes runs just appended to a held batch in the store (indexes `first_index` on) and puts
-  /// them to work through the batch's limits; false when the batch is not held.
-  bool append_items(const std::string& id, int64_t first_index,
-                    const std::vector<std::string>& run_specs);
+  /// Takes `count` runs just appended to a held batch in the store (indexes `first_index` on)
+  /// and puts them to work through the batch's limits; false when the batch is not held.
+  bool append_items(const std::string& id, int64_t first_index, int64_t count);
   /// Marks a held batch sealed (stored so already), so that it may finish; false when not held.
   bool seal(const std::string& id);
 
  private:
-  void load_batch(store::BatchRecord record, const std::vector<store::ItemRecord>& stored);
+  void load_batch(StoredBatch stored);
   /// Puts a batch just held (and its items to launch) to work.
   void activate(Batch& b, const std::vector<int64_t>& to_launch);
   void tick();
@@ -199,6 +221,7 @@ class Engine {
   BatchBook book_;
   Dispatcher dispatcher_;
   DeploymentResolver resolver_;
+  ItemPager pager_;
   LaunchRetries retries_;
   StartPacer pacer_;
   BacklogGate gate_;

@@ -68,8 +68,8 @@ void EngineGauges::update_batch(Batch& b, const Dispatcher::Gates& gates, bool o
                                 std::map<std::string, int64_t>& children,
                                 std::map<std::string_view, int64_t>& waiting) {
   int64_t running = 0;
-  if (b.items_loaded && b.count(ItemState::kLaunched) > 0) {
-    for (const Item& item : b.items) {
+  if (b.count(ItemState::kLaunched) > 0) {
+    for (const auto& [index, item] : b.items) {
       if (item.state == ItemState::kLaunched && !item.flow_run_state.empty()) {
         children[item.flow_run_state] += 1;
         if (item.flow_run_state == "Running") ++running;

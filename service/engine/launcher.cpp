@@ -39,9 +39,9 @@ int Launcher::max_items() const {
 
 bool Launcher::retry_wanted(uint64_t batch, int64_t index) const {
   const Batch* b = book_.get(batch);
-  if (b == nullptr || core::is_final(b->rec.state) || !b->items_loaded) return false;
-  const Item& item = b->items[index];
-  return item.state == ItemState::kRetryWait && !item.in_request;
+  if (b == nullptr || core::is_final(b->rec.state)) return false;
+  const Item* item = b->items.find(index);
+  return item != nullptr && item->state == ItemState::kRetryWait && !item->in_request;
 }
 
 void Launcher::retry_ready(uint64_t batch, int64_t index) {
@@ -55,9 +55,9 @@ std::optional<size_t> Launcher::unplaced_in_grant(const Batch& b, int items) con
   // a server that takes one write at a time (SQLite).
   int placed = 0;
   for (size_t i = 0; i < b.ready.size() && placed < items; ++i) {
-    const Item& item = b.items[b.ready[i]];
-    if (stale_in_ready(item)) continue;
-    if (item.parent_task_run_id.empty()) return i;
+    const Item* item = b.items.find(b.ready[i]);  // not held: it ended and left memory
+    if (item == nullptr || stale_in_ready(*item)) continue;
+    if (item->parent_task_run_id.empty()) return i;
     ++placed;
   }
   return std::nullopt;
@@ -85,15 +85,15 @@ std::optional<Launch> Launcher::launch(const core::LaunchScheduler::Grant& grant
   int deployment = -1;
   while (!b.ready.empty() && static_cast<int>(indexes.size()) < grant.items) {
     const int64_t idx = b.ready.front();
-    const Item& item = b.items[idx];
-    if (stale_in_ready(item)) {
+    const Item* item = b.items.find(idx);  // not held: it ended and left memory
+    if (item == nullptr || stale_in_ready(*item)) {
       b.ready.pop_front();
       continue;
     }
-    if (deployment >= 0 && item.deployment != deployment) break;
-    const bool needs_placeholder = under_parent && item.parent_task_run_id.empty();
+    if (deployment >= 0 && item->deployment != deployment) break;
+    const bool needs_placeholder = under_parent && item->parent_task_run_id.empty();
     if (needs_placeholder && !indexes.empty()) break;
-    deployment = item.deployment;
+    deployment = item->deployment;
     b.ready.pop_front();
     if (needs_placeholder) return linker_.placeholder(b, idx);
     indexes.push_back(idx);

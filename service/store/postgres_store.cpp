@@ -168,8 +168,47 @@ PostgresStore::~PostgresStore() = default;
 
 Leases* PostgresStore::leases() { return leases_.get(); }
 
+namespace {
+
+// COPYs runs `run_specs` in as PENDING items numbered from `first_index`, a few MiB of rows at a
+// time, so that a batch of millions never needs its rows as one string.
+void copy_pending(PgConnection& conn, int64_t seq, int64_t first_index,
+                  const std::vector<std::string>& run_specs, std::string_view what) {
+  constexpr size_t kCopyBytes = 8 << 20;
+  const std::string seq_text = std::to_string(seq);
+  const std::string pending(core::to_string(core::ItemState::kPending));
+  std::string rows;
+  for (size_t i = 0; i < run_specs.size(); ++i) {
+    rows += seq_text;
+    rows += '\t';
+    rows += std::to_string(first_index + static_cast<int64_t>(i));
+    rows += '\t';
+    rows += pending;
+    rows += "\t0\t\t\t\t\t";  // attempts 0; no run id, run state, error or detail yet
+    append_copy_field(rows, run_specs[i]);
+    rows += '\n';
+    if (rows.size() >= kCopyBytes || i + 1 == run_specs.size()) {
+      conn.copy_in(kCopyItems, rows, what);
+      rows.clear();
+    }
+  }
+}
+
+}  // namespace
+
 InsertResult PostgresStore::insert_batch(const BatchRecord& batch,
                                          const std::vector<ItemRecord>& items) {
+  return insert_rows(batch, &items, nullptr);
+}
+
+InsertResult PostgresStore::insert_pending_batch(const BatchRecord& batch,
+                                                 const std::vector<std::string>& run_specs) {
+  return insert_rows(batch, nullptr, &run_specs);
+}
+
+InsertResult PostgresStore::insert_rows(const BatchRecord& batch,
+                                        const std::vector<ItemRecord>* items,
+                                        const std::vector<std::string>* run_specs) {
   const std::string what = "inserting batch " + batch.id;
   std::lock_guard lock(write_mutex_);
   auto conn = pool_->acquire();
@@ -195,10 +234,11 @@ InsertResult PostgresStore::insert_batch(const BatchRecord& batch,
     if (existing.rows() == 0) throw StoreError(what + ": idempotency key taken but not found");
     return InsertResult{false, existing.text(0, 0)};
   }
-  if (!items.empty()) {
+  if (run_specs != nullptr) copy_pending(*conn, inserted.int64(0, 0), 0, *run_specs, what);
+  if (items != nullptr && !items->empty()) {
     const std::string seq = std::to_string(inserted.int64(0, 0));
     std::string rows;
-    for (const ItemRecord& item : items) {
+    for (const ItemRecord& item : *items) {
       rows += seq;
       rows += '\t';
       rows += std::to_string(item.index);
@@ -275,7 +315,11 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
     if (leases_) p.add(leases_->replica_id());
     const std::string_view update =
         leases_ ? std::string_view(fenced_batch_update()) : sql(Query::kUpdateBatch);
-    if (conn->run(update, p, what).changed() == 0) ++skipped;
+    if (conn->run(update, p, what).changed() == 0) {
+      ++skipped;
+    } else if (u.skip_pending_from) {
+      conn->run(sql(Query::kSkipPendingFrom), PgParams().add(u.id).add(*u.skip_pending_from), what);
+    }
   }
   tx.commit();
   if (skipped > 0) skipped_updates_.fetch_add(skipped, std::memory_order_relaxed);
@@ -412,22 +456,7 @@ AppendResult PostgresStore::append_items(const AppendRequest& request,
   result.total = found.total;
   result.first_index = result.total;
   result.count = static_cast<int64_t>(run_specs.size());
-  if (!run_specs.empty()) {
-    const std::string seq_text = std::to_string(seq);
-    const std::string pending(core::to_string(core::ItemState::kPending));
-    std::string rows;
-    for (size_t i = 0; i < run_specs.size(); ++i) {
-      rows += seq_text;
-      rows += '\t';
-      rows += std::to_string(result.first_index + static_cast<int64_t>(i));
-      rows += '\t';
-      rows += pending;
-      rows += "\t0\t\t\t\t\t";  // attempts 0; no run id, run state, error or detail yet
-      append_copy_field(rows, run_specs[i]);
-      rows += '\n';
-    }
-    conn->copy_in(kCopyItems, rows, what);
-  }
+  copy_pending(*conn, seq, result.first_index, run_specs, what);
   conn->run(sql(Query::kGrowTotal), PgParams().add(seq).add(result.count), what);
   if (request.idempotency_key) {
     conn->run(kRecordChunk,

@@ -45,6 +45,8 @@ class PostgresStore final : public Store {
 
   InsertResult insert_batch(const BatchRecord& batch,
                             const std::vector<ItemRecord>& items) override;
+  InsertResult insert_pending_batch(const BatchRecord& batch,
+                                    const std::vector<std::string>& run_specs) override;
   void apply(const std::vector<ItemUpdate>& items,
              const std::vector<BatchUpdate>& batches) override;
   std::optional<BatchRecord> get_batch(const std::string& id) override;
@@ -71,6 +73,9 @@ class PostgresStore final : public Store {
   SealResult seal_batch(const std::string& batch_id) override;
 
  private:
+  /// insert_batch() from `items`, or (when null) from `run_specs` as PENDING items.
+  InsertResult insert_rows(const BatchRecord& batch, const std::vector<ItemRecord>* items,
+                           const std::vector<std::string>* run_specs);
   const std::string url_;
   std::unique_ptr<PgPool> pool_;
   std::unique_ptr<class PgLeases> leases_;  // null without a replica id

@@ -57,6 +57,9 @@ constexpr std::string_view postgres_text(Query query) {
     case Query::kCountItems:
       // Counted from the items_by_state index alone, without touching the rows.
       return "SELECT state, count(*)" FLOODGATE_ITEMS_OF_BATCH " GROUP BY state";
+    case Query::kSkipPendingFrom:
+      return "UPDATE items SET state = 'SKIPPED' WHERE batch_seq = (SELECT seq FROM batches "
+             "WHERE id = $1) AND state = 'PENDING' AND idx >= $2";
   }
   return {};
 }

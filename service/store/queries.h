@@ -32,8 +32,9 @@ enum class Query {
   kGrowTotal,           // $1 batch seq, $2 runs appended
   kSeal,                // $1 batch id
   kCountItems,          // $1 batch id -> (state, count) rows
+  kSkipPendingFrom,     // $1 batch id, $2 first index: its PENDING items from there SKIPPED
 };
-inline constexpr size_t kQueryCount = static_cast<size_t>(Query::kCountItems) + 1;
+inline constexpr size_t kQueryCount = static_cast<size_t>(Query::kSkipPendingFrom) + 1;
 
 /// The text of a query in a dialect. Written with PostgreSQL's `$n`; SQLite's copy, made once
 /// on first use, has `?n` (SQLite would take `$1` for a named parameter and number it by first

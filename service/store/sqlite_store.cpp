@@ -8,6 +8,7 @@
 #include "store/append_rules.h"
 #include "store/queries.h"
 #include "store/sqlite_connection.h"
+#include "store/sqlite_schema.h"
 #include "store/wal_checkpointer.h"
 
 namespace floodgate::store {
@@ -30,77 +31,6 @@ constexpr const char* kWriterCacheSize = "PRAGMA cache_size = -65536";
 // The seq cache only saves an index probe per update; bounding it keeps a long-running
 // service from holding every batch id it ever saw.
 constexpr size_t kSeqCacheMax = 4096;
-
-// kMigrations[i] takes the schema from version i to version i + 1, inside one transaction
-// together with the user_version bump. Append new versions; never edit one that has shipped.
-// States are stored by name so the database reads well in the sqlite3 shell. In items, spec
-// comes last so that reads without it stop before the row's overflow pages.
-constexpr std::array<const char*, SqliteStore::kSchemaVersion> kMigrations = {
-    R"sql(
-CREATE TABLE batches (
-  seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-  id              TEXT    NOT NULL UNIQUE,
-  spec            TEXT    NOT NULL,
-  state           TEXT    NOT NULL,
-  total           INTEGER NOT NULL,
-  created_at      INTEGER NOT NULL,
-  updated_at      INTEGER NOT NULL,
-  finished_at     INTEGER NOT NULL DEFAULT 0,
-  version         INTEGER NOT NULL DEFAULT 0,
-  idempotency_key TEXT    UNIQUE
-);
-CREATE INDEX batches_by_state ON batches (state, seq);
-CREATE TABLE items (
-  batch_seq       INTEGER NOT NULL REFERENCES batches (seq),
-  idx             INTEGER NOT NULL,
-  state           TEXT    NOT NULL,
-  attempts        INTEGER NOT NULL DEFAULT 0,
-  flow_run_id     TEXT    NOT NULL DEFAULT '',
-  flow_run_state  TEXT    NOT NULL DEFAULT '',
-  last_error      TEXT    NOT NULL DEFAULT '',
-  detail          TEXT    NOT NULL DEFAULT '',
-  spec            TEXT    NOT NULL,
-  PRIMARY KEY (batch_seq, idx)
-) WITHOUT ROWID;
-CREATE INDEX items_by_state ON items (batch_seq, state, idx);
-)sql",
-    // 2: the name of the API token that submitted each batch ('' for older batches).
-    R"sql(
-ALTER TABLE batches ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
-)sql",
-    // 3: a ledger of migrations, as the PostgreSQL store keeps; versions 1 and 2 predate it
-    // (applied_at 0: unknown).
-    R"sql(
-CREATE TABLE schema_migrations (
-  version    INTEGER PRIMARY KEY,
-  name       TEXT    NOT NULL,
-  applied_at INTEGER NOT NULL
-);
-INSERT INTO schema_migrations (version, name, applied_at) VALUES
-  (1, 'batches and items', 0), (2, 'batches.submitted_by', 0);
-)sql",
-    // 4: chunked appends. batches.sealed: 0 while runs may still be appended (older batches are
-    // sealed); batch_chunks: the Idempotency-Key of each appended chunk, so that a chunk sent
-    // again appends nothing, with the hash of its runs to tell a repeat from another chunk.
-    R"sql(
-ALTER TABLE batches ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1 CHECK (sealed IN (0, 1));
-CREATE TABLE batch_chunks (
-  batch_seq       INTEGER NOT NULL REFERENCES batches (seq),
-  idempotency_key TEXT    NOT NULL,
-  first_index     INTEGER NOT NULL,
-  count           INTEGER NOT NULL,
-  body_hash       TEXT    NOT NULL,
-  created_at      INTEGER NOT NULL,
-  PRIMARY KEY (batch_seq, idempotency_key)
-) WITHOUT ROWID;
-)sql",
-};
-
-// Names of the migrations from version 3 on, recorded in schema_migrations as they run.
-constexpr std::array<const char*, SqliteStore::kSchemaVersion - 2> kMigrationNames = {
-    "schema_migrations",
-    "chunked appends: batches.sealed, batch_chunks",
-};
 
 // The queries the PostgreSQL store runs too are in queries.cpp; these are SQLite's own.
 constexpr std::string_view kInsertItem =
@@ -242,14 +172,14 @@ void SqliteStore::migrate() {
   if (version == kSchemaVersion) return;  // the destructor ends the transaction
   for (int v = version; v < kSchemaVersion; ++v) {
     const std::string step = "upgrading the schema to version " + std::to_string(v + 1);
-    db.exec(kMigrations[static_cast<size_t>(v)], step);
+    db.exec(kSqliteMigrations[static_cast<size_t>(v)], step);
     if (v + 1 < 3) continue;
     Statement record(db,
                      "INSERT INTO schema_migrations (version, name, applied_at) "
                      "VALUES (?1, ?2, CAST(strftime('%s', 'now') AS INTEGER) * 1000)",
                      step);
     record.bind(1, int64_t{v + 1});
-    record.bind(2, std::string_view(kMigrationNames[static_cast<size_t>(v - 2)]));
+    record.bind(2, std::string_view(kSqliteMigrationNames[static_cast<size_t>(v - 2)]));
     record.run();
   }
   // PRAGMA takes no bound parameters; both values are our own integers.
@@ -275,6 +205,17 @@ std::optional<int64_t> SqliteStore::writer_seq_of(const std::string& id) {
 
 InsertResult SqliteStore::insert_batch(const BatchRecord& batch,
                                        const std::vector<ItemRecord>& items) {
+  return insert_rows(batch, &items, nullptr);
+}
+
+InsertResult SqliteStore::insert_pending_batch(const BatchRecord& batch,
+                                               const std::vector<std::string>& run_specs) {
+  return insert_rows(batch, nullptr, &run_specs);
+}
+
+InsertResult SqliteStore::insert_rows(const BatchRecord& batch,
+                                      const std::vector<ItemRecord>* items,
+                                      const std::vector<std::string>* run_specs) {
   std::lock_guard lock(writer_->mutex());
   SqliteConnection& db = *writer_;
   const std::string what = "inserting batch " + batch.id;
@@ -304,15 +245,18 @@ InsertResult SqliteStore::insert_batch(const BatchRecord& batch,
 
   Statement insert_item(db, kInsertItem, what);
   insert_item.bind(1, seq);
-  for (const ItemRecord& item : items) {
-    insert_item.bind(2, item.index);
+  static const ItemRecord kPendingItem;
+  const size_t n = items != nullptr ? items->size() : run_specs->size();
+  for (size_t i = 0; i < n; ++i) {
+    const ItemRecord& item = items != nullptr ? (*items)[i] : kPendingItem;
+    insert_item.bind(2, items != nullptr ? item.index : static_cast<int64_t>(i));
     insert_item.bind(3, core::to_string(item.state));
     insert_item.bind(4, int64_t{item.attempts});
     insert_item.bind(5, item.flow_run_id);
     insert_item.bind(6, item.flow_run_state);
     insert_item.bind(7, item.last_error);
     insert_item.bind(8, item.detail_json);
-    insert_item.bind(9, item.spec_json);
+    insert_item.bind(9, items != nullptr ? item.spec_json : (*run_specs)[i]);
     insert_item.run();
   }
   tx.commit();
@@ -368,8 +312,15 @@ void SqliteStore::apply(const std::vector<ItemUpdate>& items,
       update.bind(5, u.version);
       update.bind(6, u.spec_json);
       update.step();
-      if (update.changes() == 0) ++skipped;
+      const bool changed = update.changes() > 0;
+      if (!changed) ++skipped;
       update.reset();
+      if (changed && u.skip_pending_from) {
+        Statement skip(db, sql(Query::kSkipPendingFrom), "skipping items");
+        skip.bind(1, u.id);
+        skip.bind(2, *u.skip_pending_from);
+        skip.run();
+      }
     }
   }
 

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/sqlite_schema.h"
 #include "store/store.h"
 
 namespace floodgate::store {
@@ -27,7 +28,7 @@ class SqliteStore final : public Store {
  public:
   /// Schema version this build writes (kept in PRAGMA user_version, which decides; each
   /// migration also leaves a row in the schema_migrations table, for people and tools).
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = kSqliteSchemaVersion;
 
   /// Opens or creates the database file at `path` (":memory:" for a private in-memory
   /// database) and brings its schema up to date. The parent directory must exist.
@@ -39,6 +40,8 @@ class SqliteStore final : public Store {
 
   InsertResult insert_batch(const BatchRecord& batch,
                             const std::vector<ItemRecord>& items) override;
+  InsertResult insert_pending_batch(const BatchRecord& batch,
+                                    const std::vector<std::string>& run_specs) override;
   void apply(const std::vector<ItemUpdate>& items,
              const std::vector<BatchUpdate>& batches) override;
   std::optional<BatchRecord> get_batch(const std::string& id) override;
@@ -61,6 +64,9 @@ class SqliteStore final : public Store {
   SealResult seal_batch(const std::string& batch_id) override;
 
  private:
+  /// insert_batch() from `items`, or (when null) from `run_specs` as PENDING items.
+  InsertResult insert_rows(const BatchRecord& batch, const std::vector<ItemRecord>* items,
+                           const std::vector<std::string>* run_specs);
   void configure_writer();
   void migrate();
   /// The seq of batch `id` as seen by the writer, or nullopt; caller holds the writer's mutex.

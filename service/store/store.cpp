@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 
 #include "store/database_url.h"
 #include "store/postgres_store.h"
@@ -23,6 +25,65 @@ std::string lowercase(std::string_view s) {
 }
 
 }  // namespace
+
+InsertResult Store::insert_pending_batch(const BatchRecord& batch,
+                                         const std::vector<std::string>& run_specs) {
+  std::vector<ItemRecord> items(run_specs.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    items[i].index = static_cast<int64_t>(i);
+    items[i].spec_json = run_specs[i];
+  }
+  return insert_batch(batch, items);
+}
+
+namespace {
+
+// Puts the specs read for `items` (by index) into them.
+void add_specs(Store& store, const std::string& batch_id, std::vector<ItemRecord>& items) {
+  std::vector<int64_t> indexes;
+  indexes.reserve(items.size());
+  for (const auto& item : items) indexes.push_back(item.index);
+  std::unordered_map<int64_t, std::string> specs;
+  for (auto& [index, text] : store.load_item_specs(batch_id, indexes)) {
+    specs.emplace(index, std::move(text));
+  }
+  for (auto& item : items) {
+    if (auto it = specs.find(item.index); it != specs.end()) item.spec_json = std::move(it->second);
+  }
+}
+
+}  // namespace
+
+std::vector<ItemRecord> Store::items_in_states(const std::string& batch_id,
+                                               const std::vector<core::ItemState>& states,
+                                               bool with_spec) {
+  constexpr int kPage = 10000;
+  std::vector<ItemRecord> out;
+  for (const auto state : states) {
+    int64_t after = -1;
+    while (true) {
+      auto page = list_items(batch_id, state, after, kPage);
+      if (page.empty()) break;
+      after = page.back().index;
+      const bool last = static_cast<int>(page.size()) < kPage;
+      if (with_spec) add_specs(*this, batch_id, page);
+      out.insert(out.end(), std::make_move_iterator(page.begin()),
+                 std::make_move_iterator(page.end()));
+      if (last) break;
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const ItemRecord& x, const ItemRecord& y) { return x.index < y.index; });
+  return out;
+}
+
+std::vector<ItemRecord> Store::pending_page(const std::string& batch_id, int64_t after,
+                                            int64_t before, int limit) {
+  auto page = list_items(batch_id, core::ItemState::kPending, after, limit);
+  while (!page.empty() && page.back().index >= before) page.pop_back();
+  add_specs(*this, batch_id, page);
+  return page;
+}
 
 AppendResult Store::append_items(const AppendRequest& /*request*/,
                                  const std::vector<std::string>& /*run_specs*/) {

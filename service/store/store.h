@@ -73,6 +73,9 @@ struct BatchUpdate {
   int64_t finished_at_ms = 0;
   int64_t version = 0;
   std::optional<std::string> spec_json;  // set when limits were changed
+  /// The batch's items still PENDING from this index on become SKIPPED (it ended before they
+  /// were launched; the engine never held them). Applied only when the batch update is.
+  std::optional<int64_t> skip_pending_from;
 };
 
 struct InsertResult {
@@ -121,6 +124,11 @@ class Store {
   virtual InsertResult insert_batch(const BatchRecord& batch,
                                     const std::vector<ItemRecord>& items) = 0;
 
+  /// insert_batch() of a new batch whose items are all PENDING, item i with `run_specs[i]`,
+  /// without making a record of each (the default does; the stores insert from the specs).
+  virtual InsertResult insert_pending_batch(const BatchRecord& batch,
+                                            const std::vector<std::string>& run_specs);
+
   /// Applies item and batch changes in one transaction. Changes naming an unknown batch or
   /// item are skipped; only database failures throw.
   virtual void apply(const std::vector<ItemUpdate>& items,
@@ -157,6 +165,15 @@ class Store {
     }
     return counts;
   }
+
+  /// Items of a batch in any of `states`, in index order, with their specs when `with_spec`.
+  std::vector<ItemRecord> items_in_states(const std::string& batch_id,
+                                          const std::vector<core::ItemState>& states,
+                                          bool with_spec);
+  /// Up to `limit` PENDING items of a batch with `after` < index < `before`, in index order,
+  /// with their specs: the next items to launch (see the engine's ItemPager).
+  std::vector<ItemRecord> pending_page(const std::string& batch_id, int64_t after, int64_t before,
+                                       int limit);
 
   /// Work sharing between replicas; null where one process owns the store (SQLite).
   virtual class Leases* leases() { return nullptr; }

@@ -130,41 +130,43 @@ TEST_F(BatchControlTest, RedriveOfItemsNotInMemoryAsksForThemThenAppliesWhatWasR
   book.launch_failed(b, 0, "rejected");  // item 1 skipped: the batch FAILED
   std::vector<store::ItemRecord> stored = {stored_item(b, 0, R"({"parameters":{"x":0}})"),
                                            stored_item(b, 1, R"({"parameters":{"x":1}})")};
-  book.release_items(b);  // evicted
+  book.evict(b, 0);  // written, then evicted
+  book.evict(b, 1);
+  EXPECT_TRUE(b.items.empty());
   ControlAnswer a = control.redrive("b1");
   ASSERT_EQ(a.result, ControlResult::kReadFirst);
   EXPECT_TRUE(a.needs.items);
   EXPECT_TRUE(a.needs.specs.empty());
+  EXPECT_EQ(a.needs.evictions, 2u);
   EXPECT_EQ(b.rec.state, BatchState::kFailed);  // nothing changed
-  EXPECT_FALSE(b.items_loaded);
+  EXPECT_TRUE(b.items.empty());
 
   RedriveReads reads;
   reads.items = stored;
-  reads.items_released = a.needs.items_released;
+  reads.evictions = a.needs.evictions;
   ASSERT_EQ(control.redrive("b1", reads).result, ControlResult::kOk);
   EXPECT_EQ(b.rec.state, BatchState::kRunning);
-  ASSERT_TRUE(b.items_loaded);
+  ASSERT_EQ(b.items.size(), 2u);
   EXPECT_EQ(b.count(ItemState::kPending), 2);
   EXPECT_EQ(b.items[1].spec->fields["parameters"], (nlohmann::json{{"x", 1}}));
   EXPECT_EQ(outbox.dispatches, 1);
 }
 
-TEST_F(BatchControlTest, ItemsReadBeforeTheyWereLoadedAndFreedAgainAreAskedForAgain) {
+TEST_F(BatchControlTest, ItemsEvictedAfterTheReadAreAskedForAgain) {
   Batch& b = batch("b1");
   book.launch_failed(b, 0, "rejected");
   RedriveReads reads;
   reads.items = {stored_item(b, 0, "{}"), stored_item(b, 1, "{}")};
-  book.release_items(b);
-  reads.items_released = control.redrive("b1").needs.items_released;
-  // Meanwhile another redrive loaded them, the batch ran and its items were freed again: what
-  // was read may be older than what the store holds now.
-  book.restore_items(b, *reads.items);
-  book.release_items(b);
+  book.evict(b, 0);
+  reads.evictions = control.redrive("b1").needs.evictions;
+  // Meanwhile item 1 was written and evicted too: the read may be older than the store now.
+  book.evict(b, 1);
   ControlAnswer a = control.redrive("b1", reads);
   EXPECT_EQ(a.result, ControlResult::kReadFirst);
   EXPECT_TRUE(a.needs.items);
-  EXPECT_EQ(a.needs.items_released, reads.items_released + 1);
-  EXPECT_FALSE(b.items_loaded);
+  EXPECT_EQ(a.needs.evictions, reads.evictions + 1);
+  EXPECT_TRUE(b.items.empty());
+  EXPECT_EQ(b.rec.state, BatchState::kFailed);
 }
 
 TEST_F(BatchControlTest, RedriveTakesTheSpecsOfRunsThatEndedFromTheReads) {

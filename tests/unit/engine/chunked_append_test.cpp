@@ -34,14 +34,8 @@ std::string submit_unsealed(EngineHarness& h, BatchSpec spec, int n,
   rec.created_at_ms = rec.updated_at_ms = h.wall.unix_ms();
   rec.version = 1;
   rec.sealed = false;
-  std::vector<store::ItemRecord> items(static_cast<size_t>(n));
-  auto specs = run_specs(0, n);
-  for (int i = 0; i < n; ++i) {
-    items[i].index = i;
-    items[i].spec_json = specs[i];
-  }
-  h.store().insert_batch(rec, items);
-  h.engine->add_batch(rec, std::move(spec), std::move(specs));
+  h.store().insert_pending_batch(rec, run_specs(0, n));
+  h.engine->add_batch(rec, std::move(spec));
   h.settle();
   return id;
 }
@@ -54,7 +48,7 @@ store::AppendResult append(EngineHarness& h, const std::string& id, int from, in
   const auto specs = run_specs(from, n);
   const auto result = h.store().append_items(r, specs);
   EXPECT_EQ(result.outcome, store::AppendOutcome::kAppended);
-  EXPECT_TRUE(h.engine->append_items(id, result.first_index, specs));
+  EXPECT_TRUE(h.engine->append_items(id, result.first_index, result.count));
   h.settle();
   return result;
 }
@@ -164,7 +158,7 @@ TEST(ChunkedAppendTest, AnAppendAndASealWakeLongPolls) {
   store::AppendRequest r;
   r.batch_id = id;
   const auto result = h.store().append_items(r, run_specs(1, 2));
-  ASSERT_TRUE(h.engine->append_items(id, result.first_index, run_specs(1, 2)));
+  ASSERT_TRUE(h.engine->append_items(id, result.first_index, result.count));
   ASSERT_FALSE(seen.is_null());
   EXPECT_EQ(seen["total"], 3);
   EXPECT_GT(seen["version"].get<int64_t>(), version);
@@ -235,7 +229,7 @@ TEST(ChunkedAppendTest, APercentageToleranceWaitsForTheSealButACountDoesNot) {
   const std::vector<std::string> bad = {R"({"parameters":{"bad":1}})",
                                         R"({"parameters":{"bad":2}})", run_spec(0).dump()};
   const auto result = h.store().append_items(r, bad);
-  ASSERT_TRUE(h.engine->append_items(id, result.first_index, bad));
+  ASSERT_TRUE(h.engine->append_items(id, result.first_index, result.count));
   h.advance(2s);
   EXPECT_EQ(h.count(id, "LAUNCH_FAILED"), 2);
   // Two of three failed, more than half; but more runs may come.
@@ -254,7 +248,7 @@ TEST(ChunkedAppendTest, APercentageToleranceWaitsForTheSealButACountDoesNot) {
         return a;
       }(),
       bad);
-  ASSERT_TRUE(h.engine->append_items(other, again.first_index, bad));
+  ASSERT_TRUE(h.engine->append_items(other, again.first_index, again.count));
   h.advance(2s);
   EXPECT_EQ(h.state(other), "FAILED");  // a count no further run can raise
 }
@@ -289,7 +283,7 @@ TEST(ChunkedAppendTest, RunsAppendedAsTheBatchEndsAreSkipped) {
   r.batch_id = id;
   const auto result = h.store().append_items(r, run_specs(2, 3));
   h.engine->cancel(id, std::nullopt);
-  ASSERT_TRUE(h.engine->append_items(id, result.first_index, run_specs(2, 3)));
+  ASSERT_TRUE(h.engine->append_items(id, result.first_index, result.count));
   h.settle();
   EXPECT_EQ(h.state(id), "CANCELLED");
   EXPECT_EQ(h.batch(id)["total"], 5);

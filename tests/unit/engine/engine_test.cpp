@@ -437,12 +437,12 @@ TEST(EngineTest, RedriveRelaunchesFailedItems) {
   EXPECT_NE(h.runs(id)[2].last_error.find("schema"), std::string::npos);
   h.advance(1s);  // flushed to the store
   h.prefect.reject_parameter.clear();
-  EXPECT_EQ(h.engine->redrive(id).result, Engine::ControlResult::kOk);
+  EXPECT_EQ(h.redrive(id).result, Engine::ControlResult::kOk);
   h.advance(1s);
   EXPECT_EQ(h.state(id), "COMPLETED");
   EXPECT_EQ(h.count(id, "LAUNCHED"), 4);
   EXPECT_EQ(h.prefect.runs["run-4"].parameters["bad"], true);
-  EXPECT_EQ(h.engine->redrive(id).result, Engine::ControlResult::kConflict);
+  EXPECT_EQ(h.redrive(id).result, Engine::ControlResult::kConflict);
 }
 
 // A run that FAILED in Prefect no longer holds its spec: the redrive asks the caller to read it
@@ -465,13 +465,9 @@ TEST(EngineTest, RedriveOfARunThatFailedTakesItsSpecFromTheCaller) {
   ASSERT_EQ(h.count(id, "LAUNCH_FAILED"), 1);
   Engine::ControlAnswer a = h.engine->redrive(id);
   ASSERT_EQ(a.result, Engine::ControlResult::kReadFirst);
-  EXPECT_FALSE(a.needs.items);
-  ASSERT_EQ(a.needs.specs, std::vector<int64_t>{1});
   EXPECT_EQ(h.state(id), "COMPLETED");  // nothing changed yet
   h.prefect.reject_parameter.clear();
-  RedriveReads reads;
-  reads.specs = h.store().load_item_specs(id, a.needs.specs);
-  EXPECT_EQ(h.engine->redrive(id, reads).result, Engine::ControlResult::kOk);
+  EXPECT_EQ(h.redrive(id).result, Engine::ControlResult::kOk);
   h.advance(1s);
   EXPECT_EQ(h.count(id, "LAUNCH_FAILED") + h.count(id, "FAILED"), 0);
   ASSERT_EQ(h.prefect.runs.size(), 4u);

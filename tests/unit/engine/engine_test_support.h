@@ -86,7 +86,8 @@ class FakePrefect final : public prefect::HttpClient {
       done(std::move(s.response));
       return;
     }
-    if (hold_all && request.path != "/health") {
+    if ((hold_all && request.path != "/health") ||
+        (!hold_path.empty() && request.path.find(hold_path) != std::string::npos)) {
       held.push_back({std::move(request), std::move(done)});
       return;
     }
@@ -178,6 +179,7 @@ class FakePrefect final : public prefect::HttpClient {
   std::map<std::string, std::string> deployments{{"flow/dep", "dep-1"}, {"flow/other", "dep-2"}};
   int task_runs = 0;
   bool hold_all = false;
+  std::string hold_path;         // requests whose path contains it are held too
   bool down = false;             // 503 to every write (POST)
   bool bulk_endpoint = true;     // false: 404 Not Found on the bulk path
   std::string reject_parameter;  // a create whose parameters contain this key gets 422
@@ -374,17 +376,27 @@ class EngineHarness {
     rec.total = n;
     rec.created_at_ms = rec.updated_at_ms = wall.unix_ms();
     rec.version = 1;
-    std::vector<store::ItemRecord> items(static_cast<size_t>(n));
+    rec.sealed = submit_sealed;
     std::vector<std::string> specs;
-    for (int i = 0; i < n; ++i) {
-      items[i].index = i;
-      items[i].spec_json = run_spec(i).dump();
-      specs.push_back(items[i].spec_json);
-    }
-    store_->insert_batch(rec, items);
-    engine->add_batch(rec, std::move(spec), std::move(specs));
+    for (int i = 0; i < n; ++i) specs.push_back(run_spec(i).dump());
+    store_->insert_pending_batch(rec, specs);
+    engine->add_batch(rec, std::move(spec));
     settle();
     return rec.id;
+  }
+
+  /// Redrives batch `id` as the API does: reads from the store what the engine asks for.
+  Engine::ControlAnswer redrive(const std::string& id) {
+    RedriveReads reads;
+    for (int round = 0; round < 3; ++round) {
+      auto a = engine->redrive(id, reads);
+      if (a.result != ControlResult::kReadFirst) return a;
+      reads = RedriveReads{};
+      reads.evictions = a.needs.evictions;
+      if (a.needs.items) reads.items = store_->items_in_states(id, kRedrivableStates, true);
+      reads.specs = store_->load_item_specs(id, a.needs.specs);
+    }
+    return engine->redrive(id, reads);
   }
 
   void settle() { timers.run_ready(); }
@@ -395,8 +407,14 @@ class EngineHarness {
   int64_t count(const std::string& id, const std::string& item_state) const {
     return batch(id)["counts"][item_state].get<int64_t>();
   }
-  std::vector<RunView> runs(const std::string& id) const {
-    return engine->list_runs(id, std::nullopt, -1, 100000).value_or(std::vector<RunView>{});
+  /// Every run of the batch as the API lists them: the store's rows with what the engine holds
+  /// newer (the engine's store writes are applied first).
+  std::vector<RunView> runs(const std::string& id) {
+    std::vector<RunView> stored;
+    for (const auto& r : store_->list_items(id, std::nullopt, -1, -1)) {
+      stored.push_back(run_view(r));
+    }
+    return engine->overlay_runs(id, std::nullopt, -1, 1000000, std::move(stored));
   }
   store::Store& store() { return *store_; }
 
@@ -405,6 +423,7 @@ class EngineHarness {
   core::FixedRandom random{0.5};
   core::ManualTimerQueue timers{clock};
   FakePrefect prefect;
+  bool submit_sealed = true;  // false: submit() makes batches that take appended runs
   metrics::Metrics metrics{"test"};
   std::unique_ptr<Engine> engine;
 
