@@ -41,6 +41,7 @@ void EngineGauges::on_batch_state(Batch& /*b*/, core::BatchState from, core::Bat
 
 void EngineGauges::update(const Dispatcher::Gates& global, const core::LaunchScheduler& scheduler) {
   int64_t ready = 0;
+  int64_t held = 0;
   int64_t oldest_ms = 0;
   const int64_t now_ms = wall_.unix_ms();
   std::map<std::string, int64_t> children;
@@ -50,6 +51,7 @@ void EngineGauges::update(const Dispatcher::Gates& global, const core::LaunchSch
     Batch& b = *bp;
     const bool own_limits = scheduler.held_by_own_limits(b.key);
     update_batch(b, global, own_limits, children, waiting);
+    held += static_cast<int64_t>(b.items.size());
     if (core::is_final(b.rec.state)) continue;
     ready += static_cast<int64_t>(b.ready.size());
     if ((!b.ready.empty() || !b.deployments.empty()) &&
@@ -61,6 +63,7 @@ void EngineGauges::update(const Dispatcher::Gates& global, const core::LaunchSch
   metrics_.set_children(children);
   metrics_.set_batches_waiting(waiting);
   metrics_.ready_items().Set(static_cast<double>(ready));
+  metrics_.held_items().Set(static_cast<double>(held));
   metrics_.oldest_pending_seconds().Set(static_cast<double>(oldest_ms) / 1000.0);
 }
 

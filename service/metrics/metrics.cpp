@@ -134,6 +134,10 @@ void Metrics::register_work_metrics(prometheus::Registry& r) {
   ready_items_ = &gauge_family(r, "floodgate_items_ready",
                                "Items that may be launched now, waiting for a slot or a token.")
                       .Add({});
+  held_items_ = &gauge_family(r, "floodgate_items_held",
+                              "Items held in memory (being launched, followed or written); the "
+                              "others are in the store only.")
+                     .Add({});
   oldest_pending_ = &gauge_family(r, "floodgate_oldest_pending_age_seconds",
                                   "Age of the oldest batch that still has items to launch.")
                          .Add({});

@@ -48,6 +48,7 @@ class Metrics {
   prometheus::Gauge& items(core::ItemState s) { return *items_[static_cast<int>(s)]; }
   prometheus::Gauge& batches(core::BatchState s) { return *batches_[static_cast<int>(s)]; }
   prometheus::Gauge& ready_items() { return *ready_items_; }
+  prometheus::Gauge& held_items() { return *held_items_; }
   prometheus::Gauge& oldest_pending_seconds() { return *oldest_pending_; }
   prometheus::Counter& store_flushes() { return *store_flushes_; }
   prometheus::Histogram& store_flush_seconds() { return *store_flush_seconds_; }
@@ -114,6 +115,7 @@ class Metrics {
   std::array<prometheus::Gauge*, core::kItemStateCount> items_{};
   std::array<prometheus::Gauge*, core::kBatchStateCount> batches_{};
   prometheus::Gauge* ready_items_;
+  prometheus::Gauge* held_items_;
   prometheus::Gauge* oldest_pending_;
   prometheus::Counter* store_flushes_;
   prometheus::Histogram* store_flush_seconds_;

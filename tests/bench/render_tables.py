@@ -323,6 +323,29 @@ RENDER["backlog_gating"] = render_backlog_gating
 RENDER["replicas"] = render_replicas
 
 
+def render_batch_memory(doc: dict) -> list[str]:
+    rows = doc["rows"]
+    out = [provenance_line(doc), ""]
+    if doc.get("old_build"):
+        out += [f"\"old\" is the build before items were paged (commit `{doc['old_build'][:12]}`), "
+                "run in the same session.", ""]
+    out += ["| build | runs | sent as | accept | peak RSS while accepting | RSS after accepting | "
+            "peak RSS while launching | RSS at the end | launch | state, creates on the fake | load |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    for r in rows:
+        sent = "one body" if r["chunks"] == 1 else f"{r['chunks']} chunks"
+        out.append(f"| {r['build']} | {r['n']:,} | {sent} | {r['accept_s']:.1f} s | {r['peak_accept_mb']:.0f} MB | "
+                   f"{r['rss_after_accept_mb']:.0f} MB | {r['peak_launch_mb']:.0f} MB | {r['rss_end_mb']:.0f} MB | "
+                   f"{r['launch_s']:.0f} s | {r['state']}, {r['creates_on_fake']:,} | {r['load_start'].split()[0]} |")
+    before = [r["rss_before_mb"] for r in rows]
+    out += ["", f"Store: {doc['store']}; RSS before the first request {min(before):.0f}-{max(before):.0f} MB; "
+            "peaks sampled every 0.1 s from `VmRSS`."]
+    return out
+
+
+RENDER["batch_memory"] = render_batch_memory
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true")
