@@ -83,7 +83,7 @@ def one(binary: str, n: int, args, workdir: Path) -> dict:
         t0 = time.monotonic()
         one_body = n <= args.body_max
         first = n if one_body else args.chunk
-        batch = {"deployment": "flow/dep", "track": False, "runs": run_specs(0, first)}
+        batch = {"deployment": bl.DEPLOYMENT_ID, "track": False, "runs": run_specs(0, first)}
         if not one_body:
             batch["sealed"] = False
         b = post(fg.url + "/v1/batches", batch)
@@ -133,6 +133,7 @@ def main() -> None:
     args = ap.parse_args()
     bl.raise_fd_limit()
     workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     builds = [("new", str(bl.FLOODGATED), [int(s) for s in args.sizes.split(",") if s])]
     if os.environ.get("FLOODGATED_OLD"):
         builds.append(("old", os.environ["FLOODGATED_OLD"],
