@@ -43,6 +43,10 @@
 #   FG_PREFECT_LOGGING_LEVEL the level of Prefect's own loggers in the worker and the flow runs
 #                            (PREFECT_LOGGING_LEVEL; the e2e tests drop every PREFECT_* variable,
 #                            hence this name)                                   (WARNING)
+#   FG_PREFECT_RUNNER_POLL_FREQUENCY  the worker's PREFECT_RUNNER_POLL_FREQUENCY (s): how often
+#                            its Runner looks for cancelled runs, and on Prefect 3.2 also when a
+#                            finished run's --limit slot is given back (docs/compatibility.md)
+#                                                                     (Prefect's default: 10)
 #   FG_PREFECT_SERVER_LOG_LEVEL  the server's (uvicorn's) log level; INFO logs every request
 #                            with its status (an access log)                   (WARNING)
 #   FG_PREFECT_LOG_RETRYABLE_ERRORS  true: the server logs each error it answers 503 for
@@ -81,6 +85,7 @@ FG_PREFECT_SERVER_LOG_LEVEL="${FG_PREFECT_SERVER_LOG_LEVEL:-WARNING}"
 FG_PREFECT_LOG_RETRYABLE_ERRORS="${FG_PREFECT_LOG_RETRYABLE_ERRORS:-false}"
 FG_PREFECT_IDLE_POOL="${FG_PREFECT_IDLE_POOL:-}"
 FG_PREFECT_DB_URL="${FG_PREFECT_DB_URL:-}"
+FG_PREFECT_RUNNER_POLL_FREQUENCY="${FG_PREFECT_RUNNER_POLL_FREQUENCY:-}"
 FG_PREFECT_FLOWS_DIR="${FG_PREFECT_FLOWS_DIR:-$FG_ROOT/tests/e2e/flows}"
 
 _fg_log() { printf '[prefect-env] %s\n' "$*" >&2; }
@@ -114,6 +119,9 @@ prefect_env_export() {
   export PREFECT_CLI_PROMPT=false
   export PREFECT_CLI_COLORS=false
   export PREFECT_CLI_WRAP_LINES=false
+  if [[ -n "$FG_PREFECT_RUNNER_POLL_FREQUENCY" ]]; then
+    export PREFECT_RUNNER_POLL_FREQUENCY="$FG_PREFECT_RUNNER_POLL_FREQUENCY"
+  fi
   export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-1}"
   export PREFECT_WORKER_PREFETCH_SECONDS="${PREFECT_WORKER_PREFETCH_SECONDS:-10}"
   export PREFECT_WORKER_HEARTBEAT_SECONDS="${PREFECT_WORKER_HEARTBEAT_SECONDS:-10}"

@@ -28,6 +28,8 @@ Environment knobs:
   FG_E2E_FLOODGATED_ARGS  extra floodgated flags, e.g. "--bulk false --log-level debug"
   FG_PREFECT_LOGGING_LEVEL  Prefect's log level in the worker and its flow runs (WARNING; INFO
                           logs the worker's submissions and "Flow run limit reached")
+  FG_PREFECT_RUNNER_POLL_FREQUENCY  the worker's Runner check period (10 s); on Prefect 3.2 it
+                          paces how soon a finished run's slot is free (SHARED_RUNNER_BEFORE)
 """
 
 from __future__ import annotations
@@ -47,16 +49,18 @@ SCRIPT = ROOT / "scripts" / "prefect-env.sh"
 
 # Prefect 3.2's process worker frees a flow run's --limit slot only when that run's
 # cancellation check finds the worker's shared Runner with no flow-run process at all. The
-# check comes every PREFECT_RUNNER_POLL_FREQUENCY s (10, Prefect's default: the e2e worker runs
-# with no PREFECT_* variable of its own), up to 30 % later with its jitter, after two API reads
-# (seconds each on a loaded machine, hence 10 s on top of 13). A case whose children arrive
-# before those checks finds the earlier case's slots still taken, and each slot freed later
-# goes to the next child at once (the worker polls every second), so the Runner is never empty
-# again: the children run one at a time (docs/compatibility.md). 3.9.1 runs each flow run in
-# an executor of its own and frees its slot when the run's process exits. The releases between
-# 3.2 and 3.9 were not read, so they get the wait too (it costs time, never a wrong result).
+# check comes every PREFECT_RUNNER_POLL_FREQUENCY s (FG_PREFECT_RUNNER_POLL_FREQUENCY, else
+# Prefect's 10: the e2e worker runs with no PREFECT_* variable of its own), up to 30 % later
+# with its jitter, after two API reads (seconds each on a loaded machine, hence 10 s on top).
+# A case whose children arrive before those checks finds the earlier case's slots still taken,
+# and each slot freed later goes to the next child at once (the worker polls every second), so
+# the Runner is never empty again: the children run one at a time (docs/compatibility.md).
+# 3.9.1 runs each flow run in an executor of its own and frees its slot when the run's process
+# exits. The releases between 3.2 and 3.9 were not read, so they get the wait too (it costs
+# time, never a wrong result).
 SHARED_RUNNER_BEFORE = (3, 9)
-SLOT_RELEASE_LAG_S = 10 * 1.3 + 10
+RUNNER_POLL_S = float(os.environ.get("FG_PREFECT_RUNNER_POLL_FREQUENCY") or 10)
+SLOT_RELEASE_LAG_S = RUNNER_POLL_S * 1.3 + 10
 
 
 class PrefectEnv:
