@@ -40,6 +40,13 @@
 #                            the SQLite database the tests' creates and state changes contend
 #                            for ("database is locked" -> 503). Parent/child state mirroring
 #                            is an orchestration rule and stays.               (false)
+#   FG_PREFECT_LOGGING_LEVEL the level of Prefect's own loggers in the worker and the flow runs
+#                            (PREFECT_LOGGING_LEVEL; the e2e tests drop every PREFECT_* variable,
+#                            hence this name)                                   (WARNING)
+#   FG_PREFECT_RUNNER_POLL_FREQUENCY  the worker's PREFECT_RUNNER_POLL_FREQUENCY (s): how often
+#                            its Runner looks for cancelled runs, and on Prefect 3.2 also when a
+#                            finished run's --limit slot is given back (docs/compatibility.md)
+#                                                                     (Prefect's default: 10)
 #   FG_PREFECT_SERVER_LOG_LEVEL  the server's (uvicorn's) log level; INFO logs every request
 #                            with its status (an access log)                   (WARNING)
 #   FG_PREFECT_LOG_RETRYABLE_ERRORS  true: the server logs each error it answers 503 for
@@ -78,6 +85,7 @@ FG_PREFECT_SERVER_LOG_LEVEL="${FG_PREFECT_SERVER_LOG_LEVEL:-WARNING}"
 FG_PREFECT_LOG_RETRYABLE_ERRORS="${FG_PREFECT_LOG_RETRYABLE_ERRORS:-false}"
 FG_PREFECT_IDLE_POOL="${FG_PREFECT_IDLE_POOL:-}"
 FG_PREFECT_DB_URL="${FG_PREFECT_DB_URL:-}"
+FG_PREFECT_RUNNER_POLL_FREQUENCY="${FG_PREFECT_RUNNER_POLL_FREQUENCY:-}"
 FG_PREFECT_FLOWS_DIR="${FG_PREFECT_FLOWS_DIR:-$FG_ROOT/tests/e2e/flows}"
 
 _fg_log() { printf '[prefect-env] %s\n' "$*" >&2; }
@@ -111,6 +119,9 @@ prefect_env_export() {
   export PREFECT_CLI_PROMPT=false
   export PREFECT_CLI_COLORS=false
   export PREFECT_CLI_WRAP_LINES=false
+  if [[ -n "$FG_PREFECT_RUNNER_POLL_FREQUENCY" ]]; then
+    export PREFECT_RUNNER_POLL_FREQUENCY="$FG_PREFECT_RUNNER_POLL_FREQUENCY"
+  fi
   export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-1}"
   export PREFECT_WORKER_PREFETCH_SECONDS="${PREFECT_WORKER_PREFETCH_SECONDS:-10}"
   export PREFECT_WORKER_HEARTBEAT_SECONDS="${PREFECT_WORKER_HEARTBEAT_SECONDS:-10}"
@@ -118,8 +129,10 @@ prefect_env_export() {
   # worker and the flow runs it starts retry those. Five tries is too few on a busy 2-core box
   # (a child then crashes in "Failed to submit flow run to infrastructure").
   export PREFECT_CLIENT_MAX_RETRIES="${PREFECT_CLIENT_MAX_RETRIES:-10}"
-  # Flow runs started by the worker: keep their chatter at WARNING in the worker log.
-  export PREFECT_LOGGING_LEVEL="${PREFECT_LOGGING_LEVEL:-WARNING}"
+  # Flow runs started by the worker: keep their chatter at WARNING in the worker log
+  # (FG_PREFECT_LOGGING_LEVEL=INFO shows the worker's submissions, its "Flow run limit reached;
+  # N flow runs in progress" and each flow run's start and end; the e2e tests pass it on).
+  export PREFECT_LOGGING_LEVEL="${PREFECT_LOGGING_LEVEL:-${FG_PREFECT_LOGGING_LEVEL:-WARNING}}"
   if [[ "$FG_PREFECT_LEAN" == "true" ]]; then
     local svc
     for svc in EVENT_PERSISTER TRIGGERS TASK_RUN_RECORDER FOREMAN LATE_RUNS PAUSE_EXPIRATIONS \

@@ -7,10 +7,11 @@ tests/e2e/flows, on their own port and run dir (so the demo started by scripts/r
 left alone). Per test: a floodgated on a free port with its own SQLite file.
 
 Tests whose children must really run ask for the `worker` fixture (it makes sure the worker is
-online). Tests about floodgate crashing or Prefect going away use `demo-flow/idle` and a
-`Completer` (helpers.py): a thread that plays the worker through Prefect's REST API (proposes RUNNING, then
-COMPLETED, with the server's orchestration rules) so that a child costs two state changes
-instead of a Python process.
+online and, on Prefect before 3.9, that the slots of earlier cases' runs are free again: see
+SHARED_RUNNER_BEFORE). Tests about floodgate crashing or Prefect going away use
+`demo-flow/idle` and a `Completer` (helpers.py): a thread that plays the worker through
+Prefect's REST API (proposes RUNNING, then COMPLETED, with the server's orchestration rules) so
+that a child costs two state changes instead of a Python process.
 
 Environment knobs:
   FLOODGATED              path of the binary (default: build/{ci,release,debug}/service/floodgated)
@@ -25,6 +26,10 @@ Environment knobs:
   FG_E2E_BIG_DEPLOYMENT   the big batch's deployment (demo-flow/light; demo-flow/demo runs
                           Prefect's own engine per child: ~5 CPU-s a child, 10+ minutes)
   FG_E2E_FLOODGATED_ARGS  extra floodgated flags, e.g. "--bulk false --log-level debug"
+  FG_PREFECT_LOGGING_LEVEL  Prefect's log level in the worker and its flow runs (WARNING; INFO
+                          logs the worker's submissions and "Flow run limit reached")
+  FG_PREFECT_RUNNER_POLL_FREQUENCY  the worker's Runner check period (10 s); on Prefect 3.2 it
+                          paces how soon a finished run's slot is free (SHARED_RUNNER_BEFORE)
 """
 
 from __future__ import annotations
@@ -41,6 +46,21 @@ from helpers import FloodgateProcess, Prefect, find_floodgated, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "prefect-env.sh"
+
+# Prefect 3.2's process worker frees a flow run's --limit slot only when that run's
+# cancellation check finds the worker's shared Runner with no flow-run process at all. The
+# check comes every PREFECT_RUNNER_POLL_FREQUENCY s (FG_PREFECT_RUNNER_POLL_FREQUENCY, else
+# Prefect's 10: the e2e worker runs with no PREFECT_* variable of its own), up to 30 % later
+# with its jitter, after two API reads (seconds each on a loaded machine, hence 10 s on top).
+# A case whose children arrive before those checks finds the earlier case's slots still taken,
+# and each slot freed later goes to the next child at once (the worker polls every second), so
+# the Runner is never empty again: the children run one at a time (docs/compatibility.md).
+# 3.9.1 runs each flow run in an executor of its own and frees its slot when the run's process
+# exits. The releases between 3.2 and 3.9 were not read, so they get the wait too (it costs
+# time, never a wrong result).
+SHARED_RUNNER_BEFORE = (3, 9)
+RUNNER_POLL_S = float(os.environ.get("FG_PREFECT_RUNNER_POLL_FREQUENCY") or 10)
+SLOT_RELEASE_LAG_S = RUNNER_POLL_S * 1.3 + 10
 
 
 class PrefectEnv:
@@ -74,6 +94,9 @@ class PrefectEnv:
         # The busy case runs last, so in a whole run nobody pays for that restart; the
         # session's teardown stops whatever server and worker are running.
         self.restore_lean = False
+        # A case has run flow runs on the worker since it (re)started (see settle_worker).
+        self.worker_used = False
+        self._slot_release_lag_s: float | None = None
 
     def script(self, *args: str, timeout: float = 900) -> str:
         r = subprocess.run(["bash", str(SCRIPT), *args], env=self.env, capture_output=True,
@@ -96,9 +119,11 @@ class PrefectEnv:
         return self.script("server-start")
 
     def worker_stop(self):
+        self.worker_used = False
         return self.script("worker-stop")
 
     def worker_start(self):
+        self.worker_used = False
         return self.script("worker-start")
 
     def ensure_lean(self):
@@ -121,6 +146,39 @@ class PrefectEnv:
             return pid
         except (OSError, ValueError):
             return None
+
+    def flow_run_pids(self) -> list[int]:
+        """The worker's flow-run processes: whatever the `prefect worker` process (the
+        supervisor's child, see prefect-env.sh) has started and is still running."""
+        sup = self.worker_pid()
+        return [] if sup is None else [p for w in _children(sup) for p in _descendants(w)]
+
+    def slot_release_lag_s(self) -> float:
+        """How long after its last flow-run process exits this worker may still hold slots."""
+        if self._slot_release_lag_s is None:
+            version = str(self.api.get("/admin/version"))
+            major, minor = (int(x) for x in version.split(".")[:2])
+            shared = (major, minor) < SHARED_RUNNER_BEFORE
+            self._slot_release_lag_s = SLOT_RELEASE_LAG_S if shared else 0.0
+        return self._slot_release_lag_s
+
+    def settle_worker(self) -> str | None:
+        """Before a case that needs the worker's whole --limit: on a worker that holds slots
+        after its runs end (Prefect before 3.9, see SHARED_RUNNER_BEFORE), wait until the
+        earlier cases' flow-run processes are gone, then for the Runner's check that frees
+        their slots. Nothing to wait for on a fresh worker or on 3.9."""
+        if not self.worker_used or self.slot_release_lag_s() == 0:
+            return None
+        t0 = time.monotonic()
+        try:
+            wait_until("the earlier cases' flow-run processes to exit",
+                       lambda: not self.flow_run_pids(), 180, 0.5)
+        except AssertionError as e:
+            return f"{e}; going on with {len(self.flow_run_pids())} still running"
+        gone = time.monotonic()
+        time.sleep(self.slot_release_lag_s())
+        return (f"worker settled: flow-run processes gone after {gone - t0:.1f}s, then "
+                f"{self.slot_release_lag_s():.0f}s for Prefect's Runner to free their slots")
 
     def worker_online(self) -> bool:
         name = f"floodgate-worker-{self.port}"
@@ -173,12 +231,25 @@ def _lean_prefect(request):
 
 @pytest.fixture
 def worker(prefect_env):
-    """The process worker on pool floodgate-e2e, online."""
+    """The process worker on pool floodgate-e2e, online, with all of its --limit free."""
     t0 = time.monotonic()
     how = prefect_env.ensure_worker()
     if how != "worker online" or time.monotonic() - t0 > 2:
         print(f"\n[e2e] {how} in {time.monotonic() - t0:.1f}s")
-    return prefect_env
+    settled = prefect_env.settle_worker()
+    if settled:
+        print(f"\n[e2e] {settled}")
+    yield prefect_env
+    prefect_env.worker_used = True
+
+
+def _children(pid: int) -> list[int]:
+    r = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in r.stdout.split()]
+
+
+def _descendants(pid: int) -> list[int]:
+    return [d for c in _children(pid) for d in (c, *_descendants(c))]
 
 
 @pytest.fixture(scope="session")

@@ -283,6 +283,7 @@ def test_b_as_subflow_with_real_parent_flow(worker, floodgate):
 def test_c_cancel_children(worker, floodgate):
     prefect = worker.api
     n = 4
+    t_submit = time.monotonic()
     b = floodgate.client.submit({"deployment": "demo-flow/demo", "runs": demo_runs(n, 60),
                                  "limits": {"max_running": n}, "on_cancel": "cancel_children"})
     tag = tag_of(b["id"])
@@ -292,6 +293,7 @@ def test_c_cancel_children(worker, floodgate):
         return len(frs) == n and all(f["state_type"] == "RUNNING" for f in frs)
     wait_until(f"{n} children RUNNING in Prefect", all_running, 240, 1)
     t0 = time.monotonic()
+    print(f"[e2e] c: all {n} children RUNNING {t0 - t_submit:.1f}s after the submit")
     ans = floodgate.client.cancel(b["id"])
     print(f"[e2e] c: cancel answered {ans.get('state') if isinstance(ans, dict) else ans}")
 
