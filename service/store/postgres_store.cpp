@@ -369,6 +369,15 @@ std::vector<ItemRecord> PostgresStore::list_items(const std::string& batch_id,
       batch_id, false);
 }
 
+std::vector<ItemRecord> PostgresStore::pending_page(const std::string& batch_id, int64_t after,
+                                                    int64_t before, int limit) {
+  auto conn = pool_->acquire();
+  PgParams p;
+  p.add(batch_id).add(after).add(before).add(int64_t{limit});
+  return read_items(conn->run(sql(Query::kPendingPage), p, "reading items to launch"), batch_id,
+                    true);
+}
+
 std::array<int64_t, core::kItemStateCount> PostgresStore::count_items(const std::string& batch_id) {
   std::array<int64_t, core::kItemStateCount> counts{};
   auto conn = pool_->acquire();

@@ -60,6 +60,10 @@ constexpr std::string_view postgres_text(Query query) {
     case Query::kSkipPendingFrom:
       return "UPDATE items SET state = 'SKIPPED' WHERE batch_seq = (SELECT seq FROM batches "
              "WHERE id = $1) AND state = 'PENDING' AND idx >= $2";
+    case Query::kPendingPage:
+      // On the items_by_state index (batch_seq, state, idx).
+      return FLOODGATE_ITEM_COLUMNS ", spec" FLOODGATE_ITEMS_OF_BATCH
+          " AND state = 'PENDING' AND idx > $2 AND idx < $3 ORDER BY idx LIMIT $4";
   }
   return {};
 }

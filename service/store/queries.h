@@ -33,8 +33,9 @@ enum class Query {
   kSeal,                // $1 batch id
   kCountItems,          // $1 batch id -> (state, count) rows
   kSkipPendingFrom,     // $1 batch id, $2 first index: its PENDING items from there SKIPPED
+  kPendingPage,         // $1 batch id, $2 after index, $3 before index, $4 limit; spec 8th
 };
-inline constexpr size_t kQueryCount = static_cast<size_t>(Query::kSkipPendingFrom) + 1;
+inline constexpr size_t kQueryCount = static_cast<size_t>(Query::kPendingPage) + 1;
 
 /// The text of a query in a dialect. Written with PostgreSQL's `$n`; SQLite's copy, made once
 /// on first use, has `?n` (SQLite would take `$1` for a named parameter and number it by first

@@ -386,6 +386,20 @@ std::vector<ItemRecord> SqliteStore::list_items(const std::string& batch_id,
   return result;
 }
 
+std::vector<ItemRecord> SqliteStore::pending_page(const std::string& batch_id, int64_t after,
+                                                  int64_t before, int limit) {
+  SqliteConnection& db = reader();
+  std::lock_guard lock(db.mutex());
+  Statement stmt(db, sql(Query::kPendingPage), "reading items to launch");
+  stmt.bind(1, batch_id);
+  stmt.bind(2, after);
+  stmt.bind(3, before);
+  stmt.bind(4, int64_t{limit});
+  std::vector<ItemRecord> result;
+  while (stmt.step()) result.push_back(read_item(stmt, batch_id, true));
+  return result;
+}
+
 std::array<int64_t, core::kItemStateCount> SqliteStore::count_items(const std::string& batch_id) {
   std::array<int64_t, core::kItemStateCount> counts{};
   SqliteConnection& db = reader();

@@ -53,6 +53,8 @@ class SqliteStore final : public Store {
                                      std::optional<core::ItemState> state, int64_t after_index,
                                      int limit) override;
   std::array<int64_t, core::kItemStateCount> count_items(const std::string& batch_id) override;
+  std::vector<ItemRecord> pending_page(const std::string& batch_id, int64_t after, int64_t before,
+                                       int limit) override;
   std::vector<std::pair<int64_t, std::string>> load_item_specs(
       const std::string& batch_id, const std::vector<int64_t>& indexes) override;
 

@@ -172,8 +172,9 @@ class Store {
                                           bool with_spec);
   /// Up to `limit` PENDING items of a batch with `after` < index < `before`, in index order,
   /// with their specs: the next items to launch (see the engine's ItemPager).
-  std::vector<ItemRecord> pending_page(const std::string& batch_id, int64_t after, int64_t before,
-                                       int limit);
+  /// (The default lists, then reads the specs; the stores read both in one query.)
+  virtual std::vector<ItemRecord> pending_page(const std::string& batch_id, int64_t after,
+                                               int64_t before, int limit);
 
   /// Work sharing between replicas; null where one process owns the store (SQLite).
   virtual class Leases* leases() { return nullptr; }
