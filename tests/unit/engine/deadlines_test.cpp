@@ -239,6 +239,30 @@ TEST(DeadlinesTest, AfterARestartARunThatStartsLaterCountsFromItsStartTime) {
   EXPECT_NE(h.runs(id)[0].last_error.find("run deadline (300 s)"), std::string::npos);
 }
 
+TEST(DeadlinesTest, ARunACreateFindsByItsKeyAfterARestartCountsFromItsCreation) {
+  auto o = EngineHarness::defaults();
+  o.use_bulk = false;
+  EngineHarness h(o);
+  h.start();
+  // Created at Prefect, its answer lost; the read by key that would find it still in flight
+  // when the process stops.
+  h.prefect.script("POST", "/create_flow_run", testing::transport_error(false), /*apply=*/true);
+  h.prefect.hold_next("POST", "/flow_runs/filter");
+  auto id = h.submit(tracked(OnDeadline::kReport, 600, 0), 1);
+  for (int i = 0; i < 50 && h.prefect.held.empty(); ++i) h.advance(100ms);
+  ASSERT_EQ(h.prefect.held.size(), 1u);
+  h.advance(500s);
+  h.stop();
+  h.prefect.held.clear();
+  h.start();  // sends the create again: Prefect answers with the run made 500 s ago
+  EXPECT_EQ(h.count(id, "LAUNCHED"), 1);
+  EXPECT_EQ(h.prefect.runs.size(), 1u);
+  h.advance(90s);
+  EXPECT_EQ(h.count(id, "STUCK"), 0);
+  h.advance(15s);
+  EXPECT_EQ(h.count(id, "STUCK"), 1);
+}
+
 TEST(DeadlinesTest, ChildrenThisProcessCreatedKeepItsOwnClockWhatEverPrefectsClockSays) {
   EngineHarness h;
   // Prefect's server clock runs 500 s behind: its created and start_time look 500 s old.
