@@ -33,10 +33,14 @@ struct Item {
   core::TimePoint first_attempt{};
   core::Duration capped_at_first{};  // the batch's capped_time() at first_attempt
   core::TimePoint settled{};         // launched or failed: the end of its wait
-  // Deadlines: when its run was created (or, after a restart, first held again) and when a read
-  // first found it started; TimePoint::min() while not known.
+  // Deadlines: when its run was created and when a read first found it started;
+  // TimePoint::min() while not known.
   core::TimePoint launched_at = core::TimePoint::min();
   core::TimePoint started_at = core::TimePoint::min();
+  // This process did not see its run created (held again after a restart or by another replica,
+  // or an existing run a create found by its key): reads set launched_at and started_at from the
+  // run's own created and start_time in Prefect.
+  bool times_from_prefect = false;
   uint8_t missing_reads = 0;  // successive reads that did not find its run (deleted in Prefect)
   std::string flow_run_id;
   std::string flow_run_state;

@@ -153,8 +153,12 @@ std::vector<int64_t> BatchBook::hold_items(Batch& b, const std::vector<store::It
       b.counts[static_cast<int>(ItemState::kPending)] += 1;
       item.state = ItemState::kPending;
     }
-    // Deadlines count again from now: the steady clock does not survive a restart.
-    if (item.state == ItemState::kLaunched) item.launched_at = clock_.now();
+    // The steady clock does not survive a restart: the deadlines count from the run's own times
+    // in Prefect, from the first read on (until then, from now).
+    if (item.state == ItemState::kLaunched || item.state == ItemState::kStuck) {
+      item.launched_at = clock_.now();
+      item.times_from_prefect = true;
+    }
     const bool keep_spec = item.state == ItemState::kPending ||
                            (item.state == ItemState::kLaunched && may_relaunch(b, item)) ||
                            (core::is_failure(item.state) && item.state != ItemState::kStuck) ||
@@ -248,6 +252,8 @@ void BatchBook::launched(Batch& b, int64_t index, const std::string& flow_run_id
   item.settled = clock_.now();
   item.launched_at = item.settled;
   item.started_at = core::TimePoint::min();
+  // A run a create found by its key may be older than this process: its times come from Prefect.
+  item.times_from_prefect = existing;
   if (b.first_launch == core::TimePoint::min()) b.first_launch = item.settled;
   item.missing_reads = 0;
   item.last_error.clear();

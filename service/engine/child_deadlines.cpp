@@ -1,5 +1,6 @@
 #include "engine/child_deadlines.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "prefect/transient.h"
@@ -32,11 +33,29 @@ bool has_started(std::string_view state_type) {
   return !state_type.empty() && state_type != "SCHEDULED" && state_type != "PENDING";
 }
 
+core::TimePoint steady_from_wall(std::chrono::system_clock::time_point t, core::TimePoint now,
+                                 std::chrono::system_clock::time_point wall_now) {
+  // A time ahead of this host's clock (Prefect's server clock runs ahead) counts as now.
+  const auto ago = std::max<core::Duration>(
+      core::Duration{}, std::chrono::duration_cast<core::Duration>(wall_now - t));
+  return now - ago;
+}
+
 std::optional<Breach> check_deadlines(const DeadlineSpec& deadlines, Item& item,
-                                      const prefect::FlowRunInfo& run, core::TimePoint now) {
+                                      const prefect::FlowRunInfo& run, core::TimePoint now,
+                                      std::chrono::system_clock::time_point wall_now) {
   if (item.launched_at == core::TimePoint::min()) item.launched_at = now;
+  if (item.times_from_prefect && run.created) {
+    // Never later than where it stood (now at the restart): a server clock ahead of this host's
+    // must not push the deadline further on each read.
+    item.launched_at = std::min(item.launched_at, steady_from_wall(*run.created, now, wall_now));
+  }
   const bool started = has_started(run.state_type);
-  if (started && item.started_at == core::TimePoint::min()) item.started_at = now;
+  if (started && item.started_at == core::TimePoint::min()) {
+    item.started_at = item.times_from_prefect && run.start_time
+                          ? steady_from_wall(*run.start_time, now, wall_now)
+                          : now;
+  }
   if (prefect::is_final_state_type(run.state_type)) return std::nullopt;
   const double start_s = deadlines.start_s.value_or(0);
   const double run_s = deadlines.run_s.value_or(0);

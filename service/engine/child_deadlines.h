@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,10 +25,18 @@ std::string_view earlier_run_state(Breach breach);
 /// AwaitingConcurrencySlot included) and PENDING.
 bool has_started(std::string_view state_type);
 
-/// Notes from a read of `item`'s run when it started, and says whether the run is past one of
-/// the batch's deadlines at `now`.
+/// A time on the wall clock (`wall_now` being `now` there) as a point on the steady clock; never
+/// later than `now`.
+core::TimePoint steady_from_wall(std::chrono::system_clock::time_point t, core::TimePoint now,
+                                 std::chrono::system_clock::time_point wall_now);
+
+/// Notes from a read of `item`'s run when it was created and when it started, and says whether
+/// the run is past one of the batch's deadlines at `now` (`wall_now` on the wall clock). Items
+/// this process saw created take the steady clock's times (the launch; the first read that found
+/// the run started); items with times_from_prefect take the run's created and start_time.
 std::optional<Breach> check_deadlines(const DeadlineSpec& deadlines, Item& item,
-                                      const prefect::FlowRunInfo& run, core::TimePoint now);
+                                      const prefect::FlowRunInfo& run, core::TimePoint now,
+                                      std::chrono::system_clock::time_point wall_now);
 
 /// What the item's last_error says of a breach (`run` is the run as last read; null when it is
 /// gone).

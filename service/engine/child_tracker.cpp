@@ -25,11 +25,12 @@ int64_t followed(const Batch& b) {
 
 }  // namespace
 
-ChildTracker::ChildTracker(core::Clock& clock, core::Random& random,
+ChildTracker::ChildTracker(core::Clock& clock, const core::WallClock& wall, core::Random& random,
                            std::function<std::string()> new_id, TrackOptions options,
                            BatchBook& book, DeploymentResolver& resolver, Outbox& outbox,
                            prefect::PrefectApi& api, metrics::Metrics& metrics)
     : clock_(clock),
+      wall_(wall),
       random_(random),
       options_(options),
       book_(book),
@@ -205,7 +206,7 @@ bool ChildTracker::follow(Batch& b, int64_t index, const prefect::FlowRunInfo& r
     book_.batch_changed(b);
   }
   const bool seen_started = item.started_at != core::TimePoint::min();
-  const auto breach = check_deadlines(b.spec.deadlines, item, run, clock_.now());
+  const auto breach = check_deadlines(b.spec.deadlines, item, run, clock_.now(), wall_.now());
   if (!seen_started && item.started_at != core::TimePoint::min()) {
     if (gate_ != nullptr) gate_->on_started(b, index);
     if (pacer_ != nullptr && run.state_type != "CRASHED") pacer_->on_started(b);

@@ -35,9 +35,11 @@ struct TrackOptions {
 class ChildTracker final : public RequestOwner, public BatchObserver {
  public:
   /// `new_id` makes the transition id of each cancel (a UUID).
-  ChildTracker(core::Clock& clock, core::Random& random, std::function<std::string()> new_id,
-               TrackOptions options, BatchBook& book, DeploymentResolver& resolver, Outbox& outbox,
-               prefect::PrefectApi& api, metrics::Metrics& metrics);
+  /// `wall` converts the runs' times in Prefect to the steady clock (deadlines after a restart).
+  ChildTracker(core::Clock& clock, const core::WallClock& wall, core::Random& random,
+               std::function<std::string()> new_id, TrackOptions options, BatchBook& book,
+               DeploymentResolver& resolver, Outbox& outbox, prefect::PrefectApi& api,
+               metrics::Metrics& metrics);
 
   /// Queues the reads due now, one round over every batch (the driver calls it each
   /// interval_min).
@@ -91,6 +93,7 @@ class ChildTracker final : public RequestOwner, public BatchObserver {
   void round_done(Batch& b);
 
   core::Clock& clock_;
+  const core::WallClock& wall_;
   core::Random& random_;
   TrackOptions options_;
   BatchBook& book_;

@@ -28,7 +28,7 @@ Engine::Engine(EngineRuntime runtime, EngineOptions options, store::Store& store
       pacer_(runtime.clock, scheduler_, metrics),
       gate_(runtime.clock),
       tracker_(
-          runtime.clock, runtime.random,
+          runtime.clock, runtime.wall, runtime.random,
           [&random = runtime.random] { return core::new_uuid(random); },
           TrackOptions{options_.track_interval_min, options_.track_interval_max}, book_, resolver_,
           dispatcher_, api_, metrics),

@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "core/global_backoff.h"
+#include "core/time_format.h"
 #include "prefect/bulk_cancel.h"
 
 namespace floodgate::prefect {
@@ -198,6 +199,8 @@ std::optional<FlowRunInfo> parse_flow_run(const json& j) {
     if (info.state_name.empty()) info.state_name = str_or_empty(*st, "name");
     info.state_message = str_or_empty(*st, "message");
   }
+  info.created = core::parse_time(str_or_empty(j, "created"));
+  info.start_time = core::parse_time(str_or_empty(j, "start_time"));
   return info;
 }
 

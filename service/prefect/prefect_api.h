@@ -78,6 +78,10 @@ struct FlowRunInfo {
   std::string state_name;
   std::string state_message;
   std::string idempotency_key;
+  // Prefect's `created` and `start_time` (when it first entered RUNNING), on the wall clock of
+  // Prefect's server; none when absent or null.
+  std::optional<std::chrono::system_clock::time_point> created;
+  std::optional<std::chrono::system_clock::time_point> start_time;
 };
 std::optional<FlowRunInfo> parse_flow_run(const nlohmann::json& j);
 std::optional<FlowRunInfo> parse_flow_run(const std::string& body);

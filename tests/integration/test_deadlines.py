@@ -1,7 +1,12 @@
 """Deadlines for children (issue 17, item 2) against the fake Prefect: a child that never starts
 or is deleted in Prefect is reported STUCK, cancelled and FAILED, or cancelled and launched
 again, as the batch's on_deadline says; a batch that ended early follows the children it left
-running to their end."""
+running to their end; and after a restart of floodgated the deadlines still count from the
+run's own times in Prefect (created, start_time), not again from the restart."""
+
+import re
+import time
+from datetime import datetime
 
 import pytest
 
@@ -95,3 +100,45 @@ def test_a_batch_that_failed_early_follows_the_children_it_left_running(api, fak
     wait_until(lambda: api.batch(b["id"])["counts"]["COMPLETED"] == 3, timeout=30)
     after = api.batch(b["id"])
     assert after["state"] == "FAILED" and after["counts"]["LAUNCHED"] == 0, after
+
+
+def _epoch(iso):
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.time_limit(90)
+@pytest.mark.parametrize("deadline", ["start", "run"])
+def test_deadlines_count_from_prefects_times_across_a_restart(fg, fake, deadline):
+    """floodgated is killed 9 s into a 12 s deadline and started again: the child is past its
+    deadline about 12 s after it was created (start) or started (run) in Prefect, plus a read
+    interval; counting again from the restart would take 20 s or more."""
+    limit_s, kill_at_s, slack_s = 12, 9, 7
+    fake.config(run_schedule=QUICK_LIFE)
+    runs = [{"parameters": {"i": i}} for i in range(3)]
+    if deadline == "start":
+        runs[1]["parameters"]["__fake_never_start"] = "SCHEDULED"
+    else:
+        runs[1]["parameters"]["__fake_running_ms"] = 600_000
+    b = fg.client.submit({"deployment": DEMO_DEPLOYMENT, "runs": runs,
+                          f"{deadline}_deadline_s": limit_s, "on_deadline": "report",
+                          "tolerated_failure_count": 1})
+    field = "created" if deadline == "start" else "start_time"
+    run = wait_until(lambda: next((r for r in _runs_of_item(fake, b["id"], 1) if r[field]), None),
+                     timeout=20, what=f"the child's {field}")
+    since = _epoch(run[field])
+    time.sleep(max(0.0, since + kill_at_s - time.time()))
+    fg.kill()
+    time.sleep(1)
+    fg.start()
+    restarted = time.time() - since
+    item = wait_until(lambda: (lambda r: r if r["state"] == "STUCK" else None)(
+        fg.client.all_runs(b["id"])[1]), timeout=30, interval=0.1, what="the child STUCK")
+    measured = time.time() - since
+    said = re.search(r"still \w+ (\d+) s after it", item["last_error"])
+    print(f"{deadline} deadline {limit_s} s: restarted {restarted:.1f} s after the run's {field}, "
+          f"STUCK {measured:.1f} s after it (error says {said and said.group(1)} s)")
+    assert f"{deadline} deadline ({limit_s} s) passed" in item["last_error"], item
+    assert limit_s - 0.5 <= measured <= limit_s + slack_s, (measured, item)
+    assert said and limit_s <= int(said.group(1)) <= limit_s + slack_s, item["last_error"]
+    final = fg.client.wait_state(b["id"], timeout=30)
+    assert final["state"] == "COMPLETED" and final["counts"]["STUCK"] == 1, final

@@ -67,6 +67,7 @@ class ChildTrackerTest : public ::testing::Test {
   DeploymentResolver resolver{clock, random, book, scheduler, outbox, api, metrics};
   int ids = 0;
   ChildTracker tracker{clock,
+                       wall,
                        random,
                        [this] { return "uuid-" + std::to_string(++ids); },
                        TrackOptions{1000ms, 15000ms},

@@ -167,6 +167,130 @@ TEST(DeadlinesTest, ABatchThatFailedEarlyFollowsTheChildrenItLeftRunning) {
   EXPECT_EQ(h.state(id), "FAILED");
 }
 
+// After a restart the deadlines count from the run's own times in Prefect (created,
+// start_time), not again from the restart: the steady clock does not survive it.
+TEST(DeadlinesTest, AfterARestartTheStartDeadlineCountsFromTheRunsCreation) {
+  EngineHarness h;
+  h.start();
+  auto id = h.submit(tracked(OnDeadline::kReport, 600, 0), 2);
+  h.prefect.set_run_state("run-2", "RUNNING");
+  h.advance(500s);  // run-1 SCHEDULED for 500 s of its 600
+  h.stop();
+  h.start();
+  EXPECT_EQ(h.count(id, "LAUNCHED"), 2);
+  h.advance(90s);  // 590 s since run-1 was created
+  EXPECT_EQ(h.count(id, "STUCK"), 0);
+  h.advance(15s);  // past 600 s: not 600 s after the restart
+  EXPECT_EQ(h.count(id, "STUCK"), 1);
+  const auto error = h.runs(id)[0].last_error;
+  EXPECT_NE(error.find("start deadline (600 s) passed: run run-1 still Scheduled 60"),
+            std::string::npos)
+      << error;
+}
+
+TEST(DeadlinesTest, AChildPastItsStartDeadlineWhileFloodgateWasDownMeetsItAtTheFirstRead) {
+  EngineHarness h;
+  h.start();
+  auto id = h.submit(tracked(OnDeadline::kFail, 600, 0), 1);
+  h.advance(60s);
+  h.stop();
+  h.clock.advance(std::chrono::minutes(50));  // down for 50 minutes
+  h.start();
+  h.advance(2s);  // the first read
+  EXPECT_EQ(h.count(id, "FAILED"), 1);
+  EXPECT_EQ(h.prefect.cancel_targets(), std::vector<std::string>{"run-1"});
+  EXPECT_NE(h.runs(id)[0].last_error.find("still Scheduled 306"), std::string::npos)
+      << h.runs(id)[0].last_error;
+}
+
+TEST(DeadlinesTest, AfterARestartTheRunDeadlineCountsFromTheRunsStartTime) {
+  EngineHarness h;
+  h.start();
+  auto id = h.submit(tracked(OnDeadline::kFail, 0, 600), 1);
+  h.advance(100s);
+  h.prefect.set_run_state("run-1", "RUNNING");  // started at 100 s
+  h.advance(400s);
+  h.stop();
+  h.start();        // the first read finds it RUNNING: started 400 s ago, not now
+  h.advance(190s);  // 590 s since it started
+  EXPECT_EQ(h.count(id, "LAUNCHED"), 1);
+  h.advance(15s);
+  EXPECT_EQ(h.count(id, "FAILED"), 1);
+  EXPECT_NE(
+      h.runs(id)[0].last_error.find("run deadline (600 s) passed: run run-1 still Running 60"),
+      std::string::npos)
+      << h.runs(id)[0].last_error;
+}
+
+TEST(DeadlinesTest, AfterARestartARunThatStartsLaterCountsFromItsStartTime) {
+  EngineHarness h;
+  h.start();
+  auto id = h.submit(tracked(OnDeadline::kFail, 600, 300), 1);
+  h.advance(100s);
+  h.stop();
+  h.clock.advance(200s);  // it starts while floodgate is down
+  h.prefect.set_run_state("run-1", "RUNNING");
+  h.clock.advance(50s);
+  h.start();
+  h.advance(240s);  // 290 s since it started
+  EXPECT_EQ(h.count(id, "LAUNCHED"), 1);
+  h.advance(15s);
+  EXPECT_EQ(h.count(id, "FAILED"), 1);
+  EXPECT_NE(h.runs(id)[0].last_error.find("run deadline (300 s)"), std::string::npos);
+}
+
+TEST(DeadlinesTest, ARunACreateFindsByItsKeyAfterARestartCountsFromItsCreation) {
+  auto o = EngineHarness::defaults();
+  o.use_bulk = false;
+  EngineHarness h(o);
+  h.start();
+  // Created at Prefect, its answer lost; the read by key that would find it still in flight
+  // when the process stops.
+  h.prefect.script("POST", "/create_flow_run", testing::transport_error(false), /*apply=*/true);
+  h.prefect.hold_next("POST", "/flow_runs/filter");
+  auto id = h.submit(tracked(OnDeadline::kReport, 600, 0), 1);
+  for (int i = 0; i < 50 && h.prefect.held.empty(); ++i) h.advance(100ms);
+  ASSERT_EQ(h.prefect.held.size(), 1u);
+  h.advance(500s);
+  h.stop();
+  h.prefect.held.clear();
+  h.start();  // sends the create again: Prefect answers with the run made 500 s ago
+  EXPECT_EQ(h.count(id, "LAUNCHED"), 1);
+  EXPECT_EQ(h.prefect.runs.size(), 1u);
+  h.advance(90s);
+  EXPECT_EQ(h.count(id, "STUCK"), 0);
+  h.advance(15s);
+  EXPECT_EQ(h.count(id, "STUCK"), 1);
+}
+
+TEST(DeadlinesTest, ChildrenThisProcessCreatedKeepItsOwnClockWhatEverPrefectsClockSays) {
+  EngineHarness h;
+  // Prefect's server clock runs 500 s behind: its created and start_time look 500 s old.
+  h.prefect.server_skew = -std::chrono::seconds(500);
+  h.start();
+  auto id = h.submit(tracked(OnDeadline::kFail, 600, 600), 2);
+  h.prefect.set_run_state("run-2", "RUNNING");
+  h.advance(590s);
+  EXPECT_EQ(h.count(id, "LAUNCHED"), 2);  // a deadline from Prefect's times would have passed
+  h.advance(20s);
+  EXPECT_EQ(h.count(id, "FAILED"), 2);
+}
+
+TEST(DeadlinesTest, AfterARestartARunCreatedAheadOfThisClockCountsFromTheFirstRead) {
+  EngineHarness h;
+  // Prefect's server clock runs 1000 s ahead: its times are taken as now at the latest.
+  h.prefect.server_skew = std::chrono::seconds(1000);
+  h.start();
+  auto id = h.submit(tracked(OnDeadline::kReport, 600, 0), 1);
+  h.advance(100s);
+  h.stop();
+  h.start();
+  h.advance(590s);
+  EXPECT_EQ(h.count(id, "STUCK"), 0);
+  h.advance(15s);
+  EXPECT_EQ(h.count(id, "STUCK"), 1);
+}
+
 TEST(DeadlinesTest, TheServersDefaultsFillWhatTheBatchLeavesUnset) {
   auto o = EngineHarness::defaults();
   o.deadlines = {600.0, 0.0, OnDeadline::kFail};

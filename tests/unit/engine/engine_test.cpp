@@ -223,7 +223,8 @@ TEST(EngineTest, TheBreakerOpensProbesAndClosesAfterHalfOpenTrials) {
 
 TEST(EngineTest, PlaceholdersGoBeforeTheCreatesUnderAParent) {
   EngineHarness h;
-  h.prefect.runs["parent-1"] = {"parent-1", "", "", "", "RUNNING", "Running", "", json::object()};
+  h.prefect.runs["parent-1"] = {"parent-1",     "", "", "", "RUNNING", "Running", "",
+                                json::object(), {}, {}};
   h.start();
   auto spec = spec_for();
   spec.parent_flow_run_id = "parent-1";
@@ -326,7 +327,8 @@ TEST_P(ParentEnds, TheBatchIsCancelledAndOnCancelApplies) {
   auto o = EngineHarness::defaults();
   o.use_bulk = false;
   EngineHarness h(o);
-  h.prefect.runs["parent-1"] = {"parent-1", "", "", "", "RUNNING", "Running", "", json::object()};
+  h.prefect.runs["parent-1"] = {"parent-1",     "", "", "", "RUNNING", "Running", "",
+                                json::object(), {}, {}};
   h.start();
   auto spec = spec_for();
   spec.parent_flow_run_id = "parent-1";

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>  // mkdtemp
 
+#include <chrono>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -17,6 +18,7 @@
 
 #include "core/clock.h"
 #include "core/random.h"
+#include "core/time_format.h"
 #include "core/timer_queue.h"
 #include "engine/batch_spec.h"
 #include "engine/engine.h"
@@ -59,6 +61,9 @@ class FakePrefect final : public prefect::HttpClient {
     std::string state_name = "Scheduled";
     std::string state_message;
     json parameters;
+    // Prefect's created and start_time (set when it first enters RUNNING), on `wall`.
+    std::optional<std::chrono::system_clock::time_point> created;
+    std::optional<std::chrono::system_clock::time_point> start_time;
   };
   /// A scripted answer: `apply` still carries out the request (the answer is then lost on the
   /// way back); `hold` keeps the request unanswered until release().
@@ -160,6 +165,7 @@ class FakePrefect final : public prefect::HttpClient {
   void set_run_state(const std::string& id, const std::string& type,
                      const std::string& message = "") {
     Run& r = runs.at(id);
+    if (type == "RUNNING" && !r.start_time && wall != nullptr) r.start_time = server_now();
     r.state_type = type;
     r.state_name = type.substr(0, 1) + lower(type.substr(1));
     r.state_message = message;
@@ -178,6 +184,10 @@ class FakePrefect final : public prefect::HttpClient {
   std::map<std::string, std::string> by_key;
   std::map<std::string, std::string> deployments{{"flow/dep", "dep-1"}, {"flow/other", "dep-2"}};
   int task_runs = 0;
+  // Stamps runs with created and start_time as Prefect does (none without it), on this clock
+  // moved by `server_skew` (Prefect's server clock off from floodgate's host).
+  const core::WallClock* wall = nullptr;
+  std::chrono::system_clock::duration server_skew{};
   bool hold_all = false;
   std::string hold_path;         // requests whose path contains it are held too
   bool down = false;             // 503 to every write (POST)
@@ -194,13 +204,28 @@ class FakePrefect final : public prefect::HttpClient {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
   }
+  std::chrono::system_clock::time_point server_now() const { return wall->now() + server_skew; }
+  // As Prefect 3 writes times: microseconds, UTC, "Z".
+  static json time_json(const std::optional<std::chrono::system_clock::time_point>& t) {
+    if (!t) return nullptr;
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(t->time_since_epoch()).count();
+    std::string s = core::format_time_ms(us / 1000);
+    const std::string micros = std::to_string(1000 + us % 1000).substr(1);
+    return s.insert(s.size() - 1, micros);
+  }
   json run_json(const Run& r) const {
-    return {
+    json j = {
         {"id", r.id},
         {"idempotency_key", r.idempotency_key},
         {"deployment_id", r.deployment_id},
         {"parent_task_run_id", r.parent_task_run_id},
         {"state", {{"type", r.state_type}, {"name", r.state_name}, {"message", r.state_message}}}};
+    if (wall != nullptr) {
+      j["created"] = time_json(r.created);
+      j["start_time"] = time_json(r.start_time);
+    }
+    return j;
   }
   // One create: {status, run}; status 201 new, 200 an idempotency-key match, 422 rejected.
   std::pair<int, const Run*> create(const std::string& deployment_id, const json& body) {
@@ -218,6 +243,7 @@ class FakePrefect final : public prefect::HttpClient {
     r.idempotency_key = key;
     r.parent_task_run_id = body.value("parent_task_run_id", "");
     r.parameters = body.value("parameters", json::object());
+    if (wall != nullptr) r.created = server_now();
     order.push_back(r.id);
     if (!key.empty()) by_key[key] = r.id;
     auto [it, ok] = runs.emplace(r.id, std::move(r));
@@ -342,7 +368,9 @@ class EngineHarness {
  public:
   explicit EngineHarness(EngineOptions options = defaults())
       : options_(std::move(options)),
-        store_(store::open_store("sqlite://" + dir_.file("floodgate.db"))) {}
+        store_(store::open_store("sqlite://" + dir_.file("floodgate.db"))) {
+    prefect.wall = &wall;
+  }
   ~EngineHarness() { engine.reset(); }
 
   static EngineOptions defaults() {

@@ -388,6 +388,27 @@ TEST(ParseFlowRunTest, NullStateIsTolerated) {
   EXPECT_TRUE(run->state_type.empty());
 }
 
+TEST(ParseFlowRunTest, CreatedAndStartTimeAreRead) {
+  // As Prefect answers a read: start_time null until the run first enters RUNNING.
+  auto scheduled = parse_flow_run(std::string(R"({"id": "r1", "state_type": "SCHEDULED",
+      "created": "2027-01-15T08:00:00.250000Z", "start_time": null})"));
+  ASSERT_TRUE(scheduled.has_value());
+  ASSERT_TRUE(scheduled->created.has_value());
+  EXPECT_EQ(
+      std::chrono::duration_cast<std::chrono::milliseconds>(scheduled->created->time_since_epoch())
+          .count(),
+      1'800'000'000'250);
+  EXPECT_FALSE(scheduled->start_time.has_value());
+  auto running = parse_flow_run(std::string(R"({"id": "r1", "state_type": "RUNNING",
+      "created": "2027-01-15T08:00:00+00:00", "start_time": "2027-01-15T08:01:00.5+00:00"})"));
+  ASSERT_TRUE(running.has_value() && running->start_time.has_value());
+  EXPECT_EQ(*running->start_time - *running->created, std::chrono::milliseconds(60'500));
+  // Missing or not a time: none, and the run is still read.
+  auto odd = parse_flow_run(std::string(R"({"id": "r1", "created": "yesterday"})"));
+  ASSERT_TRUE(odd.has_value());
+  EXPECT_FALSE(odd->created.has_value());
+}
+
 TEST(ParseFlowRunTest, RejectsMalformed) {
   EXPECT_FALSE(parse_flow_run(std::string("")).has_value());
   EXPECT_FALSE(parse_flow_run(std::string("{\"id\": ")).has_value());
