@@ -207,6 +207,10 @@ struct Batch {
            (spec.track ? counts[static_cast<int>(core::ItemState::kLaunched)] : 0);
   }
   int64_t count(core::ItemState s) const { return counts[static_cast<int>(s)]; }
+  /// Whether some of its children are still followed (LAUNCHED or STUCK in a tracked batch).
+  bool follows_children() const {
+    return spec.track && count(core::ItemState::kLaunched) + count(core::ItemState::kStuck) > 0;
+  }
   int64_t done() const {
     int64_t n = 0;
     for (int i = 0; i < core::kItemStateCount; ++i) {

@@ -43,6 +43,7 @@ store::BatchUpdate batch_update(Batch& b) {
   u.version = b.rec.version;
   u.spec_json = engine::to_json(b.spec).dump();
   u.skip_pending_from = b.skip_unpaged_from;
+  u.followed = core::is_final(b.rec.state) && b.follows_children();
   b.skip_unpaged_from.reset();
   return u;
 }

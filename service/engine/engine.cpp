@@ -107,8 +107,7 @@ void Engine::adopt(StoredBatch stored) {
 int64_t Engine::demand() const {
   int64_t n = 0;
   for (const auto& [k, b] : book_.batches()) {
-    const bool followed = b->spec.track && b->count(core::ItemState::kLaunched) > 0;
-    if (!core::is_final(b->rec.state) || followed) ++n;
+    if (!core::is_final(b->rec.state) || b->follows_children()) ++n;
   }
   return n;
 }
@@ -116,7 +115,7 @@ int64_t Engine::demand() const {
 std::vector<std::string> Engine::unfinished_ids() const {
   std::vector<std::string> ids;
   for (const auto& [k, b] : book_.batches()) {
-    if (!core::is_final(b->rec.state)) ids.push_back(b->rec.id);
+    if (!core::is_final(b->rec.state) || b->follows_children()) ids.push_back(b->rec.id);
   }
   return ids;
 }

@@ -117,7 +117,8 @@ class Engine {
   void adopt(StoredBatch stored);
   /// Batches held that need Prefect: not final, or final with children still followed.
   int64_t demand() const;
-  /// Ids of the batches held that are not final.
+  /// Ids of the batches held that need an owner: not final, or final with children still
+  /// followed.
   std::vector<std::string> unfinished_ids() const;
   /// True once drain() was called: takes no batch of another replica any more.
   bool draining() const { return draining_; }

@@ -12,7 +12,8 @@ namespace {
 
 // The server's clock in Unix ms: one clock for every replica, whatever their machines say.
 #define FLOODGATE_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
-#define FLOODGATE_UNFINISHED "state IN ('QUEUED', 'RUNNING', 'PAUSED')"
+// A batch needs an owner while it has not ended, or ended with children it still follows.
+#define FLOODGATE_NEEDS_OWNER "(state IN ('QUEUED', 'RUNNING', 'PAUSED') OR followed)"
 // The owner of batch b is alive: its heartbeat is younger than the TTL ($2).
 #define FLOODGATE_OWNER_ALIVE                                     \
   "EXISTS (SELECT 1 FROM replicas r WHERE r.id = b.owner_id AND " \
@@ -39,21 +40,22 @@ constexpr std::string_view kForgetDead =
     "DELETE FROM replicas WHERE heartbeat_at < " FLOODGATE_NOW_MS " - 10 * $1::bigint";
 constexpr std::string_view kRenew =
     "UPDATE batches SET lease_expires_at = " FLOODGATE_NOW_MS
-    " + $2 WHERE owner_id = $1 AND " FLOODGATE_UNFINISHED " RETURNING id";
+    " + $2 WHERE owner_id = $1 AND " FLOODGATE_NEEDS_OWNER " RETURNING id";
 constexpr std::string_view kTakenFromUs =
     "SELECT id FROM batches WHERE id = ANY ($1::text[]) AND owner_id IS DISTINCT FROM $2";
 // A batch is free when nobody holds it, or its lease ran out and its owner stopped beating;
 // SKIP LOCKED: replicas claiming at once each take other batches.
 constexpr std::string_view kClaim =
     "UPDATE batches SET owner_id = $1, lease_expires_at = " FLOODGATE_NOW_MS
-    " + $2 WHERE seq IN (SELECT b.seq FROM batches b WHERE b." FLOODGATE_UNFINISHED
+    " + $2 WHERE seq IN (SELECT b.seq FROM batches b WHERE (b.state IN ('QUEUED', 'RUNNING', "
+    "'PAUSED') OR b.followed)"
     " AND (b.owner_id IS NULL OR (b.owner_id <> $1 AND b.lease_expires_at < " FLOODGATE_NOW_MS
     " AND NOT " FLOODGATE_OWNER_ALIVE
     ")) ORDER BY b.seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
     "RETURNING seq, id, spec, state, total, created_at, updated_at, finished_at, version, "
     "idempotency_key, submitted_by, sealed";
 constexpr std::string_view kUnfinishedCount =
-    "SELECT count(*) FROM batches WHERE " FLOODGATE_UNFINISHED;
+    "SELECT count(*) FROM batches WHERE " FLOODGATE_NEEDS_OWNER;
 constexpr std::string_view kTakeOver =
     "UPDATE batches AS b SET owner_id = $1, lease_expires_at = " FLOODGATE_NOW_MS
     " + $2 WHERE b.id = $3 AND (b.owner_id IS NULL OR b.owner_id = $1 OR NOT " FLOODGATE_OWNER_ALIVE

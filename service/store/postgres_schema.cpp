@@ -87,6 +87,12 @@ COMMENT ON COLUMN batches.lease_expires_at IS
 CREATE INDEX batches_unfinished_by_owner ON batches (owner_id, lease_expires_at)
   WHERE state IN ('QUEUED', 'RUNNING', 'PAUSED');
 )sql"},
+    {4, "followed children of ended batches", R"sql(
+ALTER TABLE batches ADD COLUMN followed BOOLEAN NOT NULL DEFAULT false;
+COMMENT ON COLUMN batches.followed IS
+  'The batch ended with children still running that it follows: it keeps needing an owner.';
+CREATE INDEX batches_followed_by_owner ON batches (owner_id, lease_expires_at) WHERE followed;
+)sql"},
 }};
 
 constexpr bool versions_are_consecutive() {

@@ -14,7 +14,7 @@ struct PgMigration {
 };
 
 /// Schema version this build writes.
-inline constexpr int kPostgresSchemaVersion = 3;
+inline constexpr int kPostgresSchemaVersion = 4;
 
 /// Brings the schema of the connection's database (its current schema, by default "public")
 /// up to kPostgresSchemaVersion: every missing migration in one transaction, each recorded as a

@@ -44,6 +44,9 @@ const std::string& fenced_batch_update() {
   static const std::string text = std::string(sql(Query::kUpdateBatch)) + " AND owner_id = $7";
   return text;
 }
+// Only where it changes, so that the row is not rewritten at every flush.
+constexpr std::string_view kSetFollowed =
+    "UPDATE batches SET followed = ($2::int <> 0) WHERE id = $1 AND followed <> ($2::int <> 0)";
 constexpr std::string_view kOwnInserted =
     "UPDATE batches SET owner_id = $2, lease_expires_at = "
     "(extract(epoch from clock_timestamp()) * 1000)::bigint + $3 WHERE seq = $1";
@@ -317,8 +320,14 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
         leases_ ? std::string_view(fenced_batch_update()) : sql(Query::kUpdateBatch);
     if (conn->run(update, p, what).changed() == 0) {
       ++skipped;
-    } else if (u.skip_pending_from) {
-      conn->run(sql(Query::kSkipPendingFrom), PgParams().add(u.id).add(*u.skip_pending_from), what);
+    } else {
+      if (u.skip_pending_from) {
+        conn->run(sql(Query::kSkipPendingFrom), PgParams().add(u.id).add(*u.skip_pending_from),
+                  what);
+      }
+      if (leases_) {
+        conn->run(kSetFollowed, PgParams().add(u.id).add(int64_t{u.followed ? 1 : 0}), what);
+      }
     }
   }
   tx.commit();

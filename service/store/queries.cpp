@@ -62,7 +62,8 @@ constexpr std::string_view postgres_text(Query query) {
              "WHERE id = $1) AND state = 'PENDING' AND idx >= $2";
     case Query::kPendingPage:
       // On the items_by_state index (batch_seq, state, idx).
-      return FLOODGATE_ITEM_COLUMNS ", spec" FLOODGATE_ITEMS_OF_BATCH
+      return FLOODGATE_ITEM_COLUMNS
+          ", spec" FLOODGATE_ITEMS_OF_BATCH
           " AND state = 'PENDING' AND idx > $2 AND idx < $3 ORDER BY idx LIMIT $4";
   }
   return {};

@@ -76,6 +76,9 @@ struct BatchUpdate {
   /// The batch's items still PENDING from this index on become SKIPPED (it ended before they
   /// were launched; the engine never held them). Applied only when the batch update is.
   std::optional<int64_t> skip_pending_from;
+  /// The batch ended with children it still follows (it keeps needing an owner; PostgreSQL with
+  /// replicas only).
+  bool followed = false;
 };
 
 struct InsertResult {

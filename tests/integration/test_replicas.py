@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import assert_exactly_once, wait_until
+from harness import DEMO_DEPLOYMENT, assert_exactly_once, wait_until
 from test_postgres import batch, pg_url, run_sql  # noqa: F401  (pg_url is a fixture)
 
 TTL_S = 3
@@ -165,3 +165,35 @@ def test_a_replica_cut_off_past_its_lease_stops_and_nothing_runs_twice(start_flo
     assert_exactly_once(fake.runs(), job["id"], total)
     log = a.log_path.read_text(errors="replace")
     assert "another replica took batches whose lease this one held" in log
+
+
+@pytest.mark.time_limit(150)
+def test_children_of_an_ended_batch_are_followed_after_its_replica_dies(start_floodgated, fake,
+                                                                        pg_url):
+    # One child fails at once and ends the batch (no failure tolerated); the five others run
+    # for 12 s. The batch is FAILED but still follows them, so it keeps needing an owner.
+    fake.config(run_schedule={"scheduled_ms": 0, "pending_ms": 0, "running_ms": 12_000})
+    a, b = start_replicas(start_floodgated, pg_url, ["a", "b"])
+    runs = ([{"parameters": {"i": 0, "__fake_final": "FAILED", "__fake_running_ms": 0}}]
+            + [{"parameters": {"i": i}} for i in range(1, 6)])
+    bid = a.client.submit({"deployment": DEMO_DEPLOYMENT, "runs": runs})["id"]
+
+    def ended_early():
+        v = a.client.batch(bid)
+        return v if v["state"] == "FAILED" and v["counts"]["LAUNCHED"] == 5 else None
+    wait_until(ended_early, 30, 0.1, what="the batch FAILED with five children running")
+    wait_until(lambda: run_sql(pg_url, f"SELECT followed FROM batches WHERE id = '{bid}'") == "t",
+               10, 0.1, what="the store marking the ended batch as still following children")
+    a.kill()  # kill -9: nothing is released
+    b_id = replica_id(b)
+    wait_until(lambda: holder(pg_url, bid) == b_id, 30, 0.1,
+               what="b claiming the ended batch after a's lease")
+
+    def all_followed():
+        v = b.client.batch(bid)
+        return v if v["counts"]["COMPLETED"] == 5 else None
+    final = wait_until(all_followed, 60, 0.5, what="b recording the five children COMPLETED")
+    assert final["state"] == "FAILED" and final["counts"]["FAILED"] == 1, final["counts"]
+    wait_until(lambda: run_sql(pg_url, f"SELECT followed FROM batches WHERE id = '{bid}'") == "f",
+               10, 0.1, what="the batch no longer needing an owner")
+    assert len(fake.runs_of(bid)) == 6  # nothing launched again

@@ -139,6 +139,32 @@ TEST_F(LeasesTest, FinishedBatchesAreNeverClaimedButCanBeTakenOverForARedrive) {
   EXPECT_EQ(query("SELECT owner_id, state FROM batches"), "b|COMPLETED");
 }
 
+TEST_F(LeasesTest, AnEndedBatchIsClaimedWhileItStillFollowsChildrenAndNoLonger) {
+  auto a = replica("a");
+  auto b = replica("b");
+  a->insert_batch(make_batch("x", 2), make_items(2));
+  BatchUpdate failed;
+  failed.id = "x";
+  failed.state = core::BatchState::kFailed;
+  failed.version = 3;
+  failed.followed = true;  // ended early, one child still running
+  a->apply({}, {failed});
+  EXPECT_EQ(a->leases()->renew(), std::vector<std::string>{"x"});  // still held, still renewed
+  std::this_thread::sleep_for(milliseconds(600));
+  const auto claimed = b->leases()->claim(10);
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].state, core::BatchState::kFailed);
+  EXPECT_EQ(query("SELECT owner_id, followed FROM batches"), "b|t");
+  // Its last child ended: the new owner writes so, and nobody needs to hold it any more.
+  failed.version = 4;
+  failed.followed = false;
+  b->apply({}, {failed});
+  EXPECT_TRUE(b->leases()->renew().empty());
+  std::this_thread::sleep_for(milliseconds(600));
+  auto c = replica("c");
+  EXPECT_TRUE(c->leases()->claim(10).empty());
+}
+
 TEST_F(LeasesTest, ReplicasClaimingAtOnceNeverTakeTheSameBatch) {
   {
     PostgresStore unowned(schema_->url(), PostgresStore::Options{});  // nobody holds these

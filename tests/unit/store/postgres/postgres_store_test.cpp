@@ -93,7 +93,7 @@ TEST_F(PostgresStoreTest, MigrationsCreateTheTablesAndRecordThemselves) {
   EXPECT_EQ(query("SELECT version, name, applied_at <= now() FROM schema_migrations "
                   "ORDER BY version"),
             "1|batches and items|t\n2|chunked appends: batches.sealed, batch_chunks|t\n"
-            "3|replicas and leases|t");
+            "3|replicas and leases|t\n4|followed children of ended batches|t");
   // Without a replica id nobody holds what the store inserts.
   store.insert_batch(make_batch("b", 1), make_items(1));
   EXPECT_EQ(query("SELECT owner_id, lease_expires_at FROM batches"), "NULL|NULL");
