@@ -307,31 +307,31 @@ void PostgresStore::apply(const std::vector<ItemUpdate>& items,
         conn->run(leases_ ? std::string_view(fenced_item_updates()) : kUpdateItems, params, what);
     skipped += static_cast<int64_t>(latest.size()) - r.changed();
   }
-  for (const BatchUpdate& u : batches) {
-    PgParams p;
-    p.add(u.id)
-        .add(core::to_string(u.state))
-        .add(u.updated_at_ms)
-        .add(u.finished_at_ms)
-        .add(u.version)
-        .add(u.spec_json);
-    if (leases_) p.add(leases_->replica_id());
-    const std::string_view update =
-        leases_ ? std::string_view(fenced_batch_update()) : sql(Query::kUpdateBatch);
-    if (conn->run(update, p, what).changed() == 0) {
-      ++skipped;
-    } else {
-      if (u.skip_pending_from) {
-        conn->run(sql(Query::kSkipPendingFrom), PgParams().add(u.id).add(*u.skip_pending_from),
-                  what);
-      }
-      if (leases_) {
-        conn->run(kSetFollowed, PgParams().add(u.id).add(int64_t{u.followed ? 1 : 0}), what);
-      }
-    }
-  }
+  for (const BatchUpdate& u : batches) skipped += apply_batch_update(*conn, u) ? 0 : 1;
   tx.commit();
   if (skipped > 0) skipped_updates_.fetch_add(skipped, std::memory_order_relaxed);
+}
+
+bool PostgresStore::apply_batch_update(PgConnection& conn, const BatchUpdate& u) {
+  const std::string_view what = "applying updates";
+  PgParams p;
+  p.add(u.id)
+      .add(core::to_string(u.state))
+      .add(u.updated_at_ms)
+      .add(u.finished_at_ms)
+      .add(u.version)
+      .add(u.spec_json);
+  if (leases_) p.add(leases_->replica_id());
+  const std::string_view update =
+      leases_ ? std::string_view(fenced_batch_update()) : sql(Query::kUpdateBatch);
+  if (conn.run(update, p, what).changed() == 0) return false;
+  if (u.skip_pending_from) {
+    conn.run(sql(Query::kSkipPendingFrom), PgParams().add(u.id).add(*u.skip_pending_from), what);
+  }
+  if (leases_) {
+    conn.run(kSetFollowed, PgParams().add(u.id).add(int64_t{u.followed ? 1 : 0}), what);
+  }
+  return true;
 }
 
 std::optional<BatchRecord> PostgresStore::get_batch(const std::string& id) {

@@ -75,6 +75,9 @@ class PostgresStore final : public Store {
   SealResult seal_batch(const std::string& batch_id) override;
 
  private:
+  /// Applies one batch update inside apply()'s transaction; false when it changed nothing (an
+  /// unknown batch, or one another replica holds).
+  bool apply_batch_update(class PgConnection& conn, const BatchUpdate& u);
   /// insert_batch() from `items`, or (when null) from `run_specs` as PENDING items.
   InsertResult insert_rows(const BatchRecord& batch, const std::vector<ItemRecord>* items,
                            const std::vector<std::string>* run_specs);
