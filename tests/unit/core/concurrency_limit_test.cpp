@@ -324,8 +324,10 @@ TEST(GradientLimitTest, SlowStartDoublesWhileNothingQueues) {
 TEST(GradientLimitTest, GradientSettlesWhereLatencyIsToleranceTimesTheFloor) {
   GradientLimit limit(plain());
   TimePoint t = feed(limit, kStart, 5, milliseconds(40), 3);
-  t = feed(limit, t + milliseconds(200), 1, milliseconds(200), 3);  // ends slow start
+  t = feed(limit, t + milliseconds(40), 1, milliseconds(40), 3);    // slow start: 3 -> 6
+  t = feed(limit, t + milliseconds(200), 1, milliseconds(200), 3);  // ends it: 6 -> 4.5
   ASSERT_FALSE(limit.slow_start());
+  ASSERT_NEAR(limit.estimated_limit(), 4.5, 1e-9);
   double l = limit.estimated_limit();
   // At exactly 1.25x the floor the limit holds.
   t = feed(limit, t + milliseconds(50), 1, milliseconds(50), 100);
@@ -340,6 +342,14 @@ TEST(GradientLimitTest, GradientSettlesWhereLatencyIsToleranceTimesTheFloor) {
   t = feed(limit, t + milliseconds(400), 1, milliseconds(400), 100);
   EXPECT_DOUBLE_EQ(limit.gradient(), 0.5);
   EXPECT_NEAR(limit.estimated_limit(), l * 0.75, 1e-9);
+  // Latency alone stops at the probe limit (3): there the floor was measured.
+  for (int i = 0; i < 10; ++i) t = feed(limit, t + milliseconds(400), 1, milliseconds(400), 100);
+  EXPECT_DOUBLE_EQ(limit.estimated_limit(), 3);
+  // Drops still take it lower.
+  limit.on_sample(t + milliseconds(1), milliseconds(1), 100, Outcome::kDropped);
+  EXPECT_DOUBLE_EQ(limit.estimated_limit(), 3 * 0.9);
+  t = feed(limit, t + milliseconds(400), 1, milliseconds(400), 100);
+  EXPECT_DOUBLE_EQ(limit.estimated_limit(), 3 * 0.9);  // and latency does not lift it back
 }
 
 TEST(GradientLimitTest, WindowCountsOnlyRequestsSentAfterItOpened) {
