@@ -195,7 +195,14 @@ void GradientLimit::close_window(TimePoint now) {
         gradient_ = std::clamp(options_.tolerance / ratio_, 0.5, 2.0);
         const double next = estimated_limit_ * gradient_;
         const double share = gradient_ < 1 ? options_.shrink_smoothing : options_.smoothing;
-        estimated_limit_ = std::clamp(estimated_limit_ * (1 - share) + next * share, lo, hi);
+        double target = estimated_limit_ * (1 - share) + next * share;
+        // Latency alone does not take the limit under the probe pin: the floor was measured
+        // with that many in flight, so a slow answer there says the floor is stale (or
+        // floodgated itself is starved of CPU), not that it sends too much. Drops still do.
+        if (gradient_ < 1) {
+          target = std::max(target, std::min(estimated_limit_, static_cast<double>(probe_pin_)));
+        }
+        estimated_limit_ = std::clamp(target, lo, hi);
       }
     }
   }
@@ -235,6 +242,11 @@ void GradientLimit::finish_probe(TimePoint now) {
     // The first floor: slow-start from the probe limit, unless the server refused even that.
     measured_ = true;
     slow_start_ = !probe_dropped_;
+    estimated_limit_ = probe_pin_;
+  } else if (!probe_dropped_ && limit_before_probe_ <= probe_pin_) {
+    // The limit had been driven down to the pin against the old floor: judged against the new
+    // one it starts again from the pin, in slow start, as after the first probe.
+    slow_start_ = true;
     estimated_limit_ = probe_pin_;
   } else {
     estimated_limit_ = limit_before_probe_;

@@ -324,8 +324,10 @@ TEST(GradientLimitTest, SlowStartDoublesWhileNothingQueues) {
 TEST(GradientLimitTest, GradientSettlesWhereLatencyIsToleranceTimesTheFloor) {
   GradientLimit limit(plain());
   TimePoint t = feed(limit, kStart, 5, milliseconds(40), 3);
-  t = feed(limit, t + milliseconds(200), 1, milliseconds(200), 3);  // ends slow start
+  t = feed(limit, t + milliseconds(40), 1, milliseconds(40), 3);    // slow start: 3 -> 6
+  t = feed(limit, t + milliseconds(200), 1, milliseconds(200), 3);  // ends it: 6 -> 4.5
   ASSERT_FALSE(limit.slow_start());
+  ASSERT_NEAR(limit.estimated_limit(), 4.5, 1e-9);
   double l = limit.estimated_limit();
   // At exactly 1.25x the floor the limit holds.
   t = feed(limit, t + milliseconds(50), 1, milliseconds(50), 100);
@@ -340,6 +342,14 @@ TEST(GradientLimitTest, GradientSettlesWhereLatencyIsToleranceTimesTheFloor) {
   t = feed(limit, t + milliseconds(400), 1, milliseconds(400), 100);
   EXPECT_DOUBLE_EQ(limit.gradient(), 0.5);
   EXPECT_NEAR(limit.estimated_limit(), l * 0.75, 1e-9);
+  // Latency alone stops at the probe limit (3): there the floor was measured.
+  for (int i = 0; i < 10; ++i) t = feed(limit, t + milliseconds(400), 1, milliseconds(400), 100);
+  EXPECT_DOUBLE_EQ(limit.estimated_limit(), 3);
+  // Drops still take it lower.
+  limit.on_sample(t + milliseconds(1), milliseconds(1), 100, Outcome::kDropped);
+  EXPECT_DOUBLE_EQ(limit.estimated_limit(), 3 * 0.9);
+  t = feed(limit, t + milliseconds(400), 1, milliseconds(400), 100);
+  EXPECT_DOUBLE_EQ(limit.estimated_limit(), 3 * 0.9);  // and latency does not lift it back
 }
 
 TEST(GradientLimitTest, WindowCountsOnlyRequestsSentAfterItOpened) {
@@ -507,7 +517,9 @@ TEST(GradientLimitTest, OddOptionsAreTamed) {
 // Event-driven simulation against a queueing server, as the overload benchmark's fake: at most
 // `slots` requests served at once, each for `service_s` + `per_queued_s` x (queue length when
 // it starts), +-10% noise; at most `queue_limit` waiting, more turned away at once (503). The
-// client always has work and keeps limit() requests in flight.
+// client always has work and keeps limit() requests in flight. With client stalls the client
+// is starved of CPU: it runs for random spells and is descheduled between them; an answer that
+// comes while it is off is seen when it runs again (and holds no server slot meanwhile).
 
 struct QueueServer {
   int slots;
@@ -531,6 +543,11 @@ class QueueSimulation {
   explicit QueueSimulation(ConcurrencyLimit& limit) : limit_(limit) {}
 
   void set_server(const QueueServer& server) { server_ = server; }
+  // Spells on and off, each exponentially distributed with these means; 0: never off.
+  void set_client_stalls(double on_mean_s, double off_mean_s) {
+    on_mean_s_ = on_mean_s;
+    off_mean_s_ = off_mean_s;
+  }
 
   // Runs until `length` has passed or `requests` have been answered (0: no count).
   QueueStats run(Duration length, int64_t requests = 0) {
@@ -541,23 +558,32 @@ class QueueSimulation {
     while (now_ < end && (requests == 0 || stats.done < requests)) {
       // Top up to the limit.
       while (in_flight_ < limit_.limit()) send();
-      // Next event: the earliest finishing request.
+      // Next event: the earliest request the server finishes, or the earliest answer seen.
       auto it = std::min_element(busy_.begin(), busy_.end(),
                                  [](const Job& a, const Job& b) { return a.end < b.end; });
-      if (it == busy_.end()) break;
-      const Job job = *it;
-      busy_.erase(it);
-      const int limit_before = limit_.limit();
-      limit_time += to_seconds(job.end - now_) * limit_before;
-      now_ = job.end;
+      auto seen = std::min_element(late_.begin(), late_.end(),
+                                   [](const Job& a, const Job& b) { return a.seen < b.seen; });
+      if (it == busy_.end() && seen == late_.end()) break;
+      const bool served = it != busy_.end() && (seen == late_.end() || it->end <= seen->seen);
+      Job job = served ? *it : *seen;
+      const TimePoint at = served ? job.end : job.seen;
+      limit_time += to_seconds(at - now_) * limit_.limit();
+      now_ = at;
+      if (served) {
+        busy_.erase(it);
+        job.seen = seen_at(now_);
+        if (job.seen > now_) {
+          late_.push_back(job);
+          start_queued();
+          continue;
+        }
+      } else {
+        late_.erase(seen);
+      }
       --in_flight_;
       limit_.on_sample(now_, now_ - job.sent, in_flight_ + 1, Outcome::kSuccess);
       ++stats.done;
-      if (!queue_.empty()) {
-        TimePoint sent = queue_.front();
-        queue_.erase(queue_.begin());
-        start_job(sent);
-      }
+      if (served) start_queued();
       stats.max_limit = std::max(stats.max_limit, limit_.limit());
       stats.min_limit = std::min(stats.min_limit, limit_.limit());
       stats.drops = drops_;
@@ -573,7 +599,28 @@ class QueueSimulation {
   struct Job {
     TimePoint sent;
     TimePoint end;
+    TimePoint seen{};
   };
+
+  // When the client, off or on, sees an answer that came at `t` (t never decreases).
+  TimePoint seen_at(TimePoint t) {
+    if (off_mean_s_ <= 0) return t;
+    auto spell = [this](double mean) {
+      return from_seconds(-mean * std::log(1 - stall_random_.uniform01()));
+    };
+    while (t >= off_end_) {
+      off_start_ = off_end_ + spell(on_mean_s_);
+      off_end_ = off_start_ + spell(off_mean_s_);
+    }
+    return t >= off_start_ ? off_end_ : t;
+  }
+
+  void start_queued() {
+    if (queue_.empty()) return;
+    TimePoint sent = queue_.front();
+    queue_.erase(queue_.begin());
+    start_job(sent);
+  }
 
   void send() {
     ++in_flight_;
@@ -599,7 +646,13 @@ class QueueSimulation {
   ConcurrencyLimit& limit_;
   QueueServer server_{8, 0.02, 0.002, 64};
   std::vector<Job> busy_;
+  std::vector<Job> late_;  // served, not yet seen by the client
   std::vector<TimePoint> queue_;
+  double on_mean_s_ = 0;
+  double off_mean_s_ = 0;
+  TimePoint off_start_ = kStart;
+  TimePoint off_end_ = kStart;
+  MtRandom stall_random_{7};
   int in_flight_ = 0;
   int64_t drops_ = 0;
   MtRandom random_{2024};
@@ -607,12 +660,13 @@ class QueueSimulation {
 };
 
 // The best a fixed limit does on `server`, over limits 1..4x its slots.
-double best_fixed_throughput(const QueueServer& server) {
+double best_fixed_throughput(const QueueServer& server, double on_s = 0, double off_s = 0) {
   double best = 0;
   for (int l = 1; l <= 4 * server.slots; ++l) {
     FixedLimit fixed(l);
     QueueSimulation sim(fixed);
     sim.set_server(server);
+    sim.set_client_stalls(on_s, off_s);
     best = std::max(best, sim.run(seconds(20)).throughput());
   }
   return best;
@@ -636,6 +690,26 @@ TEST(GradientLimitSimulationTest, HoldsTheOverloadBenchmarksServerNearItsBest) {
   EXPECT_LE(settled.mean_limit, 13);
   EXPECT_EQ(settled.drops, 0);
   EXPECT_GE(limit.probes(), 5);
+}
+
+// A client starved of CPU (the overload benchmark at load 20 on 2 cores) sees answers tens to
+// hundreds of milliseconds late whatever it has in flight. That latency is not the server's
+// queue: it must not drive the limit down to 1. Here, off and on for 100 ms spells on average,
+// the limit used to sit at 1 (1,000 requests 3.0x what the best fixed limit needs, then 0.29x
+// its throughput); with latency unable to push it under the probe pin, 1.67x and 0.68x.
+TEST(GradientLimitSimulationTest, AStarvedClientDoesNotCollapseTheLimit) {
+  const QueueServer server{8, 0.02, 0.002, 64};
+  const double best = best_fixed_throughput(server, 0.1, 0.1);
+  GradientLimit limit;
+  QueueSimulation sim(limit);
+  sim.set_server(server);
+  sim.set_client_stalls(0.1, 0.1);
+  QueueStats cold = sim.run(std::chrono::minutes(2), 1000);
+  EXPECT_LE(cold.seconds, 2.0 * 1000 / best) << "best " << best << "/s";
+  QueueStats s = sim.run(std::chrono::minutes(2));
+  EXPECT_GE(s.min_limit, 3);
+  EXPECT_GE(s.throughput(), 0.5 * best) << "best " << best << "/s";
+  EXPECT_EQ(s.drops, 0);
 }
 
 TEST(GradientLimitSimulationTest, DoesNotCreepUpwardUnderSustainedLoad) {
