@@ -82,7 +82,7 @@ def test_batch_completes_and_the_password_is_not_logged(start_floodgated, fake, 
         "COMPLETED|20"
     assert run_sql(pg_url, "SELECT count(*) FROM items WHERE state = 'LAUNCHED' "
                            "AND flow_run_id <> ''") == "20"
-    assert run_sql(pg_url, "SELECT max(version) FROM schema_migrations") == "3"
+    assert run_sql(pg_url, "SELECT max(version) FROM schema_migrations") == "4"
 
     log = fg.log_path.read_text(errors="replace")
     # The harness's own "==== start" line shows the command; floodgated's lines must not.
