@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -117,8 +118,8 @@ inline const std::vector<core::ItemState> kRedrivableStates = {
     core::ItemState::kLaunchFailed, core::ItemState::kFailed, core::ItemState::kCrashed,
     core::ItemState::kSkipped};
 inline bool is_redrivable(core::ItemState s) {
-  return s == core::ItemState::kLaunchFailed || s == core::ItemState::kFailed ||
-         s == core::ItemState::kCrashed || s == core::ItemState::kSkipped;
+  return std::find(kRedrivableStates.begin(), kRedrivableStates.end(), s) !=
+         kRedrivableStates.end();
 }
 
 /// The index of the batch's deployment named `text`, added (unresolved, or failed when `text`
