@@ -6,7 +6,10 @@ harness). Prints one line per scenario: body size, answer, RSS before, peak (VmH
 after (2 s after the answer). Usage:
 
     FLOODGATED_BIN=build/ci/service/floodgated FAKE_PREFECT_BIN=build/ci/bin/fake-prefect \
-      .venv-test/bin/python scripts/bench_request_memory.py
+      .venv-test/bin/python scripts/bench_request_memory.py [--no-record]
+
+The raw results go to docs/bench-results/request_memory.json (rendered into docs/benchmarks.md
+by tests/bench/render_tables.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "tests" / "bench"))
+
+import benchlib as bl  # noqa: E402
 
 from harness import DEMO_DEPLOYMENT, FakePrefect, Floodgated, raw_request  # noqa: E402
 from openapi_check import OpenApiChecker  # noqa: E402
@@ -58,7 +64,7 @@ def one_huge_run() -> bytes:
             b'{"a": [' + inner + b"]}}]}")
 
 
-def scenario(binary: Path, fake_bin: Path, name: str, body: bytes, copies: int = 1) -> str:
+def scenario(binary: Path, fake_bin: Path, name: str, body: bytes, copies: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         fake = FakePrefect(fake_bin, tmpd / "fake.log")
@@ -69,21 +75,21 @@ def scenario(binary: Path, fake_bin: Path, name: str, body: bytes, copies: int =
             time.sleep(0.5)
             pid = fg.proc.pid
             before = status_kb(pid, "VmRSS")
+            load = bl.load1()
             with concurrent.futures.ThreadPoolExecutor(copies) as pool:
                 answers = list(pool.map(
                     lambda _: raw_request(fg.client.base, "POST", "/v1/batches", body,
                                           {"Content-Type": "application/json"}, timeout=300),
                     range(copies)))
             if not fg.running:
-                return f"{name}: floodgated died"
+                sys.exit(f"{name}: floodgated died")
             peak = status_kb(pid, "VmHWM")
             time.sleep(2)
             after = status_kb(pid, "VmRSS")
-            codes = ",".join(str(a.status) for a in answers)
-            return (f"{name:<36} body {len(body) / MIB:5.1f} MiB x{copies}  answers {codes:<16}"
-                    f" RSS before {before / 1024:6.1f} MB  peak {peak / 1024:7.1f} MB"
-                    f" (+{(peak - before) / 1024 / (len(body) * copies / MIB):4.1f}x body)"
-                    f"  after {after / 1024:6.1f} MB")
+            return {"scenario": name, "body_mib": len(body) / MIB, "copies": copies,
+                    "answers": [a.status for a in answers], "rss_before_mb": before / 1024,
+                    "peak_mb": peak / 1024, "rss_after_mb": after / 1024, "load": load,
+                    "peak_over_body": (peak - before) / 1024 / (len(body) * copies / MIB)}
         finally:
             fg.stop()
             fake.stop()
@@ -93,11 +99,21 @@ def main() -> None:
     binary = Path(os.environ.get("FLOODGATED_BIN", REPO / "build/ci/service/floodgated"))
     fake_bin = Path(os.environ.get("FAKE_PREFECT_BIN", REPO / "build/ci/bin/fake-prefect"))
     print(f"floodgated: {binary}")
+    provenance = bl.provenance()
+    rows = []
     for name, body, n in (("16 MiB of {} runs (rejected: runs)", empty_runs(), 1),
                           ("4 x 16 MiB of {} runs at once", empty_runs(), 4),
                           ("accepted batch, 100,000 runs", accepted_batch(), 1),
                           ("{} x millions in one run's params", one_huge_run(), 1)):
-        print(scenario(binary, fake_bin, name, body, n), flush=True)
+        r = scenario(binary, fake_bin, name, body, n)
+        rows.append(r)
+        print(f"{name:<36} body {r['body_mib']:5.1f} MiB x{n}  answers {r['answers']}"
+              f" RSS before {r['rss_before_mb']:6.1f} MB  peak {r['peak_mb']:7.1f} MB"
+              f" (+{r['peak_over_body']:4.1f}x body)  after {r['rss_after_mb']:6.1f} MB", flush=True)
+    if "--no-record" not in sys.argv:
+        doc = {"rows": rows, "argv": ["scripts/bench_request_memory.py", *sys.argv[1:]],
+               "provenance": provenance}
+        print("raw results:", bl.write_result("request_memory", doc))
 
 
 if __name__ == "__main__":

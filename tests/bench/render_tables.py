@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -344,6 +345,41 @@ def render_batch_memory(doc: dict) -> list[str]:
 
 
 RENDER["batch_memory"] = render_batch_memory
+
+
+def render_store_timing(doc: dict) -> list[str]:
+    rows = doc["rows"]
+    out = [provenance_line(doc), "",
+           f"Medians of {doc['rounds']} alternating rounds; CPU is the calling thread's only (for PostgreSQL "
+           "the server's work does not show there).", "",
+           "| step | SQLite wall ms | PostgreSQL wall ms | PG / SQLite | SQLite cpu ms | PG client cpu ms |",
+           "| --- | ---: | ---: | ---: | ---: | ---: |"]
+
+    def med(step: str, store: str, key: str) -> float:
+        return statistics.median(r[key] for r in rows if r["step"] == step and r["store"] == store)
+    for step in dict.fromkeys(r["step"] for r in rows):
+        sq, pg = med(step, "sqlite", "wall_ms"), med(step, "postgresql", "wall_ms")
+        out.append(f"| {step} | {sq:,.2f} | {pg:,.2f} | {pg / sq:.1f}x | {med(step, 'sqlite', 'cpu_ms'):,.2f} | "
+                   f"{med(step, 'postgresql', 'cpu_ms'):,.2f} |")
+    loads = [r["load"] for r in rows]
+    out += ["", f"1-minute load average before each binary: {min(loads):.2f}-{max(loads):.2f}."]
+    return out
+
+
+def render_request_memory(doc: dict) -> list[str]:
+    out = [provenance_line(doc), "",
+           "| scenario | body | answers | RSS before | peak (`VmHWM`) | (peak - before) / bytes sent | RSS 2 s after | load |",
+           "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in doc["rows"]:
+        answers = ", ".join(str(a) for a in r["answers"])
+        out.append(f"| {r['scenario']} | {r['body_mib']:.1f} MiB x {r['copies']} | {answers} | "
+                   f"{r['rss_before_mb']:.1f} MB | {r['peak_mb']:.0f} MB | {r['peak_over_body']:.1f}x | "
+                   f"{r['rss_after_mb']:.1f} MB | {r['load']:.2f} |")
+    return out
+
+
+RENDER["store_timing"] = render_store_timing
+RENDER["request_memory"] = render_request_memory
 
 
 def main() -> int:
