@@ -54,7 +54,27 @@ def render_overload(doc: dict) -> list[str]:
             title = (f"overload, overflow={variant} (C={cfg['capacity']}, {cfg['service_time_ms']:g} ms + "
                      f"{cfg['service_time_per_queued_ms']:g} ms x queue, queue limit {cfg['queue_limit']})")
         out += ov.table(vr, title)
+        if variant in ("faults", "faults+lost"):
+            out += budget_lines([r for r in vr if r["label"] in ("c", "c-nobulk")], ov)
     return out
+
+
+def budget_lines(rows: list[dict], ov) -> list[str]:
+    """The retry budget, checked in requests as it charges them (one token per retried request,
+    a failed bulk request one token for all its runs): create requests beyond one per child."""
+    if not rows:
+        return []
+    out = ["Retry budget of (c): bound 0.2 x children + 10/s x (batch time + 10 s); create requests "
+           "(single + bulk) beyond one per child, i.e. retried requests plus bulk probes:", "",
+           "| pattern | children | create requests, single + bulk | beyond one per child | bound | within? | "
+           "retried runs (`floodgate_retries_total`) |", "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for r in rows:
+        bulk = r.get("bulk_requests", 0)
+        extra = r["create_requests"] + bulk - r["children"]
+        bound = 0.2 * r["children"] + 10 * (r["batch_s"] + 10)
+        out.append(f"| {ov.pattern_name(r['label'])} | {r['children']} | {r['create_requests']:.0f} + {bulk:.0f} | "
+                   f"{extra:.0f} | {bound:.0f} | {'within' if extra <= bound else '**OVER**'} | {r['retries']:.0f} |")
+    return out + [""]
 
 
 def render_api_economy(doc: dict) -> list[str]:
@@ -93,11 +113,45 @@ def render_api_economy(doc: dict) -> list[str]:
 
 def render_launch_throughput(doc: dict) -> list[str]:
     rows = doc["rows"]
+    by = {(r["rep"], r["label"]): r for r in rows}
+    reps = sorted({r["rep"] for r in rows})
     out = [provenance_line(doc), "",
-           "| repetition | label | rate (runs or requests/s) | load at start |", "| ---: | --- | ---: | ---: |"]
-    for r in rows:
-        if r.get("rate") is not None:
-            out.append(f"| {r.get('rep')} | {r['label']} | {r['rate']:.1f} | {r.get('load', '-')} |")
+           "| rep | load | wrk req/s | loop req/s | fg-fixed runs/s | fg-adapt runs/s | fg-fixed / loop | "
+           "fg-adapt / loop | loop CPU us/req | fg-fixed CPU us/launch | fg-fixed / loop CPU | "
+           "fg-adapt in flight at the end |",
+           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    ratios: dict[str, list[float]] = {"fixed": [], "adapt": [], "cpu": []}
+    for rep in reps:
+        w, lo, fx, ad = (by.get((rep, k), {}) for k in ("wrk", "loop", "fg-fixed", "fg-adapt"))
+        if not (lo.get("rate") and fx.get("rate") and ad.get("rate")):
+            continue
+        ratios["fixed"].append(fx["rate"] / lo["rate"])
+        ratios["adapt"].append(ad["rate"] / lo["rate"])
+        ratios["cpu"].append(fx["client_cpu_us"] / lo["client_cpu_us"])
+        out.append(f"| {rep} | {lo.get('load', '-')} | {w.get('rate', 0):,.0f} | {lo['rate']:,.0f} | "
+                   f"{fx['rate']:,.0f} | {ad['rate']:,.0f} | {ratios['fixed'][-1]:.2f} | "
+                   f"{ratios['adapt'][-1]:.2f} | {lo['client_cpu_us']:.0f} | {fx['client_cpu_us']:.0f} | "
+                   f"{ratios['cpu'][-1]:.2f} | {ad.get('limit_at_end', float('nan')):.0f} |")
+    if ratios["fixed"]:
+        med = {k: statistics.median(v) for k, v in ratios.items()}
+        out.append(f"| median | | | | | | {med['fixed']:.2f} | {med['adapt']:.2f} | | | {med['cpu']:.2f} | |")
+    fg = [r for r in rows if r["label"].startswith("fg-")]
+    once = all(r["state"] == "COMPLETED" and r["fake_created"] == r["runs"] for r in fg)
+    extra = sum(r["fake_creates"] - r["runs"] for r in fg)
+    out += ["", "(Ratios are taken within each repetition, measured back to back; the median row is the "
+            "median of those ratios.) Every floodgated batch COMPLETED with exactly one run per item on "
+            f"the fake: {'yes' if once else 'NO'}; create requests beyond one per item, all batches: {extra}. "
+            "Peak RSS while launching "
+            f"{min(r['hwm_mb'] for r in fg):.0f}-{max(r['hwm_mb'] for r in fg):.0f} MB."]
+    acc = [r for r in rows if r["label"] == "accept100k"]
+    if acc:
+        out += ["", "Accepting a 100,000-run batch (a fresh floodgated `--bulk false`, `curl` time of the POST):", "",
+                "| rep | answer | POST time | RSS before | peak RSS after the POST | peak RSS after the launch | "
+                "RSS after the launch | batch |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for r in acc:
+            out.append(f"| {r['rep']} | {r['status']} | {r['accept_s']:.2f} s | {r['rss0_mb']} MB | "
+                       f"{r['hwm_after_post_mb']} MB | {r['hwm_after_batch_mb']} MB | {r['rss_after_batch_mb']} MB | "
+                       f"{r['final_state']} |")
     return out
 
 
