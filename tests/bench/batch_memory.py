@@ -138,6 +138,7 @@ def main() -> None:
     if os.environ.get("FLOODGATED_OLD"):
         builds.append(("old", os.environ["FLOODGATED_OLD"],
                        [int(s) for s in args.old_sizes.split(",") if s]))
+    provenance = bl.provenance()  # the commit and the load when the run starts
     rows = []
     for label, binary, sizes in builds:
         for n in sizes:
@@ -147,7 +148,7 @@ def main() -> None:
             rows.append(row)
     doc = {"store": "postgresql" if args.db else "sqlite", "rows": rows,
            "old_build": os.environ.get("FLOODGATED_OLD_COMMIT", ""), "argv": sys.argv,
-           "page_items": 2000}
+           "page_items": 2000, "provenance": provenance}
     print(bl.write_result(args.out, doc))
 
 

@@ -277,12 +277,16 @@ for rep in $(seq 1 "$REPS"); do
 done
 echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$WORK/results.jsonl" "$ROOT" <<'EOF'
-import json, statistics, sys
+BENCH_LOAD_START=$BENCH_LOAD_START python3 - "$WORK/results.jsonl" "$ROOT" <<'EOF'
+import json, os, statistics, sys
 sys.path.insert(0, sys.argv[2] + "/tests/bench")
 import benchlib as bl
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("raw results:", bl.write_result("launch_throughput", {"rows": rows, "argv": sys.argv}))
+prov = bl.provenance()
+prov["load_start"] = os.environ.get("BENCH_LOAD_START", prov["load_start"])  # the load when the run began
+argv = ["tests/bench/launch_throughput.sh"] + [f"{k}={os.environ[k]}" for k in ("REPS", "RUNS", "MAX_WAIT_S")
+                                               if os.environ.get(k)]
+print("raw results:", bl.write_result("launch_throughput", {"rows": rows, "argv": argv, "provenance": prov}))
 def vals(label, key):
     return [r[key] for r in rows if r["label"] == label and r.get(key) is not None]
 def med(label, key):
