@@ -345,7 +345,7 @@ def pattern_name(label: str) -> str:
 
 def table(rows: list[dict], title: str) -> list[str]:
     out = [f"### {title}", "",
-           "| pattern | children | created % | client saw ok % | duplicates | makespan s | ideal s | makespan/ideal | requests to fake | load |",
+           "| pattern | children | created | client saw ok | duplicates | makespan s | ideal s | makespan/ideal | requests to fake | load |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     keys = []
     for r in rows:
@@ -354,18 +354,18 @@ def table(rows: list[dict], title: str) -> list[str]:
             keys.append(k)
     for label, n in keys:
         rs = [r for r in rows if r["label"] == label and r["children"] == n]
-        created = bl.spread([100 * r["created_share"] for r in rs])
+        created = bl.spread([round(r["created_share"] * n) for r in rs])  # counts: 99.98% is not 100
         dups = bl.spread([r["duplicates"] for r in rs])
-        cok = fmt_s(bl.spread([100 * r["client_ok_share"] for r in rs])) if rs[0]["client_ok_share"] is not None else "-"
+        cok = fmt_s(bl.spread([round(r["client_ok_share"] * n) for r in rs]), 0) if rs[0]["client_ok_share"] is not None else "-"
         mk = bl.spread([r["makespan_s"] for r in rs])
         ratio = bl.spread([r.get("makespan_over_ideal") for r in rs])
         reqs = bl.spread([r["fake"]["total_requests"] for r in rs])
         load = bl.spread([r["load"] for r in rs])
         ideal = rs[0]["ideal_s"]
-        out.append(f"| {pattern_name(label)} | {n} | {fmt_s(created)} | {cok} | {fmt_s(dups, 0)} | {fmt_s(mk)} | "
+        out.append(f"| {pattern_name(label)} | {n} | {fmt_s(created, 0)} | {cok} | {fmt_s(dups, 0)} | {fmt_s(mk)} | "
                    f"{ideal:.2f} | {fmt_s(ratio, 2)} | {fmt_s(reqs, 0)} | {fmt_s(load)} |"
                    if ideal else
-                   f"| {pattern_name(label)} | {n} | {fmt_s(created)} | {cok} | {fmt_s(dups, 0)} | {fmt_s(mk)} | "
+                   f"| {pattern_name(label)} | {n} | {fmt_s(created, 0)} | {cok} | {fmt_s(dups, 0)} | {fmt_s(mk)} | "
                    f"- | - | {fmt_s(reqs, 0)} | {fmt_s(load)} |")
     out.append("")
     return out

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where floodgated's CPU goes while it launches: perf record of one floodgated launching N runs
 # with single creates at a fixed 64 in flight against the fake Prefect (bulk off, no faults),
-# from the POST's answer to COMPLETED (docs/benchmarks.md §1, "Before and after the engine split").
+# from the POST's answer to COMPLETED (docs/benchmarks-history.md §1, "Before and after the engine split").
 #
 #   N=10000 tests/bench/perf_launch.sh [FLOODGATED]      # then, e.g.:
 #   perf report -i /tmp/perf-launch/perf.data --children --sort sym -g none
