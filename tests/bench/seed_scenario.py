@@ -426,7 +426,8 @@ def run_mode(mode: str, args, api: str, proxy: CountingProxy, py: str, fg_binary
     try:
         proc = subprocess.Popen([py, str(PARENT), mode, "--deployment", args.deployment,
                                  "--n", str(args.children), "--tag", tag,
-                                 "--sleep-s", str(args.sleep_s)],
+                                 "--sleep-s", str(args.sleep_s)]
+                                + (["--limits", args.limits] if args.limits else []),
                                 env=env, text=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         try:
@@ -553,6 +554,8 @@ def main() -> int:
                          "... as the e2e tests do) instead of with Prefect's default services")
     ap.add_argument("--parent-client-retries", type=int,
                     help="PREFECT_CLIENT_MAX_RETRIES for the parent (Prefect's default: 5)")
+    ap.add_argument("--limits", default="",
+                    help="the floodgate batch's limits as JSON, e.g. '{\"max_backlog\": 0}' (default: none)")
     ap.add_argument("--keep-prefect", action="store_true")
     ap.add_argument("--floodgated")
     ap.add_argument("--floodgated-arg", action="append", default=[],

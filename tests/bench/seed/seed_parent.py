@@ -42,11 +42,13 @@ async def parent_gather(deployment: str, n: int, tag: str, sleep_s: float = 1.0)
 
 
 @flow(name="seed-parent-floodgate", log_prints=False)
-async def parent_floodgate(deployment: str, n: int, tag: str, sleep_s: float = 1.0) -> dict:
+async def parent_floodgate(deployment: str, n: int, tag: str, sleep_s: float = 1.0,
+                           limits: str = "") -> dict:
     import floodgate  # client/python, standard library only
 
     runs = await floodgate.arun_deployments(deployment, _params(n, sleep_s), tags=[tag],
-                                            tolerated_failure_percentage=100)
+                                            tolerated_failure_percentage=100,
+                                            limits=json.loads(limits) if limits else None)
     states = collections.Counter(r.state for r in runs)
     return {"parent_flow_run_id": str(runtime.flow_run.id), "child_states": dict(states)}
 
@@ -58,12 +60,14 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--tag", required=True)
     ap.add_argument("--sleep-s", type=float, default=1.0)
+    ap.add_argument("--limits", default="", help="the batch's limits (JSON), floodgate mode only")
     a = ap.parse_args()
     fn = parent_gather if a.mode == "gather" else parent_floodgate
     t0 = time.time()
     error = None
     try:
-        result = asyncio.run(fn(a.deployment, a.n, a.tag, a.sleep_s))
+        extra = (a.limits,) if a.mode == "floodgate" else ()
+        result = asyncio.run(fn(a.deployment, a.n, a.tag, a.sleep_s, *extra))
     except BaseException as e:  # noqa: BLE001 - report it, the bench decides
         result, error = {}, f"{type(e).__name__}: {e}"
     result.update(mode=a.mode, started=t0, ended=time.time(), error=error)
