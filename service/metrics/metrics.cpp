@@ -51,9 +51,10 @@ void Metrics::register_request_metrics(prometheus::Registry& r) {
                                      "Requests sent to Prefect, by endpoint and status class.");
   latency_family_ = &histogram_family(r, "floodgate_prefect_request_duration_seconds",
                                       "Latency of requests to Prefect, by endpoint.");
-  retries_family_ =
-      &counter_family(r, "floodgate_retries_total",
-                      "Requests retried, by reason (timeout, connection, http_503, ...).");
+  retries_family_ = &counter_family(
+      r, "floodgate_retries_total",
+      "Retries, by reason (timeout, connection, http_503, ...): a launch counts once per run, "
+      "so a failed bulk create counts once for each run in it.");
   api_family_ = &counter_family(r, "floodgate_api_requests_total",
                                 "Requests to floodgate's own REST API, by route and status code.");
   api_latency_family_ =

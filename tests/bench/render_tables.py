@@ -374,6 +374,7 @@ RENDER = {"overload": render_overload, "api_economy": render_api_economy,
           "launch_http_read_ab": render_launch_split_ab}
 RENDER["seed_scenario"] = render_seed_scenario
 RENDER["seed_scenario_quiet"] = render_seed_scenario
+RENDER["seed_scenario_nogate"] = render_seed_scenario
 RENDER["start_pacing"] = render_start_pacing
 RENDER["backlog_gating"] = render_backlog_gating
 RENDER["replicas"] = render_replicas
