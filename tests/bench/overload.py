@@ -337,6 +337,19 @@ PATTERN_NAMES = {"a": "(a) naive gather", "b-legacy": "(b') sem 5, retries insid
                  "c-bulk": "(c) floodgated, bulk on"}
 
 
+def budget_check(r: dict) -> tuple[float, float]:
+    """The retry budget of a floodgated fault run: (requests it charged at most, its bound).
+
+    The bound: ratio x first attempts + 10/s x (T + 10 s window). The budget charges one token
+    per retried request (a failed bulk request is one token for all its runs), while
+    floodgate_retries_total counts retried runs; so the check is on requests: create requests
+    (single and bulk) beyond one per child, which are the retried requests plus the bulk probes
+    (an upper bound on what the budget paid)."""
+    extra = r["create_requests"] + r.get("bulk_requests", 0) - r["children"]
+    bound = 0.2 * r["children"] + 10 * (r["batch_s"] + 10)
+    return extra, bound
+
+
 def pattern_name(label: str) -> str:
     if label in PATTERN_NAMES:
         return PATTERN_NAMES[label]
@@ -504,13 +517,7 @@ def main() -> None:
         for r in vr:
             if r["label"] in ("c", "c-nobulk"):
                 first = r["children"]
-                # The budget's bound: ratio x first attempts + 10/s x (T + 10 s window). The budget
-                # charges one token per retried request (a failed bulk request is one token for all
-                # its runs), while floodgate_retries_total counts retried runs; so the check is on
-                # requests: create requests (single and bulk) beyond one per child, which are the
-                # retried requests plus the bulk probes (an upper bound on what the budget paid).
-                bound = 0.2 * first + 10 * (r["batch_s"] + 10)
-                extra = r["create_requests"] + r.get("bulk_requests", 0) - first
+                extra, bound = budget_check(r)
                 r["retry_budget_bound"] = bound
                 r["extra_create_requests"] = extra
                 lines.append(f"- {pattern_name(r['label'])} n={first}: create requests {r['create_requests']:.0f} "

@@ -70,8 +70,7 @@ def budget_lines(rows: list[dict], ov) -> list[str]:
            "retried runs (`floodgate_retries_total`) |", "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     for r in rows:
         bulk = r.get("bulk_requests", 0)
-        extra = r["create_requests"] + bulk - r["children"]
-        bound = 0.2 * r["children"] + 10 * (r["batch_s"] + 10)
+        extra, bound = ov.budget_check(r)
         out.append(f"| {ov.pattern_name(r['label'])} | {r['children']} | {r['create_requests']:.0f} + {bulk:.0f} | "
                    f"{extra:.0f} | {bound:.0f} | {'within' if extra <= bound else '**OVER**'} | {r['retries']:.0f} |")
     return out + [""]

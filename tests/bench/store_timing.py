@@ -56,8 +56,8 @@ def main() -> None:
     args = ap.parse_args()
     env = dict(os.environ)
     started = False
+    cluster = bl.ROOT / "scripts" / "pg-cluster.sh"
     if not env.get("FLOODGATE_TEST_PG_URL"):
-        cluster = bl.ROOT / "scripts" / "pg-cluster.sh"
         env["FLOODGATE_TEST_PG_URL"] = subprocess.run(["bash", str(cluster), "start"], check=True,
                                                       capture_output=True, text=True).stdout.strip()
         started = True
@@ -73,7 +73,7 @@ def main() -> None:
                 print(f"round {rnd} {store}: done (load {load})", flush=True)
     finally:
         if started:
-            subprocess.run(["bash", str(bl.ROOT / "scripts" / "pg-cluster.sh"), "stop"], capture_output=True)
+            subprocess.run(["bash", str(cluster), "stop"], capture_output=True)
     for step in dict.fromkeys(r["step"] for r in rows):
         med = {s: statistics.median(r["wall_ms"] for r in rows if r["step"] == step and r["store"] == s)
                for s in TESTS}
