@@ -77,11 +77,13 @@ def test_batch_completes_and_the_password_is_not_logged(start_floodgated, fake, 
     assert final["counts"]["LAUNCHED"] == 20
     assert_exactly_once(fake.runs(), b["id"], 20)
 
-    # What floodgated wrote is in the database, as an operator would see it with psql.
-    assert run_sql(pg_url, f"SELECT state, total FROM batches WHERE id = '{b['id']}'") == \
-        "COMPLETED|20"
-    assert run_sql(pg_url, "SELECT count(*) FROM items WHERE state = 'LAUNCHED' "
-                           "AND flow_run_id <> ''") == "20"
+    # What floodgated wrote is in the database, as an operator would see it with psql. The
+    # writer flushes every 50 ms, after the API already answers from memory: wait for it.
+    wait_until(lambda: run_sql(pg_url, f"SELECT state, total FROM batches WHERE id = '{b['id']}'")
+               == "COMPLETED|20", 10, what="the batch's end in the database")
+    wait_until(lambda: run_sql(pg_url, "SELECT count(*) FROM items WHERE state = 'LAUNCHED' "
+                                       "AND flow_run_id <> ''") == "20",
+               10, what="the launched items in the database")
     assert run_sql(pg_url, "SELECT max(version) FROM schema_migrations") == "4"
 
     log = fg.log_path.read_text(errors="replace")
