@@ -194,7 +194,7 @@ def test_unknown_batch_is_404(api, fake):
     missing = "0b0b0b0b-0000-4000-8000-000000000000"
     for method, path, payload in [
         ("GET", f"/v1/batches/{missing}", None),
-        ("GET", f"/v1/batches/{missing}?wait_s=1", None),
+        ("GET", f"/v1/batches/{missing}?wait_s=30", None),
         ("GET", f"/v1/batches/{missing}/runs", None),
         ("POST", f"/v1/batches/{missing}/cancel", None),
         ("POST", f"/v1/batches/{missing}/pause", None),
@@ -205,7 +205,8 @@ def test_unknown_batch_is_404(api, fake):
     ]:
         r = api.request(method, path, payload)
         assert_problem(r, 404)
-        assert r.elapsed < 0.9, (path, r.elapsed)
+        # At once, not after wait_s: the bound is far below 30 s and far above a busy machine's.
+        assert r.elapsed < 10, (path, r.elapsed)
     assert_problem(api.request("GET", "/v2/nothing"), 404)
     assert_problem(api.request("GET", "/v1/batches/x/runs/extra"), 404)
     assert_nothing_created(api, fake)
