@@ -217,11 +217,12 @@ class MetricsPoller(threading.Thread):
             self.stop_flag.wait(self.every)
 
 
-def run_floodgated(fake: bl.Fake, n: int, port: int, workdir: Path, extra: list[str]) -> dict:
+def run_floodgated(fake: bl.Fake, n: int, port: int, workdir: Path, extra: list[str],
+                   batch_extra: dict | None = None) -> dict:
     fg = bl.Floodgated(port, fake.url + "/api", workdir, extra=extra, log_level=None)
     try:
         batch = {"deployment": "demo-flow/demo", "track": False,
-                 "runs": [{"parameters": {"child": i}} for i in range(n)]}
+                 "runs": [{"parameters": {"child": i}} for i in range(n)], **(batch_extra or {})}
         body = json.dumps(batch, separators=(",", ":")).encode()
         t0 = time.time()
         poller = MetricsPoller(fg, t0)

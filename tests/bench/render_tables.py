@@ -433,8 +433,44 @@ def render_request_memory(doc: dict) -> list[str]:
     return out
 
 
+def render_retry_tail(doc: dict) -> list[str]:
+    """The faults+lost run alone, per setting (tests/bench/retry_tail.py)."""
+    rows, n = doc["rows"], doc["children"]
+    marks = list(rows[0]["created_at_s"]) if rows else []
+    heads = " | ".join(f"{float(m) * 100:g}% created, s" for m in marks)
+    out = [provenance_line(doc), "",
+           f"{n:,} children; fake: " + ", ".join(f"{k} {v}" for k, v in doc["fake_config"].items()) + ".", "",
+           f"| rep | setting | batch | created | duplicates | {heads} | makespan s | retries held back by the budget "
+           "| create requests | load |",
+           "| ---: | --- | --- | ---: | ---: | " + " | ".join("---:" for _ in marks) + " | ---: | ---: | ---: | ---: |"]
+
+    def sec(v):
+        return "-" if v is None else f"{v:.1f}"
+    for r in rows:
+        out.append(f"| {r['rep']} | {r['setting']} | {r['state']} | {r['children_created']:,} | {r['duplicates']} | "
+                   + " | ".join(sec(r["created_at_s"][m]) for m in marks)
+                   + f" | {r['makespan_s']:.1f} | {r['retries_deferred']:.0f} | {r['create_requests']:,.0f} | "
+                   f"{r['load']:.2f} |")
+    out += ["", "Medians [min-max] per setting:", "",
+            f"| setting | runs | {heads} | makespan s | retries held back |",
+            "| --- | ---: | " + " | ".join("---:" for _ in marks) + " | ---: | ---: |"]
+
+    def cell(values: list[float], fmt: str = ".1f") -> str:
+        sp = bl.spread(values)
+        if sp["median"] is None:
+            return "-"
+        return f"{sp['median']:{fmt}} [{sp['min']:{fmt}}-{sp['max']:{fmt}}]"
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        rs = [r for r in rows if r["setting"] == setting]
+        out.append(f"| {setting} | {len(rs)} | "
+                   + " | ".join(cell([r["created_at_s"][m] for r in rs]) for m in marks)
+                   + f" | {cell([r['makespan_s'] for r in rs])} | {cell([r['retries_deferred'] for r in rs], '.0f')} |")
+    return out
+
+
 RENDER["store_timing"] = render_store_timing
 RENDER["request_memory"] = render_request_memory
+RENDER["retry_tail"] = render_retry_tail
 
 
 def main() -> int:
