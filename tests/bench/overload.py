@@ -280,7 +280,7 @@ def wait_idle(fake: bl.Fake, limit_s: float) -> float:
 
 
 def scenario(fake: bl.Fake, config: dict, pattern: str, n: int, args, capacity: float,
-             extra_fg: list[str] | None = None) -> dict:
+             extra_fg: list[str] | None = None, batch_extra: dict | None = None) -> dict:
     fake.reset({})
     waited = wait_idle(fake, args.stall_ms / 1000 + 10)
     fake.reset(config)
@@ -294,7 +294,7 @@ def scenario(fake: bl.Fake, config: dict, pattern: str, n: int, args, capacity: 
     elif pattern.startswith("b"):
         r = asyncio.run(advice("127.0.0.1", fake.port, n, args.timeout, limit=int(pattern[1:])))
     else:
-        r = run_floodgated(fake, n, args.fg_port, args.out, extra_fg or [])
+        r = run_floodgated(fake, n, args.fg_port, args.out, extra_fg or [], batch_extra)
     client = pattern[0] in "ab"
     client_ok = r.get("outcomes", {}).get("ok") if client else None
     time.sleep(0.2)

@@ -435,6 +435,7 @@ def render_request_memory(doc: dict) -> list[str]:
 
 def render_retry_tail(doc: dict) -> list[str]:
     """The faults+lost run alone, per setting (tests/bench/retry_tail.py)."""
+    import overload as ov  # its fmt_s: median [min-max]
     rows, n = doc["rows"], doc["children"]
     marks = list(rows[0]["created_at_s"]) if rows else []
     heads = " | ".join(f"{float(m) * 100:g}% created, s" for m in marks)
@@ -455,16 +456,13 @@ def render_retry_tail(doc: dict) -> list[str]:
             f"| setting | runs | {heads} | makespan s | retries held back |",
             "| --- | ---: | " + " | ".join("---:" for _ in marks) + " | ---: | ---: |"]
 
-    def cell(values: list[float], fmt: str = ".1f") -> str:
-        sp = bl.spread(values)
-        if sp["median"] is None:
-            return "-"
-        return f"{sp['median']:{fmt}} [{sp['min']:{fmt}}-{sp['max']:{fmt}}]"
+    def cell(values: list[float], digits: int = 1) -> str:
+        return ov.fmt_s(bl.spread(values), digits)
     for setting in dict.fromkeys(r["setting"] for r in rows):
         rs = [r for r in rows if r["setting"] == setting]
         out.append(f"| {setting} | {len(rs)} | "
                    + " | ".join(cell([r["created_at_s"][m] for r in rs]) for m in marks)
-                   + f" | {cell([r['makespan_s'] for r in rs])} | {cell([r['retries_deferred'] for r in rs], '.0f')} |")
+                   + f" | {cell([r['makespan_s'] for r in rs])} | {cell([r['retries_deferred'] for r in rs], 0)} |")
     return out
 
 

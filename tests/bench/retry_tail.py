@@ -41,9 +41,9 @@ SETTINGS = {
 MARKS = (0.96, 0.99, 0.998, 1.0)  # shares of the children created
 
 
-def created_at(created_times: list[float], t0: float, n: int) -> dict[str, float | None]:
-    """Seconds from the POST until the fake had created each share of MARKS of n children."""
-    offsets = sorted(t - t0 for t in created_times)
+def created_at(offsets: list[float], n: int) -> dict[str, float | None]:
+    """Seconds from the POST until the fake had created each share of MARKS of n children, from
+    the sorted creation times of ov.scenario's `created_offsets`."""
     return {f"{share:g}": offsets[round(share * n) - 1] if len(offsets) >= round(share * n) else None
             for share in MARKS}
 
@@ -57,6 +57,7 @@ def main() -> int:
     ap.add_argument("--fg-port", type=int, default=18092)
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-retry-tail"))
     ap.add_argument("--record", default="retry_tail")
+    ap.set_defaults(stall_ms=0)  # ov.scenario waits for stalled requests; this fake stalls none
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     prov = bl.provenance()
@@ -68,19 +69,15 @@ def main() -> int:
         for rep in range(args.reps):
             for name in args.settings.split(","):
                 flags, batch_extra = SETTINGS[name]
-                fake.reset(FAULTS_LOST)
-                load = bl.load1()
-                r = ov.run_floodgated(fake, args.children, args.fg_port, args.out, flags, batch_extra)
-                stats = fake.stats()
-                counted = ov.count_children(fake, args.children)
-                created_times = counted.pop("created_times")
+                r = ov.scenario(fake, FAULTS_LOST, "c", args.children, args, 0, flags, batch_extra)
                 row = {
-                    "rep": rep, "setting": name, "load": load, "state": r["state"],
-                    "makespan_s": r["makespan_s"], "created_at_s": created_at(created_times, r["t0"], args.children),
-                    "children_created": counted["children_created"], "duplicates": counted["duplicates"],
+                    "rep": rep, "setting": name, "load": r["load"], "state": r["state"],
+                    "makespan_s": r["makespan_s"],
+                    "created_at_s": created_at(r["created_offsets"], args.children),
+                    "children_created": r["children_created"], "duplicates": r["duplicates"],
                     "retried_runs": r["retries"], "retries_deferred": r["retries_deferred"],
                     "create_requests": r["create_requests"], "bulk_requests": r["bulk_requests"],
-                    "faults": stats["faults"], "total_requests": stats["total_requests"],
+                    "faults": r["fake"]["faults"], "total_requests": r["fake"]["total_requests"],
                 }
                 doc["rows"].append(row)
                 print(json.dumps(row), flush=True)
